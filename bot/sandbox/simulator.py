@@ -1,0 +1,676 @@
+"""A strict, faithful DaisySim (server7) API simulator: a real aiohttp HTTP server.
+
+API under ``/api/v1/server7/...`` exactly as in ``/work/shared/daisysim-api.md``;
+unauthenticated control endpoints under ``/_sim/...`` on the same port.
+
+Choices where the upstream spec is silent (clients must not rely on more than the spec):
+
+* Envelope for unknown routes: 404 ``NOT_FOUND``; wrong method: 405 ``METHOD_NOT_ALLOWED``.
+* Order of checks on every API request: route → auth (401) → account state (403) →
+  rate limit (429; a refused request has no effect and does not use budget) → injected
+  fault → validation → business rules.
+* Rate limits: fixed 60-s window starting at the first hit (Laravel ``RateLimiter``).
+  ``/check`` and ``/check-all`` share one 60/60 s budget; a check-all request costs 1.
+  The wait in the message is ``ceil(window end - now)``, at least 1.
+* Validation errors (missing ``country``/``app``, bad ``ids``, bad history query):
+  422 ``VALIDATION_ERROR``. A ``price`` field in /purchase is ignored.
+* /purchase check order: country → service (unknown/removed → PRICE_VERIFICATION_FAILED;
+  unknown ``provider_id`` for ``sb_*`` too) → stock (OUT_OF_STOCK) → balance
+  (INSUFFICIENT_BALANCE). ``service`` in the answer and on the order = ``app_name`` if
+  given, else the service's display name (e.g. ``sb_wa`` → "WhatsApp 3"); ``country`` =
+  ``country_name`` if given else the country id. Activation ids are consecutive integers
+  from 32886 (strings in JSON); phone numbers ``+1940XXXXXXX``, unique.
+* /apps: ``sb_*`` pools are sorted cheapest-first (ties by provider_id); pools with no
+  stock stay listed with ``count: 0``; the service ``price`` is the cheapest pool *with
+  stock* (the cheapest pool overall if none has stock). Single-provider services have
+  ample stock unless set through ``/_sim/stock``.
+* /check and /check-all: the 15-s ``Waiting`` cache per activation id (a served Waiting is
+  cached 15 s; while cached, Waiting is served even if the SMS has arrived; afterwards a
+  stored code is returned on every call). Statuses beyond the documented two:
+  ``Cancelled`` (after a successful cancel) and ``Expired`` (window over, no code). Found
+  ids always carry ``phone_number``; ``Not Found`` (unknown/foreign) and ``Invalid`` (not a
+  string of digits, e.g. JSON numbers) do not. ``ids`` must be a non-empty list of at most
+  20 entries, else 422 VALIDATION_ERROR. /check of an unknown/foreign/non-numeric id → 404.
+* /cancel order: NOT_FOUND → already cancelled (422 ``ALREADY_CANCELLED``, never a second
+  refund) → code stored (422 CODE_RECEIVED — a code wins over TOO_EARLY) → window expired
+  (full refund, no lock) → TOO_EARLY (``ceil`` of the seconds left) → full refund.
+* Activation window (default 1200 s): afterwards no SMS can arrive; check/history show
+  ``Expired``; cancel refunds in full, once (then status ``Cancelled``).
+* /history: newest first; ``status`` ∈ completed|waiting|cancelled (cancelled = Cancelled +
+  Expired) else 422; ``per_page`` default 20, above 100 clamped to 100, below 1 → 422;
+  ``page`` 1-based (< 1 → 422, past the end → empty ``orders``).
+* Faults (``/_sim/faults``): an error fault answers with its status/code and has no effect;
+  latency is a real ``asyncio.sleep`` (wall time, not the sim clock) before processing; a
+  drop performs the request's effect and then aborts the connection with no response.
+  Faults are consumed only by requests that pass auth, account state and rate limiting.
+* Auto-SMS (``auto_sms=(min, max)``): each purchase gets, with probability
+  ``auto_sms_ratio``, a random 6-digit code due at purchase + uniform(min, max); due
+  deliveries are applied lazily whenever a request (or a state read) is handled. A code
+  due after the window closes never arrives; ``completed_at`` is the due time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+
+from bot.clock import Clock, SystemClock, VirtualClock
+from bot.sandbox.sim_state import (
+    FAULT_ENDPOINTS,
+    Account,
+    Activation,
+    ControlError,
+    Fault,
+    RandomFaults,
+    SimError,
+    SimState,
+    Stats,
+)
+
+__all__ = [
+    "ControlError",
+    "SimError",
+    "Simulator",
+    "SimulatorServer",
+    "Stats",
+    "main",
+    "start_simulator",
+]
+
+API_PREFIX = "/api/v1/server7"
+MAX_CHECK_ALL_IDS = 20
+MAX_PER_PAGE = 100
+
+
+def to_json(value: Any) -> Any:
+    """Decimals become JSON numbers rounded to 4 decimals (the JSON boundary only)."""
+    if isinstance(value, Decimal):
+        return float(round(value, 4))
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    return value
+
+
+def _json_response(payload: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(
+        text=json.dumps(to_json(payload)), status=status, content_type="application/json"
+    )
+
+
+def ok(data: Any, message: str = "OK") -> web.Response:
+    return _json_response({"success": True, "message": message, "data": data})
+
+
+def fail(status: int, code: str, message: str, data: Any = None) -> web.Response:
+    body: dict[str, Any] = {"success": False, "error": message, "code": code}
+    if data is not None:
+        body["data"] = data
+    return _json_response(body, status)
+
+
+def _validation(message: str) -> SimError:
+    return SimError(422, "VALIDATION_ERROR", message)
+
+
+async def _json_body(request: web.Request) -> Any:
+    """The JSON body, or ``None`` when absent/malformed (Laravel treats it as empty)."""
+    raw = await request.read()
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+Handler = Callable[[Account, web.Request], Awaitable[web.Response]]
+
+
+class Simulator:
+    """The simulator: state + an aiohttp application serving it."""
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        *,
+        cancel_lock: float = 180.0,
+        window: float = 1200.0,
+        auto_sms: tuple[float, float] | None = None,
+        auto_sms_ratio: float = 1.0,
+        seed: int | None = None,
+    ) -> None:
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.core = SimState(
+            self.clock,
+            cancel_lock=cancel_lock,
+            window=window,
+            auto_sms=auto_sms,
+            auto_sms_ratio=auto_sms_ratio,
+            seed=seed,
+        )
+        self.stats: Stats = self.core.stats
+
+    # ------------------------------------------------------ Python control API
+    def add_account(
+        self,
+        api_key: str,
+        balance: Decimal | str | int = "0",
+        email: str | None = None,
+        state: str = "active",
+    ) -> Account:
+        """Create an account, or update an existing one (balance/email/state)."""
+        return self.core.upsert_account(api_key, balance, email, state)
+
+    def update_account(
+        self,
+        api_key: str,
+        *,
+        balance: Decimal | str | int | None = None,
+        email: str | None = None,
+        state: str | None = None,
+    ) -> Account:
+        return self.core.upsert_account(api_key, balance, email, state)
+
+    def balance(self, api_key: str) -> Decimal:
+        self.core.tick()
+        return self.core.accounts[api_key].balance
+
+    def activation(self, activation_id: str | int) -> Activation:
+        self.core.tick()
+        return self.core.activations[int(activation_id)]
+
+    def deliver_sms(self, activation_id: str | int, code: str) -> Activation:
+        """The SMS reaches the provider now. Raises ControlError if it cannot."""
+        return self.core.deliver_sms(activation_id, code)
+
+    def set_stock(self, app: str, provider_id: str | int | None, count: int) -> None:
+        self.core.set_stock(app, provider_id, count)
+
+    def remove_service(self, app: str) -> None:
+        self.core.set_removed(app, True)
+
+    def restore_service(self, app: str) -> None:
+        self.core.set_removed(app, False)
+
+    def add_fault(
+        self,
+        endpoint: str = "any",
+        *,
+        count: int = 1,
+        status: int | None = None,
+        code: str | None = None,
+        message: str | None = None,
+        latency: float = 0.0,
+        drop: bool = False,
+    ) -> Fault:
+        """The next ``count`` requests to ``endpoint`` fail / are slowed / are dropped."""
+        return self.core.add_fault(
+            endpoint,
+            count=count,
+            status=status,
+            code=code,
+            message=message,
+            latency=latency,
+            drop=drop,
+        )
+
+    def set_random_faults(
+        self,
+        rate: float,
+        *,
+        seed: int | None = None,
+        endpoints: tuple[str, ...] | list[str] = ("any",),
+        kinds: tuple[str, ...] | list[str] = ("error", "latency", "drop"),
+        latency: tuple[float, float] = (0.05, 0.3),
+        errors: tuple[tuple[int, str], ...] | None = None,
+    ) -> RandomFaults:
+        """Each request fails with probability ``rate`` (a seeded mix of kinds)."""
+        return self.core.set_random_faults(
+            rate, seed=seed, endpoints=endpoints, kinds=kinds, latency=latency, errors=errors
+        )
+
+    def clear_faults(self) -> None:
+        self.core.clear_faults()
+
+    def state(self) -> dict[str, Any]:
+        return self.core.snapshot()
+
+    def invariant_violations(self) -> list[str]:
+        return self.core.invariant_violations()
+
+    # ----------------------------------------------------------------- HTTP app
+    def make_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._envelope_middleware])
+        r = app.router
+        p = API_PREFIX
+        r.add_get(f"{p}/balance", self._wrap("balance", None, self._balance))
+        r.add_get(f"{p}/countries", self._wrap("countries", None, self._countries))
+        r.add_get(f"{p}/apps/{{country}}", self._wrap("apps", None, self._apps))
+        r.add_post(f"{p}/purchase", self._wrap("purchase", "purchase", self._purchase))
+        r.add_get(f"{p}/check/{{id}}", self._wrap("check", "check", self._check))
+        r.add_post(f"{p}/check-all", self._wrap("check-all", "check", self._check_all))
+        r.add_post(f"{p}/cancel/{{id}}", self._wrap("cancel", "cancel", self._cancel))
+        r.add_get(f"{p}/history", self._wrap("history", None, self._history))
+        r.add_post("/_sim/accounts", self._ctl_accounts)
+        r.add_post("/_sim/sms", self._ctl_sms)
+        r.add_post("/_sim/advance", self._ctl_advance)
+        r.add_post("/_sim/stock", self._ctl_stock)
+        r.add_post("/_sim/faults", self._ctl_faults)
+        r.add_post("/_sim/services", self._ctl_services)
+        r.add_get("/_sim/state", self._ctl_state)
+        return app
+
+    @web.middleware
+    async def _envelope_middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPNotFound:
+            return fail(404, "NOT_FOUND", "Not found.")
+        except web.HTTPMethodNotAllowed:
+            return fail(405, "METHOD_NOT_ALLOWED", "Method not allowed.")
+        except web.HTTPException as exc:
+            return fail(exc.status, "HTTP_ERROR", exc.reason)
+        except SimError as exc:
+            return fail(exc.status, exc.code, exc.message, exc.data)
+        except ControlError as exc:
+            return fail(exc.status, "CONTROL_ERROR", exc.message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # pragma: no cover - a simulator bug
+            import logging
+
+            logging.getLogger(__name__).exception("simulator bug")
+            return fail(500, "SERVER_ERROR", "Internal server error.")
+
+    def _wrap(
+        self, endpoint: str, bucket: str | None, handler: Handler
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        core = self.core
+
+        async def wrapped(request: web.Request) -> web.Response:
+            core.tick()
+            acct = core.authenticate(request.headers.get("Authorization"))
+            core.stats.requests[acct.api_key][endpoint] += 1
+            core.check_account_state(acct)
+            if bucket is not None:
+                core.hit_rate_limit(acct, bucket, endpoint)
+            fault = core.take_fault(endpoint)
+            if fault is not None and fault.latency > 0:
+                await asyncio.sleep(fault.latency)
+            core.tick()
+            if fault is not None and fault.status is not None:
+                return fail(fault.status, fault.code or "SERVER_ERROR", fault.message or "Error.")
+            if fault is not None and fault.drop:
+                try:
+                    await handler(acct, request)  # the effect happens...
+                except SimError:
+                    pass
+                if request.transport is not None:  # ...and nobody hears about it
+                    request.transport.abort()
+                return web.Response(status=500)
+            return await handler(acct, request)
+
+        return wrapped
+
+    # ------------------------------------------------------------ API handlers
+    async def _balance(self, acct: Account, request: web.Request) -> web.Response:
+        return ok({"balance": acct.balance, "currency": "USD", "email": acct.email})
+
+    async def _countries(self, acct: Account, request: web.Request) -> web.Response:
+        return ok({"countries": [{"id": "USA", "name": "USA"}]})
+
+    async def _apps(self, acct: Account, request: web.Request) -> web.Response:
+        if request.match_info["country"] != "USA":
+            raise SimError(422, "INVALID_COUNTRY", "Country not supported")
+        return ok(self.core.apps_view())
+
+    async def _purchase(self, acct: Account, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            body = {}
+        fields: dict[str, str | None] = {}
+        for name in ("country", "app"):
+            value = body.get(name)
+            if value is None or value == "":
+                raise _validation(f"The {name} field is required.")
+            if not isinstance(value, str):
+                raise _validation(f"The {name} field must be a string.")
+            fields[name] = value
+        for name in ("app_name", "country_name"):
+            value = body.get(name)
+            if value is not None and not isinstance(value, str):
+                raise _validation(f"The {name} field must be a string.")
+            fields[name] = value or None
+        pid = body.get("provider_id")
+        if pid is not None and (isinstance(pid, bool) or not isinstance(pid, str | int)):
+            raise _validation("The provider_id field must be a string.")
+        act = self.core.purchase(
+            acct,
+            country=fields["country"] or "",
+            app=fields["app"] or "",
+            provider_id=None if pid is None or pid == "" else str(pid),
+            app_name=fields["app_name"],
+            country_name=fields["country_name"],
+        )
+        return ok(
+            {
+                "activation_id": act.aid,
+                "phone_number": act.phone,
+                "service": act.service_label,
+                "country": act.country_label,
+                "amount_charged": act.price,
+                "balance_after": acct.balance,
+            },
+            "Number purchased successfully.",
+        )
+
+    async def _check(self, acct: Account, request: web.Request) -> web.Response:
+        act = self.core.find(acct, request.match_info["id"])
+        if act is None:
+            raise SimError(404, "NOT_FOUND", "Activation not found.")
+        return ok(self.core.check_one(act))
+
+    async def _check_all(self, acct: Account, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        ids = body.get("ids") if isinstance(body, dict) else None
+        if ids is None:
+            raise _validation("The ids field is required.")
+        if not isinstance(ids, list):
+            raise _validation("The ids field must be an array.")
+        if not ids:
+            raise _validation("The ids field is required.")
+        if len(ids) > MAX_CHECK_ALL_IDS:
+            raise _validation(
+                f"The ids field must not have more than {MAX_CHECK_ALL_IDS} items."
+            )
+        items: list[dict[str, Any]] = []
+        for raw in ids:
+            if not (isinstance(raw, str) and raw.isascii() and raw.isdigit()):
+                shown = raw if isinstance(raw, str) else json.dumps(raw)
+                items.append({"activation_id": shown, "status": "Invalid", "code": None})
+                continue
+            act = self.core.find(acct, raw)
+            if act is None:
+                items.append({"activation_id": raw, "status": "Not Found", "code": None})
+            else:
+                items.append(self.core.check_one(act))
+        return ok(items)
+
+    async def _cancel(self, acct: Account, request: web.Request) -> web.Response:
+        act, refund = self.core.cancel(acct, request.match_info["id"])
+        return ok(
+            {"activation_id": act.aid, "refund": refund, "balance_after": acct.balance},
+            "Activation cancelled and refunded.",
+        )
+
+    async def _history(self, acct: Account, request: web.Request) -> web.Response:
+        q = request.query
+        status = q.get("status") or None
+        if status is not None and status not in ("completed", "waiting", "cancelled"):
+            raise _validation("The selected status is invalid.")
+
+        def int_param(name: str, default: int) -> int:
+            raw = q.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise _validation(f"The {name} field must be an integer.") from None
+            if value < 1:
+                raise _validation(f"The {name} field must be at least 1.")
+            return value
+
+        per_page = min(int_param("per_page", 20), MAX_PER_PAGE)
+        page = int_param("page", 1)
+        return ok(self.core.history(acct, status, page, per_page))
+
+    # -------------------------------------------------------- control handlers
+    @staticmethod
+    async def _ctl_body(request: web.Request) -> dict[str, Any]:
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            raise ControlError(422, "a JSON object body is required")
+        return body
+
+    @staticmethod
+    def _ctl_ok(data: Any) -> web.Response:
+        return _json_response({"success": True, "message": "OK", "data": data})
+
+    async def _ctl_accounts(self, request: web.Request) -> web.Response:
+        body = await self._ctl_body(request)
+        key = body.get("api_key")
+        if not isinstance(key, str) or not key:
+            raise ControlError(422, "api_key (string) is required")
+        balance = body.get("balance")
+        if balance is not None and (isinstance(balance, bool) or not isinstance(
+            balance, str | int | float
+        )):
+            raise ControlError(422, "balance must be a number or a decimal string")
+        try:
+            acct = self.core.upsert_account(
+                key,
+                str(balance) if balance is not None else None,
+                body.get("email"),
+                body.get("state"),
+            )
+        except ArithmeticError:
+            raise ControlError(422, "balance is not a valid decimal") from None
+        return self._ctl_ok(
+            {"api_key": acct.api_key, "balance": str(acct.balance), "email": acct.email,
+             "state": acct.state}
+        )
+
+    async def _ctl_sms(self, request: web.Request) -> web.Response:
+        body = await self._ctl_body(request)
+        aid, code = body.get("activation_id"), body.get("code")
+        if aid is None or code is None:
+            raise ControlError(422, "activation_id and code are required")
+        act = self.core.deliver_sms(aid, str(code))
+        return self._ctl_ok({"activation_id": act.aid, "code": act.code})
+
+    async def _ctl_advance(self, request: web.Request) -> web.Response:
+        body = await self._ctl_body(request)
+        if not isinstance(self.clock, VirtualClock):
+            raise ControlError(409, "the simulator is not running on a virtual clock")
+        seconds = body.get("seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            raise ControlError(422, "seconds must be a number >= 0")
+        self.clock.advance(float(seconds))
+        now = self.core.tick()
+        return self._ctl_ok({"now": now})
+
+    async def _ctl_stock(self, request: web.Request) -> web.Response:
+        body = await self._ctl_body(request)
+        app, count = body.get("app"), body.get("count")
+        if not isinstance(app, str) or isinstance(count, bool) or not isinstance(count, int):
+            raise ControlError(422, "app (string) and count (integer) are required")
+        self.core.set_stock(app, body.get("provider_id"), count)
+        return self._ctl_ok(self.core.snapshot()["stock"][app])
+
+    async def _ctl_faults(self, request: web.Request) -> web.Response:
+        body = await self._ctl_body(request)
+        try:
+            if body.get("clear"):
+                self.core.clear_faults()
+            if "random" in body:
+                rnd = body["random"]
+                if rnd is None:
+                    self.core.random_faults = None
+                elif isinstance(rnd, dict):
+                    lat = rnd.get("latency", (0.05, 0.3))
+                    errs = rnd.get("errors")
+                    self.core.set_random_faults(
+                        float(rnd.get("rate", 0.1)),
+                        seed=rnd.get("seed"),
+                        endpoints=tuple(rnd.get("endpoints", ("any",))),
+                        kinds=tuple(rnd.get("kinds", ("error", "latency", "drop"))),
+                        latency=(float(lat[0]), float(lat[1])),
+                        errors=tuple((int(s), str(c)) for s, c in errs) if errs else None,
+                    )
+                else:
+                    raise ControlError(422, "random must be an object or null")
+            if "endpoint" in body or "status" in body or "code" in body or "drop" in body or (
+                "latency" in body
+            ):
+                self.core.add_fault(
+                    str(body.get("endpoint", "any")),
+                    count=int(body.get("count", 1)),
+                    status=int(body["status"]) if body.get("status") is not None else None,
+                    code=body.get("code"),
+                    message=body.get("message"),
+                    latency=float(body.get("latency") or 0.0),
+                    drop=bool(body.get("drop", False)),
+                )
+        except (TypeError, ValueError, IndexError) as exc:
+            raise ControlError(422, f"bad fault specification: {exc}") from None
+        rf = self.core.random_faults
+        return self._ctl_ok(
+            {
+                "faults": [f.as_dict() for f in self.core.faults],
+                "random": rf.as_dict() if rf else None,
+                "endpoints": list(FAULT_ENDPOINTS),
+            }
+        )
+
+    async def _ctl_services(self, request: web.Request) -> web.Response:
+        body = await self._ctl_body(request)
+        app = body.get("app")
+        if not isinstance(app, str):
+            raise ControlError(422, "app (string) is required")
+        self.core.set_removed(app, bool(body.get("remove", True)))
+        return self._ctl_ok({"app": app, "removed": self.core.services[app].removed})
+
+    async def _ctl_state(self, request: web.Request) -> web.Response:
+        return self._ctl_ok(self.core.snapshot())
+
+
+@dataclass
+class SimulatorServer:
+    sim: Simulator
+    runner: web.AppRunner
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}{API_PREFIX}"
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_simulator(
+    sim: Simulator, host: str = "127.0.0.1", port: int = 0
+) -> SimulatorServer:
+    runner = web.AppRunner(sim.make_app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1] if port == 0 else port
+    return SimulatorServer(sim, runner, host, int(bound))
+
+
+# ---------------------------------------------------------------------- CLI
+def _parse_account(spec: str) -> tuple[str, str, str | None]:
+    parts = spec.split(":", 2)
+    if len(parts) < 2 or not parts[0]:
+        raise argparse.ArgumentTypeError(f"expected KEY:BALANCE[:EMAIL], got {spec!r}")
+    try:
+        Decimal(parts[1])
+    except ArithmeticError:
+        raise argparse.ArgumentTypeError(f"bad balance in {spec!r}") from None
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
+
+
+def _parse_range(spec: str) -> tuple[float, float]:
+    lo, sep, hi = spec.partition("-")
+    try:
+        a = float(lo)
+        b = float(hi) if sep else a
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN-MAX seconds, got {spec!r}") from None
+    if not 0 <= a <= b:
+        raise argparse.ArgumentTypeError(f"expected 0 <= MIN <= MAX, got {spec!r}")
+    return a, b
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="daisybot simulator", description="A local DaisySim (server7) API simulator."
+    )
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument(
+        "--account", action="append", type=_parse_account, default=[],
+        metavar="KEY:BALANCE[:EMAIL]", help="an account (repeatable)",
+    )
+    ap.add_argument("--auto-sms", type=_parse_range, default=None, metavar="MIN-MAX",
+                    help="deliver a random code MIN..MAX seconds after each purchase")
+    ap.add_argument("--auto-sms-ratio", type=float, default=1.0, metavar="R",
+                    help="fraction of numbers that ever get a code (0..1)")
+    ap.add_argument("--cancel-lock", type=float, default=180.0, metavar="SECONDS")
+    ap.add_argument("--window", type=float, default=1200.0, metavar="SECONDS",
+                    help="activation window before a number expires")
+    ap.add_argument("--virtual-clock", action="store_true",
+                    help="time moves only via POST /_sim/advance")
+    ap.add_argument("--seed", type=int, default=None)
+    return ap
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    clock: Clock = VirtualClock() if args.virtual_clock else SystemClock()
+    sim = Simulator(
+        clock,
+        cancel_lock=args.cancel_lock,
+        window=args.window,
+        auto_sms=args.auto_sms,
+        auto_sms_ratio=args.auto_sms_ratio,
+        seed=args.seed,
+    )
+    for key, balance, email in args.account:
+        sim.add_account(key, balance, email)
+    server = await start_simulator(sim, args.host, args.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    print(server.base_url, flush=True)
+    print(f"control endpoints: {server.url}/_sim/", file=sys.stderr, flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await server.close()
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if not 0.0 <= args.auto_sms_ratio <= 1.0:
+        print("--auto-sms-ratio must be within 0..1", file=sys.stderr)
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
