@@ -9,6 +9,7 @@ USAGE = """usage: daisybot {run,playground,simulator} [options]
   run         run the Telegram bot (settings from the environment / .env)
   playground  the whole bot locally in a browser: simulator + fake Telegram + bot
   simulator   a local DaisySim API simulator
+  healthcheck exit 0 if the running bot's /healthz answers (for Docker's HEALTHCHECK)
 
 'daisybot COMMAND --help' shows a command's options.
 """
@@ -32,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         from bot.sandbox.simulator import main as simulator_main
 
         return simulator_main(rest)
+    if command == "healthcheck":
+        from bot.health import healthcheck_main
+
+        return healthcheck_main(rest)
     print(f"unknown command: {command}\n\n{USAGE}", file=sys.stderr)
     return 2
 
