@@ -558,11 +558,13 @@ class SimState:
                     {"provider_id": p.provider_id, "price": p.price, "count": p.count}
                     for p in pools
                 ]
-                out.append({"code": svc.code, "name": svc.name, "price": price,
-                            "providers": providers})
+                out.append(
+                    {"code": svc.code, "name": svc.name, "price": price, "providers": providers}
+                )
             else:
-                out.append({"code": svc.code, "name": svc.name, "price": svc.price,
-                            "providers": []})
+                out.append(
+                    {"code": svc.code, "name": svc.name, "price": svc.price, "providers": []}
+                )
         return out
 
     # ---------------------------------------------------------------- purchase

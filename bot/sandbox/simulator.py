@@ -310,6 +310,8 @@ class Simulator:
                 core.hit_rate_limit(acct, bucket, endpoint)
             fault = core.take_fault(endpoint)
             if fault is not None and fault.latency > 0:
+                if request.can_read_body:
+                    await request.read()  # cached: the work goes on if the client gives up
                 await asyncio.sleep(fault.latency)
             core.tick()
             if fault is not None and fault.status is not None:
@@ -394,9 +396,7 @@ class Simulator:
         if not ids:
             raise _validation("The ids field is required.")
         if len(ids) > MAX_CHECK_ALL_IDS:
-            raise _validation(
-                f"The ids field must not have more than {MAX_CHECK_ALL_IDS} items."
-            )
+            raise _validation(f"The ids field must not have more than {MAX_CHECK_ALL_IDS} items.")
         items: list[dict[str, Any]] = []
         for raw in ids:
             if not (isinstance(raw, str) and raw.isascii() and raw.isdigit()):
@@ -457,9 +457,9 @@ class Simulator:
         if not isinstance(key, str) or not key:
             raise ControlError(422, "api_key (string) is required")
         balance = body.get("balance")
-        if balance is not None and (isinstance(balance, bool) or not isinstance(
-            balance, str | int | float
-        )):
+        if balance is not None and (
+            isinstance(balance, bool) or not isinstance(balance, str | int | float)
+        ):
             raise ControlError(422, "balance must be a number or a decimal string")
         try:
             acct = self.core.upsert_account(
@@ -471,8 +471,12 @@ class Simulator:
         except ArithmeticError:
             raise ControlError(422, "balance is not a valid decimal") from None
         return self._ctl_ok(
-            {"api_key": acct.api_key, "balance": str(acct.balance), "email": acct.email,
-             "state": acct.state}
+            {
+                "api_key": acct.api_key,
+                "balance": str(acct.balance),
+                "email": acct.email,
+                "state": acct.state,
+            }
         )
 
     async def _ctl_sms(self, request: web.Request) -> web.Response:
@@ -524,8 +528,12 @@ class Simulator:
                     )
                 else:
                     raise ControlError(422, "random must be an object or null")
-            if "endpoint" in body or "status" in body or "code" in body or "drop" in body or (
-                "latency" in body
+            if (
+                "endpoint" in body
+                or "status" in body
+                or "code" in body
+                or "drop" in body
+                or ("latency" in body)
             ):
                 self.core.add_fault(
                     str(body.get("endpoint", "any")),
@@ -620,18 +628,38 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument(
-        "--account", action="append", type=_parse_account, default=[],
-        metavar="KEY:BALANCE[:EMAIL]", help="an account (repeatable)",
+        "--account",
+        action="append",
+        type=_parse_account,
+        default=[],
+        metavar="KEY:BALANCE[:EMAIL]",
+        help="an account (repeatable)",
     )
-    ap.add_argument("--auto-sms", type=_parse_range, default=None, metavar="MIN-MAX",
-                    help="deliver a random code MIN..MAX seconds after each purchase")
-    ap.add_argument("--auto-sms-ratio", type=float, default=1.0, metavar="R",
-                    help="fraction of numbers that ever get a code (0..1)")
+    ap.add_argument(
+        "--auto-sms",
+        type=_parse_range,
+        default=None,
+        metavar="MIN-MAX",
+        help="deliver a random code MIN..MAX seconds after each purchase",
+    )
+    ap.add_argument(
+        "--auto-sms-ratio",
+        type=float,
+        default=1.0,
+        metavar="R",
+        help="fraction of numbers that ever get a code (0..1)",
+    )
     ap.add_argument("--cancel-lock", type=float, default=180.0, metavar="SECONDS")
-    ap.add_argument("--window", type=float, default=1200.0, metavar="SECONDS",
-                    help="activation window before a number expires")
-    ap.add_argument("--virtual-clock", action="store_true",
-                    help="time moves only via POST /_sim/advance")
+    ap.add_argument(
+        "--window",
+        type=float,
+        default=1200.0,
+        metavar="SECONDS",
+        help="activation window before a number expires",
+    )
+    ap.add_argument(
+        "--virtual-clock", action="store_true", help="time moves only via POST /_sim/advance"
+    )
     ap.add_argument("--seed", type=int, default=None)
     return ap
 
