@@ -1,0 +1,709 @@
+/* DaisyBot playground chat page. Vanilla JS, no build step.
+ *
+ * Every piece of text from the server is put into the DOM with textContent /
+ * createTextNode; formatting comes only from the message entities.
+ */
+(function () {
+  "use strict";
+
+  var state = {
+    users: [],
+    userId: null,
+    bot: { first_name: "Bot", username: "" },
+    seq: 0,
+    ws: null,
+    wsGeneration: 0,
+    reconnectDelay: 500,
+    messages: new Map(), // message_id -> message json
+    pending: new Map(), // query_id -> button element
+    panelEnabled: false,
+    panelTimer: null,
+    typingTimer: null,
+    toastTimer: null,
+  };
+
+  var el = {
+    messages: document.getElementById("messages"),
+    emptyHint: document.getElementById("empty-hint"),
+    composerForm: document.getElementById("composer-form"),
+    composer: document.getElementById("composer"),
+    send: document.getElementById("send"),
+    userPicker: document.getElementById("user-picker"),
+    botName: document.getElementById("bot-name"),
+    botStatus: document.getElementById("bot-status"),
+    botAvatar: document.getElementById("bot-avatar"),
+    banner: document.getElementById("banner"),
+    commands: document.getElementById("commands"),
+    replyKeyboard: document.getElementById("reply-keyboard"),
+    panel: document.getElementById("panel"),
+    panelToggle: document.getElementById("panel-toggle"),
+    panelClose: document.getElementById("panel-close"),
+    panelWallet: document.getElementById("panel-wallet"),
+    panelNumbers: document.getElementById("panel-numbers"),
+    panelInfo: document.getElementById("panel-info"),
+    panelInfoSection: document.getElementById("panel-info-section"),
+    panelError: document.getElementById("panel-error"),
+    toast: document.getElementById("toast"),
+    alert: document.getElementById("alert"),
+    alertText: document.getElementById("alert-text"),
+    alertOk: document.getElementById("alert-ok"),
+  };
+
+  // ------------------------------------------------------------------ helpers
+  function h(tag, attrs, children) {
+    var node = document.createElement(tag);
+    if (attrs) {
+      Object.keys(attrs).forEach(function (key) {
+        var value = attrs[key];
+        if (value === null || value === undefined || value === false) return;
+        if (key === "className") node.className = value;
+        else if (key === "text") node.textContent = value;
+        else if (key.indexOf("data-") === 0 || key.indexOf("aria-") === 0) node.setAttribute(key, String(value));
+        else node.setAttribute(key, String(value));
+      });
+    }
+    (children || []).forEach(function (child) {
+      if (child === null || child === undefined) return;
+      node.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
+    });
+    return node;
+  }
+
+  function api(method, path, body) {
+    var opts = { method: method, headers: {} };
+    if (body !== undefined) {
+      opts.headers["Content-Type"] = "application/json";
+      opts.body = JSON.stringify(body);
+    }
+    return fetch(path, opts).then(function (res) {
+      return res.json().catch(function () { return { ok: false, error: "HTTP " + res.status }; })
+        .then(function (data) {
+          if (!res.ok || data.ok === false) {
+            var err = new Error((data && data.error) || ("HTTP " + res.status));
+            err.status = res.status;
+            throw err;
+          }
+          return data;
+        });
+    });
+  }
+
+  function safeHref(url) {
+    if (typeof url !== "string") return null;
+    var trimmed = url.trim();
+    if (/^(https?:|tg:|mailto:)/i.test(trimmed)) return trimmed;
+    if (/^[a-z][a-z0-9+.\-]*:/i.test(trimmed)) return null; // javascript:, data:, ...
+    if (/^www\.|^[a-z0-9\-]+(\.[a-z0-9\-]+)+([\/?#:]|$)/i.test(trimmed)) return "http://" + trimmed;
+    return null;
+  }
+
+  function formatTime(unixSeconds) {
+    var d = new Date(unixSeconds * 1000);
+    var hh = String(d.getHours()).padStart(2, "0");
+    var mm = String(d.getMinutes()).padStart(2, "0");
+    return hh + ":" + mm;
+  }
+
+  function showToast(text, ms) {
+    el.toast.textContent = text;
+    el.toast.hidden = false;
+    clearTimeout(state.toastTimer);
+    state.toastTimer = setTimeout(function () { el.toast.hidden = true; }, ms || 2600);
+  }
+
+  function showAlert(text) {
+    el.alertText.textContent = text;
+    el.alert.hidden = false;
+    el.alertOk.focus();
+  }
+
+  el.alertOk.addEventListener("click", function () { el.alert.hidden = true; el.composer.focus(); });
+  el.alert.addEventListener("click", function (ev) { if (ev.target === el.alert) el.alert.hidden = true; });
+  document.addEventListener("keydown", function (ev) {
+    if (ev.key === "Escape" && !el.alert.hidden) el.alert.hidden = true;
+  });
+
+  function copyToClipboard(text) {
+    if (navigator.clipboard && window.isSecureContext) {
+      return navigator.clipboard.writeText(text).catch(function () { return legacyCopy(text); });
+    }
+    return Promise.resolve(legacyCopy(text));
+  }
+
+  function legacyCopy(text) {
+    var area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.top = "-1000px";
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    var ok = false;
+    try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+    document.body.removeChild(area);
+    if (!ok) throw new Error("copy failed");
+    return true;
+  }
+
+  function copyWithToast(text) {
+    return Promise.resolve()
+      .then(function () { return copyToClipboard(text); })
+      .then(function () { showToast("Copied"); return true; })
+      .catch(function () { showToast("Copy failed — select the text manually"); return false; });
+  }
+
+  // ------------------------------------------------------------------ entities -> DOM
+  // Offsets are UTF-16 code units, which is exactly how JS strings are indexed.
+  var ORDER = [
+    "blockquote", "expandable_blockquote", "pre", "code", "text_link", "url", "email",
+    "mention", "text_mention", "bot_command", "hashtag", "cashtag", "phone_number",
+    "bold", "italic", "underline", "strikethrough", "spoiler", "custom_emoji",
+  ];
+
+  function sortEntities(entities) {
+    return (entities || []).slice().sort(function (a, b) {
+      if (a.offset !== b.offset) return a.offset - b.offset;
+      if (a.length !== b.length) return b.length - a.length;
+      return ORDER.indexOf(a.type) - ORDER.indexOf(b.type);
+    });
+  }
+
+  function entityElement(entity, text) {
+    var covered = text.substr(entity.offset, entity.length);
+    var node;
+    switch (entity.type) {
+      case "bold": return h("b");
+      case "italic": return h("i");
+      case "underline": return h("u");
+      case "strikethrough": return h("s");
+      case "spoiler":
+        node = h("span", { className: "spoiler", title: "Spoiler: click to reveal" });
+        node.addEventListener("click", function () { node.classList.toggle("revealed"); });
+        return node;
+      case "code":
+        node = h("code", { title: "Click to copy" });
+        node.addEventListener("click", function () { copyWithToast(node.textContent); });
+        return node;
+      case "pre":
+        node = h("pre", { title: "Click to copy", "data-language": entity.language || null });
+        node.addEventListener("click", function () { copyWithToast(node.textContent); });
+        return node;
+      case "blockquote":
+      case "expandable_blockquote":
+        return h("blockquote");
+      case "text_link":
+      case "url": {
+        var href = safeHref(entity.type === "url" ? covered : entity.url);
+        if (!href) return h("span", { className: "link-invalid" });
+        return h("a", { href: href, target: "_blank", rel: "noopener noreferrer" });
+      }
+      case "email":
+        return h("a", { href: "mailto:" + covered });
+      case "bot_command":
+        node = h("span", { className: "cmd", role: "button", tabindex: "0", title: "Send " + covered });
+        node.addEventListener("click", function (ev) { ev.stopPropagation(); sendText(covered.split("@")[0]); });
+        return node;
+      case "mention": return h("span", { className: "mention" });
+      case "hashtag": return h("span", { className: "hashtag" });
+      case "cashtag": return h("span", { className: "cashtag" });
+      default: return h("span", { className: "entity-" + String(entity.type).replace(/[^a-z_]/g, "") });
+    }
+  }
+
+  var BLOCK_TYPES = { pre: true, blockquote: true, expandable_blockquote: true };
+
+  function renderRange(text, start, end, entities, parent) {
+    var pos = start;
+    var i = 0;
+    while (i < entities.length) {
+      var e = entities[i];
+      var s = Math.max(e.offset, start);
+      var t = Math.min(e.offset + e.length, end);
+      if (s < pos || t <= s) { i++; continue; }
+      var block = BLOCK_TYPES[e.type] === true;
+      if (s > pos) {
+        var before = text.slice(pos, s);
+        // a block element starts on its own line already: drop one separating newline
+        if (block && before.charAt(before.length - 1) === "\n") before = before.slice(0, -1);
+        if (before) parent.appendChild(document.createTextNode(before));
+      }
+      var inner = [];
+      var j = i + 1;
+      while (j < entities.length && entities[j].offset < t) { inner.push(entities[j]); j++; }
+      var node = entityElement(e, text);
+      var innerEnd = t;
+      if (block && text.charAt(innerEnd - 1) === "\n" && innerEnd - 1 > s) innerEnd -= 1;
+      renderRange(text, s, innerEnd, inner, node);
+      parent.appendChild(node);
+      pos = t;
+      if (block && pos < end && text.charAt(pos) === "\n") pos += 1;
+      i = j;
+    }
+    if (pos < end) parent.appendChild(document.createTextNode(text.slice(pos, end)));
+  }
+
+  function renderText(text, entities) {
+    var container = h("div", { className: "text", "data-testid": "message-text" });
+    renderRange(text || "", 0, (text || "").length, sortEntities(entities), container);
+    return container;
+  }
+
+  // ------------------------------------------------------------------ messages
+  function renderKeyboard(message) {
+    if (!message.buttons || !message.buttons.length) return null;
+    var kb = h("div", { className: "keyboard", "data-testid": "keyboard" });
+    message.buttons.forEach(function (row) {
+      var rowEl = h("div", { className: "kb-row" });
+      row.forEach(function (button) {
+        rowEl.appendChild(renderButton(message, button));
+      });
+      kb.appendChild(rowEl);
+    });
+    return kb;
+  }
+
+  function renderButton(message, button) {
+    var common = {
+      className: "kb-btn",
+      "data-testid": "kb-button",
+      "data-kind": button.kind,
+      title: button.text,
+      text: button.text,
+    };
+    if (button.kind === "url") {
+      var href = safeHref(button.url);
+      common.href = href || null;
+      common.target = "_blank";
+      common.rel = "noopener noreferrer";
+      common["data-url"] = button.url;
+      return h("a", common);
+    }
+    var node = h("button", Object.assign(common, { type: "button" }));
+    if (button.kind === "callback") {
+      node.setAttribute("data-callback-data", button.callback_data);
+      node.addEventListener("click", function () { pressButton(message.message_id, button.callback_data, node); });
+    } else if (button.kind === "copy_text") {
+      node.setAttribute("data-copy-text", button.copy_text);
+      node.addEventListener("click", function () {
+        copyWithToast(button.copy_text).then(function (ok) {
+          if (!ok) return;
+          node.classList.add("copied");
+          node.textContent = "Copied";
+          setTimeout(function () { node.classList.remove("copied"); node.textContent = button.text; }, 1400);
+        });
+      });
+    } else {
+      node.addEventListener("click", function () { showToast("This button type is not supported here"); });
+    }
+    return node;
+  }
+
+  function renderMessage(message) {
+    var wrapper = h("div", {
+      className: "msg " + (message.from_bot ? "bot" : "user"),
+      "data-testid": "message",
+      "data-message-id": message.message_id,
+      "data-from": message.from_bot ? "bot" : "user",
+      "data-edited": message.edited ? "true" : "false",
+    });
+    var bubble = h("div", { className: "bubble" });
+    var meta = h("span", { className: "meta" }, [
+      message.edited ? h("span", { className: "edited", text: "edited" }) : null,
+      h("time", { text: formatTime(message.edit_date || message.date) }),
+    ]);
+    bubble.appendChild(renderText(message.text, message.entities));
+    bubble.appendChild(meta);
+    wrapper.appendChild(bubble);
+    var kb = renderKeyboard(message);
+    if (kb) wrapper.appendChild(kb);
+    return wrapper;
+  }
+
+  function nearBottom() {
+    var m = el.messages;
+    return m.scrollHeight - m.scrollTop - m.clientHeight < 120;
+  }
+
+  function scrollToBottom() {
+    el.messages.scrollTop = el.messages.scrollHeight;
+  }
+
+  function findMessageNode(messageId) {
+    return el.messages.querySelector('.msg[data-message-id="' + String(Number(messageId)) + '"]');
+  }
+
+  function upsertMessage(message, flash) {
+    if (message.deleted) { removeMessage(message.message_id); return; }
+    var stick = nearBottom();
+    state.messages.set(message.message_id, message);
+    var node = renderMessage(message);
+    var existing = findMessageNode(message.message_id);
+    if (existing) {
+      el.messages.replaceChild(node, existing);
+      if (flash) { node.classList.add("flash"); }
+    } else {
+      // keep the list ordered by message_id
+      var after = null;
+      var nodes = el.messages.querySelectorAll(".msg");
+      for (var i = nodes.length - 1; i >= 0; i--) {
+        if (Number(nodes[i].getAttribute("data-message-id")) < message.message_id) { after = nodes[i]; break; }
+      }
+      if (after) after.insertAdjacentElement("afterend", node);
+      else if (nodes.length) el.messages.insertBefore(node, nodes[0]);
+      else el.messages.appendChild(node);
+      if (stick || !message.from_bot) scrollToBottom();
+    }
+    el.emptyHint.hidden = state.messages.size > 0;
+  }
+
+  function removeMessage(messageId) {
+    state.messages.delete(messageId);
+    var node = findMessageNode(messageId);
+    if (node) node.parentNode.removeChild(node);
+    el.emptyHint.hidden = state.messages.size > 0;
+  }
+
+  function clearMessages() {
+    state.messages.clear();
+    Array.prototype.slice.call(el.messages.querySelectorAll(".msg")).forEach(function (n) {
+      n.parentNode.removeChild(n);
+    });
+    el.emptyHint.hidden = false;
+  }
+
+  // ------------------------------------------------------------------ commands + reply keyboard
+  function renderCommands(commands) {
+    el.commands.textContent = "";
+    (commands || []).forEach(function (cmd) {
+      var chip = h("button", {
+        type: "button",
+        className: "cmd-chip",
+        "data-testid": "command",
+        "data-command": cmd.command,
+        title: cmd.description,
+        text: "/" + cmd.command,
+      });
+      chip.addEventListener("click", function () { sendText("/" + cmd.command); });
+      el.commands.appendChild(chip);
+    });
+  }
+
+  function renderReplyKeyboard(keyboard) {
+    el.replyKeyboard.textContent = "";
+    if (!keyboard || !keyboard.keyboard || !keyboard.keyboard.length) {
+      el.replyKeyboard.hidden = true;
+      return;
+    }
+    keyboard.keyboard.forEach(function (row) {
+      var rowEl = h("div", { className: "kb-row" });
+      row.forEach(function (button) {
+        var label = typeof button === "string" ? button : button.text;
+        var b = h("button", { type: "button", className: "reply-btn", "data-testid": "reply-button", text: label });
+        b.addEventListener("click", function () { sendText(label); });
+        rowEl.appendChild(b);
+      });
+      el.replyKeyboard.appendChild(rowEl);
+    });
+    el.replyKeyboard.hidden = false;
+  }
+
+  // ------------------------------------------------------------------ actions
+  function sendText(text) {
+    if (!text || !text.trim() || state.userId === null) return Promise.resolve();
+    el.send.disabled = true;
+    return api("POST", "/api/send", { user_id: state.userId, text: text })
+      .catch(function (err) { showToast("Could not send: " + err.message); })
+      .then(function () { el.send.disabled = false; });
+  }
+
+  function pressButton(messageId, data, node) {
+    if (node.classList.contains("pending")) return;
+    node.classList.add("pending");
+    api("POST", "/api/press", { user_id: state.userId, message_id: messageId, data: data })
+      .then(function (res) {
+        state.pending.set(res.query_id, node);
+        setTimeout(function () {
+          if (state.pending.get(res.query_id) === node) {
+            state.pending.delete(res.query_id);
+            node.classList.remove("pending");
+          }
+        }, 15000);
+      })
+      .catch(function (err) {
+        node.classList.remove("pending");
+        showToast("Button press failed: " + err.message);
+      });
+  }
+
+  el.composerForm.addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var text = el.composer.value;
+    if (!text.trim()) return;
+    el.composer.value = "";
+    sendText(text);
+    el.composer.focus();
+  });
+
+  // ------------------------------------------------------------------ events
+  function setStatus(text, cls) {
+    el.botStatus.textContent = text;
+    el.botStatus.className = "bot-status" + (cls ? " " + cls : "");
+  }
+
+  function applyEvent(ev) {
+    if (typeof ev.seq === "number" && ev.seq > state.seq) state.seq = ev.seq;
+    switch (ev.kind) {
+      case "message":
+        upsertMessage(ev.message, false);
+        if (ev.message && ev.message.from_bot) { clearTimeout(state.typingTimer); setStatus("bot", ""); }
+        schedulePanelRefresh();
+        break;
+      case "edited":
+        upsertMessage(ev.message, true);
+        schedulePanelRefresh();
+        break;
+      case "deleted":
+        removeMessage(ev.message_id);
+        break;
+      case "callback_answer": {
+        var node = state.pending.get(ev.query_id);
+        if (node) { node.classList.remove("pending"); state.pending.delete(ev.query_id); }
+        if (ev.text) { if (ev.show_alert) showAlert(ev.text); else showToast(ev.text); }
+        schedulePanelRefresh();
+        break;
+      }
+      case "chat_action":
+        setStatus(ev.action === "typing" ? "typing…" : ev.action.replace(/_/g, " ") + "…", "typing");
+        clearTimeout(state.typingTimer);
+        state.typingTimer = setTimeout(function () { setStatus("bot", ""); }, 5000);
+        break;
+      case "reply_keyboard":
+        renderReplyKeyboard(ev.keyboard);
+        break;
+      case "commands":
+        renderCommands(ev.commands);
+        break;
+      default:
+        break;
+    }
+  }
+
+  function loadTranscript() {
+    var uid = state.userId;
+    return api("GET", "/api/transcript?user_id=" + encodeURIComponent(uid)).then(function (data) {
+      if (uid !== state.userId) return;
+      clearMessages();
+      state.seq = data.seq;
+      data.messages.forEach(function (m) { upsertMessage(m, false); });
+      renderCommands(data.commands);
+      renderReplyKeyboard(data.reply_keyboard);
+      scrollToBottom();
+    });
+  }
+
+  function connect() {
+    var generation = ++state.wsGeneration;
+    if (state.ws) { try { state.ws.close(); } catch (e) { /* ignore */ } }
+    var proto = location.protocol === "https:" ? "wss://" : "ws://";
+    var url = proto + location.host + "/api/ws?user_id=" + encodeURIComponent(state.userId) +
+      "&since=" + encodeURIComponent(state.seq);
+    var ws = new WebSocket(url);
+    state.ws = ws;
+    ws.onopen = function () {
+      if (generation !== state.wsGeneration) return;
+      state.reconnectDelay = 500;
+      setStatus("bot", "");
+    };
+    ws.onmessage = function (msg) {
+      if (generation !== state.wsGeneration) return;
+      var ev;
+      try { ev = JSON.parse(msg.data); } catch (e) { return; }
+      if (ev.kind === "hello" || ev.kind === "pong") return;
+      applyEvent(ev);
+    };
+    ws.onclose = function () {
+      if (generation !== state.wsGeneration) return;
+      setStatus("reconnecting…", "offline");
+      var delay = state.reconnectDelay;
+      state.reconnectDelay = Math.min(state.reconnectDelay * 2, 5000);
+      setTimeout(function () {
+        if (generation !== state.wsGeneration) return;
+        loadTranscript().then(connect, function () { ws.onclose(); });
+      }, delay);
+    };
+  }
+
+  function selectUser(userId) {
+    state.userId = userId;
+    state.pending.clear();
+    try { localStorage.setItem("daisybot-playground-user", String(userId)); } catch (e) { /* ignore */ }
+    el.userPicker.value = String(userId);
+    setStatus("connecting…", "");
+    return loadTranscript().then(connect, function (err) {
+      setStatus("offline", "offline");
+      showToast("Could not load the chat: " + err.message);
+    });
+  }
+
+  el.userPicker.addEventListener("change", function () {
+    selectUser(Number(el.userPicker.value));
+  });
+
+  // ------------------------------------------------------------------ side panel
+  function statusClass(status) {
+    var s = String(status || "").toLowerCase();
+    if (s.indexOf("wait") >= 0 || s.indexOf("pending") >= 0) return "waiting";
+    return s.replace(/[^a-z_]/g, "");
+  }
+
+  function canDeliver(n) {
+    if (typeof n.can_deliver === "boolean") return n.can_deliver;
+    return String(n.status || "").toLowerCase().indexOf("wait") >= 0;
+  }
+
+  function renderNumbers(numbers) {
+    el.panelNumbers.textContent = "";
+    if (!numbers || !numbers.length) {
+      el.panelNumbers.appendChild(h("div", { className: "muted", text: "No numbers yet." }));
+      return;
+    }
+    numbers.forEach(function (n) {
+      var card = h("div", {
+        className: "number-card",
+        "data-testid": "panel-number",
+        "data-activation-id": n.activation_id,
+        "data-status": n.status,
+      }, [
+        h("div", { className: "number-top" }, [
+          h("span", { className: "number-service", text: n.service || "?" }),
+          h("span", { className: "status " + statusClass(n.status), text: String(n.status || "") }),
+        ]),
+        h("div", { className: "number-phone", text: n.phone || "" }),
+        n.code ? h("div", { className: "number-code" }, ["Code: ", h("b", { text: String(n.code) })]) : null,
+      ]);
+      if (canDeliver(n)) {
+        var btn = h("button", {
+          type: "button",
+          className: "deliver-btn",
+          "data-testid": "deliver-sms",
+          "data-activation-id": n.activation_id,
+          text: "Deliver SMS now",
+        });
+        btn.addEventListener("click", function () {
+          btn.disabled = true;
+          api("POST", "/api/panel/sms", { activation_id: String(n.activation_id) })
+            .then(function (res) { showToast(res.result || "SMS delivered"); })
+            .catch(function (err) { showToast("SMS failed: " + err.message); })
+            .then(function () { refreshPanel(); });
+        });
+        card.appendChild(btn);
+      }
+      el.panelNumbers.appendChild(card);
+    });
+  }
+
+  function renderInfo(panel) {
+    el.panelInfo.textContent = "";
+    var keys = Object.keys(panel).filter(function (k) {
+      var v = panel[k];
+      return k !== "wallet" && k !== "numbers" && k !== "notes" &&
+        (typeof v === "string" || typeof v === "number" || typeof v === "boolean");
+    });
+    keys.forEach(function (k) {
+      el.panelInfo.appendChild(h("dt", { text: k.replace(/_/g, " ") }));
+      el.panelInfo.appendChild(h("dd", { text: String(panel[k]) }));
+    });
+    el.panelInfoSection.hidden = keys.length === 0;
+  }
+
+  function renderBanner(notes) {
+    el.banner.textContent = "";
+    var list = (notes || []).filter(function (n) { return n !== null && n !== undefined && String(n).trim(); });
+    list.forEach(function (note) {
+      el.banner.appendChild(h("div", { className: "banner-line", "data-testid": "banner-line", text: String(note) }));
+    });
+    el.banner.hidden = list.length === 0;
+  }
+
+  function refreshPanel() {
+    if (!state.panelEnabled) return Promise.resolve();
+    return api("GET", "/api/panel").then(function (data) {
+      if (!data.enabled) { disablePanel(); return; }
+      var panel = data.panel || {};
+      el.panelError.hidden = true;
+      el.panelWallet.textContent = panel.wallet !== undefined && panel.wallet !== null ? String(panel.wallet) : "—";
+      renderNumbers(panel.numbers);
+      renderInfo(panel);
+      renderBanner(panel.notes);
+    }).catch(function (err) {
+      el.panelError.textContent = "Panel unavailable: " + err.message;
+      el.panelError.hidden = false;
+    });
+  }
+
+  var panelRefreshPending = null;
+  function schedulePanelRefresh() {
+    if (!state.panelEnabled || panelRefreshPending) return;
+    panelRefreshPending = setTimeout(function () { panelRefreshPending = null; refreshPanel(); }, 250);
+  }
+
+  function disablePanel() {
+    state.panelEnabled = false;
+    el.panel.hidden = true;
+    el.panelToggle.hidden = true;
+    clearInterval(state.panelTimer);
+  }
+
+  function enablePanel() {
+    state.panelEnabled = true;
+    el.panel.hidden = false;
+    el.panelToggle.hidden = false;
+    refreshPanel();
+    clearInterval(state.panelTimer);
+    state.panelTimer = setInterval(function () {
+      if (!document.hidden) refreshPanel();
+    }, 3000);
+  }
+
+  function setPanelOpen(open) {
+    el.panel.classList.toggle("open", open);
+    el.panelToggle.setAttribute("aria-expanded", open ? "true" : "false");
+  }
+  el.panelToggle.addEventListener("click", function () { setPanelOpen(!el.panel.classList.contains("open")); });
+  el.panelClose.addEventListener("click", function () { setPanelOpen(false); });
+
+  // ------------------------------------------------------------------ boot
+  function pickInitialUser(users) {
+    var fromUrl = new URLSearchParams(location.search).get("user");
+    var stored = null;
+    try { stored = localStorage.getItem("daisybot-playground-user"); } catch (e) { stored = null; }
+    var ids = users.map(function (u) { return String(u.id); });
+    if (fromUrl && ids.indexOf(fromUrl) >= 0) return Number(fromUrl);
+    if (stored && ids.indexOf(stored) >= 0) return Number(stored);
+    return users[0].id;
+  }
+
+  function boot() {
+    api("GET", "/api/users").then(function (data) {
+      state.users = data.users;
+      state.bot = data.bot;
+      document.title = data.title || document.title;
+      el.botName.textContent = data.bot.first_name + (data.bot.username ? " (@" + data.bot.username + ")" : "");
+      el.botAvatar.textContent = (data.bot.first_name || "B").charAt(0).toUpperCase();
+      el.userPicker.textContent = "";
+      data.users.forEach(function (u) {
+        el.userPicker.appendChild(h("option", { value: String(u.id), text: u.name + " (" + u.id + ")" }));
+      });
+      if (data.panel) enablePanel(); else disablePanel();
+      return selectUser(pickInitialUser(data.users));
+    }).catch(function (err) {
+      setStatus("offline", "offline");
+      showToast("Could not reach the playground: " + err.message, 6000);
+      setTimeout(boot, 2000);
+    });
+  }
+
+  window.daisybotPlayground = { state: state, sendText: sendText, refreshPanel: refreshPanel };
+  boot();
+})();
