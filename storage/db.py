@@ -1,0 +1,252 @@
+"""SQLite access (aiosqlite): one connection, WAL, versioned migrations, transactions.
+
+Durability: WAL journal with ``synchronous=FULL`` by default. WAL+NORMAL already
+survives a process crash (``kill -9``) without losing a committed transaction;
+FULL also survives power loss / an OS crash at the cost of one more fsync per
+commit, which is negligible at this bot's write rate and worth it for money.
+
+Concurrency: the database is used from one event loop through one connection.
+Statements from concurrent coroutines must not interleave with somebody else's
+open transaction, so every access goes through one :class:`asyncio.Lock`:
+``async with db.transaction():`` holds it from ``BEGIN IMMEDIATE`` to
+``COMMIT``/``ROLLBACK``; a single statement outside a transaction holds it for that
+statement (autocommit). Statements issued *inside* a transaction by the task that
+opened it (tracked with a context variable) run without re-taking the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import os
+import re
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal
+
+import aiosqlite
+
+__all__ = ["Database", "Migration", "MigrationError", "load_migrations", "split_sql"]
+
+logger = logging.getLogger("storage")
+
+Params = Sequence[Any]
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class MigrationError(RuntimeError):
+    """The database schema cannot be brought to the version this code expects."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations() -> list[Migration]:
+    """``storage/migrations/NNNN_name.sql``, sorted by version (gaps not allowed)."""
+    folder = resources.files("storage").joinpath("migrations")
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match is None:
+            continue
+        found.append(Migration(int(match.group(1)), match.group(2), entry.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    for expected, migration in enumerate(found, start=1):
+        if migration.version != expected:
+            raise MigrationError(f"migration versions must be 1..n without gaps: {found!r}")
+    return found
+
+
+def split_sql(script: str) -> list[str]:
+    """Split a script into complete statements (``executescript`` would COMMIT the
+    surrounding transaction first, so migrations run statement by statement)."""
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        if not buffer and (not line.strip() or line.strip().startswith("--")):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        raise MigrationError(f"incomplete SQL statement at the end of a migration: {buffer!r}")
+    return statements
+
+
+class Database:
+    """One aiosqlite connection with a transaction helper. Use :meth:`open`."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
+        self._conn = conn
+        self.path = path
+        self._lock = asyncio.Lock()
+        self._owner: contextvars.ContextVar[bool] = contextvars.ContextVar(
+            f"db_tx_{id(self)}", default=False
+        )
+        self._closed = False
+
+    # ---------------------------------------------------------------- lifecycle
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Synchronous = "FULL",
+        migrate: bool = True,
+    ) -> Database:
+        """Open (creating if needed) and migrate. ``":memory:"`` for a private
+        in-memory database."""
+        target = os.fspath(path)
+        conn = await aiosqlite.connect(target, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            await conn.execute("PRAGMA busy_timeout = 10000")
+            if target != ":memory:":
+                cursor = await conn.execute("PRAGMA journal_mode = WAL")
+                row = await cursor.fetchone()
+                if row is None or str(row[0]).lower() != "wal":
+                    logger.warning("could not enable WAL journal (got %r)", row)
+            await conn.execute(f"PRAGMA synchronous = {synchronous}")
+            await conn.execute("PRAGMA foreign_keys = ON")
+            db = cls(conn, target)
+            if migrate:
+                await db.migrate()
+        except BaseException:
+            await conn.close()
+            raise
+        return db
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        async with self._lock:
+            await self._conn.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -------------------------------------------------------------- migrations
+    async def migrate(self, migrations: Iterable[Migration] | None = None) -> int:
+        """Apply pending migrations, each in its own transaction. Returns the
+        schema version. Idempotent; safe with several processes (BEGIN IMMEDIATE
+        and a re-check of the version inside the transaction)."""
+        pending = list(load_migrations() if migrations is None else migrations)
+        known = max((m.version for m in pending), default=0)
+        async with self.transaction():
+            await self.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version ("
+                " version INTEGER PRIMARY KEY,"
+                " name TEXT NOT NULL,"
+                " applied_at REAL NOT NULL)"
+            )
+        current = await self.schema_version()
+        if current > known:
+            raise MigrationError(
+                f"database schema version {current} is newer than this code ({known})"
+            )
+        for migration in pending:
+            if migration.version <= current:
+                continue
+            async with self.transaction():
+                # Re-check inside the write lock: another process may have done it.
+                if await self.schema_version() >= migration.version:
+                    continue
+                for statement in split_sql(migration.sql):
+                    await self.execute(statement)
+                await self.execute(
+                    "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, time.time()),
+                )
+            logger.info("applied migration %04d_%s", migration.version, migration.name)
+        return await self.schema_version()
+
+    async def schema_version(self) -> int:
+        row = await self.fetchone("SELECT COALESCE(MAX(version), 0) AS v FROM schema_version")
+        return int(row["v"]) if row is not None else 0
+
+    # ------------------------------------------------------------ transactions
+    @property
+    def in_transaction(self) -> bool:
+        """True inside a :meth:`transaction` opened by the current task."""
+        return self._owner.get()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on any exception).
+
+        Nested use in the same task joins the outer transaction."""
+        if self._owner.get():
+            yield
+            return
+        async with self._lock:
+            token = self._owner.set(True)
+            try:
+                await self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                except BaseException:
+                    await self._conn.execute("ROLLBACK")
+                    raise
+                await self._conn.execute("COMMIT")
+            finally:
+                self._owner.reset(token)
+
+    @asynccontextmanager
+    async def _access(self) -> AsyncIterator[None]:
+        if self._closed:
+            raise sqlite3.ProgrammingError("database is closed")
+        if self._owner.get():
+            yield
+        else:
+            async with self._lock:
+                yield
+
+    # -------------------------------------------------------------- statements
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement; returns the number of rows changed."""
+        async with self._access():
+            cursor = await self._conn.execute(sql, params)
+            count = cursor.rowcount
+            await cursor.close()
+            return count
+
+    async def insert(self, sql: str, params: Params = ()) -> int | None:
+        """Run an INSERT; returns the new rowid (None if nothing was inserted,
+        e.g. ``ON CONFLICT DO NOTHING``)."""
+        async with self._access():
+            cursor = await self._conn.execute(sql, params)
+            rowid = cursor.lastrowid if cursor.rowcount > 0 else None
+            await cursor.close()
+            return rowid
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        async with self._access():
+            cursor = await self._conn.execute(sql, params)
+            rows = await cursor.fetchall()
+            await cursor.close()
+            return list(rows)
+
+    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        async with self._access():
+            cursor = await self._conn.execute(sql, params)
+            row = await cursor.fetchone()
+            await cursor.close()
+            return row
+
+    async def fetchval(self, sql: str, params: Params = ()) -> Any:
+        row = await self.fetchone(sql, params)
+        return None if row is None else row[0]
