@@ -1,28 +1,38 @@
 # syntax=docker/dockerfile:1
 # DaisyBot: multi-stage, slim, non-root; the database lives on the /data volume.
 #   docker build -t daisybot .
-#   docker run --env-file .env -v daisybot:/data daisybot
+#   docker run -d --name daisybot --restart unless-stopped --env-file .env -v daisybot:/data daisybot
+# Settings come from the environment (see .env.example). Webhook mode: set WEBHOOK_URL
+# (and WEBHOOK_SECRET) and publish WEBHOOK_PORT, e.g. -p 8443:8443.
 
-FROM python:3.11-slim AS build
+# ---------------------------------------------------------------- build: a venv with the app
+FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+# Only what the package needs (never .env, .venv, playground-data, tests).
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY storage ./storage
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install .
 
-FROM python:3.11-slim AS runtime
+# ---------------------------------------------------------------- runtime
+FROM python:3.11-slim-bookworm AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
     DATABASE_PATH=/data/daisybot.sqlite3 \
     HEALTH_PORT=8080
-RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin daisybot \
-    && mkdir -p /data && chown daisybot:daisybot /data
+RUN groupadd --system --gid 10001 daisybot \
+    && useradd --system --no-log-init --uid 10001 --gid 10001 --home-dir /data \
+       --shell /usr/sbin/nologin daisybot \
+    && mkdir -p /data && chown 10001:10001 /data
 COPY --from=build /opt/venv /opt/venv
-USER daisybot
+USER 10001:10001
 WORKDIR /data
 VOLUME ["/data"]
-EXPOSE 8080
+# Webhook mode only (WEBHOOK_PORT); /healthz (HEALTH_PORT) answers inside the container.
+EXPOSE 8443
+STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["daisybot", "healthcheck"]
 ENTRYPOINT ["daisybot"]

@@ -1,0 +1,288 @@
+"""Liveness endpoint (``GET /healthz``) and the ``daisybot healthcheck`` command.
+
+``daisybot run`` serves ``GET /healthz`` on ``HEALTH_PORT`` when that setting is
+set; Docker's ``HEALTHCHECK`` runs ``daisybot healthcheck``, which asks it.
+
+The answer is 200 ``{"status": "ok", ...}`` when the bot is running (the PTB
+application is running, its updater or webhook is running, and the database
+answers) and 503 ``{"status": "unavailable", ...}`` otherwise. The body names
+the failed checks and nothing else: no token, no key, no user data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import json
+import logging
+import sqlite3
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from bot.config import Settings
+
+if TYPE_CHECKING:  # heavy imports stay out of `daisybot healthcheck`
+    from aiohttp import web
+    from telegram.ext import Application
+
+__all__ = [
+    "HealthServer",
+    "Probe",
+    "application_probe",
+    "database_probe",
+    "healthcheck_main",
+    "install_health_server",
+    "start_health_server",
+]
+
+log = logging.getLogger(__name__)
+
+# A probe answers the named checks: True = healthy. It may be sync or async and
+# may return a bare bool (one check named "ok").
+ProbeResult: TypeAlias = bool | Mapping[str, bool]
+Probe: TypeAlias = Callable[[], ProbeResult | Awaitable[ProbeResult]]
+
+PROBE_TIMEOUT_SECONDS = 3.0
+
+
+def database_probe(path: str | Path) -> Callable[[], Awaitable[bool]]:
+    """A probe that opens the SQLite file read-only and runs ``SELECT 1``.
+
+    Runs in a worker thread (SQLite is blocking); never creates the file.
+    """
+    db = Path(path)
+
+    def check() -> bool:
+        if not db.exists():
+            return False
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=2.0)
+        try:
+            conn.execute("SELECT 1").fetchone()
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.close()
+        return True
+
+    async def probe() -> bool:
+        try:
+            return await asyncio.to_thread(check)
+        except sqlite3.Error:
+            return False
+
+    return probe
+
+
+def application_probe(
+    application: Application[Any, Any, Any, Any, Any, Any],
+    *,
+    database: Callable[[], Any] | None = None,
+) -> Callable[[], Awaitable[dict[str, bool]]]:
+    """Checks for a PTB application: running, updater/webhook running, database.
+
+    With ``database`` (a probe, e.g. :func:`database_probe`) the database is
+    checked too.
+    """
+
+    async def probe() -> dict[str, bool]:
+        updater = application.updater
+        checks = {
+            "application": bool(application.running),
+            # run_polling and run_webhook both drive the updater; with no updater
+            # (a custom webhook server) there is nothing more to check.
+            "updates": True if updater is None else bool(updater.running),
+        }
+        if database is not None:
+            checks["database"] = bool(await _call(database))
+        return checks
+
+    return probe
+
+
+async def _call(probe: Callable[[], Any]) -> Any:
+    result = probe()
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def _as_probe(target: Any) -> Callable[[], Any]:
+    from telegram.ext import Application
+
+    if isinstance(target, Application):
+        return application_probe(target)
+    if callable(target):
+        return target
+    raise TypeError("start_health_server needs a telegram.ext.Application or a probe callable")
+
+
+@dataclass
+class HealthServer:
+    """A running ``/healthz`` server. ``await server.close()`` (or ``await server()``)."""
+
+    runner: web.AppRunner
+    host: str
+    port: int
+    _closed: bool = field(default=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        return f"http://{host}:{self.port}/healthz"
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self.runner.cleanup()
+
+    async def __call__(self) -> None:
+        await self.close()
+
+
+async def start_health_server(
+    application_or_probe: Any, host: str = "127.0.0.1", port: int = 0
+) -> HealthServer:
+    """Serve ``GET /healthz`` on ``host:port`` (port 0 = ephemeral).
+
+    ``application_or_probe`` is a PTB :class:`~telegram.ext.Application` (checks
+    that it and its updater are running) or a probe callable (sync or async)
+    returning a bool or a mapping of check name → bool, e.g.
+    :func:`application_probe` with a :func:`database_probe`.
+    """
+    from aiohttp import web
+
+    probe = _as_probe(application_or_probe)
+    started = time.monotonic()
+
+    async def healthz(request: web.Request) -> web.Response:
+        try:
+            result = await asyncio.wait_for(_call(probe), PROBE_TIMEOUT_SECONDS)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a failing probe is "unhealthy", never a 500
+            log.warning("health probe failed: %s", type(exc).__name__)
+            result = {"probe": False}
+        checks = dict(result) if isinstance(result, Mapping) else {"ok": bool(result)}
+        healthy = all(bool(v) for v in checks.values())
+        body = {
+            "status": "ok" if healthy else "unavailable",
+            "checks": {name: bool(v) for name, v in checks.items()},
+            "uptime_seconds": round(time.monotonic() - started, 1),
+        }
+        return web.json_response(
+            body, status=200 if healthy else 503, headers={"Cache-Control": "no-store"}
+        )
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound = port
+    if port == 0:
+        bound = int(runner.addresses[0][1])
+    return HealthServer(runner, host, bound)
+
+
+def install_health_server(
+    application: Application[Any, Any, Any, Any, Any, Any],
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+) -> None:
+    """Serve ``/healthz`` on ``settings.health_port`` while ``application`` runs.
+
+    For ``run_polling`` / ``run_webhook``: chains the application's ``post_init``
+    (the server starts once the bot is initialised) and ``post_shutdown`` (it
+    stops last). Checks: application running, updater/webhook running, and the
+    SQLite database at ``settings.database_path`` answering. No-op when
+    ``HEALTH_PORT`` is not set.
+    """
+    port = settings.health_port
+    if not port:
+        return
+    probe = application_probe(application, database=database_probe(settings.database_path))
+    previous_init = application.post_init
+    previous_shutdown = application.post_shutdown
+    servers: list[HealthServer] = []
+
+    async def post_init(app: Any) -> None:
+        if previous_init is not None:
+            await previous_init(app)
+        servers.append(await start_health_server(probe, host, port))
+        log.info("health endpoint on %s:%s/healthz", host, port)
+
+    async def post_shutdown(app: Any) -> None:
+        while servers:
+            await servers.pop().close()
+        if previous_shutdown is not None:
+            await previous_shutdown(app)
+
+    application.post_init = post_init
+    application.post_shutdown = post_shutdown
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _port_from_settings() -> int | None:
+    try:
+        return Settings().health_port
+    except Exception:  # a broken setting must not crash the health check noisily
+        return None
+
+
+def healthcheck_main(argv: list[str]) -> int:
+    """``daisybot healthcheck [--url URL] [--timeout S]``: exit 0 iff /healthz says 200."""
+    ap = argparse.ArgumentParser(
+        prog="daisybot healthcheck",
+        description="Exit 0 if the running bot's /healthz answers 200 (for Docker's "
+        "HEALTHCHECK). The port comes from HEALTH_PORT.",
+    )
+    ap.add_argument("--url", default=None, help="full URL to ask instead of HEALTH_PORT's")
+    ap.add_argument("--timeout", type=float, default=4.0, metavar="SECONDS")
+    args = ap.parse_args(argv)
+    url = args.url
+    if url is None:
+        port = _port_from_settings()
+        if not port:
+            print("healthcheck: HEALTH_PORT is not set", file=sys.stderr)
+            return 1
+        url = f"http://127.0.0.1:{port}/healthz"
+    try:
+        # No proxy: the bot is on this host (an http_proxy in the env must not interfere).
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(url, timeout=args.timeout) as response:
+            status = response.status
+            payload = response.read(4096)
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+        try:
+            payload = exc.read(4096)
+        except OSError:
+            payload = b""
+    except (OSError, ValueError) as exc:
+        print(f"healthcheck: no answer ({type(exc).__name__})", file=sys.stderr)
+        return 1
+    if status == 200:
+        return 0
+    failed = ""
+    try:
+        checks = json.loads(payload).get("checks", {})
+        failed = ", ".join(k for k, v in checks.items() if not v)
+    except (ValueError, AttributeError):
+        pass
+    print(f"healthcheck: HTTP {status}" + (f" ({failed})" if failed else ""), file=sys.stderr)
+    return 1
