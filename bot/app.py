@@ -1,0 +1,152 @@
+"""Builds the python-telegram-bot Application around the activation engine.
+
+Lifecycle (``run_polling``/``run_webhook`` do this; tests call it by hand)::
+
+    app = build_application(settings, clock=clock)
+    await app.initialize()
+    await startup(app)          # post_init: engine.start(), event subscription, commands
+    await app.start()
+    await app.updater.start_polling(...)
+    ...
+    await app.updater.stop(); await app.stop()
+    await shutdown(app)         # post_shutdown: engine.close()
+    await app.shutdown()
+
+The JobQueue drives the engine (see :mod:`bot.ui.jobs`): a job named
+``engine:tick`` runs ``engine.run_due()`` at the engine's next due time.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+
+from telegram import BotCommand
+from telegram.constants import ParseMode
+from telegram.error import TelegramError
+from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes, Defaults
+
+from bot.clock import Clock, SystemClock
+from bot.config import FundingMode, Settings
+from bot.core.api import EngineAPI
+from bot.logging_setup import install_redaction, quiet_http_loggers, register_secret
+from bot.ui.context import BotContext, BotData, DaisyApp
+from bot.ui.events import EventRenderer
+from bot.ui.handlers import register_handlers
+from bot.ui.jobs import EngineScheduler, kick
+from bot.ui.texts import label, pick_lang
+
+__all__ = ["bot_commands", "build_application", "kick", "shutdown", "startup"]
+
+log = logging.getLogger(__name__)
+
+RATE_LIMIT_RETRIES = 3
+
+
+def build_application(
+    settings: Settings,
+    *,
+    engine: EngineAPI | None = None,
+    clock: Clock | None = None,
+    daisysim_transport: Any = None,
+) -> DaisyApp:
+    """The Application, not yet initialized.
+
+    ``engine``: an engine owned by the caller — :func:`startup` still calls its
+    ``start()``, but :func:`shutdown` leaves closing it to the caller. Without
+    one, ``Engine(settings, clock=..., transport=daisysim_transport)`` is built here
+    (raises ``ConfigurationError`` on unusable settings), started by
+    :func:`startup` and closed by :func:`shutdown`. ``clock``: shared with the engine (tests pass a
+    VirtualClock); job delays are computed from it."""
+    if settings.bot_token is None:
+        raise ValueError("BOT_TOKEN is not set")
+    token = settings.bot_token.get_secret_value()
+    install_redaction()
+    register_secret(token)
+    if settings.daisysim_api_key is not None:
+        register_secret(settings.daisysim_api_key.get_secret_value())
+    if settings.encryption_key is not None:
+        register_secret(settings.encryption_key.get_secret_value())
+    if settings.webhook_secret is not None:
+        register_secret(settings.webhook_secret.get_secret_value())
+    quiet_http_loggers()
+
+    context_types = ContextTypes(context=BotContext, bot_data=BotData)
+    builder = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(settings.telegram_api_base)
+        .base_file_url(settings.telegram_file_base)
+        .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+        .context_types(context_types)
+        .defaults(Defaults(parse_mode=ParseMode.HTML))
+        .post_init(startup)
+        .post_shutdown(shutdown)
+    )
+    # The builder's JobQueue type parameter is not narrowed by context_types().
+    application = cast(DaisyApp, builder.build())
+    data = application.bot_data
+    data.settings = settings
+    data.clock = clock or SystemClock()
+    data.daisysim_transport = daisysim_transport
+    data.owns_engine = engine is None
+    if engine is None:
+        # Constructing opens nothing (the database and HTTP clients are opened by
+        # engine.start() in startup()), but it validates the configuration now.
+        from bot.core.engine import Engine
+
+        engine = Engine(settings, clock=data.clock, transport=daisysim_transport)
+    data.engine_ = engine
+    register_handlers(application)
+    return application
+
+
+def bot_commands(settings: Settings) -> list[BotCommand]:
+    lang = pick_lang(None, settings.default_locale)
+    names = ["start", "buy", "active", "wallet", "history"]
+    if settings.funding_mode == FundingMode.OWN_KEY:
+        names.append("key")
+    names += ["help", "cancel"]
+    return [BotCommand(name, label(lang, f"cmd_{name}")) for name in names]
+
+
+async def startup(application: DaisyApp) -> None:
+    """Open resources and start the engine (idempotent; ``post_init``)."""
+    data = application.bot_data
+    if data.started:
+        return
+    settings = data.settings
+    if settings is None:
+        raise RuntimeError("build the application with build_application()")
+    if data.engine_ is None:
+        from bot.core.engine import Engine
+
+        data.engine_ = Engine(settings, clock=data.clock, transport=data.daisysim_transport)
+        data.owns_engine = True
+    engine = data.engine
+    scheduler = EngineScheduler(application, engine, data.clock)
+    data.scheduler = scheduler
+    engine.set_waker(scheduler.wake)
+    engine.subscribe(EventRenderer(application))
+    await engine.start()
+    data.started = True
+    try:
+        await application.bot.set_my_commands(bot_commands(settings))
+    except TelegramError as exc:
+        log.warning("setMyCommands failed: %s", exc)
+    # First tick right away: events left undelivered before a restart go out now.
+    scheduler.wake(data.clock.now())
+    log.info("bot started (%s mode)", settings.funding_mode.value)
+
+
+async def shutdown(application: DaisyApp) -> None:
+    """Stop the engine's ticks and close what :func:`startup` opened (``post_shutdown``)."""
+    data = application.bot_data
+    if data.scheduler is not None:
+        data.scheduler.close()
+        data.scheduler = None
+    if data.started and data.engine_ is not None:
+        if data.owns_engine:
+            await data.engine_.close()
+            data.engine_ = None
+    data.started = False

@@ -1,0 +1,86 @@
+"""``daisybot run``: the Telegram bot, long polling (or a webhook when WEBHOOK_URL is set)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+from telegram import Update
+
+from bot.config import Settings
+from bot.logging_setup import configure_logging
+
+if TYPE_CHECKING:
+    from bot.ui.context import DaisyApp
+
+__all__ = ["main"]
+
+log = logging.getLogger("bot.runner")
+
+
+def _parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="daisybot run",
+        description="Run the Telegram bot. Settings come from the environment and .env "
+        "(see .env.example).",
+    )
+    parser.add_argument("--env-file", default=".env", help="settings file (default: .env)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        settings = Settings(_env_file=args.env_file)
+    except ValidationError as exc:
+        print(f"daisybot: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    if settings.bot_token is None or not settings.bot_token.get_secret_value().strip():
+        print(
+            "daisybot: BOT_TOKEN is not set. Create a bot with @BotFather and put its token "
+            "in BOT_TOKEN (environment or .env).",
+            file=sys.stderr,
+        )
+        return 2
+    secrets = [
+        s.get_secret_value()
+        for s in (settings.bot_token, settings.daisysim_api_key, settings.encryption_key,
+                  settings.webhook_secret)
+        if s is not None
+    ]
+    configure_logging(settings.log_level, secrets)
+
+    from bot.app import build_application
+    from bot.core.crypto import ConfigurationError
+    from bot.health import install_health_server
+
+    try:
+        application = build_application(settings)
+        install_health_server(application, settings)  # GET /healthz when HEALTH_PORT is set
+        _run(application, settings)
+    except ConfigurationError as exc:
+        print(f"daisybot: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _run(application: DaisyApp, settings: Settings) -> None:
+    if settings.webhook_url:
+        url_path = settings.webhook_url.rstrip("/").rsplit("/", 1)[-1]
+        log.info("starting (webhook on %s:%s)", settings.webhook_listen, settings.webhook_port)
+        application.run_webhook(
+            listen=settings.webhook_listen,
+            port=settings.webhook_port,
+            url_path=url_path,
+            webhook_url=settings.webhook_url,
+            secret_token=(
+                settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+            ),
+            allowed_updates=Update.ALL_TYPES,
+        )
+    else:
+        log.info("starting (long polling)")
+        application.run_polling(allowed_updates=Update.ALL_TYPES)

@@ -1,0 +1,118 @@
+"""Renders engine events into Telegram messages.
+
+* ``code_received``   → the code is pushed as a NEW message (so the phone
+  notifies) with a copy button; the order message is updated too.
+* ``cancel_available`` → the order message gets its "Cancel & refund" button.
+* ``expired``          → the order message shows "refund in progress".
+* ``refunded`` / ``failed`` → the order message is edited, plus a short notice
+  (not for a refund the user asked for: they are looking at the order).
+
+The engine acknowledges an event once this handler returns and redelivers it if
+it raises. So: Forbidden (the user blocked the bot) and permanent BadRequests
+are swallowed (acknowledged); transient errors (network, timeouts, flood
+control after the rate limiter's retries) are raised. Once the code message is
+out, later failures are swallowed so a redelivery never sends the code twice.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Message
+from telegram.error import BadRequest, Forbidden, TelegramError
+
+from bot.core.api import Activation, EngineError, Event, EventKind
+from bot.ui import views
+from bot.ui.context import BotData, DaisyApp
+from bot.ui.handlers.common import is_not_modified
+from bot.ui.texts import pick_lang
+
+__all__ = ["EventRenderer"]
+
+log = logging.getLogger(__name__)
+
+
+class EventRenderer:
+    def __init__(self, application: DaisyApp) -> None:
+        self._app = application
+
+    @property
+    def _data(self) -> BotData:
+        return self._app.bot_data
+
+    def _lang(self, user_id: int) -> str:
+        settings = self._data.settings
+        default = settings.default_locale if settings is not None else "en"
+        return self._data.langs.get(user_id) or pick_lang(None, default)
+
+    async def __call__(self, event: Event) -> None:
+        a = event.activation
+        try:
+            await self._render(event)
+        except Forbidden as exc:
+            log.info("event %s for user %s dropped: bot blocked (%s)", event.id, a.user_id, exc)
+        except BadRequest as exc:
+            if not is_not_modified(exc):
+                log.warning("event %s (%s) for activation %s: %s", event.id, event.kind, a.id,
+                            exc)
+
+    async def _render(self, event: Event) -> None:
+        a = event.activation
+        lang = self._lang(a.user_id)
+        bot = self._app.bot
+        chat_id = a.chat_id if a.chat_id is not None else a.user_id
+        kind = event.kind
+        if kind == EventKind.CODE_RECEIVED:
+            screen = views.otp(lang, a)
+            await bot.send_message(chat_id=chat_id, text=screen.text, reply_markup=screen.markup)
+            try:  # the code is out: never fail (and get redelivered) after this point
+                await self._update_order(a, lang, chat_id)
+            except TelegramError as exc:
+                log.warning("order message update after code failed for %s: %s", a.id, exc)
+            return
+        await self._update_order(a, lang, chat_id)
+        notice = None
+        if kind == EventKind.REFUNDED:
+            notice = views.refund_notice(lang, a)
+        elif kind == EventKind.FAILED:
+            notice = views.failed_notice(lang, a)
+        if notice is not None:
+            try:
+                await bot.send_message(chat_id=chat_id, text=notice)
+            except TelegramError as exc:
+                log.warning("notice for activation %s failed: %s", a.id, exc)
+
+    async def _update_order(self, snapshot: Activation, lang: str, chat_id: int) -> None:
+        """Re-render the order message from the activation's *current* state (an
+        event may arrive late; the snapshot could be older than the message)."""
+        engine = self._data.engine
+        try:
+            current = await engine.get_activation(snapshot.user_id, snapshot.id)
+        except EngineError:
+            current = snapshot
+        if current.message_id is None and snapshot.message_id is not None:
+            current_msg: int | None = snapshot.message_id
+        else:
+            current_msg = current.message_id
+        screen = views.order(lang, current, self._data.clock.now())
+        bot = self._app.bot
+        if current_msg is not None:
+            try:
+                await bot.edit_message_text(
+                    chat_id=chat_id,
+                    message_id=current_msg,
+                    text=screen.text,
+                    reply_markup=screen.markup,
+                )
+                return
+            except BadRequest as exc:
+                if is_not_modified(exc):
+                    return
+                # Deleted or too old to edit: post a fresh order message instead.
+                log.info("order message %s of activation %s not editable (%s); sending anew",
+                         current_msg, current.id, exc)
+        message: Message = await bot.send_message(
+            chat_id=chat_id, text=screen.text, reply_markup=screen.markup
+        )
+        if not current.state.is_final:
+            await engine.set_message(current.user_id, current.id, chat_id, message.message_id)

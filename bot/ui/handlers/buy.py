@@ -1,0 +1,401 @@
+"""The Buy flow: services → pool (``sb_*``) → confirmation → purchase → order message.
+
+A ConversationHandler keeps the state that cannot live in callback data (the
+text filter while a list is shown, the timeout); every button is stateless and
+also an entry point, so buttons keep working after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from decimal import Decimal
+
+from telegram import Message, Update
+from telegram.error import BadRequest, Forbidden
+from telegram.ext import (
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+from telegram.warnings import PTBUserWarning
+
+from bot.core.api import (
+    Activation,
+    DuplicateRequest,
+    EngineError,
+    PriceChanged,
+    Service,
+)
+from bot.ui import callbacks as cb
+from bot.ui import keyboards as kb
+from bot.ui import views
+from bot.ui.context import BotContext
+from bot.ui.handlers.common import (
+    answer,
+    edit,
+    lang_of,
+    own_key,
+    send,
+    stop_propagation,
+    user_id_of,
+)
+from bot.ui.texts import plain, t
+from bot.ui.views import Screen
+
+__all__ = ["BROWSING", "build_buy_conversation", "show_order_in"]
+
+log = logging.getLogger(__name__)
+
+BROWSING = 1
+_MAX_REMEMBERED = 4096
+_QUERY_MAX = 40
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _remember_message(context: BotContext, message: Message) -> None:
+    if context.user_data is not None:
+        context.user_data["buy_msg"] = (message.chat_id, message.message_id)
+
+
+def _forget_message(context: BotContext, message: Message) -> None:
+    if context.user_data is not None and context.user_data.get("buy_msg") == (
+        message.chat_id,
+        message.message_id,
+    ):
+        del context.user_data["buy_msg"]
+
+
+def _query_for(context: BotContext, message_id: int) -> str | None:
+    if context.user_data is None:
+        return None
+    queries = context.user_data.get("buy_queries")
+    if isinstance(queries, dict):
+        value = queries.get(message_id)
+        return value if isinstance(value, str) else None
+    return None
+
+
+def _set_query(context: BotContext, message_id: int, query: str | None) -> None:
+    if context.user_data is None:
+        return
+    queries = context.user_data.setdefault("buy_queries", {})
+    if query is None:
+        queries.pop(message_id, None)
+    else:
+        queries[message_id] = query
+        while len(queries) > 20:
+            queries.pop(next(iter(queries)))
+
+
+def _record_price(context: BotContext, request_id: str, price: Decimal) -> None:
+    prices = context.bot_data.shown_prices
+    prices[request_id] = price
+    while len(prices) > _MAX_REMEMBERED:
+        prices.pop(next(iter(prices)))
+
+
+def _request_id(message: Message, nonce: str) -> str:
+    return f"{message.chat_id}:{message.message_id}:{nonce}"
+
+
+def _find_service(services: Sequence[Service], token: str) -> Service | None:
+    return next((s for s in services if cb.matches(token, s.code)), None)
+
+
+async def _list_screen(
+    context: BotContext, user_id: int, lang: str, page: int, query: str | None
+) -> Screen:
+    try:
+        services = await context.engine.list_services(user_id)
+        recent = await context.engine.recent_services(user_id)
+    except EngineError as exc:
+        return views.engine_error(lang, exc, own_key=own_key(context), retry=cb.buy_list(page))
+    return views.service_list(lang, services, recent, page, query)
+
+
+async def _confirm_screen(
+    context: BotContext, user_id: int, lang: str, service: Service, provider: str | None
+) -> tuple[Screen, str, Decimal | None]:
+    """A fresh quote rendered as the confirmation screen: (screen, nonce, price)."""
+    nonce = cb.new_nonce()
+    try:
+        quote = await context.engine.quote(user_id, service.code, provider)
+    except EngineError as exc:
+        screen = views.engine_error(
+            lang,
+            exc,
+            own_key=own_key(context),
+            retry=cb.buy_pool(service.code, provider),
+            app=service.code,
+            pool=provider,
+            nonce=nonce,
+        )
+        price = exc.quote.price if isinstance(exc, PriceChanged) and exc.quote else None
+        return screen, nonce, price
+    return views.confirm(lang, quote, nonce), nonce, quote.price
+
+
+async def show_order_in(
+    context: BotContext, message: Message, activation: Activation, lang: str
+) -> None:
+    """Turn ``message`` into the live order message of ``activation``."""
+    engine = context.engine
+    await edit(message, context, views.order(lang, activation, context.clock.now()))
+    await engine.set_message(
+        activation.user_id, activation.id, message.chat_id, message.message_id
+    )
+    # An event may have fired between the purchase and set_message: re-render.
+    fresh = await engine.get_activation(activation.user_id, activation.id)
+    if fresh != activation:
+        await edit(message, context, views.order(lang, fresh, context.clock.now()))
+
+
+# ----------------------------------------------------------------- handlers
+
+
+@stop_propagation
+async def buy_command(update: Update, context: BotContext) -> int:
+    user_id = user_id_of(update)
+    lang = lang_of(update, context)
+    screen = await _list_screen(context, user_id, lang, 1, None)
+    message = await send(update, context, screen)
+    _remember_message(context, message)
+    return BROWSING
+
+
+@stop_propagation
+async def buy_text(update: Update, context: BotContext) -> int:
+    """Typing while the list is shown filters the services (a new list message)."""
+    user_id = user_id_of(update)
+    lang = lang_of(update, context)
+    text = (update.message.text if update.message else None) or ""
+    query = " ".join(text.split())[:_QUERY_MAX] or None
+    screen = await _list_screen(context, user_id, lang, 1, query)
+    message = await send(update, context, screen)
+    _set_query(context, message.message_id, query)
+    _remember_message(context, message)
+    return BROWSING
+
+
+@stop_propagation
+async def buy_callback(update: Update, context: BotContext) -> int | None:
+    query = update.callback_query
+    if query is None:
+        return None
+    lang = lang_of(update, context)
+    message = query.message
+    try:
+        data = cb.parse(query.data)
+    except cb.CallbackError:
+        await answer(query, plain(lang, "cb_stale"))
+        return None
+    if not isinstance(message, Message):
+        await answer(query, plain(lang, "cb_stale"))
+        return None
+    user_id = user_id_of(update)
+    if isinstance(data, cb.BuyConfirm):
+        return await _purchase(update, context, data, message, lang)
+    await answer(query)
+
+    async def render(screen: Screen) -> Message:
+        """Edit the pressed message, except for "Buy again" on an order (or code)
+        message: that one stays, the flow continues in a new message."""
+        if isinstance(data, cb.BuyAgain):
+            target = await send(update, context, screen)
+        else:
+            await edit(message, context, screen)
+            target = message
+        _remember_message(context, target)
+        return target
+
+    engine = context.engine
+    if isinstance(data, cb.MenuCb | cb.BuyList):
+        if isinstance(data, cb.MenuCb):  # a fresh list: forget this message's filter
+            page, search = 1, None
+            _set_query(context, message.message_id, None)
+        else:
+            page, search = data.page, _query_for(context, message.message_id)
+        await render(await _list_screen(context, user_id, lang, page, search))
+        return BROWSING
+
+    if not isinstance(data, cb.BuyService | cb.BuyPool | cb.BuyAgain):
+        return None
+    try:
+        services = await engine.list_services(user_id)
+    except EngineError as exc:
+        retry = query.data if isinstance(query.data, str) else None
+        await render(views.engine_error(lang, exc, own_key=own_key(context), retry=retry))
+        return BROWSING
+    service = _find_service(services, data.app)
+    if service is None:
+        await render(Screen(t(lang, "err_service_gone"), kb.error_kb(lang, retry=cb.buy_list(1))))
+        return BROWSING
+
+    if isinstance(data, cb.BuyService):
+        if service.multi_pool:
+            await render(views.pools(lang, service))
+            return BROWSING
+        provider: str | None = None
+    elif data.pool is None:
+        provider = None
+    else:
+        pool = next((p for p in service.pools if cb.matches(data.pool, p.provider_id)), None)
+        if pool is None:
+            await render(views.pools(lang, service))
+            return BROWSING
+        provider = pool.provider_id
+
+    screen, nonce, price = await _confirm_screen(context, user_id, lang, service, provider)
+    target = await render(screen)
+    if price is not None:
+        _record_price(context, _request_id(target, nonce), price)
+    return BROWSING
+
+
+async def _purchase(
+    update: Update, context: BotContext, data: cb.BuyConfirm, message: Message, lang: str
+) -> int | None:
+    query = update.callback_query
+    assert query is not None
+    user_id = user_id_of(update)
+    bot_data = context.bot_data
+    request_id = _request_id(message, data.nonce)
+    if request_id in bot_data.confirming:
+        await answer(query, plain(lang, "cb_already_buying"))
+        return ConversationHandler.END
+    bot_data.confirming[request_id] = None
+    while len(bot_data.confirming) > _MAX_REMEMBERED:
+        bot_data.confirming.pop(next(iter(bot_data.confirming)))
+    await answer(query, plain(lang, "cb_buying"))
+    _forget_message(context, message)  # it becomes the order message: never time it out
+    engine = context.engine
+    is_own_key = own_key(context)
+
+    def failed() -> None:
+        bot_data.confirming.pop(request_id, None)
+        _remember_message(context, message)  # still a buy screen
+
+    service: Service | None = None
+    provider: str | None = None
+    try:
+        services = await engine.list_services(user_id)
+        service = _find_service(services, data.app)
+        if service is None:
+            failed()
+            await edit(message, context, Screen(t(lang, "err_service_gone"),
+                                                kb.error_kb(lang, retry=cb.buy_list(1))))
+            return BROWSING
+        if data.pool is not None:
+            pool = next((p for p in service.pools if cb.matches(data.pool, p.provider_id)), None)
+            if pool is None:
+                failed()
+                await edit(message, context, views.pools(lang, service))
+                return BROWSING
+            provider = pool.provider_id
+        # The price is recomputed here, server-side; never taken from the button.
+        quote = await engine.quote(user_id, service.code, provider)
+        shown = bot_data.shown_prices.get(request_id)
+        if shown is not None and quote.price > shown:
+            failed()
+            nonce = cb.new_nonce()
+            await edit(message, context, views.price_changed(lang, quote, nonce))
+            _record_price(context, _request_id(message, nonce), quote.price)
+            return BROWSING
+        await edit(message, context, Screen(t(lang, "buy_buying", name=service.name)))
+        activation = await engine.buy(
+            user_id,
+            service.code,
+            provider,
+            quote.price,
+            request_id=request_id,
+            chat_id=message.chat_id,
+        )
+    except DuplicateRequest as exc:
+        if exc.activation is not None:
+            await show_order_in(context, message, exc.activation, lang)
+        else:
+            await edit(message, context, Screen(t(lang, "cb_already_buying")))
+        return ConversationHandler.END
+    except EngineError as exc:
+        failed()
+        nonce = cb.new_nonce()
+        screen = views.engine_error(
+            lang,
+            exc,
+            own_key=is_own_key,
+            retry=cb.buy_pool(service.code, provider) if service else cb.buy_list(1),
+            app=service.code if service else None,
+            pool=provider,
+            nonce=nonce,
+        )
+        if isinstance(exc, PriceChanged) and exc.quote is not None:
+            _record_price(context, _request_id(message, nonce), exc.quote.price)
+        await edit(message, context, screen)
+        return BROWSING
+    bot_data.shown_prices.pop(request_id, None)
+    await show_order_in(context, message, activation, lang)
+    return ConversationHandler.END
+
+
+async def buy_cancel(update: Update, context: BotContext) -> int:
+    lang = lang_of(update, context)
+    if update.message is not None:
+        await update.message.reply_text(t(lang, "cancelled"))
+    raise ApplicationHandlerStop(ConversationHandler.END)
+
+
+async def buy_timeout(update: object, context: BotContext) -> None:
+    ref = context.user_data.get("buy_msg") if context.user_data is not None else None
+    if not (isinstance(ref, tuple) and len(ref) == 2):
+        return
+    lang = lang_of(update, context)
+    try:
+        await context.bot.edit_message_text(
+            chat_id=ref[0], message_id=ref[1], text=t(lang, "buy_timeout")
+        )
+    except (BadRequest, Forbidden) as exc:
+        log.debug("buy timeout edit failed: %s", exc)
+
+
+async def leave(update: Update, context: BotContext) -> int:
+    """Another command or button: leave the flow silently; later groups handle it."""
+    return ConversationHandler.END
+
+
+BUY_PATTERN = r"^(menu:buy$|buy:)"
+
+
+def build_buy_conversation(timeout_seconds: float) -> ConversationHandler[BotContext]:
+    with warnings.catch_warnings():
+        # per_message=False with CallbackQueryHandlers is intended: the flow is per
+        # user and every button is stateless.
+        warnings.simplefilter("ignore", PTBUserWarning)
+        return ConversationHandler(
+            entry_points=[
+                CommandHandler("buy", buy_command),
+                CallbackQueryHandler(buy_callback, pattern=BUY_PATTERN),
+            ],
+            states={
+                BROWSING: [
+                    CallbackQueryHandler(buy_callback, pattern=BUY_PATTERN),
+                    MessageHandler(filters.TEXT & ~filters.COMMAND, buy_text),
+                ],
+                ConversationHandler.TIMEOUT: [TypeHandler(Update, buy_timeout)],
+            },
+            fallbacks=[
+                CommandHandler("cancel", buy_cancel),
+                MessageHandler(filters.COMMAND, leave),
+                CallbackQueryHandler(leave),
+            ],
+            allow_reentry=True,
+            conversation_timeout=timeout_seconds if timeout_seconds > 0 else None,
+            name="buy",
+        )

@@ -1,0 +1,185 @@
+"""Helpers shared by the handlers: language, answering, editing, access gate."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+from telegram import CallbackQuery, Message, Update
+from telegram.constants import ChatType
+from telegram.error import BadRequest, Forbidden
+from telegram.ext import ApplicationHandlerStop
+
+from bot.config import FundingMode
+from bot.ui.context import BotContext
+from bot.ui.texts import pick_lang, plain, t
+from bot.ui.views import Screen
+
+__all__ = [
+    "answer",
+    "gate",
+    "is_not_modified",
+    "lang_of",
+    "own_key",
+    "send",
+    "show",
+    "stop_propagation",
+    "user_id_of",
+]
+
+log = logging.getLogger(__name__)
+
+_ANSWERED_MAX = 2048
+# Per bot *instance* (keyed by identity: bots compare equal by token), dropped when
+# the bot is garbage-collected.
+_answered: dict[int, OrderedDict[str, None]] = {}
+
+
+def _answered_ids(query: CallbackQuery) -> OrderedDict[str, None]:
+    bot = query.get_bot()
+    key = id(bot)
+    ids = _answered.get(key)
+    if ids is None:
+        ids = _answered[key] = OrderedDict()
+        weakref.finalize(bot, _answered.pop, key, None)
+    return ids
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def stop_propagation(
+    func: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """For conversation callbacks: once the flow handled an update, no later handler
+    group sees it (the callback's return value still becomes the new state)."""
+
+    @functools.wraps(func)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        result = await func(*args, **kwargs)
+        raise ApplicationHandlerStop(result)
+
+    return wrapper
+
+
+def is_not_modified(exc: BaseException) -> bool:
+    return isinstance(exc, BadRequest) and "message is not modified" in str(exc).lower()
+
+
+def lang_of(update: object, context: BotContext) -> str:
+    default = context.settings.default_locale
+    if isinstance(update, Update) and update.effective_user is not None:
+        user = update.effective_user
+        lang = pick_lang(user.language_code, default)
+        context.bot_data.langs[user.id] = lang
+        return lang
+    return pick_lang(None, default)
+
+
+def user_id_of(update: Update) -> int:
+    user = update.effective_user
+    if user is None:  # the gate drops these updates
+        raise ApplicationHandlerStop
+    return user.id
+
+
+def own_key(context: BotContext) -> bool:
+    return context.settings.funding_mode == FundingMode.OWN_KEY
+
+
+async def answer(query: CallbackQuery, text: str | None = None, *, alert: bool = False) -> None:
+    """Answer a callback query exactly once (Telegram rejects a second answer)."""
+    ids = _answered_ids(query)
+    if query.id in ids:
+        return
+    ids[query.id] = None
+    while len(ids) > _ANSWERED_MAX:
+        ids.popitem(last=False)
+    try:
+        await query.answer(text=text[:200] if text else None, show_alert=alert)
+    except BadRequest as exc:  # too old / already answered: nothing to do
+        log.debug("answerCallbackQuery failed: %s", exc)
+
+
+def answered(query: CallbackQuery) -> bool:
+    return query.id in _answered_ids(query)
+
+
+async def send(update: Update, context: BotContext, screen: Screen) -> Message:
+    """Send ``screen`` as a new message in the update's chat."""
+    chat = update.effective_chat
+    if chat is None:  # pragma: no cover - gate guarantees a private chat
+        raise ApplicationHandlerStop
+    return await context.bot.send_message(
+        chat_id=chat.id, text=screen.text, reply_markup=screen.markup
+    )
+
+
+async def edit(message: Message, context: BotContext, screen: Screen) -> None:
+    """Edit ``message`` into ``screen`` ("message is not modified" is success)."""
+    try:
+        await context.bot.edit_message_text(
+            chat_id=message.chat_id,
+            message_id=message.message_id,
+            text=screen.text,
+            reply_markup=screen.markup,
+        )
+    except BadRequest as exc:
+        if not is_not_modified(exc):
+            raise
+
+
+async def show(update: Update, context: BotContext, screen: Screen) -> Message | None:
+    """Edit the pressed message (callback) or send a new message (command)."""
+    query = update.callback_query
+    if query is not None and isinstance(query.message, Message):
+        await edit(query.message, context, screen)
+        return query.message
+    return await send(update, context, screen)
+
+
+async def gate(update: object, context: BotContext) -> None:
+    """Group -10: private chats and allowed users only; registers the user."""
+    if not isinstance(update, Update):
+        raise ApplicationHandlerStop
+    user = update.effective_user
+    chat = update.effective_chat
+    if user is None or chat is None or user.is_bot:
+        raise ApplicationHandlerStop
+    lang = lang_of(update, context)
+    if chat.type != ChatType.PRIVATE:
+        await _refuse(update, lang, "group_refusal", only_commands=True)
+        raise ApplicationHandlerStop
+    settings = context.settings
+    allowed = settings.allowed_user_ids
+    if allowed and user.id not in allowed and user.id not in settings.admin_ids:
+        log.info("refused update from user %s (not in the allowlist)", user.id)
+        await _refuse(update, lang, "access_denied", user_id=user.id)
+        raise ApplicationHandlerStop
+    if update.message is None and update.callback_query is None:
+        raise ApplicationHandlerStop  # edits, member updates...: nothing to do
+    if user.id not in context.bot_data.known_users:
+        await context.engine.ensure_user(user.id, locale=user.language_code)
+        context.bot_data.known_users.add(user.id)
+
+
+async def _refuse(
+    update: Update, lang: str, key: str, *, only_commands: bool = False, **values: object
+) -> None:
+    try:
+        if update.callback_query is not None:
+            await answer(update.callback_query, plain(lang, key, **values), alert=True)
+            return
+        message = update.message
+        if message is None:
+            return
+        if only_commands and not (message.text or "").startswith("/"):
+            return
+        await message.reply_text(t(lang, key, **values))
+    except Forbidden:
+        pass

@@ -1,0 +1,201 @@
+"""Own-key mode: link, show (masked) and remove the user's DaisySim API key.
+
+The message carrying the key is deleted first, then the key is registered with
+the log redactor, validated upstream (``engine.link_key``) and stored encrypted
+by the engine. The key itself is never logged, echoed or kept in bot memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+
+from telegram import Message, Update
+from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.ext import (
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+from telegram.warnings import PTBUserWarning
+
+from bot.core.api import EngineError, InvalidKey
+from bot.logging_setup import register_secret
+from bot.ui import callbacks as cb
+from bot.ui import keyboards as kb
+from bot.ui import views
+from bot.ui.context import BotContext
+from bot.ui.handlers.common import (
+    answer,
+    edit,
+    lang_of,
+    own_key,
+    send,
+    show,
+    stop_propagation,
+    user_id_of,
+)
+from bot.ui.texts import Raw, plain, t
+from bot.ui.views import Screen
+
+__all__ = ["AWAIT_KEY", "build_key_conversation", "key_callback"]
+
+log = logging.getLogger(__name__)
+
+AWAIT_KEY = 1
+_PLAUSIBLE_KEY = re.compile(r"[\x21-\x7e]{8,256}")
+
+
+@stop_propagation
+async def key_entry(update: Update, context: BotContext) -> int:
+    """``/key`` or the menu's "API key": show the status and wait for a key."""
+    user_id = user_id_of(update)
+    lang = lang_of(update, context)
+    if update.callback_query is not None:
+        await answer(update.callback_query)
+    if not own_key(context):
+        await show(update, context, Screen(t(lang, "key_operator_mode"), kb.back_home_kb(lang)))
+        return ConversationHandler.END
+    masked = await context.engine.key_info(user_id)
+    if masked:
+        text = Raw(t(lang, "key_current", masked=masked) + "\n\n" + t(lang, "key_prompt_replace"))
+    else:
+        text = t(lang, "key_prompt")
+    message = await show(update, context, Screen(text, kb.key_kb(lang, linked=bool(masked))))
+    if message is not None and context.user_data is not None:
+        context.user_data["key_msg"] = (message.chat_id, message.message_id)
+    return AWAIT_KEY
+
+
+async def key_received(update: Update, context: BotContext) -> int:
+    message = update.message
+    if message is None or message.text is None:
+        raise ApplicationHandlerStop(AWAIT_KEY)
+    user_id = user_id_of(update)
+    lang = lang_of(update, context)
+    candidate = message.text.strip()
+    register_secret(candidate)  # before anything can log it
+    deleted = True
+    try:
+        await message.delete()
+    except (BadRequest, Forbidden) as exc:
+        deleted = False
+        log.warning("could not delete the key message of user %s: %s", user_id, type(exc).__name__)
+    if not deleted:
+        await send(update, context, Screen(t(lang, "key_delete_failed")))
+    if not _PLAUSIBLE_KEY.fullmatch(candidate):
+        await send(update, context, Screen(t(lang, "key_malformed")))
+        raise ApplicationHandlerStop(AWAIT_KEY)
+    status = await send(update, context, Screen(t(lang, "key_checking")))
+    try:
+        info = await context.engine.link_key(user_id, candidate)
+    except InvalidKey:
+        await edit(status, context, Screen(t(lang, "key_invalid")))
+        raise ApplicationHandlerStop(AWAIT_KEY) from None
+    except EngineError as exc:
+        await edit(status, context, views.engine_error(lang, exc, own_key=True))
+        raise ApplicationHandlerStop(AWAIT_KEY) from None
+    log.info("user %s linked a DaisySim key", user_id)
+    await edit(
+        status,
+        context,
+        Screen(
+            t(lang, "key_linked", masked=info.masked, balance=info.balance, email=info.email),
+            kb.key_kb(lang, linked=True),
+        ),
+    )
+    # Stop here: no later group may see the message that carried the key.
+    raise ApplicationHandlerStop(ConversationHandler.END)
+
+
+async def key_cancel(update: Update, context: BotContext) -> int:
+    lang = lang_of(update, context)
+    if update.message is not None:
+        await update.message.reply_text(t(lang, "cancelled"))
+    raise ApplicationHandlerStop(ConversationHandler.END)
+
+
+async def key_timeout(update: object, context: BotContext) -> None:
+    ref = context.user_data.get("key_msg") if context.user_data is not None else None
+    if not (isinstance(ref, tuple) and len(ref) == 2):
+        return
+    lang = lang_of(update, context)
+    try:
+        await context.bot.edit_message_text(
+            chat_id=ref[0], message_id=ref[1], text=t(lang, "key_timeout")
+        )
+    except TelegramError as exc:
+        log.debug("key timeout edit failed: %s", exc)
+
+
+async def leave(update: Update, context: BotContext) -> int:
+    return ConversationHandler.END
+
+
+async def key_callback(update: Update, context: BotContext) -> None:
+    """``key:rm`` → confirmation → ``key:rmyes`` / ``key:rmno`` (stateless)."""
+    query = update.callback_query
+    if query is None:
+        return
+    lang = lang_of(update, context)
+    try:
+        data = cb.parse(query.data)
+    except cb.CallbackError:
+        await answer(query, plain(lang, "cb_stale"))
+        return
+    if not isinstance(data, cb.KeyCb) or not isinstance(query.message, Message):
+        await answer(query, plain(lang, "cb_stale"))
+        return
+    user_id = user_id_of(update)
+    await answer(query)
+    if not own_key(context):
+        await show(update, context, Screen(t(lang, "key_operator_mode"), kb.back_home_kb(lang)))
+        return
+    engine = context.engine
+    if data.action == "rm":
+        masked = await engine.key_info(user_id)
+        if not masked:
+            await show(update, context, Screen(t(lang, "key_none"), kb.back_home_kb(lang)))
+        else:
+            await show(
+                update,
+                context,
+                Screen(t(lang, "key_remove_confirm", masked=masked), kb.key_remove_kb(lang)),
+            )
+    elif data.action == "rmyes":
+        await engine.unlink_key(user_id)
+        log.info("user %s removed their DaisySim key", user_id)
+        await show(update, context, Screen(t(lang, "key_removed"), kb.back_home_kb(lang)))
+    elif data.action == "rmno":
+        await show(update, context, Screen(t(lang, "key_kept"), kb.back_home_kb(lang)))
+
+
+KEY_ENTRY_PATTERN = r"^(menu:key|key:set)$"
+
+
+def build_key_conversation(timeout_seconds: float) -> ConversationHandler[BotContext]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBUserWarning)
+        return ConversationHandler(
+            entry_points=[
+                CommandHandler("key", key_entry),
+                CallbackQueryHandler(key_entry, pattern=KEY_ENTRY_PATTERN),
+            ],
+            states={
+                AWAIT_KEY: [MessageHandler(filters.TEXT & ~filters.COMMAND, key_received)],
+                ConversationHandler.TIMEOUT: [TypeHandler(Update, key_timeout)],
+            },
+            fallbacks=[
+                CommandHandler("cancel", key_cancel),
+                MessageHandler(filters.COMMAND, leave),
+                CallbackQueryHandler(leave),
+            ],
+            allow_reentry=True,
+            conversation_timeout=timeout_seconds if timeout_seconds > 0 else None,
+            name="key",
+        )

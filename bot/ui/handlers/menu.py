@@ -1,0 +1,94 @@
+"""/start, the main menu, /help, /cancel outside a flow, and everything unrecognised."""
+
+from __future__ import annotations
+
+from telegram import Update
+
+from bot.ui import callbacks as cb
+from bot.ui import keyboards as kb
+from bot.ui import views
+from bot.ui.context import BotContext
+from bot.ui.handlers.common import answer, lang_of, own_key, send, show, user_id_of
+from bot.ui.handlers.orders import active_command
+from bot.ui.handlers.wallet import history_command, wallet_command
+from bot.ui.texts import plain, t
+from bot.ui.views import Screen
+
+__all__ = [
+    "cancel_command",
+    "help_command",
+    "menu_callback",
+    "noop_callback",
+    "stale_callback",
+    "start_command",
+    "unknown_message",
+]
+
+
+async def start_command(update: Update, context: BotContext) -> None:
+    user_id_of(update)
+    lang = lang_of(update, context)
+    user = update.effective_user
+    screen = views.main_menu(
+        lang, own_key=own_key(context), first_name=user.first_name if user else None
+    )
+    await send(update, context, screen)
+
+
+async def help_command(update: Update, context: BotContext) -> None:
+    lang = lang_of(update, context)
+    if update.callback_query is not None:
+        await answer(update.callback_query)
+    screen = views.help_screen(
+        lang, own_key=own_key(context), give_up_minutes=context.settings.give_up_minutes
+    )
+    await show(update, context, screen)
+
+
+async def menu_callback(update: Update, context: BotContext) -> None:
+    """``menu:home|act|wal|hist|help`` (``menu:buy`` and ``menu:key`` start their flows)."""
+    query = update.callback_query
+    if query is None:
+        return
+    lang = lang_of(update, context)
+    try:
+        data = cb.parse(query.data)
+    except cb.CallbackError:
+        await answer(query, plain(lang, "cb_stale"))
+        return
+    if not isinstance(data, cb.MenuCb):
+        await answer(query, plain(lang, "cb_stale"))
+        return
+    if data.name == "act":
+        await active_command(update, context)
+    elif data.name == "wal":
+        await wallet_command(update, context)
+    elif data.name == "hist":
+        await history_command(update, context)
+    elif data.name == "help":
+        await help_command(update, context)
+    else:  # "home" (and "buy"/"key" if their conversation did not take them)
+        await answer(query)
+        await show(update, context, views.main_menu(lang, own_key=own_key(context)))
+
+
+async def noop_callback(update: Update, context: BotContext) -> None:
+    if update.callback_query is not None:
+        await answer(update.callback_query)
+
+
+async def stale_callback(update: Update, context: BotContext) -> None:
+    """Anything no other handler understood: forged, garbage or outdated data."""
+    if update.callback_query is not None:
+        await answer(update.callback_query, plain(lang_of(update, context), "cb_stale"))
+
+
+async def cancel_command(update: Update, context: BotContext) -> None:
+    lang = lang_of(update, context)
+    await send(update, context, Screen(t(lang, "nothing_to_cancel")))
+
+
+async def unknown_message(update: Update, context: BotContext) -> None:
+    lang = lang_of(update, context)
+    markup = kb.main_menu_kb(lang, own_key=own_key(context))
+    await send(update, context, Screen(t(lang, "unknown_text"), markup))

@@ -1,0 +1,91 @@
+"""Active numbers and the order message's buttons (open, refresh, cancel)."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Message, Update
+
+from bot.core.api import EngineError
+from bot.ui import callbacks as cb
+from bot.ui import views
+from bot.ui.context import BotContext
+from bot.ui.handlers.common import answer, edit, lang_of, own_key, send, show, user_id_of
+from bot.ui.texts import plain
+
+__all__ = ["active_command", "order_callback"]
+
+log = logging.getLogger(__name__)
+
+
+async def active_command(update: Update, context: BotContext) -> None:
+    """``/active`` and the menu's "Active numbers" (edited in place)."""
+    user_id = user_id_of(update)
+    lang = lang_of(update, context)
+    if update.callback_query is not None:
+        await answer(update.callback_query)
+    try:
+        items = await context.engine.active(user_id)
+    except EngineError as exc:
+        await show(update, context, views.engine_error(lang, exc, own_key=own_key(context)))
+        return
+    await show(update, context, views.active_list(lang, items, context.clock.now()))
+
+
+async def order_callback(update: Update, context: BotContext) -> None:
+    """``act:open|ref|cancel:<id>`` — ownership is checked by the engine."""
+    query = update.callback_query
+    if query is None:
+        return
+    lang = lang_of(update, context)
+    try:
+        data = cb.parse(query.data)
+    except cb.CallbackError:
+        await answer(query, plain(lang, "cb_stale"))
+        return
+    message = query.message
+    if not isinstance(data, cb.ActCb) or not isinstance(message, Message):
+        await answer(query, plain(lang, "cb_stale"))
+        return
+    user_id = user_id_of(update)
+    engine = context.engine
+    clock = context.clock
+
+    if data.action == "cancel":
+        try:
+            result = await engine.cancel(user_id, data.activation_id)
+        except EngineError as exc:
+            await answer(query, views.error_alert(lang, exc), alert=True)
+            return
+        activation = result.activation
+        if result.outcome == "too_early":
+            seconds = result.seconds_left
+            if seconds is None:
+                seconds = max(1, int(activation.cancel_after - clock.now() + 0.999))
+            await answer(query, plain(lang, "cb_too_early", seconds=seconds), alert=True)
+        elif result.outcome == "refunded":
+            amount = result.refund if result.refund is not None else activation.price
+            await answer(query, plain(lang, "cb_refunded", amount=amount))
+        elif result.outcome == "code_received":
+            await answer(query, plain(lang, "cb_code_received"), alert=True)
+        elif result.outcome == "already_final":
+            await answer(query, plain(lang, "cb_already_final"))
+        else:
+            await answer(query, plain(lang, "cb_cancel_pending"))
+        await edit(message, context, views.order(lang, activation, clock.now()))
+        return
+
+    try:
+        activation = await engine.get_activation(user_id, data.activation_id)
+    except EngineError as exc:
+        await answer(query, views.error_alert(lang, exc), alert=True)
+        return
+    if data.action == "ref":
+        await answer(query, plain(lang, "cb_updated"))
+        await edit(message, context, views.order(lang, activation, clock.now()))
+        return
+    # open: the order comes to the bottom of the chat as the new live message.
+    await answer(query)
+    new = await send(update, context, views.order(lang, activation, clock.now()))
+    if not activation.state.is_final:
+        await engine.set_message(user_id, activation.id, new.chat_id, new.message_id)

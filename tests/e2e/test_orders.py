@@ -1,0 +1,238 @@
+"""The order message: OTP push, cancel lock, cancel & refund, races, expiry, restart."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from bot.core.api import ActivationState
+from bot.sandbox.fake_telegram import ChatMessage, FakeUser
+from tests.e2e.conftest import ALICE, BOB, WAIT, Harness, HarnessFactory
+
+CANCEL = "❌ Cancel & refund"
+
+
+def otp_messages(user: FakeUser) -> list[ChatMessage]:
+    return [m for m in user.bot_messages() if m.text.startswith("🔑 Code for")]
+
+
+async def remote_id(h: Harness) -> str:
+    [act] = await h.activations()
+    assert act.remote_id is not None
+    return act.remote_id
+
+
+async def test_code_is_pushed_as_new_message_and_order_updated(h: Harness) -> None:
+    alice = h.user()
+    order = await h.buy(alice, "Signal · $0.60")
+    h.sim.deliver_sms(await remote_id(h), "847261")
+    alice.mark()
+    await h.advance(15)  # the next poll round sees the code
+    push = await alice.wait_for(lambda m: m.text.startswith("🔑 Code for"), WAIT)
+    assert push.message_id > order.message_id  # a new message: the phone notifies
+    assert "847261" in push.entity_texts("code")
+    copy = push.button("📋 Copy code")
+    assert copy.kind == "copy_text" and copy.copy_text == "847261"
+    assert push.has_button("🔁 Buy again")
+    updated = alice.message(order.message_id)
+    assert "code received" in updated.text and "847261" in updated.entity_texts("code")
+    assert not updated.has_button(CANCEL) and updated.has_button("🔁 Buy again")
+    await h.advance(600)
+    assert len(otp_messages(alice)) == 1  # exactly once
+    [act] = await h.activations()
+    assert act.state == ActivationState.COMPLETED and act.code == "847261"
+
+    # Buy again → a new confirmation message with a fresh quote.
+    await alice.press("🔁 Buy again", message_id=push.message_id)
+    again = await alice.wait_for("Confirm your purchase", WAIT)
+    assert again.message_id > push.message_id and "Price: $0.60" in again.text
+
+
+async def test_cancel_button_appears_at_the_lock_and_refunds(h: Harness) -> None:
+    alice = h.user()
+    order = await h.buy(alice, "Telegram · $1.40")
+    assert not order.has_button(CANCEL)
+    assert "Cancel &amp; refund becomes available in 3:00" in order.html or (
+        "becomes available in 3:00" in order.text
+    )
+    await h.advance(179)
+    assert not alice.message(order.message_id).has_button(CANCEL)
+    await h.advance(1)
+    unlocked = alice.message(order.message_id)
+    assert unlocked.has_button(CANCEL), unlocked.describe()
+    assert (await h.engine.wallet(ALICE)).balance == Decimal("8.60")
+    answer = await alice.press(CANCEL, message_id=order.message_id)
+    assert answer.text == "Cancelled. $1.40 refunded."
+    done = await alice.wait_for(lambda m: "refunded" in m.text, WAIT)
+    assert done.message_id == order.message_id
+    assert "cancelled · $1.40 refunded" in done.text
+    assert not done.has_button(CANCEL) and done.has_button("🔁 Buy again")
+    assert (await h.engine.wallet(ALICE)).balance == Decimal("10.00")
+    [sim_act] = h.sim_activations()
+    assert sim_act["refunded"]
+
+
+async def test_too_early_cancel_shows_seconds_left(h: Harness) -> None:
+    alice = h.user()
+    order = await h.buy(alice, "Signal · $0.60")
+    [act] = await h.activations()
+    await h.advance(60)
+    before = alice.message(order.message_id)
+    answer = await alice.press_data(f"act:cancel:{act.id}", order.message_id)
+    assert answer.show_alert
+    assert answer.text is not None and re.search(r"cancel 1[12]\d s from now", answer.text)
+    await h.settle()
+    after = alice.message(order.message_id)
+    assert not after.has_button(CANCEL) and after.text.split("Status")[0] == before.text.split(
+        "Status"
+    )[0]
+    [act] = await h.activations()
+    assert act.state == ActivationState.WAITING
+
+
+async def test_code_received_race_on_cancel(h: Harness) -> None:
+    alice = h.user()
+    order = await h.buy(alice, "Signal · $0.60")
+    await h.advance(180)
+    assert alice.message(order.message_id).has_button(CANCEL)
+    # The SMS arrives upstream; no poll has seen it when the user taps Cancel.
+    h.sim.deliver_sms(await remote_id(h), "555123")
+    answer = await alice.press(CANCEL, message_id=order.message_id)
+    assert answer.text == "Too late to cancel — the code has just arrived!"
+    done = await alice.wait_for(lambda m: m.message_id == order.message_id and "555123" in m.text,
+                                WAIT)
+    assert "code received" in done.text and not done.has_button(CANCEL)
+    await h.advance(1)
+    await alice.wait_for(lambda m: m.text.startswith("🔑 Code for"), WAIT, since=0)
+    await h.advance(120)
+    assert len(otp_messages(alice)) == 1
+    [act] = await h.activations()
+    assert act.state == ActivationState.COMPLETED
+    assert (await h.engine.wallet(ALICE)).balance == Decimal("9.40")  # charged, not refunded
+
+
+async def test_auto_expiry_refunds(h: Harness) -> None:
+    alice = h.user()
+    order = await h.buy(alice, "Telegram · $1.40")
+    alice.mark()
+    await h.advance(20 * 60 + 30)
+    notice = await alice.wait_for("No SMS arrived", WAIT)
+    assert "$1.40 refunded" in notice.text
+    expired = alice.message(order.message_id)
+    assert "no SMS in time · $1.40 refunded" in expired.text, expired.describe()
+    assert not expired.has_button(CANCEL)
+    assert (await h.engine.wallet(ALICE)).balance == Decimal("10.00")
+    [act] = await h.activations()
+    assert act.state == ActivationState.REFUNDED
+
+
+async def test_restart_mid_wait_delivers_the_code_once(h: Harness) -> None:
+    alice = h.user()
+    order = await h.buy(alice, "Signal · $0.60")
+    await h.advance(30)
+    await h.stop_bot()
+    h.sim.deliver_sms(await _remote_id_from_sim(h), "424242")
+    await h.start_bot()  # same DB file, simulator and fake Telegram
+    await h.advance(15)
+    await alice.wait_for(lambda m: m.text.startswith("🔑 Code for"), WAIT, since=0)
+    await h.advance(300)
+    await h.restart_bot()
+    await h.advance(60)
+    pushes = otp_messages(alice)
+    assert len(pushes) == 1 and "424242" in pushes[0].text
+    assert "424242" in alice.message(order.message_id).text
+    # Buttons of messages sent before the restart keep working.
+    answer = await alice.press("🔁 Buy again", message_id=pushes[0].message_id)
+    assert answer.text is None
+    await alice.wait_for("Confirm your purchase", WAIT)
+
+
+async def _remote_id_from_sim(h: Harness) -> str:
+    [sim_act] = h.sim_activations()
+    return str(sim_act["id"])
+
+
+async def test_forged_callbacks_are_answered_politely(h: Harness) -> None:
+    alice = h.user()
+    bob = h.user(BOB, "Bob")
+    await h.credit(BOB, "5")
+    order = await h.buy(alice, "Telegram · $1.40")
+    [act] = await h.activations()
+    await h.advance(200)
+    await bob.send("/start")
+    menu = await bob.wait_for("What would you like to do?", WAIT)
+    before_alice = [m.describe() for m in alice.chat()]
+    before_sim = h.sim_activations()
+
+    # Bob forges a cancel / open / refresh of Alice's activation.
+    for data in (f"act:cancel:{act.id}", f"act:open:{act.id}", f"act:ref:{act.id}"):
+        answer = await bob.press_data(data, menu.message_id)
+        assert answer.text == "🔎 I can't find that order.", (data, answer)
+    # Garbage, unknown prefixes, bad numbers, overlong data.
+    for data in ("garbage", "act:cancel:abc", "act:nuke:1", "buy:ok:Signal:-:zz",
+                 "hist:all:0", "buy:svc:" + "x" * 60, "menu:" + "a" * 100, "buy:svc:a:b"):
+        answer = await bob.press_data(data, menu.message_id)
+        assert answer.text == "This button is no longer valid. Use /start for a fresh menu.", (
+            data, answer)
+    await h.settle()
+    assert [m.describe() for m in alice.chat()] == before_alice
+    assert h.sim_activations() == before_sim
+    [still] = await h.activations()
+    assert still.state == ActivationState.WAITING
+    assert alice.message(order.message_id).has_button(CANCEL)
+    assert (await h.engine.wallet(BOB)).balance == Decimal("5.00")
+
+
+async def test_active_numbers_list_opens_orders(h: Harness) -> None:
+    alice = h.user()
+    await h.buy(alice, "Signal · $0.60")
+    await h.buy(alice, "Telegram · $1.40")
+    await alice.send("/active")
+    listing = await alice.wait_for("Active numbers", WAIT)
+    acts = await h.activations()
+    phones = {a.phone for a in acts}
+    open_buttons = [b for b in listing.button_labels if any(p and p in b for p in phones)]
+    assert len(open_buttons) == 2
+    await alice.press(open_buttons[0], message_id=listing.message_id)
+    opened = await alice.wait_for(lambda m: "Number:" in m.text and m.message_id >
+                                  listing.message_id, WAIT)
+    # The reopened message becomes the live one: the unlock edits it.
+    await h.advance(180)
+    assert alice.message(opened.message_id).has_button(CANCEL)
+
+
+async def test_blocked_user_events_are_acknowledged(make_harness: HarnessFactory) -> None:
+    h = await make_harness()
+    await h.credit(ALICE, "5")
+    alice = h.user()
+    await h.buy(alice, "Signal · $0.60")
+    await alice.block()
+    h.sim.deliver_sms(await remote_id(h), "999000")
+    await h.advance(20)
+    [act] = await h.activations()
+    assert act.state == ActivationState.COMPLETED
+    await alice.unblock()
+    await h.advance(600)
+    assert otp_messages(alice) == []  # acknowledged, never redelivered
+
+
+async def test_transient_telegram_error_redelivers_the_code_once(h: Harness) -> None:
+    alice = h.user()
+    await h.buy(alice, "Signal · $0.60")
+    h.fake.inject_error("sendMessage", 500, count=1)
+    h.sim.deliver_sms(await remote_id(h), "777888")
+    await h.advance(15)
+    assert otp_messages(alice) == []  # the push failed: the engine keeps the event
+    await h.advance(60)
+    await alice.wait_for(lambda m: m.text.startswith("🔑 Code for"), WAIT, since=0)
+    await h.advance(600)
+    assert len(otp_messages(alice)) == 1
+
+
+async def test_flood_control_is_retried_by_the_rate_limiter(h: Harness) -> None:
+    alice = h.user()
+    h.fake.inject_error("sendMessage", 429, retry_after=1, count=1)
+    await alice.send("/start")
+    await alice.wait_for("What would you like to do?", WAIT)
+    statuses = [c.status for c in h.fake.calls if c.method == "sendMessage"]
+    assert statuses[:2] == [429, 200]

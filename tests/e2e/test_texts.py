@@ -1,0 +1,236 @@
+"""Unit tests of the text catalogue and the screens (valid HTML, escaping, buttons)."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from telegram import InlineKeyboardMarkup
+
+from bot.core.api import (
+    AccountUnavailable,
+    Activation,
+    ActivationNotFound,
+    ActivationState,
+    EngineError,
+    HistoryPage,
+    InsufficientFunds,
+    InvalidKey,
+    KeyRequired,
+    LedgerEntry,
+    NotAllowed,
+    OutOfStock,
+    Pool,
+    PriceChanged,
+    Quote,
+    RateLimited,
+    RefundReason,
+    Service,
+    ServiceStat,
+    ServiceUnavailable,
+    Stats,
+    UpstreamUnavailable,
+    WalletView,
+)
+from bot.sandbox.fake_telegram import parse_html
+from bot.ui import callbacks as cb
+from bot.ui import texts, views
+from bot.ui.texts import CATALOGUE, EN, Raw, money, placeholders, t
+
+NOW = 1_767_225_600.0
+EVIL = "<b>Evil & \"co\"</b>"
+
+
+def test_every_language_has_every_english_key_and_placeholder() -> None:
+    for lang, table in CATALOGUE.items():
+        assert set(table) == set(EN), lang
+        for key, template in table.items():
+            assert placeholders(template) == placeholders(EN[key]), (lang, key)
+
+
+def test_every_text_key_used_in_the_code_exists() -> None:
+    root = Path(__file__).resolve().parents[2] / "bot" / "ui"
+    used: set[str] = set()
+    for path in root.rglob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        used |= set(re.findall(r"\b(?:t|label|plain)\(\s*lang,\s*\"([a-z_0-9]+)\"", source))
+    assert used, "the scan found the text calls"
+    missing = used - set(EN)
+    assert not missing, missing
+
+
+def test_every_template_is_valid_html_with_values() -> None:
+    for key, template in EN.items():
+        values = {name: EVIL for name in placeholders(template)}
+        rendered = t("en", key, **values)
+        if key.startswith(("btn_", "cmd_", "hist_", "ledger_", "st_")):
+            continue  # plain labels
+        parse_html(rendered)  # raises on a bad entity, like Telegram
+
+
+def test_t_escapes_values_but_not_raw() -> None:
+    assert t("en", "order_title", name="<i>x</i> & y") == "📱 <b>&lt;i&gt;x&lt;/i&gt; &amp; y</b>"
+    assert t("en", "order_title", name=Raw("<i>x</i>")) == "📱 <b><i>x</i></b>"
+    assert t("xx", "cb_buying") == "Buying…"  # unknown language → English
+    assert texts.pick_lang("en-US") == "en" and texts.pick_lang("zz") == "en"
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [
+        (Decimal("1.0830"), "$1.083"),
+        (Decimal("1.85"), "$1.85"),
+        (Decimal("0.6"), "$0.60"),
+        (Decimal("10"), "$10.00"),
+        (Decimal("-2.5"), "-$2.50"),
+        (Decimal("0.00005"), "$0.0001"),
+        (None, "—"),
+    ],
+)
+def test_money(amount: Decimal | None, text: str) -> None:
+    assert money(amount) == text
+
+
+def test_duration() -> None:
+    assert texts.fmt_duration(180) == "3:00"
+    assert texts.fmt_duration(0.2) == "0:01"
+    assert texts.fmt_duration(1200) == "20 min"
+    assert texts.fmt_duration(-5) == "0:00"
+
+
+# ------------------------------------------------------------------ screens
+
+
+def _activation(state: ActivationState, **kw: object) -> Activation:
+    values: dict[str, object] = {
+        "id": 7,
+        "user_id": 1,
+        "remote_id": "32886",
+        "service_code": "whatsapp-(us)5",
+        "service_name": EVIL,
+        "provider_id": None,
+        "phone": "+19401234567",
+        "price": Decimal("0.74"),
+        "state": state,
+        "code": None,
+        "purchased_at": NOW,
+        "cancel_after": NOW + 180,
+        "expires_at": NOW + 1200,
+        "chat_id": 1,
+        "message_id": 5,
+    }
+    values.update(kw)
+    return Activation(**values)  # type: ignore[arg-type]
+
+
+SERVICE = Service("sb_wa", EVIL, Decimal("1.083"), (Pool("3109", Decimal("1.083"), 4000),
+                                                   Pool("2266", Decimal("1.092"), 0)))
+SINGLE = Service("whatsapp-(us)5", "WhatsApp 2", Decimal("0.74"))
+QUOTE = Quote(SERVICE, "3109", Decimal("1.083"), Decimal("10"), Decimal("8.917"))
+
+
+def _check(screen: views.Screen) -> None:
+    parse_html(screen.text)
+    assert EVIL not in screen.text  # always escaped
+    markup = screen.markup
+    if markup is None:
+        return
+    assert isinstance(markup, InlineKeyboardMarkup)
+    for row in markup.inline_keyboard:
+        for button in row:
+            if button.callback_data is not None:
+                data = str(button.callback_data)
+                assert len(data.encode()) <= 64
+                cb.parse(data)  # every button we make parses
+
+
+def _all_screens() -> list[views.Screen]:
+    screens = [
+        views.main_menu("en", own_key=True, first_name=EVIL),
+        views.main_menu("en", own_key=False),
+        views.help_screen("en", own_key=True, give_up_minutes=20),
+        views.service_list("en", [SERVICE, SINGLE] * 5, ["sb_wa"], 2),
+        views.service_list("en", [SERVICE, SINGLE], [], 1, query=EVIL),
+        views.service_list("en", [], [], 1),
+        views.pools("en", SERVICE),
+        views.confirm("en", QUOTE, cb.new_nonce()),
+        views.confirm("en", Quote(SINGLE, None, Decimal("0.74"), None, None), cb.new_nonce()),
+        views.price_changed("en", QUOTE, cb.new_nonce()),
+        views.otp("en", _activation(ActivationState.COMPLETED, code="<1234>")),
+        views.active_list("en", [_activation(ActivationState.WAITING)], NOW),
+        views.active_list("en", [], NOW),
+        views.history("en", HistoryPage((_activation(ActivationState.COMPLETED, code="1"),),
+                                        1, 3, 11, "completed")),
+        views.history("en", HistoryPage((), 1, 1, 0)),
+        views.wallet("en", WalletView("own_key", Decimal("14.25"), EVIL, (), 2,
+                                      Decimal("3.5")), has_key=True),
+        views.wallet("en", WalletView("own_key", None, None), has_key=False),
+        views.wallet(
+            "en",
+            WalletView("operator", Decimal("5"), None, (
+                LedgerEntry(1, Decimal("10"), "credit", EVIL, None, NOW),
+                LedgerEntry(2, Decimal("-1.083"), "charge", "", 7, NOW),
+                LedgerEntry(3, Decimal("1"), "mystery", "", None, NOW),
+            )),
+            has_key=True,
+        ),
+        views.stats("en", Stats(3, {"completed": 2, "refunded": 1}, Decimal("2.5"),
+                                (ServiceStat(EVIL, "3109", 3, 2), ServiceStat("x", None, 0, 0)))),
+    ]
+    for state in ActivationState:
+        for reason in (None, *RefundReason):
+            a = _activation(state, code="847261" if state == ActivationState.COMPLETED else None,
+                            refund_reason=reason,
+                            refund_amount=Decimal("0.74") if reason else None)
+            for now in (NOW + 10, NOW + 200, NOW + 5000):
+                screens.append(views.order("en", a, now))
+    errors: list[EngineError] = [
+        OutOfStock("x", service=SERVICE),
+        OutOfStock("x", service=SINGLE),
+        OutOfStock("x", service=None),
+        InsufficientFunds("x", balance=Decimal("0.5"), price=Decimal("1.4")),
+        InsufficientFunds("x", balance=None, price=Decimal("1.4")),
+        PriceChanged("x", quote=QUOTE),
+        PriceChanged("x", quote=None),
+        RateLimited("x", retry_after=42.2),
+        KeyRequired("x"),
+        InvalidKey("x"),
+        AccountUnavailable("x", locked=True),
+        AccountUnavailable("x", locked=False),
+        UpstreamUnavailable("x"),
+        ActivationNotFound("x"),
+        ServiceUnavailable("x"),
+        NotAllowed("x"),
+    ]
+    for exc in errors:
+        for own_key in (True, False):
+            screens.append(views.engine_error("en", exc, own_key=own_key,
+                                              retry=cb.buy_list(1), app="sb_wa", pool="3109"))
+            assert len(views.error_alert("en", exc)) <= 200
+    return screens
+
+
+def test_every_screen_is_valid_html_with_parseable_buttons() -> None:
+    screens = _all_screens()
+    assert len(screens) > 60
+    for screen in screens:
+        _check(screen)
+
+
+def test_cancel_button_only_after_the_lock() -> None:
+    waiting = _activation(ActivationState.WAITING)
+    before = views.order("en", waiting, NOW + 179.9)
+    after = views.order("en", waiting, NOW + 180)
+
+    def labels(screen: views.Screen) -> list[str]:
+        assert screen.markup is not None
+        return [b.text for row in screen.markup.inline_keyboard for b in row]
+
+    assert "❌ Cancel & refund" not in labels(before)
+    assert "becomes available in 0:01" in before.text
+    assert "❌ Cancel & refund" in labels(after)
+    assert "❌ Cancel & refund" not in labels(
+        views.order("en", _activation(ActivationState.CANCELLING), NOW + 500)
+    )
