@@ -23,6 +23,7 @@ __all__ = [
     "Raw",
     "fmt_clock",
     "fmt_duration",
+    "fmt_lock",
     "label",
     "money",
     "pick_lang",
@@ -55,7 +56,7 @@ EN: dict[str, str] = {
         "confirm the price.\n"
         "2. Use the number where you need the code. I send the code here the moment it "
         "arrives.\n"
-        "3. No SMS? 3 minutes after purchase you can <b>Cancel &amp; refund</b>. "
+        "3. No SMS? {lock} after purchase you can <b>Cancel &amp; refund</b>. "
         "After {give_up} minutes without a code the number is cancelled and refunded "
         "automatically.\n\n"
         "<b>Commands</b>\n"
@@ -113,7 +114,7 @@ EN: dict[str, str] = {
         "{pool_line}"
         "Price: <b>{price}</b>\n"
         "{balance_line}\n"
-        "If no SMS arrives you can cancel for a full refund from 3 minutes after purchase."
+        "If no SMS arrives you can cancel for a full refund from {lock} after purchase."
     ),
     "buy_confirm_pool_line": "Pool: {pool}\n",
     "buy_confirm_cheapest_line": "Pool: cheapest available\n",
@@ -164,7 +165,7 @@ EN: dict[str, str] = {
     "notify_failed_nothing": "Nothing was charged.",
     "cb_refunded": "Cancelled. {amount} refunded.",
     "cb_too_early": (
-        "You can cancel {seconds} s from now (cancelling opens 3 minutes after purchase)."
+        "You can cancel {seconds} s from now (cancelling opens {lock} after purchase)."
     ),
     "cb_code_received": "Too late to cancel — the code has just arrived!",
     "cb_already_final": "This order is already finished.",
@@ -399,6 +400,15 @@ def fmt_duration(seconds: float) -> str:
     if secs >= 600:
         return f"{(secs + 59) // 60} min"
     return f"{secs // 60}:{secs % 60:02d}"
+
+
+def fmt_lock(seconds: float) -> str:
+    """The cancel lock in words: ``180`` → ``"3 minutes"``, ``30`` → ``"30 seconds"``."""
+    secs = max(0, round(seconds))
+    if secs and secs % 60 == 0:
+        minutes = secs // 60
+        return "1 minute" if minutes == 1 else f"{minutes} minutes"
+    return "1 second" if secs == 1 else f"{secs} seconds"
 
 
 def fmt_clock(timestamp: float) -> str:

@@ -33,7 +33,7 @@ from bot.core.api import (
 )
 from bot.ui import callbacks as cb
 from bot.ui import keyboards as kb
-from bot.ui.texts import Raw, fmt_clock, fmt_duration, label, money, plain, t
+from bot.ui.texts import Raw, fmt_clock, fmt_duration, fmt_lock, label, money, plain, t
 
 __all__ = ["Screen"]
 
@@ -60,11 +60,19 @@ def main_menu(lang: str, *, own_key: bool, first_name: str | None = None) -> Scr
     return Screen(text, kb.main_menu_kb(lang, own_key=own_key))
 
 
-def help_screen(lang: str, *, own_key: bool, give_up_minutes: float) -> Screen:
+def help_screen(
+    lang: str, *, own_key: bool, give_up_minutes: float, cancel_lock_seconds: float
+) -> Screen:
     key_line = t(lang, "help_key_line") if own_key else Raw("")
     minutes = f"{give_up_minutes:g}"
     return Screen(
-        t(lang, "help", give_up=minutes, key_line=key_line),
+        t(
+            lang,
+            "help",
+            give_up=minutes,
+            key_line=key_line,
+            lock=fmt_lock(cancel_lock_seconds),
+        ),
         kb.main_menu_kb(lang, own_key=own_key),
     )
 
@@ -116,7 +124,7 @@ def _balance_line(lang: str, quote: Quote) -> Raw:
              balance_after=quote.balance_after)
 
 
-def confirm(lang: str, quote: Quote, nonce: str) -> Screen:
+def confirm(lang: str, quote: Quote, nonce: str, *, cancel_lock_seconds: float) -> Screen:
     service = quote.service
     if not service.multi_pool:
         pool_line = Raw("")
@@ -131,6 +139,7 @@ def confirm(lang: str, quote: Quote, nonce: str) -> Screen:
         pool_line=pool_line,
         price=quote.price,
         balance_line=_balance_line(lang, quote),
+        lock=fmt_lock(cancel_lock_seconds),
     )
     return Screen(text, kb.confirm_kb(lang, service, quote.provider_id, quote.price, nonce))
 

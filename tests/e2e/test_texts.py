@@ -150,13 +150,18 @@ def _all_screens() -> list[views.Screen]:
     screens = [
         views.main_menu("en", own_key=True, first_name=EVIL),
         views.main_menu("en", own_key=False),
-        views.help_screen("en", own_key=True, give_up_minutes=20),
+        views.help_screen("en", own_key=True, give_up_minutes=20, cancel_lock_seconds=180),
         views.service_list("en", [SERVICE, SINGLE] * 5, ["sb_wa"], 2),
         views.service_list("en", [SERVICE, SINGLE], [], 1, query=EVIL),
         views.service_list("en", [], [], 1),
         views.pools("en", SERVICE),
-        views.confirm("en", QUOTE, cb.new_nonce()),
-        views.confirm("en", Quote(SINGLE, None, Decimal("0.74"), None, None), cb.new_nonce()),
+        views.confirm("en", QUOTE, cb.new_nonce(), cancel_lock_seconds=180),
+        views.confirm(
+            "en",
+            Quote(SINGLE, None, Decimal("0.74"), None, None),
+            cb.new_nonce(),
+            cancel_lock_seconds=30,
+        ),
         views.price_changed("en", QUOTE, cb.new_nonce()),
         views.otp("en", _activation(ActivationState.COMPLETED, code="<1234>")),
         views.active_list("en", [_activation(ActivationState.WAITING)], NOW),
@@ -234,3 +239,16 @@ def test_cancel_button_only_after_the_lock() -> None:
     assert "❌ Cancel & refund" not in labels(
         views.order("en", _activation(ActivationState.CANCELLING), NOW + 500)
     )
+
+
+def test_cancel_lock_is_said_as_configured() -> None:
+    from bot.ui.texts import fmt_lock
+
+    assert fmt_lock(180) == "3 minutes"
+    assert fmt_lock(60) == "1 minute"
+    assert fmt_lock(30) == "30 seconds"
+    assert fmt_lock(90) == "90 seconds"
+    demo = views.confirm("en", QUOTE, cb.new_nonce(), cancel_lock_seconds=30).text
+    assert "from 30 seconds after purchase" in demo and "3 minutes" not in demo
+    helped = views.help_screen("en", own_key=False, give_up_minutes=3, cancel_lock_seconds=30)
+    assert "30 seconds after purchase" in helped.text

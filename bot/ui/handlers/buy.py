@@ -140,7 +140,10 @@ async def _confirm_screen(
         )
         price = exc.quote.price if isinstance(exc, PriceChanged) and exc.quote else None
         return screen, nonce, price
-    return views.confirm(lang, quote, nonce), nonce, quote.price
+    screen = views.confirm(
+        lang, quote, nonce, cancel_lock_seconds=context.settings.cancel_lock_seconds
+    )
+    return screen, nonce, quote.price
 
 
 async def show_order_in(

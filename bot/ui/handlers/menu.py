@@ -40,7 +40,10 @@ async def help_command(update: Update, context: BotContext) -> None:
     if update.callback_query is not None:
         await answer(update.callback_query)
     screen = views.help_screen(
-        lang, own_key=own_key(context), give_up_minutes=context.settings.give_up_minutes
+        lang,
+        own_key=own_key(context),
+        give_up_minutes=context.settings.give_up_minutes,
+        cancel_lock_seconds=context.settings.cancel_lock_seconds,
     )
     await show(update, context, screen)
 

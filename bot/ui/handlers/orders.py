@@ -11,7 +11,7 @@ from bot.ui import callbacks as cb
 from bot.ui import views
 from bot.ui.context import BotContext
 from bot.ui.handlers.common import answer, edit, lang_of, own_key, send, show, user_id_of
-from bot.ui.texts import plain
+from bot.ui.texts import fmt_lock, plain
 
 __all__ = ["active_command", "order_callback"]
 
@@ -62,7 +62,12 @@ async def order_callback(update: Update, context: BotContext) -> None:
             seconds = result.seconds_left
             if seconds is None:
                 seconds = max(1, int(activation.cancel_after - clock.now() + 0.999))
-            await answer(query, plain(lang, "cb_too_early", seconds=seconds), alert=True)
+            await answer(query, plain(
+                    lang,
+                    "cb_too_early",
+                    seconds=seconds,
+                    lock=fmt_lock(context.settings.cancel_lock_seconds),
+                ), alert=True)
         elif result.outcome == "refunded":
             amount = result.refund if result.refund is not None else activation.price
             await answer(query, plain(lang, "cb_refunded", amount=amount))
