@@ -31,7 +31,7 @@ from bot.sandbox.fake_telegram import ChatMessage, FakeTelegram, FakeUser
 from bot.sandbox.simulator import Simulator, SimulatorServer, start_simulator
 from bot.ui.context import DaisyApp
 
-TOKEN = "987654321:AAF-e2eTestTokenSecretValue_0123456789xyz"
+TOKEN = "4242:e2e-test-token-not-a-real-one"
 OP_KEY = "sk_operator_e2e_0123456789abcdef0123"
 USER_KEY = "sk_user_alice_e2e_9f8e7d6c5b4a39281706"
 ADMIN = 1000
