@@ -6,12 +6,20 @@ Every setting is listed, with a comment, in ``.env.example``. Secrets are
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_WEBHOOK_PATH = "telegram"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+TELEGRAM_WEBHOOK_PORTS = frozenset({443, 80, 88, 8443})
+_WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
+_WEBHOOK_PATH_RE = re.compile(r"[A-Za-z0-9._~/-]*")
 
 
 class FundingMode(StrEnum):
@@ -74,7 +82,7 @@ class Settings(BaseSettings):
     # --- Deployment ---
     log_level: str = "INFO"
     webhook_url: str | None = None  # set to use webhook mode instead of long polling
-    webhook_secret: SecretStr | None = None
+    webhook_secret: SecretStr | None = None  # required in webhook mode (see webhook_problem)
     webhook_listen: str = "0.0.0.0"
     webhook_port: int = 8443
     health_port: int | None = None  # serve GET /healthz on this port when set
@@ -103,3 +111,66 @@ class Settings(BaseSettings):
     @property
     def give_up_seconds(self) -> float:
         return self.give_up_minutes * 60.0
+
+    # --- Webhook mode ---
+    @property
+    def webhook_path(self) -> str:
+        """Local path the webhook server listens on: WEBHOOK_URL's path without the
+        surrounding slashes (``https://h/tg/hook`` -> ``tg/hook``); ``telegram`` when
+        the URL has no path."""
+        path = urlsplit((self.webhook_url or "").strip()).path.strip("/")
+        return path or DEFAULT_WEBHOOK_PATH
+
+    @property
+    def webhook_public_url(self) -> str | None:
+        """The URL given to setWebhook: WEBHOOK_URL, with ``/telegram`` appended when it
+        has no path (so Telegram posts where the server listens). None = long polling."""
+        url = (self.webhook_url or "").strip()
+        if not url:
+            return None
+        parts = urlsplit(url)
+        if parts.path.strip("/"):
+            return url
+        return urlunsplit(parts._replace(path="/" + DEFAULT_WEBHOOK_PATH))
+
+    def webhook_problem(self) -> str | None:
+        """Why these webhook settings can't be used (None when fine or not in webhook mode).
+
+        The message never contains the secret."""
+        url = (self.webhook_url or "").strip()
+        if not url:
+            return None
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            return "WEBHOOK_URL has an invalid port."
+        host = (parts.hostname or "").lower()
+        local = host in LOOPBACK_HOSTS
+        if not host or parts.scheme not in ("https", "http"):
+            return "WEBHOOK_URL must be a full URL such as https://bot.example.com/telegram."
+        if parts.scheme != "https" and not local:
+            return (
+                "WEBHOOK_URL must be an https:// URL: Telegram delivers webhooks over HTTPS "
+                "only (http:// is accepted for 127.0.0.1/localhost, for tests)."
+            )
+        if not local and port is not None and port not in TELEGRAM_WEBHOOK_PORTS:
+            return "WEBHOOK_URL: Telegram sends webhooks only to ports 443, 80, 88 or 8443."
+        if parts.fragment or parts.username or parts.password:
+            return "WEBHOOK_URL must not contain a #fragment or user:password@."
+        if not _WEBHOOK_PATH_RE.fullmatch(parts.path):
+            return "WEBHOOK_URL's path may only contain A-Z a-z 0-9 and . _ ~ - /."
+        if not 1 <= self.webhook_port <= 65535:
+            return "WEBHOOK_PORT must be between 1 and 65535."
+        if self.webhook_secret is None:
+            return (
+                "WEBHOOK_SECRET is required when WEBHOOK_URL is set: Telegram sends it with "
+                "every update, and the bot refuses requests without it. Make one with: "
+                'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+            )
+        if not _WEBHOOK_SECRET_RE.fullmatch(self.webhook_secret.get_secret_value()):
+            return (
+                "WEBHOOK_SECRET must be 1-256 characters from A-Z a-z 0-9 _ - "
+                "(Telegram's rule for secret_token)."
+            )
+        return None

@@ -32,6 +32,16 @@ a chat is in a per-chat event log with a global, monotonically increasing sequen
 (:meth:`FakeTelegram.events_since`), which the browser chat page streams over a websocket.
 Waiting is event-driven (an :class:`asyncio.Event` is fired on every request and every
 change); timeouts are safety nets only.
+
+Webhooks: ``setWebhook`` stores the URL and ``secret_token`` (``getUpdates`` then answers
+409, as Telegram does). When the webhook's host is this machine (127.0.0.1, localhost,
+::1) the fake *delivers* updates to it like Telegram: one at a time, in order, as a JSON
+POST with the ``X-Telegram-Bot-Api-Secret-Token`` header; an update stays pending until
+the webhook answers 2xx and failures are retried (``getWebhookInfo`` shows the last
+error; :attr:`FakeTelegram.webhook_deliveries` lists every attempt). So the same
+:class:`FakeUser` API drives a bot in webhook mode. Other hosts are never contacted:
+their updates just stay pending. The one deviation from Telegram: plain ``http://``
+is accepted for those loopback hosts (tests have no TLS).
 """
 
 from __future__ import annotations
@@ -47,7 +57,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
+from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import web
 
 from bot.clock import Clock, SystemClock
@@ -67,6 +79,7 @@ __all__ = [
     "RecordedCall",
     "RecordedRequest",
     "TelegramApiError",
+    "WebhookDelivery",
     "check_url",
     "find_auto_entities",
     "format_transcript",
@@ -94,6 +107,10 @@ CONFLICT_WEBHOOK = (
     "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to "
     "delete the webhook first"
 )
+WEBHOOK_HTTPS_REQUIRED = "bad webhook: An HTTPS URL must be provided for webhook"
+WEBHOOK_BAD_PORT = "bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443"
+SECRET_TOKEN_TOO_LONG = "secret token is too long"
+SECRET_TOKEN_BAD_CHARS = "secret token contains unallowed characters"
 
 
 class TelegramApiError(Exception):
@@ -1437,6 +1454,15 @@ class RecordedCall:
     response: JSON
 
 
+class WebhookDelivery(NamedTuple):
+    """One attempt to POST an update to the webhook: the HTTP status it got (None when
+    the connection failed) and, unless 2xx, the error getWebhookInfo reports."""
+
+    update_id: int
+    status: int | None
+    error: str | None
+
+
 @dataclass
 class InjectedError:
     method: str  # canonical method name, or "*"
@@ -1523,6 +1549,9 @@ _CHAT_ACTIONS = frozenset(
     }
 )
 
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+_WEBHOOK_PORTS = frozenset({80, 88, 443, 8443})
+_SECRET_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]*")
 _DEFAULT_EXCLUDED_UPDATES = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
 _COMMAND_RE = re.compile(r"^[a-z0-9_]{1,32}$")
 _TOKEN_RE = re.compile(r"^\d+:[A-Za-z0-9_\-]+$")
@@ -1814,7 +1843,10 @@ class FakeTelegram:
         callback_query_ttl: float | None = None,
         chat_rate_limit: tuple[int, float] | None = None,
         first_update_id: int = 1000,
+        webhook_retry_delay: float = 0.2,
     ) -> None:
+        """``webhook_retry_delay``: first pause before a failed webhook delivery is
+        retried (doubling up to 10x; Telegram waits longer, tests don't want to)."""
         if not _TOKEN_RE.match(token):
             raise ValueError("token must look like '<bot id>:<secret>'")
         self.token = token
@@ -1836,6 +1868,11 @@ class FakeTelegram:
         self._poller: object | None = None
         self._webhook_url = ""
         self._webhook_info: JSON = {}
+        self._webhook_secret: str | None = None
+        self._webhook_last_error: tuple[int, str] | None = None
+        self._webhook_task: asyncio.Task[None] | None = None
+        self.webhook_retry_delay = webhook_retry_delay
+        self.webhook_deliveries: list[WebhookDelivery] = []
         self._queries: dict[str, _Query] = {}
         self._query_counter = itertools.count(1)
         self._commands: dict[tuple[str, str], list[JSON]] = {}
@@ -1876,10 +1913,12 @@ class FakeTelegram:
         actual_port = sockets[0].getsockname()[1] if sockets else port
         self._runner = runner
         self._url = f"http://{host}:{actual_port}"
+        self._start_delivery()  # a webhook set before a restart
 
     async def close(self) -> None:
         self._closing = True
         self._notify()
+        await self._stop_delivery()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -2058,6 +2097,11 @@ class FakeTelegram:
     @property
     def webhook_url(self) -> str:
         return self._webhook_url
+
+    @property
+    def webhook_secret(self) -> str | None:
+        """The ``secret_token`` given to setWebhook (getWebhookInfo does not show it)."""
+        return self._webhook_secret
 
     def commands_for(self, user_id: int) -> list[JSON]:
         """Commands the user's client would show (scope + language resolution)."""
@@ -2425,26 +2469,63 @@ class FakeTelegram:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), remaining)
 
-    def _m_set_webhook(self, p: JSON) -> bool:
+    async def _m_set_webhook(self, p: JSON) -> bool:
         url = p.get("url") or ""
         if not isinstance(url, str):
             raise _bad('field "url" must be of type String')
-        if url and not url.lower().startswith("https://"):
-            raise _bad("bad webhook: An HTTPS URL must be provided for webhook")
+        secret = p.get("secret_token") or ""
+        if not isinstance(secret, str):
+            raise _bad('field "secret_token" must be of type String')
+        if url:
+            parts = urlsplit(url)
+            try:
+                port = parts.port
+            except ValueError as exc:
+                raise _bad("bad webhook: Wrong port number specified in the URL") from exc
+            if parts.scheme.lower() != "https" and not _is_local_http(url):
+                raise _bad(WEBHOOK_HTTPS_REQUIRED)
+            if not parts.hostname:
+                raise _bad("bad webhook: Failed to resolve host: Name or service not known")
+            if port is not None and port not in _WEBHOOK_PORTS and not _is_local_http(url):
+                raise _bad(WEBHOOK_BAD_PORT)
+        if len(secret) > 256:
+            raise _bad(SECRET_TOKEN_TOO_LONG)
+        if not _SECRET_TOKEN_RE.fullmatch(secret):
+            raise _bad(SECRET_TOKEN_BAD_CHARS)
+        allowed = _as_json(p, "allowed_updates")
+        if allowed is not None:
+            if not isinstance(allowed, list) or not all(isinstance(a, str) for a in allowed):
+                raise _bad("can't parse allowed_updates JSON array")
+            self._allowed_updates = list(allowed)  # shared with getUpdates, like Telegram
+        max_connections = _as_int(p, "max_connections", 40) or 40
+        if not 1 <= max_connections <= 100:
+            raise _bad("bad webhook: max_connections must be between 1 and 100")
+        await self._stop_delivery()
+        changed = url != self._webhook_url
         self._webhook_url = url
-        self._webhook_info = {
-            k: p[k] for k in ("max_connections", "allowed_updates", "ip_address") if k in p
-        }
+        self._webhook_secret = secret or None
+        self._webhook_info = {"max_connections": max_connections} if url else {}
+        if url and self._allowed_updates is not None:
+            self._webhook_info["allowed_updates"] = list(self._allowed_updates)
+        if url and isinstance(p.get("ip_address"), str):
+            self._webhook_info["ip_address"] = p["ip_address"]
+        if changed:
+            self._webhook_last_error = None
         if _as_bool(p, "drop_pending_updates"):
             self._updates.clear()
+        self._start_delivery()
+        self._notify()
         return True
 
-    def _m_delete_webhook(self, p: JSON) -> bool:
+    async def _m_delete_webhook(self, p: JSON) -> bool:
+        await self._stop_delivery()
         self._webhook_url = ""
         self._webhook_info = {}
+        self._webhook_secret = None
+        self._webhook_last_error = None
         if _as_bool(p, "drop_pending_updates"):
             self._updates.clear()
-            self._notify()
+        self._notify()
         return True
 
     def _m_get_webhook_info(self, p: JSON) -> JSON:
@@ -2455,9 +2536,67 @@ class FakeTelegram:
         }
         if self._webhook_url:
             info.update(self._webhook_info)
+            if self._webhook_last_error is not None:
+                info["last_error_date"], info["last_error_message"] = self._webhook_last_error
         return info
 
-    # -- messages ----------------------------------------------------------------------
+    # -- webhook delivery ----------------------------------------------------------------
+    def _start_delivery(self) -> None:
+        url = self._webhook_url
+        if self._webhook_task is not None or self._runner is None or not url:
+            return
+        if (urlsplit(url).hostname or "").lower() not in _LOOPBACK_HOSTS:
+            return  # never contact another host: its updates stay pending
+        self._webhook_task = asyncio.get_running_loop().create_task(
+            self._deliver(url, self._webhook_secret), name="fake-telegram-webhook"
+        )
+
+    async def _stop_delivery(self) -> None:
+        task, self._webhook_task = self._webhook_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _deliver(self, url: str, secret: str | None) -> None:
+        """POST pending updates to the webhook one at a time, oldest first, until it is
+        changed or deleted; an update is confirmed by a 2xx answer, else retried."""
+        headers = {"X-Telegram-Bot-Api-Secret-Token": secret} if secret else {}
+        delay = self.webhook_retry_delay
+        timeout = aiohttp.ClientTimeout(total=10.0)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while not self._closing:
+                event = self._changed
+                batch = self._deliverable(1)
+                if not batch:
+                    await event.wait()
+                    continue
+                update = batch[0]
+                status: int | None = None
+                try:
+                    async with session.post(url, json=update, headers=headers) as response:
+                        status = response.status
+                        await response.read()
+                        error = f"Wrong response from the webhook: {status} {response.reason}"
+                except TimeoutError:
+                    error = "Read timeout expired"
+                except aiohttp.ClientConnectorError:
+                    error = "Connection refused"
+                except (aiohttp.ClientError, OSError) as exc:
+                    error = f"Connection failed: {type(exc).__name__}"
+                ok = status is not None and 200 <= status < 300
+                uid = update["update_id"]
+                self.webhook_deliveries.append(WebhookDelivery(uid, status, None if ok else error))
+                if ok:
+                    self._updates = [u for u in self._updates if u["update_id"] != uid]
+                    delay = self.webhook_retry_delay
+                    self._notify()
+                    continue
+                self._webhook_last_error = (int(self._now()), error)
+                self._notify()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.webhook_retry_delay * 10)
+
     def _reply_markup_effect(self, chat: _Chat, markup: tuple[str, JSON] | None) -> JSON | None:
         """Apply a validated reply_markup; returns the inline markup to store, if any."""
         if markup is None:
@@ -2828,6 +2967,12 @@ class FakeTelegram:
         key = ("menu_button", str(p.get("chat_id") or ""))
         value = self._bot_settings.get(key) or {"type": "commands"}
         return dict(value)
+
+
+def _is_local_http(url: str) -> bool:
+    """``http://`` to this machine: accepted by the fake only (tests have no TLS)."""
+    parts = urlsplit(url)
+    return parts.scheme.lower() == "http" and (parts.hostname or "").lower() in _LOOPBACK_HOSTS
 
 
 def _as_int_safe(value: Any) -> int | None:
