@@ -237,7 +237,9 @@ EN: dict[str, str] = {
     "btn_open_order": "{name} · {phone}",
     "order_reopened": "Here is your order:",
     # --------------------------------------------------------------- history
-    "history_title": "📜 <b>History</b> · {filter} · page {page}/{pages} · {total} orders",
+    "history_title": "📜 <b>History</b> · {filter} · page {page}/{pages} · {total}",
+    "history_count_one": "1 order",
+    "history_count_many": "{n} orders",
     "history_empty": "Nothing here yet.",
     "history_line": "{date} · {name} · <code>{phone}</code> · {price} · {status}",
     "hist_all": "All",

@@ -256,7 +256,11 @@ def history(lang: str, page: HistoryPage, current: HistoryFilter | None = None) 
         filter=label(lang, f"hist_{current}"),
         page=page.page,
         pages=page.pages,
-        total=page.total,
+        total=plain(
+            lang,
+            "history_count_one" if page.total == 1 else "history_count_many",
+            n=page.total,
+        ),
     )
     lines = [title, ""]
     if not page.items:
@@ -302,7 +306,11 @@ def wallet(lang: str, view: WalletView, *, has_key: bool) -> Screen:
                     date=fmt_clock(entry.created_at),
                     amount=Raw(_signed(entry.amount)),
                     kind=kind,
-                    note=f" · {entry.note}" if entry.note else "",
+                    note=(
+                        f" · {entry.note}"
+                        if entry.note and entry.note.casefold() != str(kind).casefold()
+                        else ""
+                    ),
                 )
             )
     lines.append("")
