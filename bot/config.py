@@ -99,6 +99,13 @@ class Settings(BaseSettings):
             return Decimal(str(value))
         return value
 
+    @field_validator("markup_percent")
+    @classmethod
+    def _markup_range(cls, value: Decimal) -> Decimal:
+        if not value.is_finite() or value < 0 or value > 1000:
+            raise ValueError("MARKUP_PERCENT must be a number from 0 to 1000")
+        return value
+
     @property
     def telegram_api_base(self) -> str:
         """Base URL in the form PTB expects (``.../bot``)."""

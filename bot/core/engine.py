@@ -153,6 +153,10 @@ logger = logging.getLogger("bot.core")
 CATALOGUE_TTL = 300.0  # the per-account price view is cached 5 minutes upstream too
 RECONCILE_LOOKBACK = 3600.0  # ids bought this long before a lost purchase are excluded
 RECONCILE_SETTLE = 5.0  # after a crash, give the server this long before reading /history
+RECONCILE_RETRY = 10.0  # while a lost purchase is in doubt, re-read /history this often
+# A lost purchase is only written off as "not bought" once /history has shown no order
+# for this long after the request was sent (the server may finish it after our timeout).
+MIN_PURCHASE_SETTLE = 60.0
 EVENT_MAX_ATTEMPTS = 20  # then the event is dead-lettered (logged, marked delivered)
 AUTH_RETRY = 300.0  # key rejected / account blocked: retry this much later
 MAX_PASSES = 20  # run_due: passes over timers that became due while working
@@ -326,6 +330,7 @@ class Engine:
         self.interval = float(settings.poll_interval_seconds)
         self.cancel_lock = float(settings.cancel_lock_seconds)
         self.give_up = float(settings.give_up_seconds)
+        self._purchase_settle = max(MIN_PURCHASE_SETTLE, 3.0 * settings.daisysim_timeout_seconds)
         self.markup = Decimal(settings.markup_percent)
         self._repos: Repositories | None = None
         self._wallets: Wallets | None = None
@@ -1024,6 +1029,11 @@ class Engine:
             )
             return False
         if found is None:
+            deadline = row.purchase_sent_at + self._purchase_settle
+            if now < deadline:
+                track.reconcile_at = min(deadline, now + RECONCILE_RETRY)
+                logger.info("activation %d: no order in /history yet; checking again", track.id)
+                return False
             logger.info("activation %d: reconciled: nothing was bought", track.id)
             await self._fail_purchase(track.id, "not bought (reconciled)", emit=True)
         else:

@@ -23,8 +23,13 @@ injectable (``httpx.MockTransport``, an ASGI app, the real network).
     balance_after=None)``;
   - several -> the oldest one is taken (a warning is logged): the others belong
     to purchases made elsewhere with the same key, which learn their own ids;
-  - none -> :class:`~bot.daisysim.errors.PurchaseFailed` (nothing was bought);
-  - /history unreachable -> :class:`~bot.daisysim.errors.PurchaseOutcomeUnknown`.
+  - none, after the server answered with an error status ->
+    :class:`~bot.daisysim.errors.PurchaseFailed` (nothing was bought);
+  - none, after a timeout or reset (no answer: the server may still be
+    working on it), or /history unreachable ->
+    :class:`~bot.daisysim.errors.PurchaseOutcomeUnknown`: the caller keeps the
+    purchase open and calls :meth:`DaisySimClient.reconcile_purchase` again
+    until well past the request timeout.
 
   Ids returned by purchases of this process (for the same key) are excluded
   automatically, and reconciliation waits for this key's other purchase
@@ -396,6 +401,21 @@ class DaisySimClient:
                 cause=err,
             ) from err
         if found is None:
+            if isinstance(err, APIConnectionError):
+                # The request went out and no answer came back: the server may still
+                # be working on it, so an empty /history now proves nothing. The
+                # caller keeps the purchase open and reconciles again later.
+                logger.info("reconciliation: no order yet; outcome still unknown")
+                raise PurchaseOutcomeUnknown(
+                    f"purchase response lost ({type(err).__name__}) and no order in "
+                    "/history yet",
+                    sent_at=sent_at,
+                    app=app,
+                    app_name=app_name,
+                    cause=err,
+                ) from err
+            # The server answered (an error status after the request was processed):
+            # its /history is authoritative now.
             logger.info("reconciliation: no order found, nothing was bought")
             raise PurchaseFailed(err) from err
         logger.info("reconciliation: purchase recovered from /history")

@@ -1471,6 +1471,7 @@ class InjectedError:
     retry_after: int | None
     remaining: int
     chat_id: int | None = None
+    drop: bool = False  # the call takes effect, then the connection is cut (no answer)
 
     def reply(self) -> TelegramApiError:
         params = {"retry_after": self.retry_after} if self.retry_after is not None else None
@@ -2148,6 +2149,17 @@ class FakeTelegram:
         self._injected.append(inj)
         return inj
 
+    def drop_response(
+        self, method: str, *, count: int = 1, chat_id: int | None = None
+    ) -> InjectedError:
+        """The next ``count`` calls of ``method`` take effect (a message is really
+        sent), then the connection is cut before the answer: the bot sees a network
+        error and cannot know whether the call went through."""
+        canonical = "*" if method == "*" else self._canonical.get(method.lower(), method)
+        inj = InjectedError(canonical, 0, "", None, count, chat_id, drop=True)
+        self._injected.append(inj)
+        return inj
+
     def clear_injected(self) -> None:
         self._injected.clear()
 
@@ -2216,13 +2228,18 @@ class FakeTelegram:
             params = await self._read_params(request)
             self.requests.append(RecordedRequest(method, params))
             inj = self._take_injection(method, params)
-            if inj is not None:
+            if inj is not None and not inj.drop:
                 raise inj.reply()
             result = handler(params)
             if asyncio.iscoroutine(result):
                 result = await result
             body: JSON = {"ok": True, "result": result}
             status = 200
+            if inj is not None and inj.drop:
+                self.calls.append(RecordedCall(next(self._call_seq), method, params, 0, body))
+                if request.transport is not None:
+                    request.transport.abort()
+                return web.Response(status=500)
         except TelegramApiError as err:
             body, status = err.to_json(), err.code
         finally:

@@ -11,15 +11,18 @@ The engine acknowledges an event once this handler returns and redelivers it if
 it raises. So: Forbidden (the user blocked the bot) and permanent BadRequests
 are swallowed (acknowledged); transient errors (network, timeouts, flood
 control after the rate limiter's retries) are raised. Once the code message is
-out, later failures are swallowed so a redelivery never sends the code twice.
+out, later failures are swallowed so a redelivery never sends the code twice; a
+code push that got no answer counts as out once the order message (which shows
+the code too) has been updated.
 """
 
 from __future__ import annotations
 
 import logging
 
+import httpx
 from telegram import Message
-from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 
 from bot.core.api import Activation, EngineError, Event, EventKind
 from bot.ui import views
@@ -28,6 +31,17 @@ from bot.ui.handlers.common import is_not_modified
 from bot.ui.texts import pick_lang
 
 __all__ = ["EventRenderer"]
+
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def _maybe_delivered(exc: NetworkError) -> bool:
+    """True when the request went out and no answer came back (read timeout,
+    connection cut): Telegram may have carried it out. False for real answers
+    (BadRequest, 5xx — PTB raises those as NetworkError too) and for requests
+    that never left (connection refused, pool timeout)."""
+    cause = exc.__cause__
+    return isinstance(cause, httpx.HTTPError) and not isinstance(cause, _NOT_SENT)
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +78,20 @@ class EventRenderer:
         kind = event.kind
         if kind == EventKind.CODE_RECEIVED:
             screen = views.otp(lang, a)
-            await bot.send_message(chat_id=chat_id, text=screen.text, reply_markup=screen.markup)
+            try:
+                await bot.send_message(
+                    chat_id=chat_id, text=screen.text, reply_markup=screen.markup
+                )
+            except NetworkError as exc:
+                if not _maybe_delivered(exc):
+                    raise
+                # No answer (timeout, connection cut): Telegram may well have delivered
+                # it. The order message carries the code too; once that edit goes
+                # through the user has the code, so it is not pushed a second time.
+                # If the edit fails as well, this raises and the event is redelivered.
+                log.warning("code push for activation %s unconfirmed (%s)", a.id, exc)
+                await self._update_order(a, lang, chat_id)
+                return
             try:  # the code is out: never fail (and get redelivered) after this point
                 await self._update_order(a, lang, chat_id)
             except TelegramError as exc:

@@ -182,7 +182,7 @@ async def test_lost_purchase_reconciled_on_next_buy(h: Harness) -> None:
 
 async def test_restart_before_purchase_was_sent(h: Harness) -> None:
     """Row committed in purchasing (hold taken), process died before the request:
-    reconciliation proves nothing was bought -> failed, hold released."""
+    once /history has shown no order for the settle time -> failed, hold released."""
     eng = await funded(h, "5")
     repos = eng.repos
     account = await repos.accounts.active_operator()
@@ -197,6 +197,9 @@ async def test_restart_before_purchase_was_sent(h: Harness) -> None:
     assert await eng.wallets.balance(ALICE) == Decimal("4.4")
     eng = await restart(h, eng)
     await h.run_for(eng, 10)
+    row = await eng.repos.activations.get(act_id)
+    assert row is not None and row.state == "purchasing"  # no order yet: still in doubt
+    await h.run_for(eng, 60)  # past the settle time: nothing was bought
     row = await eng.repos.activations.get(act_id)
     assert row is not None and row.state == "failed" and row.remote_id is None
     assert await eng.wallets.balance(ALICE) == Decimal("5")

@@ -18,6 +18,7 @@ from bot.daisysim import (
     DaisySimClient,
     OutOfStock,
     PurchaseFailed,
+    PurchaseOutcomeUnknown,
     ServerError,
     TooEarly,
 )
@@ -201,7 +202,8 @@ class _GiveUpEarly(httpx.AsyncBaseTransport):
 async def test_purchase_completed_after_the_client_gave_up(delay: float, found: bool) -> None:
     """Wall clock: the server applies the purchase ~0.3 s after it was sent; the
     client gave up after 0.05 s. Reconciliation first waits ``reconcile_delay``;
-    without it the order is not there yet (the residual risk of a slow server)."""
+    without it the order is not there yet, so the outcome is reported unknown
+    (never "not bought") and a later reconciliation finds it."""
     sim_clock = VirtualClock(start=time.time())  # frozen near now: created_at ~ sent_at
     sim = Simulator(sim_clock, seed=3)
     key = f"sk_wall_{random.randrange(10**12):012d}"
@@ -216,9 +218,14 @@ async def test_purchase_completed_after_the_client_gave_up(delay: float, found: 
                 p = await client.purchase("USA", "Signal")
                 assert p.reconciled
             else:
-                with pytest.raises(PurchaseFailed):
+                # Nothing in /history yet: not "not bought" but "unknown" — the
+                # caller reconciles again later and then finds the order.
+                with pytest.raises(PurchaseOutcomeUnknown) as unknown:
                     await client.purchase("USA", "Signal")
             await transport.aclose()
+            if not found:
+                later = await client.reconcile_purchase("Signal", unknown.value.sent_at)
+                assert later is not None and later.reconciled
         assert len(sim.state()["activations"]) == 1  # bought exactly once either way
         assert sim.balance(key) == Decimal("4.4")
     finally:

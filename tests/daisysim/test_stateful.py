@@ -25,6 +25,7 @@ from bot.daisysim import (
     InsufficientBalance,
     OutOfStock,
     PurchaseFailed,
+    PurchaseOutcomeUnknown,
     TooEarly,
     UnknownAPIError,
 )
@@ -100,10 +101,19 @@ class ClientMachine(RuleBasedStateMachine):
             return
         except OutOfStock:
             raise AssertionError("stock is ample in this test") from None
+        except PurchaseOutcomeUnknown:
+            # A dropped purchase the server refused (e.g. insufficient balance): no
+            # answer and no order, so the client cannot call it "not bought" — and
+            # indeed nothing was bought.
+            assert fault == "drop"
+            assert self.sim.balance(KEY) == before
+            assert len(self.sim.state()["activations"]) == len(self.bought)
+            self.sim.clear_faults()
+            event("purchase: drop -> outcome unknown, nothing bought")
+            return
         except PurchaseFailed as err:
-            # A 500 fault has no effect; a dropped purchase that the server refused
-            # (e.g. insufficient balance) has none either. Either way: nothing bought.
-            assert fault in ("500", "drop") and err.bought is False
+            # A 500 fault has no effect: the server answered, /history is authoritative.
+            assert fault == "500" and err.bought is False
             assert self.sim.balance(KEY) == before
             assert len(self.sim.state()["activations"]) == len(self.bought)
             event(f"purchase: {fault} -> not bought")

@@ -67,7 +67,8 @@ async def test_operator_wallet_admin_credit_and_history(make_harness: HarnessFac
     assert "code 111111" in hist.text and "refunded" in hist.text and "waiting" in hist.text
     await alice.press("Completed")
     completed = await alice.wait_for("History · Completed", WAIT)
-    assert completed.text.startswith("📜 History · Completed · page 1/1 · 1 order\n") and "Signal" in completed.text
+    assert completed.text.startswith("📜 History · Completed · page 1/1 · 1 order\n")
+    assert "Signal" in completed.text
     assert "• Completed •" in completed.button_labels
     await alice.press("Cancelled")
     cancelled = await alice.wait_for("History · Cancelled", WAIT)

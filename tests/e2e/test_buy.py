@@ -270,3 +270,28 @@ async def test_back_buttons_walk_the_flow(h: Harness) -> None:
     home = await alice.wait_for("What would you like to do?", WAIT)
     assert home.message_id == filtered.message_id
     assert alice.message(listing.message_id).text.startswith("🛒 Choose a service")
+
+
+async def test_confirm_from_before_a_restart_shows_the_price_again(h: Harness) -> None:
+    """A confirmation screen the bot no longer remembers (e.g. shown before a
+    deploy) never buys: the current price is shown and confirmed again."""
+    alice = h.user()
+    await alice.send("/buy")
+    await alice.wait_for("Choose a service", WAIT)
+    await alice.press("Signal · $0.60")
+    confirm = await alice.wait_for("Confirm your purchase", WAIT)
+    assert "Price: $0.60" in confirm.text
+    h.sim.core.services["Signal"].price = Decimal("0.8000")  # upstream price rises
+    await h.restart_bot()
+    await h.engine.list_services(ALICE)  # (new process: fresh price view)
+    await alice.press(re.compile("^✅ Confirm"), message_id=confirm.message_id)
+    again = await alice.wait_for(
+        lambda m: m.message_id == confirm.message_id and "Price: $0.80" in m.text, WAIT
+    )
+    assert h.sim_activations() == []  # nothing bought at a price not shown
+    await alice.press(re.compile(r"^✅ Confirm · \$0\.80"), message_id=again.message_id)
+    await alice.wait_for(lambda m: m.message_id == confirm.message_id and "Number:" in m.text,
+                         WAIT)
+    [bought] = h.sim_activations()
+    assert Decimal(str(bought["price"])) == Decimal("0.8")
+    assert (await h.engine.wallet(ALICE)).balance == Decimal("9.20")

@@ -236,3 +236,17 @@ async def test_flood_control_is_retried_by_the_rate_limiter(h: Harness) -> None:
     await alice.wait_for("What would you like to do?", WAIT)
     statuses = [c.status for c in h.fake.calls if c.method == "sendMessage"]
     assert statuses[:2] == [429, 200]
+
+
+async def test_unanswered_code_push_is_not_sent_twice(h: Harness) -> None:
+    """The code message goes out but the answer is lost (connection cut): the
+    order message, which shows the code too, is updated and the push is not
+    repeated."""
+    alice = h.user()
+    order = await h.buy(alice, "Signal · $0.60")
+    h.fake.drop_response("sendMessage", count=1)
+    h.sim.deliver_sms(await remote_id(h), "424242")
+    await h.advance(15)
+    await h.advance(600)
+    assert len(otp_messages(alice)) == 1  # delivered by Telegram once, never re-sent
+    assert "424242" in alice.message(order.message_id).text

@@ -306,10 +306,20 @@ async def _purchase(
         # The price is recomputed here, server-side; never taken from the button.
         quote = await engine.quote(user_id, service.code, provider)
         shown = bot_data.shown_prices.get(request_id)
-        if shown is not None and quote.price > shown:
+        if shown is None or quote.price > shown:
+            # Price went up, or this confirmation screen is not one we remember
+            # showing (e.g. from before a restart): never buy at a price the user
+            # has not seen — show the current price and ask again.
             failed()
             nonce = cb.new_nonce()
-            await edit(message, context, views.price_changed(lang, quote, nonce))
+            screen = (
+                views.price_changed(lang, quote, nonce)
+                if shown is not None
+                else views.confirm(
+                    lang, quote, nonce, cancel_lock_seconds=context.settings.cancel_lock_seconds
+                )
+            )
+            await edit(message, context, screen)
             _record_price(context, _request_id(message, nonce), quote.price)
             return BROWSING
         await edit(message, context, Screen(t(lang, "buy_buying", name=service.name)))
