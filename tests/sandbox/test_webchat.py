@@ -309,6 +309,82 @@ async def test_shutdown_closes_open_websockets(fake: FakeTelegram) -> None:
 # -- static assets --------------------------------------------------------------------
 
 
+async def test_static_files_are_served_with_their_content_types(client: TestClient) -> None:
+    expected = {
+        "/": ("text/html",),
+        "/static/app.js": ("application/javascript", "text/javascript"),
+        "/static/style.css": ("text/css",),
+    }
+    for path, types in expected.items():
+        r = await client.get(path)
+        assert r.status == 200, path
+        assert r.content_type in types, (path, r.content_type)
+        body = await r.read()
+        name = "index.html" if path == "/" else path.rsplit("/", 1)[1]
+        assert body == (STATIC_DIR / name).read_bytes()  # served verbatim, no templating
+    assert (await client.get("/")).headers["Cache-Control"] == "no-store"
+    assert (await client.get("/static/nope.js")).status == 404
+    # nothing outside the static folder (webchat.py sits right next to it)
+    for path in ("/static/../webchat.py", "/static/%2e%2e/webchat.py"):
+        r = await client.get(path)
+        assert r.status in (403, 404), path
+        assert b"make_webchat_app" not in await r.read()
+
+
+def test_page_keeps_the_hooks_and_declares_its_encoding() -> None:
+    html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    script = (STATIC_DIR / "app.js").read_text(encoding="utf-8")
+    # the files are UTF-8 (arrows, ellipses) and are served without a charset parameter:
+    # the page must declare it so the script and the stylesheet inherit it
+    assert '<meta charset="utf-8">' in html.lower()
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert sorted(i for i in set(ids) if ids.count(i) > 1) == []  # no duplicate ids
+    # hooks tests/e2e/test_browser.py and other scripts rely on
+    page_hooks = (
+        "bot-name bot-status banner banner-close banner-show messages new-messages composer "
+        "send commands panel panel-toggle panel-wallet panel-numbers user-picker toast alert"
+    )
+    for testid in page_hooks.split():
+        assert f'data-testid="{testid}"' in html, testid
+    for testid in ("message", "kb-button", "deliver-sms", "banner-line", "command"):
+        assert f'"data-testid": "{testid}"' in script, testid
+    for hook in ('id="composer"', 'id="send"', 'id="panel"', 'id="composer-area"'):
+        assert hook in html
+    # the message list sits in the chat column before the composer area it must not cover
+    assert html.index('id="messages"') < html.index('id="commands"') < html.index('id="composer"')
+    # inline buttons are never disabled: a stuck press must not lock the chat
+    assert not re.search(r"kb-btn[^;]*disabled", script)
+
+
+def _css_rules(css: str) -> dict[str, str]:
+    """Top-level ``selector { body }`` rules (media queries skipped), selector -> body."""
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
+    css = re.sub(r"@media[^{]*\{(?:[^{}]*\{[^{}]*\})*[^{}]*\}", "", css)
+    rules: dict[str, str] = {}
+    for selector, body in re.findall(r"([^{}]+)\{([^{}]*)\}", css):
+        for sel in selector.split(","):
+            rules[sel.strip()] = rules.get(sel.strip(), "") + body
+    return rules
+
+
+def test_layout_only_the_message_list_shrinks() -> None:
+    rules = _css_rules((STATIC_DIR / "style.css").read_text(encoding="utf-8"))
+
+    def decl(selector: str, prop: str) -> str | None:
+        found = re.findall(rf"(?:^|;|\s){re.escape(prop)}\s*:\s*([^;]+)", rules.get(selector, ""))
+        return found[-1].strip() if found else None
+
+    # a flex column whose scroller may shrink below its content (min-height: 0) ...
+    assert decl(".chat", "flex-direction") == "column"
+    assert decl(".messages-wrap", "min-height") == "0"
+    assert decl(".messages", "min-height") == "0"
+    assert decl(".messages", "overflow-y") == "auto"
+    # ... while the header, the notes and the composer area (shortcuts + input) never do
+    for selector in (".topbar", ".banner", ".composer-area", ".composer-area > *"):
+        assert decl(selector, "flex") == "none", selector
+    assert decl(".app", "overflow") == "hidden"
+
+
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_app_js_has_no_syntax_errors() -> None:
     result = subprocess.run(

@@ -15,7 +15,11 @@
     wsGeneration: 0,
     reconnectDelay: 500,
     messages: new Map(), // message_id -> message json
-    pending: new Map(), // query_id -> button element
+    presses: [], // inline-button presses waiting for the bot (see pressButton)
+    answered: [], // query ids whose callback_answer arrived (maybe before the POST returned)
+    stick: true, // keep the message list scrolled to the bottom
+    unseen: 0, // messages that arrived while the user was scrolled up
+    ownSends: 0, // messages sent from this page, not yet seen coming back
     panelEnabled: false,
     panelTimer: null,
     typingTimer: null,
@@ -33,11 +37,16 @@
     botStatus: document.getElementById("bot-status"),
     botAvatar: document.getElementById("bot-avatar"),
     banner: document.getElementById("banner"),
+    bannerLines: document.getElementById("banner-lines"),
+    bannerClose: document.getElementById("banner-close"),
+    bannerShow: document.getElementById("banner-show"),
+    newPill: document.getElementById("new-pill"),
     commands: document.getElementById("commands"),
     replyKeyboard: document.getElementById("reply-keyboard"),
     panel: document.getElementById("panel"),
     panelToggle: document.getElementById("panel-toggle"),
     panelClose: document.getElementById("panel-close"),
+    panelBackdrop: document.getElementById("panel-backdrop"),
     panelWallet: document.getElementById("panel-wallet"),
     panelNumbers: document.getElementById("panel-numbers"),
     panelInfo: document.getElementById("panel-info"),
@@ -69,13 +78,23 @@
     return node;
   }
 
+  var API_TIMEOUT_MS = 20000;
+
   function api(method, path, body) {
     var opts = { method: method, headers: {} };
     if (body !== undefined) {
       opts.headers["Content-Type"] = "application/json";
       opts.body = JSON.stringify(body);
     }
+    // a request never hangs forever (it would leave a button busy)
+    var timer = null;
+    if (typeof AbortController === "function") {
+      var controller = new AbortController();
+      opts.signal = controller.signal;
+      timer = setTimeout(function () { controller.abort(); }, API_TIMEOUT_MS);
+    }
     return fetch(path, opts).then(function (res) {
+      clearTimeout(timer);
       return res.json().catch(function () { return { ok: false, error: "HTTP " + res.status }; })
         .then(function (data) {
           if (!res.ok || data.ok === false) {
@@ -85,6 +104,10 @@
           }
           return data;
         });
+    }, function (err) {
+      clearTimeout(timer);
+      if (err && err.name === "AbortError") throw new Error("no answer from the playground");
+      throw err;
     });
   }
 
@@ -120,7 +143,9 @@
   el.alertOk.addEventListener("click", function () { el.alert.hidden = true; el.composer.focus(); });
   el.alert.addEventListener("click", function (ev) { if (ev.target === el.alert) el.alert.hidden = true; });
   document.addEventListener("keydown", function (ev) {
-    if (ev.key === "Escape" && !el.alert.hidden) el.alert.hidden = true;
+    if (ev.key !== "Escape") return;
+    if (!el.alert.hidden) el.alert.hidden = true;
+    else if (el.panel.classList.contains("open")) setPanelOpen(false);
   });
 
   function copyToClipboard(text) {
@@ -320,14 +345,55 @@
     return wrapper;
   }
 
-  function nearBottom() {
+  // ------------------------------------------------------------------ scrolling
+  // The list sticks to the bottom while the user is there; scrolled up, new
+  // messages only raise the "new messages" pill.
+  var STICK_PX = 48;
+
+  function distanceFromBottom() {
     var m = el.messages;
-    return m.scrollHeight - m.scrollTop - m.clientHeight < 120;
+    return m.scrollHeight - m.scrollTop - m.clientHeight;
   }
 
-  function scrollToBottom() {
-    el.messages.scrollTop = el.messages.scrollHeight;
+  function scrollToBottom(smooth) {
+    state.stick = true;
+    hidePill();
+    var m = el.messages;
+    if (smooth && typeof m.scrollTo === "function") {
+      // far away: jump close first, then glide the last stretch
+      var near = m.scrollHeight - m.clientHeight * 2;
+      if (m.scrollTop < near) m.scrollTop = near;
+      m.scrollTo({ top: m.scrollHeight, behavior: "smooth" });
+    } else {
+      m.scrollTop = m.scrollHeight;
+    }
   }
+
+  function keepAtBottom() {
+    if (state.stick) el.messages.scrollTop = el.messages.scrollHeight;
+  }
+
+  function hidePill() {
+    state.unseen = 0;
+    el.newPill.hidden = true;
+  }
+
+  function noteUnseen() {
+    state.unseen += 1;
+    el.newPill.textContent = "↓ " + (state.unseen === 1 ? "new message" : state.unseen + " new messages");
+    el.newPill.hidden = false;
+  }
+
+  el.messages.addEventListener("scroll", function () {
+    state.stick = distanceFromBottom() <= STICK_PX;
+    if (state.stick) hidePill();
+  }, { passive: true });
+  el.newPill.addEventListener("click", function () { scrollToBottom(true); });
+  if (typeof ResizeObserver === "function") {
+    // the list's box changes (reply keyboard, notes, window): stay at the bottom
+    new ResizeObserver(keepAtBottom).observe(el.messages);
+  }
+  window.addEventListener("resize", keepAtBottom);
 
   function findMessageNode(messageId) {
     return el.messages.querySelector('.msg[data-message-id="' + String(Number(messageId)) + '"]');
@@ -335,13 +401,15 @@
 
   function upsertMessage(message, flash) {
     if (message.deleted) { removeMessage(message.message_id); return; }
-    var stick = nearBottom();
     state.messages.set(message.message_id, message);
     var node = renderMessage(message);
     var existing = findMessageNode(message.message_id);
+    // its buttons are new nodes: a press on the old ones is over
+    settlePresses(function (p) { return p.messageId === message.message_id; });
     if (existing) {
       el.messages.replaceChild(node, existing);
       if (flash) { node.classList.add("flash"); }
+      keepAtBottom();
     } else {
       // keep the list ordered by message_id
       var after = null;
@@ -352,13 +420,18 @@
       if (after) after.insertAdjacentElement("afterend", node);
       else if (nodes.length) el.messages.insertBefore(node, nodes[0]);
       else el.messages.appendChild(node);
-      if (stick || !message.from_bot) scrollToBottom();
+      if (!message.from_bot && state.ownSends > 0) {
+        state.ownSends -= 1;
+        scrollToBottom(false); // just sent from this page: jump down to it
+      } else if (state.stick) keepAtBottom();
+      else noteUnseen();
     }
     el.emptyHint.hidden = state.messages.size > 0;
   }
 
   function removeMessage(messageId) {
     state.messages.delete(messageId);
+    settlePresses(function (p) { return p.messageId === messageId; });
     var node = findMessageNode(messageId);
     if (node) node.parentNode.removeChild(node);
     el.emptyHint.hidden = state.messages.size > 0;
@@ -366,10 +439,12 @@
 
   function clearMessages() {
     state.messages.clear();
+    settlePresses(function () { return true; });
     Array.prototype.slice.call(el.messages.querySelectorAll(".msg")).forEach(function (n) {
       n.parentNode.removeChild(n);
     });
     el.emptyHint.hidden = false;
+    hidePill();
   }
 
   // ------------------------------------------------------------------ commands + reply keyboard
@@ -412,26 +487,76 @@
   function sendText(text) {
     if (!text || !text.trim() || state.userId === null) return Promise.resolve();
     el.send.disabled = true;
+    state.ownSends += 1;
     return api("POST", "/api/send", { user_id: state.userId, text: text })
-      .catch(function (err) { showToast("Could not send: " + err.message); })
+      .catch(function (err) {
+        state.ownSends = Math.max(0, state.ownSends - 1);
+        showToast("Could not send: " + err.message);
+      })
       .then(function () { el.send.disabled = false; });
+  }
+
+  // An inline-button press shows a spinner until the bot reacts. The answer
+  // (callback_answer over the websocket) may arrive before the POST returns, so
+  // a press is found by its query id, or by message + data before the id is
+  // known. The spinner ends at: the bot's answer, a new message or an edit of
+  // that message, the POST failing, or a safety timeout. The button is never
+  // disabled; a second click is only ignored while the spinner runs.
+  var PRESS_TIMEOUT_MS = 10000;
+
+  function settle(press) {
+    if (press.done) return;
+    press.done = true;
+    clearTimeout(press.timer);
+    press.node.classList.remove("pending");
+    press.node.removeAttribute("aria-busy");
+    var i = state.presses.indexOf(press);
+    if (i >= 0) state.presses.splice(i, 1);
+  }
+
+  function settlePresses(match) {
+    state.presses.slice().forEach(function (p) { if (match(p)) settle(p); });
+  }
+
+  function wasAnswered(queryId) {
+    return state.answered.indexOf(queryId) >= 0;
+  }
+
+  function noteAnswered(queryId) {
+    if (queryId === undefined || queryId === null) return;
+    state.answered.push(queryId);
+    if (state.answered.length > 100) state.answered.splice(0, state.answered.length - 100);
+    settlePresses(function (p) { return p.queryId === queryId; });
+  }
+
+  function noteQuery(ev) {
+    // our own press, echoed by the websocket: learn its query id early
+    if (ev.query_id === undefined) return;
+    for (var i = 0; i < state.presses.length; i++) {
+      var p = state.presses[i];
+      if (p.queryId === null && p.messageId === ev.message_id && p.data === ev.data) {
+        p.queryId = ev.query_id;
+        if (wasAnswered(p.queryId)) settle(p);
+        return;
+      }
+    }
   }
 
   function pressButton(messageId, data, node) {
     if (node.classList.contains("pending")) return;
+    var press = { messageId: messageId, data: data, node: node, queryId: null, done: false, timer: null };
+    state.presses.push(press);
     node.classList.add("pending");
+    node.setAttribute("aria-busy", "true");
+    press.timer = setTimeout(function () { settle(press); }, PRESS_TIMEOUT_MS);
     api("POST", "/api/press", { user_id: state.userId, message_id: messageId, data: data })
       .then(function (res) {
-        state.pending.set(res.query_id, node);
-        setTimeout(function () {
-          if (state.pending.get(res.query_id) === node) {
-            state.pending.delete(res.query_id);
-            node.classList.remove("pending");
-          }
-        }, 15000);
+        if (press.done) return;
+        press.queryId = res.query_id;
+        if (wasAnswered(press.queryId)) settle(press);
       })
       .catch(function (err) {
-        node.classList.remove("pending");
+        settle(press);
         showToast("Button press failed: " + err.message);
       });
   }
@@ -456,7 +581,11 @@
     switch (ev.kind) {
       case "message":
         upsertMessage(ev.message, false);
-        if (ev.message && ev.message.from_bot) { clearTimeout(state.typingTimer); setStatus("bot", ""); }
+        if (ev.message && ev.message.from_bot) {
+          clearTimeout(state.typingTimer);
+          setStatus("bot", "");
+          settlePresses(function () { return true; }); // the bot replied
+        }
         schedulePanelRefresh();
         break;
       case "edited":
@@ -466,9 +595,11 @@
       case "deleted":
         removeMessage(ev.message_id);
         break;
+      case "callback_query":
+        noteQuery(ev);
+        break;
       case "callback_answer": {
-        var node = state.pending.get(ev.query_id);
-        if (node) { node.classList.remove("pending"); state.pending.delete(ev.query_id); }
+        noteAnswered(ev.query_id);
         if (ev.text) { if (ev.show_alert) showAlert(ev.text); else showToast(ev.text); }
         schedulePanelRefresh();
         break;
@@ -498,7 +629,7 @@
       data.messages.forEach(function (m) { upsertMessage(m, false); });
       renderCommands(data.commands);
       renderReplyKeyboard(data.reply_keyboard);
-      scrollToBottom();
+      scrollToBottom(false);
     });
   }
 
@@ -536,7 +667,9 @@
 
   function selectUser(userId) {
     state.userId = userId;
-    state.pending.clear();
+    settlePresses(function () { return true; });
+    state.answered = [];
+    state.ownSends = 0;
     try { localStorage.setItem("daisybot-playground-user", String(userId)); } catch (e) { /* ignore */ }
     el.userPicker.value = String(userId);
     setStatus("connecting…", "");
@@ -595,7 +728,7 @@
           api("POST", "/api/panel/sms", { activation_id: String(n.activation_id) })
             .then(function (res) { showToast(res.result || "SMS delivered"); })
             .catch(function (err) { showToast("SMS failed: " + err.message); })
-            .then(function () { refreshPanel(); });
+            .then(function () { btn.disabled = false; refreshPanel(); });
         });
         card.appendChild(btn);
       }
@@ -617,13 +750,70 @@
     el.panelInfoSection.hidden = keys.length === 0;
   }
 
+  // The notes banner can be hidden (×) and shown again (ℹ️); hiding is
+  // remembered per set of notes, so changed notes show up again.
+  var NOTES_KEY = "daisybot-playground-notes-hidden";
+  var notesText = "";
+
+  function notesHidden() {
+    try { return notesText !== "" && localStorage.getItem(NOTES_KEY) === notesText; } catch (e) { return false; }
+  }
+
+  function applyBannerVisibility() {
+    var has = notesText !== "";
+    var hide = notesHidden();
+    el.banner.hidden = !has || hide;
+    el.bannerShow.hidden = !has || !hide;
+    el.bannerShow.setAttribute("aria-expanded", has && !hide ? "true" : "false");
+    updateBannerFade();
+  }
+
+  function setNotesHidden(hide) {
+    try {
+      if (hide) localStorage.setItem(NOTES_KEY, notesText);
+      else localStorage.removeItem(NOTES_KEY);
+    } catch (e) { /* private mode: just not remembered */ }
+    applyBannerVisibility();
+    (hide ? el.bannerShow : el.bannerClose).focus();
+  }
+
+  function updateBannerFade() {
+    var b = el.bannerLines;
+    b.classList.toggle("more", b.scrollHeight - b.scrollTop - b.clientHeight > 2);
+  }
+
+  el.bannerLines.addEventListener("scroll", updateBannerFade, { passive: true });
+  window.addEventListener("resize", updateBannerFade);
+  el.bannerClose.addEventListener("click", function () { setNotesHidden(true); });
+  el.bannerShow.addEventListener("click", function () { setNotesHidden(false); });
+
   function renderBanner(notes) {
-    el.banner.textContent = "";
-    var list = (notes || []).filter(function (n) { return n !== null && n !== undefined && String(n).trim(); });
+    var list = (notes || []).filter(function (n) { return n !== null && n !== undefined && String(n).trim(); })
+      .map(String);
+    var text = list.join("\n");
+    if (text === notesText && el.bannerLines.childNodes.length === list.length) { applyBannerVisibility(); return; }
+    notesText = text;
+    el.bannerLines.textContent = "";
     list.forEach(function (note) {
-      el.banner.appendChild(h("div", { className: "banner-line", "data-testid": "banner-line", text: String(note) }));
+      el.bannerLines.appendChild(h("div", { className: "banner-line", "data-testid": "banner-line", text: note }));
     });
-    el.banner.hidden = list.length === 0;
+    applyBannerVisibility();
+  }
+
+  function renderWallet(wallet) {
+    el.panelWallet.textContent = "";
+    var raw = wallet !== undefined && wallet !== null && String(wallet).trim() ? String(wallet) : "—";
+    // "Alice: $10.00 · Bob: $8.15" -> one line per account
+    raw.split(/\s+·\s+/).forEach(function (part) {
+      var m = /^(.*?):\s*(.+)$/.exec(part);
+      var li = m
+        ? h("li", { "data-testid": "wallet-line" }, [
+          h("span", { className: "wallet-name", text: m[1] + ": " }),
+          h("span", { className: "wallet-amount", text: m[2] }),
+        ])
+        : h("li", { "data-testid": "wallet-line", text: part });
+      el.panelWallet.appendChild(li);
+    });
   }
 
   function refreshPanel() {
@@ -632,7 +822,7 @@
       if (!data.enabled) { disablePanel(); return; }
       var panel = data.panel || {};
       el.panelError.hidden = true;
-      el.panelWallet.textContent = panel.wallet !== undefined && panel.wallet !== null ? String(panel.wallet) : "—";
+      renderWallet(panel.wallet);
       renderNumbers(panel.numbers);
       renderInfo(panel);
       renderBanner(panel.notes);
@@ -652,6 +842,7 @@
     state.panelEnabled = false;
     el.panel.hidden = true;
     el.panelToggle.hidden = true;
+    setPanelOpen(false);
     clearInterval(state.panelTimer);
   }
 
@@ -668,10 +859,13 @@
 
   function setPanelOpen(open) {
     el.panel.classList.toggle("open", open);
+    el.panelBackdrop.hidden = !open;
     el.panelToggle.setAttribute("aria-expanded", open ? "true" : "false");
+    if (open) el.panelClose.focus();
   }
   el.panelToggle.addEventListener("click", function () { setPanelOpen(!el.panel.classList.contains("open")); });
-  el.panelClose.addEventListener("click", function () { setPanelOpen(false); });
+  el.panelClose.addEventListener("click", function () { setPanelOpen(false); el.panelToggle.focus(); });
+  el.panelBackdrop.addEventListener("click", function () { setPanelOpen(false); });
 
   // ------------------------------------------------------------------ boot
   function pickInitialUser(users) {
@@ -689,7 +883,11 @@
       state.users = data.users;
       state.bot = data.bot;
       document.title = data.title || document.title;
-      el.botName.textContent = data.bot.first_name + (data.bot.username ? " (@" + data.bot.username + ")" : "");
+      el.botName.textContent = data.bot.first_name || "Bot";
+      if (data.bot.username) {
+        el.botName.appendChild(h("span", { className: "bot-username", text: " @" + data.bot.username }));
+      }
+      el.botName.title = el.botName.textContent;
       el.botAvatar.textContent = (data.bot.first_name || "B").charAt(0).toUpperCase();
       el.userPicker.textContent = "";
       data.users.forEach(function (u) {
