@@ -132,6 +132,10 @@ class LedgerEntry:
     note: str
     activation_id: int | None
     created_at: float
+    # For entries of an order (charge, hold, refund): what was bought and, for a
+    # refund, why. Filled in by ``wallet()``; None for top-ups and adjustments.
+    service_name: str | None = None
+    refund_reason: RefundReason | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,20 +178,37 @@ class KeyInfo:
 class ServiceStat:
     service_name: str
     provider_id: str | None
-    total: int
+    total: int  # bought (a number was assigned)
     completed: int
+    open: int = 0  # still waiting / cancelling / expiring
+    refunded: int = 0
+    failed: int = 0  # failed after a number was assigned (Not Found upstream)
+    multi_pool: bool = False  # an ``sb_*`` service: provider_id None = cheapest pool
 
     @property
     def success_rate(self) -> float:
+        """Completed out of all bought (open ones included)."""
         return self.completed / self.total if self.total else 0.0
+
+    @property
+    def finished(self) -> int:
+        """Bought and settled one way or the other (completed, refunded or failed)."""
+        return max(0, self.total - self.open)
+
+    @property
+    def finished_success_rate(self) -> float | None:
+        """Completed out of the finished ones; None while none has finished."""
+        return self.completed / self.finished if self.finished else None
 
 
 @dataclass(frozen=True, slots=True)
 class Stats:
     users: int
     activations_by_state: dict[str, int]
-    spend: Decimal  # settled, not refunded
+    spend: Decimal  # settled, not refunded (completed + still open)
     per_service: tuple[ServiceStat, ...] = field(default=())
+    completed_spend: Decimal = Decimal(0)  # charges of completed orders (final)
+    open_spend: Decimal = Decimal(0)  # charges of open orders (may still be refunded)
 
 
 # --------------------------------------------------------------------------- errors
@@ -300,6 +321,9 @@ class EngineAPI(Protocol):
 
     # users / keys ----------------------------------------------------------
     async def ensure_user(self, user_id: int, *, locale: str | None = None) -> None: ...
+
+    async def user_exists(self, user_id: int) -> bool:
+        """Has this Telegram user been registered (``ensure_user``) before?"""
 
     async def link_key(self, user_id: int, api_key: str) -> KeyInfo:
         """Validate with /balance, then store encrypted. Raises InvalidKey."""

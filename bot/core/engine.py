@@ -121,6 +121,7 @@ from bot.core.api import (
     PriceChanged,
     Quote,
     RateLimited,
+    RefundReason,
     Service,
     ServiceStat,
     ServiceUnavailable,
@@ -144,7 +145,7 @@ from bot.daisysim.client import DaisySimClient
 from bot.daisysim.models import App, Purchase
 from storage.db import Database
 from storage.repositories import DuplicateError, Repositories
-from storage.rows import OPEN_STATES, AccountRow, ActivationRow
+from storage.rows import OPEN_STATES, AccountRow, ActivationRow, dec
 
 __all__ = ["ConfigurationError", "Engine"]
 
@@ -263,6 +264,23 @@ class _Account:
         self.poll_backoff_until = 0.0
         self.poll_failures = 0
         self.catalogue: tuple[float, list[App]] | None = None
+
+
+def _order_name(orders: dict[int, ActivationRow], activation_id: int | None) -> str | None:
+    row = orders.get(activation_id) if activation_id is not None else None
+    return row.service_name if row is not None else None
+
+
+def _refund_reason(
+    orders: dict[int, ActivationRow], activation_id: int | None
+) -> RefundReason | None:
+    row = orders.get(activation_id) if activation_id is not None else None
+    if row is None or row.refund_reason is None:
+        return None
+    try:
+        return RefundReason(row.refund_reason)
+    except ValueError:
+        return None
 
 
 def _backoff(attempt: int, base: float = 5.0, cap: float = 300.0) -> float:
@@ -1154,6 +1172,10 @@ class Engine:
         self._check_started()
         await self.repos.users.ensure(user_id, self.clock.now(), locale)
 
+    async def user_exists(self, user_id: int) -> bool:
+        self._check_started()
+        return await self.repos.users.get(user_id) is not None
+
     # ------------------------------------------------------------------ keys
     async def link_key(self, user_id: int, api_key: str) -> KeyInfo:
         self._check_started()
@@ -1609,13 +1631,27 @@ class Engine:
                 t.id for t in self._tracks.values()
                 if t.user_id == user_id and t.state == "purchasing"
             }
-            shown = [
-                LedgerEntry(e.id, e.amount, e.kind, e.note, e.activation_id, e.created_at)
-                for e in entries
+            visible = [
+                e for e in entries
                 # Hold/release pairs are bookkeeping; show only holds still open.
                 if e.kind not in ("hold", "release")
                 or (e.kind == "hold" and e.activation_id in open_ids)
             ][:20]
+            orders: dict[int, ActivationRow] = {}
+            for e in visible:
+                if e.activation_id is not None and e.activation_id not in orders:
+                    order = await self.repos.activations.get(e.activation_id)
+                    if order is not None:
+                        orders[e.activation_id] = order
+            shown = [
+                LedgerEntry(
+                    e.id, e.amount, e.kind, e.note, e.activation_id, e.created_at,
+                    service_name=_order_name(orders, e.activation_id),
+                    refund_reason=_refund_reason(orders, e.activation_id)
+                    if e.kind == "refund" else None,
+                )
+                for e in visible
+            ]
             return WalletView(
                 mode="operator", balance=balance, email=None, ledger=tuple(shown),
                 active_count=active_count, spent_this_month=spent,
@@ -1673,14 +1709,52 @@ class Engine:
     async def stats(self, admin_id: int) -> Stats:
         self._check_started()
         self._check_admin(admin_id)
+        # Per service and pool, bought orders only (a number was assigned).
+        rows = await self.db.fetchall(
+            "SELECT service_name, provider_id, state, COUNT(*) AS n,"
+            " MAX(CASE WHEN substr(service_code, 1, 3) = 'sb_' THEN 1 ELSE 0 END) AS sb"
+            " FROM activations WHERE remote_id IS NOT NULL"
+            " GROUP BY service_name, provider_id, state"
+        )
+        groups: dict[tuple[str, str | None], dict[str, int]] = {}
+        multi: set[str] = set()
+        for r in rows:
+            name, pid = str(r["service_name"]), r["provider_id"]
+            counts = groups.setdefault((name, pid), {})
+            counts[str(r["state"])] = counts.get(str(r["state"]), 0) + int(r["n"])
+            if pid is not None or int(r["sb"]):
+                multi.add(name)
+        per_service = [
+            ServiceStat(
+                service_name=name,
+                provider_id=pid,
+                total=sum(counts.values()),
+                completed=counts.get("completed", 0),
+                open=sum(counts.get(s, 0) for s in OPEN_STATES),
+                refunded=counts.get("refunded", 0),
+                failed=counts.get("failed", 0),
+                multi_pool=name in multi,
+            )
+            for (name, pid), counts in groups.items()
+        ]
+        per_service.sort(key=lambda st: (-st.total, st.service_name, st.provider_id or ""))
+        spend_rows = await self.db.fetchall(
+            "SELECT state, price FROM activations WHERE remote_id IS NOT NULL"
+            " AND state IN ('completed', 'waiting', 'cancelling', 'expired')"
+        )
+        completed_spend = sum(
+            (dec(r["price"]) for r in spend_rows if r["state"] == "completed"), Decimal(0)
+        )
+        open_spend = sum(
+            (dec(r["price"]) for r in spend_rows if r["state"] != "completed"), Decimal(0)
+        )
         return Stats(
             users=await self.repos.users.count(),
             activations_by_state=await self.repos.activations.counts_by_state(),
             spend=sum(await self.repos.activations.settled_prices(), Decimal(0)),
-            per_service=tuple(
-                ServiceStat(name, pid, total, completed)
-                for name, pid, total, completed in await self.repos.activations.per_service()
-            ),
+            per_service=tuple(per_service),
+            completed_spend=completed_spend,
+            open_spend=open_spend,
         )
 
     # ------------------------------------------------------------------ testing aids

@@ -8,7 +8,7 @@ from telegram import CopyTextButton, InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.core.api import Activation, ActivationState, HistoryFilter, Pool, Service
 from bot.ui import callbacks as cb
-from bot.ui.texts import label
+from bot.ui.texts import fmt_time, label
 
 __all__ = [
     "SERVICES_PER_PAGE",
@@ -19,9 +19,11 @@ __all__ = [
     "copy_button",
     "error_kb",
     "history_kb",
+    "insufficient_kb",
     "key_kb",
     "key_remove_kb",
     "main_menu_kb",
+    "no_match_kb",
     "order_kb",
     "otp_kb",
     "out_of_stock_kb",
@@ -30,7 +32,7 @@ __all__ = [
     "wallet_kb",
 ]
 
-SERVICES_PER_PAGE = 6
+SERVICES_PER_PAGE = 8
 # Telegram limits copy_text to 256 characters.
 _COPY_MAX = 256
 
@@ -64,6 +66,17 @@ def main_menu_kb(lang: str, *, own_key: bool) -> InlineKeyboardMarkup:
 
 def back_home_kb(lang: str) -> InlineKeyboardMarkup:
     return _markup([[button(label(lang, "btn_home"), cb.menu("home"))]])
+
+
+def no_match_kb(lang: str) -> InlineKeyboardMarkup:
+    """A filter that matched nothing: the whole list again (``menu:buy`` clears the
+    filter remembered for the message), or the menu."""
+    return _markup(
+        [
+            [button(label(lang, "btn_all_services"), cb.menu("buy"))],
+            [button(label(lang, "btn_home"), cb.menu("home"))],
+        ]
+    )
 
 
 def _pager(
@@ -168,6 +181,22 @@ def confirm_kb(
     )
 
 
+def insufficient_kb(lang: str, service: Service | None) -> InlineKeyboardMarkup:
+    """Not enough balance: no Confirm. Back to the pools (another may be cheaper),
+    another service, the wallet, the menu."""
+    rows: list[list[InlineKeyboardButton]] = []
+    if service is not None and service.multi_pool:
+        rows.append([button(label(lang, "btn_back"), cb.buy_service(service.code))])
+    rows.append([button(label(lang, "btn_pick_another"), cb.buy_list(1))])
+    rows.append(
+        [
+            button(label(lang, "btn_wallet"), cb.menu("wal")),
+            button(label(lang, "btn_home"), cb.menu("home")),
+        ]
+    )
+    return _markup(rows)
+
+
 def error_kb(
     lang: str, *, retry: str | None = None, key: bool = False, wallet: bool = False
 ) -> InlineKeyboardMarkup:
@@ -191,6 +220,10 @@ def order_kb(lang: str, activation: Activation, now: float) -> InlineKeyboardMar
         rows.append([copy_button(label(lang, "btn_copy_number"), a.phone)])
     if a.cancel_available(now):
         rows.append([button(label(lang, "btn_cancel_refund"), cb.act("cancel", a.id))])
+    elif a.state == ActivationState.WAITING:
+        # Looks disabled; a press answers with the seconds left (the engine decides).
+        at = fmt_time(a.cancel_after, round_up=True)
+        rows.append([button(label(lang, "btn_cancel_locked", at=at), cb.act("cancel", a.id))])
     if not a.state.is_final:
         rows.append([button(label(lang, "btn_refresh"), cb.act("ref", a.id))])
     else:

@@ -11,6 +11,7 @@ placeholders match English).
 from __future__ import annotations
 
 import html
+import math
 import re
 import string
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ __all__ = [
     "fmt_clock",
     "fmt_duration",
     "fmt_lock",
+    "fmt_time",
     "label",
     "money",
     "pick_lang",
@@ -52,13 +54,17 @@ EN: dict[str, str] = {
     "menu_title": "What would you like to do?",
     "help": (
         "<b>How it works</b>\n"
-        "1. 🛒 <b>Buy</b>: pick a service (and a pool for multi-pool services), "
+        "1. 🛒 <b>Buy</b>: pick a service (some services let you pick a supplier pool), "
         "confirm the price.\n"
         "2. Use the number where you need the code. I send the code here the moment it "
         "arrives.\n"
         "3. No SMS? {lock} after purchase you can <b>Cancel &amp; refund</b>. "
         "After {give_up} minutes without a code the number is cancelled and refunded "
-        "automatically.\n\n"
+        "automatically.\n"
+        "All times are shown in UTC.\n\n"
+        "{commands}"
+    ),
+    "commands": (
         "<b>Commands</b>\n"
         "/buy – buy a number\n"
         "/active – your active numbers\n"
@@ -66,9 +72,15 @@ EN: dict[str, str] = {
         "/history – past orders\n"
         "{key_line}"
         "/cancel – leave the current step\n"
-        "/help – this help"
+        "/help – how it works"
+        "{admin_lines}"
     ),
     "help_key_line": "/key – link or remove your DaisySim API key\n",
+    "help_admin_lines": "\n\n<b>Admin</b>\n/admin – statistics",
+    "help_admin_wallet_lines": (
+        "\n/credit USER_ID AMOUNT [note] – add money to a user's wallet\n"
+        "/debit USER_ID AMOUNT [note] – take money out of a user's wallet"
+    ),
     "btn_buy": "🛒 Buy a number",
     "btn_active": "📱 Active numbers",
     "btn_wallet": "💰 Wallet",
@@ -81,8 +93,10 @@ EN: dict[str, str] = {
     "btn_next": "Next ▶️",
     "btn_page": "{page}/{pages}",
     "cancelled": "Okay, stopped. /start opens the menu.",
+    "flow_cancelled": "✖️ Cancelled.",
     "nothing_to_cancel": "There is nothing to cancel. /start opens the menu.",
     "unknown_text": "I didn't get that. Use the buttons below or /help.",
+    "unknown_command": "🤷 Unknown command {command}.\n\n{commands}",
     # ---------------------------------------------------------------- access
     "access_denied": (
         "⛔ This bot is private. Your Telegram id is <code>{user_id}</code> — "
@@ -95,7 +109,11 @@ EN: dict[str, str] = {
     "buy_list_filtered": (
         "🛒 <b>Services matching “{query}”</b>\nType another name to search again."
     ),
-    "buy_list_empty": "No service matches “{query}”. Type another name, or tap Back.",
+    "buy_list_empty": (
+        "No service matches “{query}”. Type another name, or tap “All services”."
+    ),
+    "btn_all_services": "⬅️ All services",
+    "btn_pick_another": "⬅️ Pick another service",
     "buy_no_services": "No services are available right now. Please try again later.",
     "btn_service": "{name} · {price}",
     "btn_service_recent": "🕘 {name} · {price}",
@@ -114,7 +132,7 @@ EN: dict[str, str] = {
         "{pool_line}"
         "Price: <b>{price}</b>\n"
         "{balance_line}\n"
-        "If no SMS arrives you can cancel for a full refund from {lock} after purchase."
+        "If no SMS arrives, you can cancel for a full refund {lock} after purchase."
     ),
     "buy_confirm_pool_line": "Pool: {pool}\n",
     "buy_confirm_cheapest_line": "Pool: cheapest available\n",
@@ -134,20 +152,24 @@ EN: dict[str, str] = {
     "order_price": "Price: {price}",
     "order_status": "Status: {status}",
     "status_purchasing": "⏳ buying…",
-    "status_waiting": "⏳ waiting for the SMS · {left} left",
+    "status_waiting": "⏳ waiting for the SMS · expires {at}",
     "status_completed": "✅ code received",
     "status_cancelling": "⏳ cancelling…",
     "status_expired": "⌛ no SMS in time · refund in progress…",
-    "status_refunded": "↩️ cancelled · {amount} refunded",
-    "status_refunded_expired": "⌛ no SMS in time · {amount} refunded",
+    "status_refunded": "↩️ {amount} refunded · cancelled by you",
+    "status_refunded_expired": "⌛ {amount} refunded · no SMS in time",
     "status_failed": "⚠️ failed · nothing charged",
-    "status_failed_refunded": "⚠️ failed · {amount} refunded",
+    "status_failed_refunded": "⚠️ {amount} refunded · order failed",
     "order_code": "Code: <code>{code}</code>",
-    "order_cancel_locked": "Cancel &amp; refund becomes available in {left}.",
+    "order_cancel_locked": (
+        "🔒 Cancel &amp; refund becomes available at {at} (in {left} as of {now})."
+    ),
+    "order_moved": "⬇️ This order continues below.",
     "order_cancel_open": "No SMS yet? You can cancel for a full refund.",
     "btn_copy_number": "📋 Copy number",
     "btn_copy_code": "📋 Copy code",
     "btn_cancel_refund": "❌ Cancel & refund",
+    "btn_cancel_locked": "🔒 Cancel from {at}",
     "btn_refresh": "🔄 Refresh",
     "btn_buy_again": "🔁 Buy again",
     "otp_message": "🔑 Code for <b>{name}</b> (<code>{phone}</code>):\n\n<code>{code}</code>",
@@ -185,10 +207,14 @@ EN: dict[str, str] = {
         "😕 No pool of <b>{name}</b> has numbers right now. Try again in a little while."
     ),
     "err_insufficient": (
-        "💸 <b>Not enough balance.</b>\nPrice: {price}\nYour balance: {balance}\n\n{next_step}"
+        "💸 <b>Not enough balance</b>: you have {balance}, this costs {price}.\n\n{next_step}"
     ),
+    "err_insufficient_unknown": "💸 <b>Not enough balance</b>: this costs {price}.\n\n{next_step}",
     "err_insufficient_own_key": "Top up your DaisySim wallet, then try again.",
-    "err_insufficient_operator": "Ask the operator to top up your wallet, then try again.",
+    "err_insufficient_operator": "Ask an admin to top up your wallet, then try again.",
+    "err_insufficient_operator_id": (
+        "Ask an admin to top up your wallet — your ID is <code>{user_id}</code>."
+    ),
     "err_price_changed": (
         "💱 The price of <b>{name}</b> changed to <b>{price}</b>.\n{balance_line}\n"
         "Confirm the new price?"
@@ -219,17 +245,22 @@ EN: dict[str, str] = {
     "wallet_own_key": "DaisySim balance: <b>{balance}</b>\nAccount: {email}",
     "wallet_own_key_unknown": "DaisySim balance: unavailable right now.\nAccount: {email}",
     "wallet_no_key": "No DaisySim key linked yet. Use /key to link one.",
-    "wallet_operator": "Balance: <b>{balance}</b>",
-    "wallet_ledger_title": "<b>Recent movements</b>",
-    "wallet_ledger_line": "{date} · {amount} · {kind}{note}",
+    "wallet_operator": "Balance: <b>{balance}</b>\nYour ID: <code>{user_id}</code>",
+    "wallet_ledger_title": "<b>Recent movements</b> (times in UTC)",
+    "wallet_ledger_line": "{date} · {amount} · {what}",
     "wallet_ledger_empty": "No movements yet.",
     "wallet_summary": "Active numbers: {active}\nSpent this month: {spent}",
+    "ledger_with_name": "{name} · {what}",
+    "ledger_with_note": "{what} · {note}",
     "ledger_credit": "top-up",
     "ledger_debit": "adjustment",
-    "ledger_hold": "hold",
+    "ledger_hold": "on hold (buying)",
     "ledger_release": "released",
     "ledger_charge": "purchase",
     "ledger_refund": "refund",
+    "ledger_refund_user_cancel": "refund · you cancelled",
+    "ledger_refund_expired": "refund · no SMS in time",
+    "ledger_refund_failed": "refund · order failed",
     # ---------------------------------------------------------------- active
     "active_title": "📱 <b>Active numbers</b> ({count})",
     "active_empty": "You have no active numbers. Tap Buy to get one.",
@@ -238,6 +269,7 @@ EN: dict[str, str] = {
     "order_reopened": "Here is your order:",
     # --------------------------------------------------------------- history
     "history_title": "📜 <b>History</b> · {filter} · page {page}/{pages} · {total}",
+    "history_utc": "<i>Times in UTC.</i>",
     "history_count_one": "1 order",
     "history_count_many": "{n} orders",
     "history_empty": "Nothing here yet.",
@@ -251,9 +283,11 @@ EN: dict[str, str] = {
     "st_waiting": "waiting",
     "st_completed": "code {code}",
     "st_cancelling": "cancelling",
-    "st_expired": "expired",
-    "st_refunded": "refunded",
-    "st_failed": "failed",
+    "st_expired": "no SMS in time · refunding",
+    "st_refunded": "refunded · cancelled by you",
+    "st_refunded_expired": "refunded · no SMS in time",
+    "st_failed": "failed · nothing charged",
+    "st_failed_refunded": "refunded · order failed",
     # ------------------------------------------------------------------- key
     "key_prompt": (
         "🔑 Send me your <b>DaisySim API key</b> as a message.\n\n"
@@ -281,6 +315,16 @@ EN: dict[str, str] = {
         "This bot pays with the operator's DaisySim account — you don't need a key."
     ),
     "key_timeout": "⌛ I stopped waiting for the key. Use /key to try again.",
+    "key_paste_deleted": (
+        "🔑 That looks like a DaisySim API key — I deleted your message so it doesn't stay "
+        "in the chat, and I'm linking the key to your account."
+    ),
+    "key_paste_intro": (
+        "🔑 That looks like a DaisySim API key — I'm linking it to your account."
+    ),
+    "key_paste_invalid": (
+        "❌ DaisySim rejected that key, so nothing was linked. Use /key to try another one."
+    ),
     "btn_remove_key": "🗑 Remove key",
     "btn_remove_yes": "Yes, remove it",
     "btn_remove_no": "No, keep it",
@@ -288,12 +332,19 @@ EN: dict[str, str] = {
     "admin_stats": (
         "📊 <b>Stats</b>\n"
         "Users: {users}\n"
-        "Spend (settled): {spend}\n\n"
-        "<b>Activations by state</b>\n{states}\n\n"
-        "<b>Success rate per service and pool</b>\n{services}"
+        "Spent on completed orders: {completed_spend}\n"
+        "Charged for open orders (refunded if no SMS comes): {open_spend}\n\n"
+        "<b>Orders by state</b>\n{states}\n\n"
+        "<b>Success rate per service and pool</b>\n"
+        "<i>completed / finished (completed, refunded or failed); open orders apart</i>\n"
+        "{services}"
     ),
     "admin_state_line": "• {state}: {count}",
-    "admin_service_line": "• {name}{pool}: {completed}/{total} ({rate}%)",
+    "admin_service_line": "• {name}{pool}: {completed}/{finished} ({rate}%){open}",
+    "admin_service_line_unfinished": "• {name}{pool}: no finished order yet{open}",
+    "admin_service_open": " · {count} waiting",
+    "admin_pool": " [{pool}]",
+    "admin_pool_cheapest": "cheapest",
     "admin_none": "—",
     "admin_usage_credit": (
         "Usage: <code>/credit USER_ID AMOUNT [note]</code>\n"
@@ -306,6 +357,17 @@ EN: dict[str, str] = {
     "admin_credited": "✅ Credited {amount} to <code>{user_id}</code>. New balance: {balance}.",
     "admin_debited": "✅ Debited {amount} from <code>{user_id}</code>. New balance: {balance}.",
     "admin_operator_only": "Wallet adjustments exist only in operator mode.",
+    "admin_bad_user_id": "❌ The user id must be a number, e.g. 123456789.\n\n{usage}",
+    "admin_bad_amount": (
+        "❌ The amount must be a positive number with at most 2 decimals (at most "
+        "1,000,000), e.g. 5 or 2.50.\n\n{usage}"
+    ),
+    "admin_unknown_user": (
+        "❌ Unknown user id <code>{user_id}</code> — they must /start the bot first."
+    ),
+    "admin_credit_notice": (
+        "💰 {amount} was added to your wallet by an admin. Balance: <b>{balance}</b>"
+    ),
     "admin_debit_too_much": (
         "❌ Can't debit {amount}: the wallet of <code>{user_id}</code> would go negative."
     ),
@@ -414,5 +476,12 @@ def fmt_lock(seconds: float) -> str:
 
 
 def fmt_clock(timestamp: float) -> str:
-    """A UTC date and time, ``2026-01-01 00:03``."""
+    """A UTC date and time, ``2026-01-01 00:03`` (screens say once that times are UTC)."""
     return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def fmt_time(timestamp: float, *, round_up: bool = False) -> str:
+    """A UTC time of day, ``"17:42 UTC"``. ``round_up``: the next whole minute
+    (for "available from": true at the time shown, never a minute early)."""
+    seconds = math.ceil(timestamp / 60) * 60 if round_up else math.floor(timestamp)
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%H:%M UTC")

@@ -20,6 +20,7 @@ from bot.core.api import (
     InsufficientFunds,
     InvalidKey,
     KeyRequired,
+    LedgerEntry,
     NotAllowed,
     OutOfStock,
     PriceChanged,
@@ -27,13 +28,24 @@ from bot.core.api import (
     RateLimited,
     RefundReason,
     Service,
+    ServiceStat,
     ServiceUnavailable,
     Stats,
     WalletView,
 )
 from bot.ui import callbacks as cb
 from bot.ui import keyboards as kb
-from bot.ui.texts import Raw, fmt_clock, fmt_duration, fmt_lock, label, money, plain, t
+from bot.ui.texts import (
+    Raw,
+    fmt_clock,
+    fmt_duration,
+    fmt_lock,
+    fmt_time,
+    label,
+    money,
+    plain,
+    t,
+)
 
 __all__ = ["Screen"]
 
@@ -60,18 +72,45 @@ def main_menu(lang: str, *, own_key: bool, first_name: str | None = None) -> Scr
     return Screen(text, kb.main_menu_kb(lang, own_key=own_key))
 
 
-def help_screen(
-    lang: str, *, own_key: bool, give_up_minutes: float, cancel_lock_seconds: float
-) -> Screen:
+def commands_text(lang: str, *, own_key: bool, is_admin: bool = False) -> Raw:
+    """The command list (in /help and after an unknown command)."""
     key_line = t(lang, "help_key_line") if own_key else Raw("")
+    admin_lines = Raw("")
+    if is_admin:
+        admin_lines = t(lang, "help_admin_lines")
+        if not own_key:
+            admin_lines = Raw(admin_lines + t(lang, "help_admin_wallet_lines"))
+    return t(lang, "commands", key_line=key_line, admin_lines=admin_lines)
+
+
+def help_screen(
+    lang: str,
+    *,
+    own_key: bool,
+    give_up_minutes: float,
+    cancel_lock_seconds: float,
+    is_admin: bool = False,
+) -> Screen:
     minutes = f"{give_up_minutes:g}"
     return Screen(
         t(
             lang,
             "help",
             give_up=minutes,
-            key_line=key_line,
+            commands=commands_text(lang, own_key=own_key, is_admin=is_admin),
             lock=fmt_lock(cancel_lock_seconds),
+        ),
+        kb.main_menu_kb(lang, own_key=own_key),
+    )
+
+
+def unknown_command(lang: str, command: str, *, own_key: bool, is_admin: bool = False) -> Screen:
+    return Screen(
+        t(
+            lang,
+            "unknown_command",
+            command=command,
+            commands=commands_text(lang, own_key=own_key, is_admin=is_admin),
         ),
         kb.main_menu_kb(lang, own_key=own_key),
     )
@@ -104,8 +143,9 @@ def service_list(
 ) -> Screen:
     ordered = order_services(filter_services(services, query), recent)
     if not ordered:
-        key = "buy_list_empty" if query else "buy_no_services"
-        return Screen(t(lang, key, query=query or ""), kb.back_home_kb(lang))
+        if query:
+            return Screen(t(lang, "buy_list_empty", query=query), kb.no_match_kb(lang))
+        return Screen(t(lang, "buy_no_services"), kb.back_home_kb(lang))
     pages = max(1, math.ceil(len(ordered) / kb.SERVICES_PER_PAGE))
     page = min(max(1, page), pages)
     chunk = ordered[(page - 1) * kb.SERVICES_PER_PAGE : page * kb.SERVICES_PER_PAGE]
@@ -124,8 +164,50 @@ def _balance_line(lang: str, quote: Quote) -> Raw:
              balance_after=quote.balance_after)
 
 
-def confirm(lang: str, quote: Quote, nonce: str, *, cancel_lock_seconds: float) -> Screen:
+def can_afford(quote: Quote) -> bool:
+    """False when the known balance is below the price (unknown balance: let the
+    purchase decide)."""
+    return quote.balance is None or quote.balance >= quote.price
+
+
+def insufficient(
+    lang: str,
+    price: Decimal,
+    balance: Decimal | None,
+    *,
+    own_key: bool,
+    user_id: int | None = None,
+    service: Service | None = None,
+) -> Screen:
+    """Not enough balance: what it costs, what the user has, how to top up. No Confirm."""
+    if own_key:
+        step = t(lang, "err_insufficient_own_key")
+    elif user_id is not None:
+        step = t(lang, "err_insufficient_operator_id", user_id=user_id)
+    else:
+        step = t(lang, "err_insufficient_operator")
+    if balance is None:
+        text = t(lang, "err_insufficient_unknown", price=price, next_step=step)
+    else:
+        text = t(lang, "err_insufficient", price=price, balance=balance, next_step=step)
+    return Screen(text, kb.insufficient_kb(lang, service))
+
+
+def confirm(
+    lang: str,
+    quote: Quote,
+    nonce: str,
+    *,
+    cancel_lock_seconds: float,
+    own_key: bool = False,
+    user_id: int | None = None,
+) -> Screen:
+    """The confirmation screen, or the "not enough balance" screen (no Confirm)
+    when the known balance is below the price."""
     service = quote.service
+    if not can_afford(quote):
+        return insufficient(lang, quote.price, quote.balance, own_key=own_key, user_id=user_id,
+                            service=service)
     if not service.multi_pool:
         pool_line = Raw("")
     elif quote.provider_id is None:
@@ -144,7 +226,12 @@ def confirm(lang: str, quote: Quote, nonce: str, *, cancel_lock_seconds: float) 
     return Screen(text, kb.confirm_kb(lang, service, quote.provider_id, quote.price, nonce))
 
 
-def price_changed(lang: str, quote: Quote, nonce: str) -> Screen:
+def price_changed(
+    lang: str, quote: Quote, nonce: str, *, own_key: bool = False, user_id: int | None = None
+) -> Screen:
+    if not can_afford(quote):
+        return insufficient(lang, quote.price, quote.balance, own_key=own_key, user_id=user_id,
+                            service=quote.service)
     text = t(
         lang,
         "err_price_changed",
@@ -163,7 +250,7 @@ def price_changed(lang: str, quote: Quote, nonce: str) -> Screen:
 def _status(lang: str, a: Activation, now: float) -> Raw:
     state = a.state
     if state == ActivationState.WAITING:
-        return t(lang, "status_waiting", left=fmt_duration(a.expires_at - now))
+        return t(lang, "status_waiting", at=fmt_time(a.expires_at))
     if state == ActivationState.REFUNDED:
         amount = a.refund_amount if a.refund_amount is not None else a.price
         key = (
@@ -195,8 +282,21 @@ def order(lang: str, a: Activation, now: float) -> Screen:
         if a.cancel_available(now):
             lines.append(t(lang, "order_cancel_open"))
         else:
-            lines.append(t(lang, "order_cancel_locked", left=fmt_duration(a.cancel_after - now)))
+            lines.append(
+                t(
+                    lang,
+                    "order_cancel_locked",
+                    at=fmt_time(a.cancel_after, round_up=True),
+                    left=fmt_duration(a.cancel_after - now),
+                    now=fmt_time(now),
+                )
+            )
     return Screen(Raw("\n".join(lines)), kb.order_kb(lang, a, now))
+
+
+def order_moved(lang: str) -> Screen:
+    """What an order message says once the order moved to a newer message."""
+    return Screen(t(lang, "order_moved"))
 
 
 def otp(lang: str, a: Activation) -> Screen:
@@ -231,8 +331,15 @@ def expired_notice(lang: str, a: Activation) -> Raw:
 
 
 def _short_status(lang: str, a: Activation) -> Raw:
+    """One vocabulary with the order message: "refunded · cancelled by you"..."""
     if a.state == ActivationState.COMPLETED:
         return t(lang, "st_completed", code=a.code or "")
+    if a.state == ActivationState.REFUNDED:
+        if a.refund_reason == RefundReason.EXPIRED:
+            return t(lang, "st_refunded_expired")
+        return t(lang, "st_refunded")
+    if a.state == ActivationState.FAILED:
+        return t(lang, "st_failed_refunded" if a.refund_amount else "st_failed")
     return t(lang, f"st_{a.state.value}")
 
 
@@ -262,7 +369,7 @@ def history(lang: str, page: HistoryPage, current: HistoryFilter | None = None) 
             n=page.total,
         ),
     )
-    lines = [title, ""]
+    lines = [title, t(lang, "history_utc"), ""]
     if not page.items:
         lines.append(t(lang, "history_empty"))
     for a in page.items:
@@ -280,7 +387,7 @@ def history(lang: str, page: HistoryPage, current: HistoryFilter | None = None) 
     return Screen(Raw("\n".join(lines)), kb.history_kb(lang, current, page.page, page.pages))
 
 
-def wallet(lang: str, view: WalletView, *, has_key: bool) -> Screen:
+def wallet(lang: str, view: WalletView, *, has_key: bool, user_id: int | None = None) -> Screen:
     lines = [t(lang, "wallet_title"), ""]
     own_key = view.mode == "own_key"
     if own_key:
@@ -291,26 +398,26 @@ def wallet(lang: str, view: WalletView, *, has_key: bool) -> Screen:
         else:
             lines.append(t(lang, "wallet_own_key", balance=view.balance, email=view.email or "—"))
     else:
-        lines.append(t(lang, "wallet_operator", balance=view.balance or Decimal("0")))
+        lines.append(
+            t(
+                lang,
+                "wallet_operator",
+                balance=view.balance or Decimal("0"),
+                user_id=user_id if user_id is not None else "—",
+            )
+        )
         lines.append("")
         lines.append(t(lang, "wallet_ledger_title"))
         if not view.ledger:
             lines.append(t(lang, "wallet_ledger_empty"))
         for entry in view.ledger:
-            kind_key = f"ledger_{entry.kind}"
-            kind = label(lang, kind_key) if kind_key in _LEDGER_KINDS else entry.kind
             lines.append(
                 t(
                     lang,
                     "wallet_ledger_line",
                     date=fmt_clock(entry.created_at),
                     amount=Raw(_signed(entry.amount)),
-                    kind=kind,
-                    note=(
-                        f" · {entry.note}"
-                        if entry.note and entry.note.casefold() != str(kind).casefold()
-                        else ""
-                    ),
+                    what=ledger_label(lang, entry),
                 )
             )
     lines.append("")
@@ -323,6 +430,32 @@ def wallet(lang: str, view: WalletView, *, has_key: bool) -> Screen:
 _LEDGER_KINDS = frozenset(
     f"ledger_{k}" for k in ("credit", "debit", "hold", "release", "charge", "refund")
 )
+# Refund notes written by older versions of the engine (before LedgerEntry carried
+# the reason): internal codes, never shown as such.
+_REFUND_NOTES: dict[str, RefundReason] = {
+    "refund (user_cancel)": RefundReason.USER_CANCEL,
+    "refund (expired)": RefundReason.EXPIRED,
+    "refund (failed)": RefundReason.FAILED,
+    "not found": RefundReason.FAILED,
+}
+
+
+def ledger_label(lang: str, entry: LedgerEntry) -> str:
+    """A wallet movement in words: "WhatsApp 3 · purchase", "Signal · refund · you
+    cancelled", "top-up · bank transfer". Internal notes are never shown."""
+    kind_key = f"ledger_{entry.kind}"
+    what = label(lang, kind_key) if kind_key in _LEDGER_KINDS else entry.kind
+    if entry.kind == "refund":
+        reason = entry.refund_reason or _REFUND_NOTES.get(entry.note.strip().casefold())
+        if reason is not None:
+            what = label(lang, f"ledger_refund_{reason.value}")
+    if entry.kind in ("credit", "debit") or kind_key not in _LEDGER_KINDS:
+        note = " ".join(entry.note.split())
+        if note and note.casefold() != what.casefold():
+            what = label(lang, "ledger_with_note", what=what, note=note)
+    if entry.service_name:
+        what = label(lang, "ledger_with_name", name=entry.service_name, what=what)
+    return what
 
 
 def _signed(amount: Decimal) -> str:
@@ -332,29 +465,43 @@ def _signed(amount: Decimal) -> str:
 # ------------------------------------------------------------------- admin
 
 
+def _stat_line(lang: str, st: ServiceStat) -> Raw:
+    if st.provider_id:
+        pool = t(lang, "admin_pool", pool=st.provider_id)
+    elif st.multi_pool:
+        pool = t(lang, "admin_pool", pool=label(lang, "admin_pool_cheapest"))
+    else:
+        pool = Raw("")
+    waiting = t(lang, "admin_service_open", count=st.open) if st.open else Raw("")
+    rate = st.finished_success_rate
+    if rate is None:
+        return t(lang, "admin_service_line_unfinished", name=st.service_name, pool=pool,
+                 open=waiting)
+    return t(
+        lang,
+        "admin_service_line",
+        name=st.service_name,
+        pool=pool,
+        completed=st.completed,
+        finished=st.finished,
+        rate=f"{rate * 100:.0f}",
+        open=waiting,
+    )
+
+
 def stats(lang: str, s: Stats) -> Screen:
     states = [
         t(lang, "admin_state_line", state=name, count=count)
         for name, count in sorted(s.activations_by_state.items())
     ]
-    services = [
-        t(
-            lang,
-            "admin_service_line",
-            name=st.service_name,
-            pool=f" [{st.provider_id}]" if st.provider_id else "",
-            completed=st.completed,
-            total=st.total,
-            rate=f"{st.success_rate * 100:.0f}",
-        )
-        for st in s.per_service
-    ]
+    services = [_stat_line(lang, st) for st in s.per_service]
     none = t(lang, "admin_none")
     text = t(
         lang,
         "admin_stats",
         users=s.users,
-        spend=s.spend,
+        completed_spend=s.completed_spend,
+        open_spend=s.open_spend,
         states=Raw("\n".join(states) or none),
         services=Raw("\n".join(services) or none),
     )
@@ -373,8 +520,11 @@ def engine_error(
     app: str | None = None,
     pool: str | None = None,
     nonce: str | None = None,
+    user_id: int | None = None,
+    service: Service | None = None,
 ) -> Screen:
-    """The message and next step for every engine error."""
+    """The message and next step for every engine error (``user_id``: shown in
+    operator mode so the user can ask an admin to top up)."""
     if isinstance(exc, OutOfStock):
         service = exc.service
         name = service.name if service is not None else (app or "")
@@ -392,16 +542,13 @@ def engine_error(
             kb.out_of_stock_kb(lang, service, pool, app or (service.code if service else "")),
         )
     if isinstance(exc, InsufficientFunds):
-        step = t(lang, "err_insufficient_own_key" if own_key else "err_insufficient_operator")
-        return Screen(
-            t(lang, "err_insufficient", price=exc.price,
-              balance=exc.balance if exc.balance is not None else "—", next_step=step),
-            kb.error_kb(lang, wallet=True),
-        )
+        return insufficient(lang, exc.price, exc.balance, own_key=own_key, user_id=user_id,
+                            service=service)
     if isinstance(exc, PriceChanged):
         if exc.quote is None:
             return Screen(t(lang, "err_service_gone"), kb.error_kb(lang, retry=cb.buy_list(1)))
-        return price_changed(lang, exc.quote, nonce or cb.new_nonce())
+        return price_changed(lang, exc.quote, nonce or cb.new_nonce(), own_key=own_key,
+                             user_id=user_id)
     if isinstance(exc, RateLimited):
         seconds = max(1, math.ceil(exc.retry_after))
         return Screen(t(lang, "err_rate_limited", seconds=seconds), kb.error_kb(lang, retry=retry))

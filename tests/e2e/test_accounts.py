@@ -20,18 +20,43 @@ async def test_operator_wallet_admin_credit_and_history(make_harness: HarnessFac
     admin = h.user(ADMIN, "Admin")
     alice = h.user()
 
-    # Admin credits Alice through the bot; strict parsing of the amount.
-    for bad in ("/credit", "/credit 1", "/credit abc 5", "/credit 1 -5", "/credit 1 1e3",
-                "/credit 1 5.123456", "/credit 1 NaN", "/credit 1 1,5"):
+    # Admin credits Alice through the bot; strict parsing with specific messages.
+    for bad in ("/credit", "/credit 1"):
         await admin.send(bad)
-        await admin.wait_for("Usage: /credit USER_ID AMOUNT [note]", WAIT)
+        usage = await admin.wait_for("Usage: /credit USER_ID AMOUNT [note]", WAIT)
+        assert "❌" not in usage.text
+    await admin.send("/credit abc 5")
+    await admin.wait_for("The user id must be a number", WAIT)
+    for bad in ("/credit 1 -5", "/credit 1 1e3", "/credit 1 5.123456", "/credit 1 NaN",
+                "/credit 1 1,5", "/credit 1 0.005", "/credit 1 0", "/credit 1 1000000.01",
+                "/debit 1 0.001"):
+        await admin.send(bad)
+        msg = await admin.wait_for("The amount must be a positive number", WAIT)
+        assert "at most 2 decimals" in msg.text and "e.g. 5 or 2.50" in msg.text, bad
+        assert "Usage: /" in msg.text
+    # Alice never started the bot: no wallet is created for her (a typo'd id).
+    await admin.send(f"/credit {ALICE} 12.50 bank transfer")
+    unknown = await admin.wait_for("Unknown user id", WAIT)
+    assert "they must /start the bot first" in unknown.text
+    assert not await h.engine.user_exists(ALICE)
+    assert (await h.engine.stats(ADMIN)).users == 1  # only the admin
+
+    await alice.send("/start")
+    await alice.wait_for("What would you like to do?", WAIT)
     await admin.send(f"/credit {ALICE} 12.50 bank transfer")
     done = await admin.wait_for("Credited", WAIT)
     assert f"Credited $12.50 to {ALICE}. New balance: $12.50." in done.text
+    # ... and Alice is told.
+    notice = await alice.wait_for("was added to your wallet", WAIT, since=0)
+    assert notice.text == "💰 $12.50 was added to your wallet by an admin. Balance: $12.50"
     await admin.send(f"/debit {ALICE} 100")
     await admin.wait_for("Can't debit $100.00", WAIT)
     await admin.send(f"/debit {ALICE} 2.5 correction")
     await admin.wait_for("Debited $2.50", WAIT)
+    await admin.send(f"/credit {ALICE} 1000000")  # the upper bound itself is fine
+    await admin.wait_for("Credited $1000000.00", WAIT)
+    await admin.send(f"/debit {ALICE} 1000000")
+    await admin.wait_for("Debited $1000000.00", WAIT)
 
     # Alice is not an admin.
     await alice.send(f"/credit {ALICE} 1000")
@@ -55,16 +80,24 @@ async def test_operator_wallet_admin_credit_and_history(make_harness: HarnessFac
     await alice.send("/wallet")
     wallet = await alice.wait_for("Wallet", WAIT)
     assert "Balance: $7.55" in wallet.text  # 10 - 0.60 - 1.85
-    assert "top-up" in wallet.text and "+$12.50" in wallet.text and "bank transfer" in wallet.text
-    assert "-$2.50" in wallet.text and "refund" in wallet.text
+    assert f"Your ID: {ALICE}" in wallet.text and str(ALICE) in wallet.entity_texts("code")
+    assert "top-up · bank transfer" in wallet.text and "+$12.50" in wallet.text
+    assert "-$2.50 · adjustment · correction" in wallet.text
+    # Friendly labels, never internal codes.
+    assert "-$0.60 · Signal · purchase" in wallet.text
+    assert "+$1.40 · Telegram · refund · you cancelled" in wallet.text
+    movements = wallet.text.split("(times in UTC)")[1]
+    assert "user_cancel" not in movements and "(" not in movements
+    assert "Recent movements (times in UTC)" in wallet.text
     assert "Active numbers: 1" in wallet.text
     assert "Spent this month: $2.45" in wallet.text
 
     await alice.press("📜 History", message_id=wallet.message_id)
     hist = await alice.wait_for("History", WAIT)
     assert hist.message_id == wallet.message_id
-    assert "All · page 1/1 · 3 orders" in hist.text
-    assert "code 111111" in hist.text and "refunded" in hist.text and "waiting" in hist.text
+    assert "All · page 1/1 · 3 orders" in hist.text and "Times in UTC." in hist.text
+    assert "code 111111" in hist.text and "refunded · cancelled by you" in hist.text
+    assert hist.text.rstrip().splitlines()[-3].endswith("· waiting")  # newest first
     await alice.press("Completed")
     completed = await alice.wait_for("History · Completed", WAIT)
     assert completed.text.startswith("📜 History · Completed · page 1/1 · 1 order\n")
@@ -77,21 +110,25 @@ async def test_operator_wallet_admin_credit_and_history(make_harness: HarnessFac
     waiting = await alice.wait_for("History · Waiting", WAIT)
     assert "WhatsApp" in waiting.text and "Telegram" not in waiting.text
 
-    # Admin stats.
+    # Admin stats: success rate over finished orders only; open ones apart.
     await admin.send("/admin")
     stats = await admin.wait_for("Stats", WAIT)
-    assert "Users:" in stats.text and "completed: 1" in stats.text
+    assert "Users: 2" in stats.text and "completed: 1" in stats.text
     assert re.search(r"Signal: 1/1 \(100%\)", stats.text), stats.text
+    assert "Telegram: 0/1 (0%)" in stats.text  # cancelled: finished, not a success
+    assert "WhatsApp: no finished order yet · 1 waiting" in stats.text
+    assert "Spent on completed orders: $0.60" in stats.text
+    assert "Charged for open orders (refunded if no SMS comes): $1.85" in stats.text
 
 
 async def test_history_pages(h: Harness) -> None:
     alice = h.user()
     await h.credit(ALICE, "10")
-    for _ in range(6):
+    for _ in range(9):
         await h.buy(alice, "Signal · $0.60")
     await alice.send("/history")
     page1 = await alice.wait_for("page 1/2", WAIT)
-    assert "6 orders" in page1.text and page1.text.count("Signal") == 5
+    assert "9 orders" in page1.text and page1.text.count("Signal") == 8  # 8 per page
     assert "◀️ Prev" not in page1.button_labels
     await alice.press("Next ▶️")
     page2 = await alice.wait_for("page 2/2", WAIT)
@@ -215,7 +252,12 @@ async def test_cancel_outside_flow_and_unknown_input(h: Harness) -> None:
     await alice.send("/cancel")
     await alice.wait_for("There is nothing to cancel", WAIT)
     await alice.send("/nonsense")
-    await alice.wait_for("I didn't get that", WAIT)
+    unknown = await alice.wait_for("Unknown command /nonsense", WAIT)
+    assert "I didn't get that" not in unknown.text
+    assert "/buy – buy a number" in unknown.text and "/help" in unknown.text
+    assert "/admin" not in unknown.text  # not an admin
+    await alice.send("/foo@some_bot extra args")
+    await alice.wait_for(lambda m: m.text.startswith("🤷 Unknown command /foo."), WAIT)
     await alice.send("hello <b>there</b> & co")
     reply = await alice.wait_for(lambda m: "I didn't get that" in m.text and m.buttons != [], WAIT)
     assert "💰 Wallet" in reply.button_labels

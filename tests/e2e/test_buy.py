@@ -8,8 +8,10 @@ from decimal import Decimal
 
 import pytest
 
+from bot.config import FundingMode
 from bot.core.api import ActivationState
-from tests.e2e.conftest import ALICE, OP_KEY, WAIT, Harness, HarnessFactory
+from bot.sandbox.sim_state import Service as SimService
+from tests.e2e.conftest import ADMIN, ALICE, OP_KEY, USER_KEY, WAIT, Harness, HarnessFactory
 
 
 async def test_start_menu_and_commands(h: Harness) -> None:
@@ -96,18 +98,24 @@ async def test_recent_first_filter_and_paging(h: Harness) -> None:
     await alice.send("/buy")
     listing = await alice.wait_for("Choose a service", WAIT)
     assert listing.button_labels[0] == "🕘 Telegram · $1.40"  # recently bought first
-    assert "1/2" in listing.button_labels  # 7 services, 6 per page
-    await alice.press("Next ▶️")
-    page2 = await alice.wait_for(lambda m: "2/2" in m.button_labels, WAIT)
-    assert page2.message_id == listing.message_id
-    assert [b for b in page2.button_labels if "$" in b] == ["WhatsApp 3 · from $1.083"]
+    # The 7 demo services fit on one page (8 per page): no pager.
+    assert len([b for b in listing.button_labels if "$" in b]) == 7
+    assert not listing.has_button("Next ▶️") and "1/2" not in listing.button_labels
     # Typing while the list is shown filters it.
     await alice.send("what")
     filtered = await alice.wait_for("Services matching", WAIT)
     names = [b for b in filtered.button_labels if "$" in b]
     assert names and all("WhatsApp" in b for b in names)
     await alice.send("zzzz")
-    await alice.wait_for("No service matches", WAIT)
+    empty = await alice.wait_for("No service matches", WAIT)
+    # The text says what to tap, and the button is there (it drops the filter).
+    assert "All services" in empty.text
+    assert empty.button_labels == ["⬅️ All services", "🏠 Menu"]
+    await alice.press("⬅️ All services", message_id=empty.message_id)
+    everything = await alice.wait_for(
+        lambda m: m.message_id == empty.message_id and "Choose a service" in m.text, WAIT
+    )
+    assert len([b for b in everything.button_labels if "$" in b]) == 7
     await alice.send("/cancel")
     await alice.wait_for("Okay, stopped", WAIT)
     await alice.send("what")  # outside the flow: not a filter any more
@@ -118,8 +126,6 @@ async def test_out_of_stock_offers_other_pools(h: Harness) -> None:
     alice = h.user()
     await alice.send("/buy")
     await alice.wait_for("Choose a service", WAIT)
-    await alice.press("Next ▶️")
-    await alice.wait_for(lambda m: "2/2" in m.button_labels, WAIT)
     await alice.press("WhatsApp 3 · from $1.083")
     await alice.wait_for("Choose a pool", WAIT)
     await alice.press(re.compile(r"^Pool 3109 "))
@@ -165,19 +171,98 @@ async def test_double_tap_on_confirm_buys_once(h: Harness) -> None:
 
 
 async def test_insufficient_funds_shows_balance_and_price(make_harness: HarnessFactory) -> None:
+    """The balance drops between the confirmation screen and the tap (an admin
+    debit): the purchase is refused with the price, the balance and the user's ID."""
+    h = await make_harness()
+    await h.credit(ALICE, "2.00")
+    alice = h.user()
+    await alice.send("/buy")
+    await alice.wait_for("Choose a service", WAIT)
+    await alice.press("Telegram · $1.40")
+    confirm = await alice.wait_for("Confirm your purchase", WAIT)
+    await h.engine.admin_adjust(ADMIN, ALICE, Decimal("-1.50"), "correction")
+    await alice.press(re.compile("^✅ Confirm"), message_id=confirm.message_id)
+    msg = await alice.wait_for("Not enough balance", WAIT)
+    assert msg.message_id == confirm.message_id
+    assert "Not enough balance: you have $0.50, this costs $1.40" in msg.text
+    assert f"your ID is {ALICE}" in msg.text and str(ALICE) in msg.entity_texts("code")
+    assert msg.has_button("💰 Wallet") and msg.has_button("⬅️ Pick another service")
+    assert not msg.has_button(re.compile("Confirm"))
+    assert h.sim_activations() == []
+    assert (await h.engine.wallet(ALICE)).balance == Decimal("0.50")
+
+
+async def test_confirm_screen_refuses_a_price_above_the_balance(
+    make_harness: HarnessFactory,
+) -> None:
+    """Never "Balance: $0.50 → -$0.10 after purchase" with a Confirm button."""
     h = await make_harness()
     await h.credit(ALICE, "0.50")
     alice = h.user()
     await alice.send("/buy")
     await alice.wait_for("Choose a service", WAIT)
-    await alice.press("Telegram · $1.40")
-    await alice.wait_for("Confirm your purchase", WAIT)
-    await alice.press(re.compile("^✅ Confirm"))
+    await alice.press("Signal · $0.60")
     msg = await alice.wait_for("Not enough balance", WAIT)
-    assert "Price: $1.40" in msg.text and "Your balance: $0.50" in msg.text
-    assert "Ask the operator" in msg.text
-    assert msg.has_button("💰 Wallet")
-    assert h.sim_activations() == []
+    assert "Not enough balance: you have $0.50, this costs $0.60" in msg.text
+    assert "Ask an admin to top up your wallet — your ID is 1" in msg.text
+    assert "-$0.10" not in msg.text and "Confirm your purchase" not in msg.text
+    assert not msg.has_button(re.compile("Confirm"))
+    assert msg.has_button("⬅️ Pick another service") and msg.has_button("💰 Wallet")
+    # A forged Confirm for this screen re-checks and still refuses: nothing is bought.
+    answer = await alice.press_data("buy:ok:Signal:-:abcde", msg.message_id)
+    assert answer.text == "Buying…"
+    await h.settle()
+    again = alice.message(msg.message_id)
+    assert "Not enough balance" in again.text and not again.has_button(re.compile("Confirm"))
+    assert h.sim_activations() == [] and await h.activations() == []
+    # Multi-pool services: Back to the pools too (another pool may be cheaper).
+    await alice.press("⬅️ Pick another service", message_id=msg.message_id)
+    await alice.wait_for(lambda m: m.message_id == msg.message_id and
+                         "Choose a service" in m.text, WAIT)
+    await alice.press("WhatsApp 3 · from $1.083", message_id=msg.message_id)
+    await alice.wait_for("Choose a pool", WAIT)
+    await alice.press(re.compile("^⚡ Cheapest"), message_id=msg.message_id)
+    pooled = await alice.wait_for(lambda m: m.message_id == msg.message_id and
+                                  "Not enough balance" in m.text, WAIT)
+    assert pooled.has_button("⬅️ Back") and pooled.has_button("⬅️ Pick another service")
+    # Topped up: the same service now shows a normal confirmation.
+    await h.credit(ALICE, "1")
+    await alice.press("⬅️ Pick another service", message_id=msg.message_id)
+    await alice.wait_for(lambda m: m.message_id == msg.message_id and
+                         "Choose a service" in m.text, WAIT)
+    await alice.press("Signal · $0.60", message_id=msg.message_id)
+    confirm = await alice.wait_for("Confirm your purchase", WAIT)
+    assert "$1.50 → $0.90" in confirm.text and confirm.has_button("✅ Confirm · $0.60")
+
+
+async def test_own_key_insufficient_balance_says_top_up_daisysim(
+    make_harness: HarnessFactory,
+) -> None:
+    h = await make_harness(FundingMode.OWN_KEY)
+    h.sim.update_account(USER_KEY, balance=Decimal("0.50"))
+    alice = h.user()
+    await h.engine.link_key(ALICE, USER_KEY)
+    await alice.send("/buy")
+    await alice.wait_for("Choose a service", WAIT)
+    await alice.press("Signal · $0.60")
+    msg = await alice.wait_for("Not enough balance", WAIT)
+    assert "you have $0.50, this costs $0.60" in msg.text
+    assert "Top up your DaisySim wallet" in msg.text and "your ID" not in msg.text
+    assert not msg.has_button(re.compile("Confirm"))
+
+
+async def test_service_list_pages_hold_eight(h: Harness) -> None:
+    for i in range(3):  # 7 demo services + 3 = 10: two pages of 8
+        code = f"Extra{i}"
+        h.sim.core.services[code] = SimService(code, f"Zeta {i}", price=Decimal("0.3000"))
+    alice = h.user()
+    await alice.send("/buy")
+    listing = await alice.wait_for("Choose a service", WAIT)
+    assert len([b for b in listing.button_labels if "$" in b]) == 8
+    assert "1/2" in listing.button_labels
+    await alice.press("Next ▶️")
+    page2 = await alice.wait_for(lambda m: "2/2" in m.button_labels, WAIT)
+    assert [b for b in page2.button_labels if "$" in b] == ["Zeta 1 · $0.30", "Zeta 2 · $0.30"]
 
 
 async def test_conversation_timeout_edits_the_menu(make_harness: HarnessFactory) -> None:

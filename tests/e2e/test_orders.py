@@ -10,6 +10,7 @@ from bot.sandbox.fake_telegram import ChatMessage, FakeUser
 from tests.e2e.conftest import ALICE, BOB, WAIT, Harness, HarnessFactory
 
 CANCEL = "❌ Cancel & refund"
+LOCKED = re.compile(r"^🔒 Cancel from \d\d:\d\d UTC$")
 
 
 def otp_messages(user: FakeUser) -> list[ChatMessage]:
@@ -50,22 +51,26 @@ async def test_code_is_pushed_as_new_message_and_order_updated(h: Harness) -> No
 
 async def test_cancel_button_appears_at_the_lock_and_refunds(h: Harness) -> None:
     alice = h.user()
-    order = await h.buy(alice, "Telegram · $1.40")
+    order = await h.buy(alice, "Telegram · $1.40")  # bought at 2026-01-01 00:00:00 UTC
     assert not order.has_button(CANCEL)
-    assert "Cancel &amp; refund becomes available in 3:00" in order.html or (
-        "becomes available in 3:00" in order.text
+    assert "Cancel & refund becomes available at 00:03 UTC (in 3:00 as of 00:00 UTC)" in (
+        order.text
     )
+    assert "expires 00:20 UTC" in order.text  # absolute times: they never go stale
+    assert order.has_button(LOCKED)  # looks disabled, a press explains why
     await h.advance(179)
     assert not alice.message(order.message_id).has_button(CANCEL)
+    assert alice.message(order.message_id).has_button(LOCKED)
     await h.advance(1)
     unlocked = alice.message(order.message_id)
     assert unlocked.has_button(CANCEL), unlocked.describe()
+    assert not unlocked.has_button(LOCKED)
     assert (await h.engine.wallet(ALICE)).balance == Decimal("8.60")
     answer = await alice.press(CANCEL, message_id=order.message_id)
     assert answer.text == "Cancelled. $1.40 refunded."
     done = await alice.wait_for(lambda m: "refunded" in m.text, WAIT)
     assert done.message_id == order.message_id
-    assert "cancelled · $1.40 refunded" in done.text
+    assert "$1.40 refunded · cancelled by you" in done.text
     assert not done.has_button(CANCEL) and done.has_button("🔁 Buy again")
     assert (await h.engine.wallet(ALICE)).balance == Decimal("10.00")
     [sim_act] = h.sim_activations()
@@ -119,7 +124,7 @@ async def test_auto_expiry_refunds(h: Harness) -> None:
     notice = await alice.wait_for("No SMS arrived", WAIT)
     assert "$1.40 refunded" in notice.text
     expired = alice.message(order.message_id)
-    assert "no SMS in time · $1.40 refunded" in expired.text, expired.describe()
+    assert "$1.40 refunded · no SMS in time" in expired.text, expired.describe()
     assert not expired.has_button(CANCEL)
     assert (await h.engine.wallet(ALICE)).balance == Decimal("10.00")
     [act] = await h.activations()

@@ -183,6 +183,42 @@ def _all_screens() -> list[views.Screen]:
         ),
         views.stats("en", Stats(3, {"completed": 2, "refunded": 1}, Decimal("2.5"),
                                 (ServiceStat(EVIL, "3109", 3, 2), ServiceStat("x", None, 0, 0)))),
+        views.stats("en", Stats(1, {}, Decimal("1"), (
+            ServiceStat(EVIL, None, 2, 0, open=2, multi_pool=True),
+            ServiceStat(EVIL, None, 3, 1, open=1, refunded=1),
+        ))),
+        views.unknown_command("en", EVIL, own_key=True, is_admin=True),
+        views.unknown_command("en", "/x", own_key=False, is_admin=True),
+        views.help_screen("en", own_key=False, give_up_minutes=20, cancel_lock_seconds=180,
+                          is_admin=True),
+        views.order_moved("en"),
+        views.insufficient("en", Decimal("0.6"), Decimal("0.5"), own_key=False, user_id=42,
+                           service=SERVICE),
+        views.insufficient("en", Decimal("0.6"), None, own_key=True),
+        views.confirm("en", Quote(SINGLE, None, Decimal("0.74"), Decimal("0.5"),
+                                  Decimal("-0.24")), cb.new_nonce(), cancel_lock_seconds=180,
+                      user_id=42),
+        views.history("en", HistoryPage(tuple(
+            _activation(state, refund_reason=reason, refund_amount=Decimal("0.74"))
+            for state in ActivationState for reason in (None, *RefundReason)
+        ), 1, 1, 28)),
+        views.wallet(
+            "en",
+            WalletView("operator", Decimal("5"), None, tuple(
+                LedgerEntry(i, Decimal("1"), kind, note, 7, NOW, service_name=EVIL,
+                            refund_reason=reason)
+                for i, (kind, note, reason) in enumerate([
+                    ("charge", "purchase", None),
+                    ("hold", "hold", None),
+                    ("refund", "refund (user_cancel)", RefundReason.USER_CANCEL),
+                    ("refund", "refund (expired)", RefundReason.EXPIRED),
+                    ("refund", "not found", RefundReason.FAILED),
+                    ("debit", EVIL, None),
+                ])
+            )),
+            has_key=True,
+            user_id=42,
+        ),
     ]
     for state in ActivationState:
         for reason in (None, *RefundReason):
@@ -234,7 +270,9 @@ def test_cancel_button_only_after_the_lock() -> None:
         return [b.text for row in screen.markup.inline_keyboard for b in row]
 
     assert "❌ Cancel & refund" not in labels(before)
-    assert "becomes available in 0:01" in before.text
+    assert "becomes available at 00:03 UTC (in 0:01 as of 00:02 UTC)" in before.text
+    assert "🔒 Cancel from 00:03 UTC" in labels(before)  # a different, "locked" label
+    assert not any(label.startswith("🔒") for label in labels(after))
     assert "❌ Cancel & refund" in labels(after)
     assert "❌ Cancel & refund" not in labels(
         views.order("en", _activation(ActivationState.CANCELLING), NOW + 500)
@@ -249,6 +287,103 @@ def test_cancel_lock_is_said_as_configured() -> None:
     assert fmt_lock(30) == "30 seconds"
     assert fmt_lock(90) == "90 seconds"
     demo = views.confirm("en", QUOTE, cb.new_nonce(), cancel_lock_seconds=30).text
-    assert "from 30 seconds after purchase" in demo and "3 minutes" not in demo
+    assert "you can cancel for a full refund 30 seconds after purchase" in demo
+    assert "3 minutes" not in demo
     helped = views.help_screen("en", own_key=False, give_up_minutes=3, cancel_lock_seconds=30)
     assert "30 seconds after purchase" in helped.text
+
+
+def test_confirm_never_offers_a_negative_balance() -> None:
+    poor = Quote(SINGLE, None, Decimal("0.60"), Decimal("0.50"), Decimal("-0.10"))
+    screen = views.confirm("en", poor, cb.new_nonce(), cancel_lock_seconds=180, user_id=1002)
+    assert "Not enough balance: you have $0.50, this costs $0.60" in texts.strip_html(
+        screen.text
+    )
+    assert "-$0.10" not in screen.text and "your ID is <code>1002</code>" in screen.text
+    assert screen.markup is not None
+    labels = [b.text for row in screen.markup.inline_keyboard for b in row]
+    assert not any("Confirm" in label for label in labels)
+    assert "⬅️ Pick another service" in labels and "⬅️ Back" not in labels  # single provider
+    own = views.confirm("en", poor, cb.new_nonce(), cancel_lock_seconds=180, own_key=True)
+    assert "Top up your DaisySim wallet" in own.text and "your ID" not in own.text
+    exact = Quote(SINGLE, None, Decimal("0.60"), Decimal("0.60"), Decimal("0"))
+    assert "Confirm your purchase" in views.confirm(
+        "en", exact, cb.new_nonce(), cancel_lock_seconds=180
+    ).text
+
+
+def test_ledger_labels_are_friendly() -> None:
+    def entry(kind: str, note: str, reason: RefundReason | None = None,
+              name: str | None = "WhatsApp 3") -> LedgerEntry:
+        return LedgerEntry(1, Decimal("1"), kind, note, 7 if name else None, NOW,
+                           service_name=name, refund_reason=reason)
+
+    label = views.ledger_label
+    assert label("en", entry("charge", "purchase")) == "WhatsApp 3 · purchase"
+    assert label("en", entry("refund", "refund (user_cancel)", RefundReason.USER_CANCEL)) == (
+        "WhatsApp 3 · refund · you cancelled"
+    )
+    assert label("en", entry("refund", "refund (expired)", RefundReason.EXPIRED)) == (
+        "WhatsApp 3 · refund · no SMS in time"
+    )
+    assert label("en", entry("refund", "not found", RefundReason.FAILED)) == (
+        "WhatsApp 3 · refund · order failed"
+    )
+    # Entries from before the engine filled in the reason: the note is mapped, not shown.
+    assert label("en", entry("refund", "refund (expired)", name=None)) == (
+        "refund · no SMS in time"
+    )
+    assert label("en", entry("refund", "not found", name=None)) == "refund · order failed"
+    assert label("en", entry("credit", "bank transfer", name=None)) == "top-up · bank transfer"
+    assert label("en", entry("credit", "", name=None)) == "top-up"
+    assert label("en", entry("debit", "correction", name=None)) == "adjustment · correction"
+
+
+def test_history_and_order_use_one_vocabulary() -> None:
+    def status_of(a: Activation) -> tuple[str, str]:
+        page = views.history("en", HistoryPage((a,), 1, 1, 1))
+        line = texts.strip_html(page.text).splitlines()[-1]
+        order = texts.strip_html(views.order("en", a, NOW + 10).text)
+        return line.rsplit(" · $0.74 · ", 1)[1], order
+
+    cancelled = _activation(ActivationState.REFUNDED, refund_reason=RefundReason.USER_CANCEL,
+                            refund_amount=Decimal("0.74"))
+    line, order = status_of(cancelled)
+    assert line == "refunded · cancelled by you" and "refunded · cancelled by you" in order
+    expired = _activation(ActivationState.REFUNDED, refund_reason=RefundReason.EXPIRED,
+                          refund_amount=Decimal("0.74"))
+    line, order = status_of(expired)
+    assert line == "refunded · no SMS in time" and "refunded · no SMS in time" in order
+    line, _ = status_of(_activation(ActivationState.COMPLETED, code="123456"))
+    assert line == "code 123456"
+    line, order = status_of(_activation(ActivationState.WAITING))
+    assert line == "waiting" and "waiting for the SMS · expires 00:20 UTC" in order
+    failed = _activation(ActivationState.FAILED, refund_reason=RefundReason.FAILED,
+                         refund_amount=Decimal("0.74"))
+    line, order = status_of(failed)
+    assert line == "refunded · order failed" and "refunded · order failed" in order
+
+
+def test_absolute_times_in_utc() -> None:
+    assert texts.fmt_time(NOW + 1200) == "00:20 UTC"
+    assert texts.fmt_time(NOW + 1259) == "00:20 UTC"
+    assert texts.fmt_time(NOW + 181, round_up=True) == "00:04 UTC"  # never a minute early
+    assert texts.fmt_time(NOW + 180, round_up=True) == "00:03 UTC"
+    waiting = views.order("en", _activation(ActivationState.WAITING, cancel_after=NOW + 190),
+                          NOW + 70)
+    text = texts.strip_html(waiting.text)
+    assert "expires 00:20 UTC" in text
+    assert "becomes available at 00:04 UTC (in 2:00 as of 00:01 UTC)" in text
+
+
+def test_stats_rate_counts_finished_orders_only() -> None:
+    screen = views.stats("en", Stats(2, {"completed": 1, "refunded": 1, "waiting": 2},
+                                     Decimal("3"), (
+        ServiceStat("WhatsApp 3", None, 3, 1, open=1, refunded=1, multi_pool=True),
+        ServiceStat("Signal", None, 1, 0, open=1),
+    ), completed_spend=Decimal("1.083"), open_spend=Decimal("1.683")))
+    text = texts.strip_html(screen.text)
+    assert "WhatsApp 3 [cheapest]: 1/2 (50%) · 1 waiting" in text
+    assert "Signal: no finished order yet · 1 waiting" in text
+    assert "Spent on completed orders: $1.083" in text
+    assert "Charged for open orders (refunded if no SMS comes): $1.683" in text

@@ -4,8 +4,11 @@ Groups (lower runs first; each group handles an update at most once):
 
 * -10  access gate: private chats, allowlist, ``ensure_user``; stops the rest.
 * 0    the key conversation (``/key``; waits for the key message).
-* 1    the buy conversation (``/buy``, ``menu:buy``, ``buy:*``; text filters).
-* 2    stateless commands and buttons; catch-alls for stale data and unknown text.
+* 1    own-key mode: a message that is just an API key, in any other state, is
+       deleted and linked (never reaches a filter or a catch-all).
+* 2    the buy conversation (``/buy``, ``menu:buy``, ``buy:*``; text filters).
+* 3    stateless commands and buttons; catch-alls for stale data, unknown commands
+       and unknown text.
 
 Both conversations leave silently (END) on any other command or button so the
 update reaches group 2; ``/cancel`` inside a flow stops propagation.
@@ -20,7 +23,7 @@ from bot.ui.context import DaisyApp
 from bot.ui.handlers.admin import adjust_command, admin_command
 from bot.ui.handlers.buy import build_buy_conversation
 from bot.ui.handlers.errors import on_error
-from bot.ui.handlers.key import build_key_conversation, key_callback
+from bot.ui.handlers.key import build_key_conversation, key_callback, key_paste
 from bot.ui.handlers.menu import (
     cancel_command,
     help_command,
@@ -28,6 +31,7 @@ from bot.ui.handlers.menu import (
     noop_callback,
     stale_callback,
     start_command,
+    unknown_command,
     unknown_message,
 )
 from bot.ui.handlers.orders import active_command, order_callback
@@ -37,8 +41,9 @@ __all__ = ["GATE_GROUP", "MAIN_GROUP", "register_handlers"]
 
 GATE_GROUP = -10
 KEY_GROUP = 0
-BUY_GROUP = 1
-MAIN_GROUP = 2
+KEY_PASTE_GROUP = 1
+BUY_GROUP = 2
+MAIN_GROUP = 3
 
 
 def register_handlers(application: DaisyApp) -> None:
@@ -50,6 +55,11 @@ def register_handlers(application: DaisyApp) -> None:
 
     application.add_handler(TypeHandler(Update, gate), group=GATE_GROUP)
     application.add_handler(build_key_conversation(timeout), group=KEY_GROUP)
+    application.add_handler(
+        MessageHandler(private & filters.TEXT & ~filters.COMMAND & ~filters.UpdateType.EDITED,
+                       key_paste),
+        group=KEY_PASTE_GROUP,
+    )
     application.add_handler(build_buy_conversation(timeout), group=BUY_GROUP)
 
     main = [
@@ -67,6 +77,7 @@ def register_handlers(application: DaisyApp) -> None:
         CallbackQueryHandler(key_callback, pattern=r"^key:"),
         CallbackQueryHandler(noop_callback, pattern=r"^noop$"),
         CallbackQueryHandler(stale_callback),
+        MessageHandler(private & filters.COMMAND & ~filters.UpdateType.EDITED, unknown_command),
         MessageHandler(private & ~filters.UpdateType.EDITED, unknown_message),
     ]
     for handler in main:

@@ -4,40 +4,55 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import Literal
 
 from telegram import Update
+from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot.core.api import EngineError, InsufficientFunds, NotAllowed
 from bot.ui import views
 from bot.ui.context import BotContext
 from bot.ui.handlers.common import lang_of, own_key, send, user_id_of
-from bot.ui.texts import t
+from bot.ui.texts import pick_lang, t
 from bot.ui.views import Screen
 
-__all__ = ["adjust_command", "admin_command", "parse_adjustment"]
+__all__ = ["AdjustError", "adjust_command", "admin_command", "parse_adjustment"]
 
 log = logging.getLogger(__name__)
 
 _USER_ID = re.compile(r"[1-9][0-9]{0,14}")
-_AMOUNT = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,4})?")
+# A plain positive amount in dollars and cents: no sign, exponent, thousands
+# separator, NaN or infinity; at most 2 decimals.
+_AMOUNT = re.compile(r"[0-9]{1,7}(?:\.[0-9]{1,2})?")
 MAX_AMOUNT = Decimal("1000000")
 _NOTE_MAX = 200
 
 
-def parse_adjustment(args: list[str]) -> tuple[int, Decimal, str] | None:
-    """``USER_ID AMOUNT [note...]`` → (user id, positive amount, note), or None.
+@dataclass(frozen=True, slots=True)
+class AdjustError:
+    """Why ``/credit`` / ``/debit`` arguments were refused."""
 
-    Strict: a plain positive decimal with at most 4 decimals (no sign, exponent,
-    thousands separator, NaN or infinity)."""
-    if len(args) < 2 or not _USER_ID.fullmatch(args[0]) or not _AMOUNT.fullmatch(args[1]):
-        return None
+    reason: Literal["usage", "user_id", "amount"]
+
+
+def parse_adjustment(args: list[str]) -> tuple[int, Decimal, str] | AdjustError:
+    """``USER_ID AMOUNT [note...]`` → (user id, positive amount, note), or the
+    reason it is refused: too few arguments, a bad user id, or an amount that is
+    not a positive number with at most 2 decimals and at most 1,000,000."""
+    if len(args) < 2:
+        return AdjustError("usage")
+    if not _USER_ID.fullmatch(args[0]):
+        return AdjustError("user_id")
+    if not _AMOUNT.fullmatch(args[1]):
+        return AdjustError("amount")
     try:
         amount = Decimal(args[1])
     except InvalidOperation:  # pragma: no cover - the regex already rules this out
-        return None
+        return AdjustError("amount")
     if amount <= 0 or amount > MAX_AMOUNT:
-        return None
+        return AdjustError("amount")
     note = " ".join(args[2:])[:_NOTE_MAX]
     return int(args[0]), amount, note
 
@@ -74,15 +89,26 @@ async def adjust_command(update: Update, context: BotContext) -> None:
     if own_key(context):
         await send(update, context, Screen(t(lang, "admin_operator_only")))
         return
+    usage = t(lang, "admin_usage_debit" if debit else "admin_usage_credit")
     parsed = parse_adjustment(list(context.args or []))
-    if parsed is None:
-        usage = "admin_usage_debit" if debit else "admin_usage_credit"
-        await send(update, context, Screen(t(lang, usage)))
+    if isinstance(parsed, AdjustError):
+        if parsed.reason == "user_id":
+            text = t(lang, "admin_bad_user_id", usage=usage)
+        elif parsed.reason == "amount":
+            text = t(lang, "admin_bad_amount", usage=usage)
+        else:
+            text = usage
+        await send(update, context, Screen(text))
         return
     target, amount, note = parsed
+    engine = context.engine
+    # Only users who started the bot have a wallet: a typo must not create one.
+    if not await engine.user_exists(target):
+        await send(update, context, Screen(t(lang, "admin_unknown_user", user_id=target)))
+        return
     signed = -amount if debit else amount
     try:
-        balance = await context.engine.admin_adjust(user_id, target, signed, note)
+        balance = await engine.admin_adjust(user_id, target, signed, note)
     except InsufficientFunds:
         await send(update, context,
                    Screen(t(lang, "admin_debit_too_much", amount=amount, user_id=target)))
@@ -97,3 +123,21 @@ async def adjust_command(update: Update, context: BotContext) -> None:
     key = "admin_debited" if debit else "admin_credited"
     await send(update, context, Screen(t(lang, key, amount=amount, user_id=target,
                                          balance=balance)))
+    if not debit:
+        await _notify_credit(context, target, amount, balance)
+
+
+async def _notify_credit(
+    context: BotContext, target: int, amount: Decimal, balance: Decimal
+) -> None:
+    """Tell the credited user (best effort: they may have blocked the bot)."""
+    settings = context.settings
+    lang = context.bot_data.langs.get(target) or pick_lang(None, settings.default_locale)
+    try:
+        await context.bot.send_message(
+            chat_id=target, text=t(lang, "admin_credit_notice", amount=amount, balance=balance)
+        )
+    except (Forbidden, BadRequest) as exc:
+        log.info("credit notice to user %s not delivered: %s", target, type(exc).__name__)
+    except TelegramError as exc:
+        log.warning("credit notice to user %s failed: %s", target, exc)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from decimal import Decimal
 
 from telegram import Message, Update
@@ -38,7 +39,9 @@ from bot.ui import views
 from bot.ui.context import BotContext
 from bot.ui.handlers.common import (
     answer,
+    cancel_flows,
     edit,
+    forget_shown_prices,
     lang_of,
     own_key,
     send,
@@ -48,7 +51,7 @@ from bot.ui.handlers.common import (
 from bot.ui.texts import plain, t
 from bot.ui.views import Screen
 
-__all__ = ["BROWSING", "build_buy_conversation", "show_order_in"]
+__all__ = ["BROWSING", "build_buy_conversation", "make_live", "show_order_in"]
 
 log = logging.getLogger(__name__)
 
@@ -126,38 +129,70 @@ async def _confirm_screen(
 ) -> tuple[Screen, str, Decimal | None]:
     """A fresh quote rendered as the confirmation screen: (screen, nonce, price)."""
     nonce = cb.new_nonce()
+    is_own_key = own_key(context)
     try:
         quote = await context.engine.quote(user_id, service.code, provider)
     except EngineError as exc:
         screen = views.engine_error(
             lang,
             exc,
-            own_key=own_key(context),
+            own_key=is_own_key,
             retry=cb.buy_pool(service.code, provider),
             app=service.code,
             pool=provider,
             nonce=nonce,
+            user_id=user_id,
+            service=service,
         )
-        price = exc.quote.price if isinstance(exc, PriceChanged) and exc.quote else None
+        price = (
+            exc.quote.price
+            if isinstance(exc, PriceChanged) and exc.quote and views.can_afford(exc.quote)
+            else None
+        )
         return screen, nonce, price
     screen = views.confirm(
-        lang, quote, nonce, cancel_lock_seconds=context.settings.cancel_lock_seconds
+        lang,
+        quote,
+        nonce,
+        cancel_lock_seconds=context.settings.cancel_lock_seconds,
+        own_key=is_own_key,
+        user_id=user_id,
     )
-    return screen, nonce, quote.price
+    # A screen without Confirm (not enough balance) records no price: nothing to buy.
+    return screen, nonce, quote.price if views.can_afford(quote) else None
 
 
 async def show_order_in(
     context: BotContext, message: Message, activation: Activation, lang: str
 ) -> None:
     """Turn ``message`` into the live order message of ``activation``."""
-    engine = context.engine
     await edit(message, context, views.order(lang, activation, context.clock.now()))
+    await make_live(context, message, activation, lang)
+
+
+async def make_live(
+    context: BotContext, message: Message, activation: Activation, lang: str
+) -> None:
+    """``message`` (already showing the order) becomes the one later events edit.
+    The order's previous message, if any, says the order continues below and loses
+    its buttons, so no stale "waiting…" message stays behind."""
+    engine = context.engine
+    old_chat = activation.chat_id if activation.chat_id is not None else message.chat_id
+    old_id = activation.message_id
     await engine.set_message(
         activation.user_id, activation.id, message.chat_id, message.message_id
     )
-    # An event may have fired between the purchase and set_message: re-render.
+    if old_id is not None and (old_chat, old_id) != (message.chat_id, message.message_id):
+        moved = views.order_moved(lang)
+        try:
+            await context.bot.edit_message_text(
+                chat_id=old_chat, message_id=old_id, text=moved.text, reply_markup=None
+            )
+        except (BadRequest, Forbidden) as exc:  # deleted or too old: nothing to do
+            log.debug("previous order message %s not updated: %s", old_id, exc)
+    # An event may have fired between the render and set_message: re-render.
     fresh = await engine.get_activation(activation.user_id, activation.id)
-    if fresh != activation:
+    if replace(fresh, chat_id=activation.chat_id, message_id=activation.message_id) != activation:
         await edit(message, context, views.order(lang, fresh, context.clock.now()))
 
 
@@ -313,14 +348,20 @@ async def _purchase(
             failed()
             nonce = cb.new_nonce()
             screen = (
-                views.price_changed(lang, quote, nonce)
+                views.price_changed(lang, quote, nonce, own_key=is_own_key, user_id=user_id)
                 if shown is not None
                 else views.confirm(
-                    lang, quote, nonce, cancel_lock_seconds=context.settings.cancel_lock_seconds
+                    lang,
+                    quote,
+                    nonce,
+                    cancel_lock_seconds=context.settings.cancel_lock_seconds,
+                    own_key=is_own_key,
+                    user_id=user_id,
                 )
             )
             await edit(message, context, screen)
-            _record_price(context, _request_id(message, nonce), quote.price)
+            if views.can_afford(quote):
+                _record_price(context, _request_id(message, nonce), quote.price)
             return BROWSING
         await edit(message, context, Screen(t(lang, "buy_buying", name=service.name)))
         activation = await engine.buy(
@@ -348,8 +389,14 @@ async def _purchase(
             app=service.code if service else None,
             pool=provider,
             nonce=nonce,
+            user_id=user_id,
+            service=service,
         )
-        if isinstance(exc, PriceChanged) and exc.quote is not None:
+        if (
+            isinstance(exc, PriceChanged)
+            and exc.quote is not None
+            and views.can_afford(exc.quote)
+        ):
             _record_price(context, _request_id(message, nonce), exc.quote.price)
         await edit(message, context, screen)
         return BROWSING
@@ -359,16 +406,21 @@ async def _purchase(
 
 
 async def buy_cancel(update: Update, context: BotContext) -> int:
+    """``/cancel``: the flow's message says "Cancelled" without buttons and no
+    confirmation screen shown in this chat can buy any more."""
     lang = lang_of(update, context)
+    if update.effective_chat is not None:
+        await cancel_flows(context, lang, update.effective_chat.id)
     if update.message is not None:
         await update.message.reply_text(t(lang, "cancelled"))
     raise ApplicationHandlerStop(ConversationHandler.END)
 
 
 async def buy_timeout(update: object, context: BotContext) -> None:
-    ref = context.user_data.get("buy_msg") if context.user_data is not None else None
+    ref = context.user_data.pop("buy_msg", None) if context.user_data is not None else None
     if not (isinstance(ref, tuple) and len(ref) == 2):
         return
+    forget_shown_prices(context, ref[0])  # a Confirm on a timed-out screen never buys
     lang = lang_of(update, context)
     try:
         await context.bot.edit_message_text(

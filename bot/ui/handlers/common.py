@@ -11,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from telegram import CallbackQuery, Message, Update
 from telegram.constants import ChatType
-from telegram.error import BadRequest, Forbidden
+from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import ApplicationHandlerStop
 
 from bot.config import FundingMode
@@ -21,6 +21,8 @@ from bot.ui.views import Screen
 
 __all__ = [
     "answer",
+    "cancel_flows",
+    "forget_shown_prices",
     "gate",
     "is_not_modified",
     "lang_of",
@@ -141,6 +143,38 @@ async def show(update: Update, context: BotContext, screen: Screen) -> Message |
         await edit(query.message, context, screen)
         return query.message
     return await send(update, context, screen)
+
+
+def forget_shown_prices(context: BotContext, chat_id: int) -> None:
+    """Forget every confirmation screen shown in this chat: a later Confirm press on
+    one of them re-shows the current price instead of buying."""
+    prices = context.bot_data.shown_prices
+    prefix = f"{chat_id}:"
+    for request_id in [r for r in prices if r.startswith(prefix)]:
+        del prices[request_id]
+
+
+# user_data keys of the messages the two flows (buy, key) are showing.
+FLOW_MESSAGE_KEYS = ("buy_msg", "key_msg")
+
+
+async def cancel_flows(context: BotContext, lang: str, chat_id: int) -> None:
+    """``/cancel``: the flows' messages say "Cancelled" and lose their buttons, and
+    no confirmation screen of this chat can buy any more."""
+    forget_shown_prices(context, chat_id)
+    user_data = context.user_data
+    if user_data is None:
+        return
+    for name in FLOW_MESSAGE_KEYS:
+        ref = user_data.pop(name, None)
+        if not (isinstance(ref, tuple) and len(ref) == 2):
+            continue
+        try:
+            await context.bot.edit_message_text(
+                chat_id=ref[0], message_id=ref[1], text=t(lang, "flow_cancelled")
+            )
+        except TelegramError as exc:  # deleted, too old, blocked: nothing to clean up
+            log.debug("could not mark flow message %s as cancelled: %s", ref[1], exc)
 
 
 async def gate(update: object, context: BotContext) -> None:

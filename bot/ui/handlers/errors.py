@@ -40,7 +40,10 @@ async def on_error(update: object, context: BotContext) -> None:
         return
     lang = lang_of(update, context)
     if isinstance(error, EngineError):
-        screen = views.engine_error(lang, error, own_key=own_key(context))
+        user = update.effective_user
+        screen = views.engine_error(
+            lang, error, own_key=own_key(context), user_id=user.id if user else None
+        )
         text, markup = screen.text, screen.markup
         alert = views.error_alert(lang, error)
     else:

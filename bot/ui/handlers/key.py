@@ -32,6 +32,7 @@ from bot.ui import views
 from bot.ui.context import BotContext
 from bot.ui.handlers.common import (
     answer,
+    cancel_flows,
     edit,
     lang_of,
     own_key,
@@ -43,12 +44,39 @@ from bot.ui.handlers.common import (
 from bot.ui.texts import Raw, plain, t
 from bot.ui.views import Screen
 
-__all__ = ["AWAIT_KEY", "build_key_conversation", "key_callback"]
+__all__ = ["AWAIT_KEY", "build_key_conversation", "key_callback", "key_paste", "looks_like_key"]
 
 log = logging.getLogger(__name__)
 
 AWAIT_KEY = 1
 _PLAUSIBLE_KEY = re.compile(r"[\x21-\x7e]{8,256}")
+# A message that is nothing but a DaisySim-looking key (see looks_like_key).
+_PREFIXED_KEY = re.compile(r"(?:sk|demo)_[A-Za-z0-9_-]{8,250}")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,256}")
+
+
+def looks_like_key(text: str) -> bool:
+    """Conservative: the whole message is one token that is either ``sk_…`` /
+    ``demo_…`` (≥ 11 characters) or ≥ 20 characters of ``[A-Za-z0-9_-]`` mixing
+    letters and digits (random tokens do; words and service names don't)."""
+    candidate = text.strip()
+    if _PREFIXED_KEY.fullmatch(candidate):
+        return True
+    return (
+        _TOKEN.fullmatch(candidate) is not None
+        and any(ch.isdigit() for ch in candidate)
+        and any(ch.isalpha() for ch in candidate)
+    )
+
+
+async def _delete_key_message(message: Message, user_id: int) -> bool:
+    """Delete the message carrying a key; False if Telegram refused."""
+    try:
+        await message.delete()
+    except (BadRequest, Forbidden) as exc:
+        log.warning("could not delete the key message of user %s: %s", user_id, type(exc).__name__)
+        return False
+    return True
 
 
 @stop_propagation
@@ -80,12 +108,7 @@ async def key_received(update: Update, context: BotContext) -> int:
     lang = lang_of(update, context)
     candidate = message.text.strip()
     register_secret(candidate)  # before anything can log it
-    deleted = True
-    try:
-        await message.delete()
-    except (BadRequest, Forbidden) as exc:
-        deleted = False
-        log.warning("could not delete the key message of user %s: %s", user_id, type(exc).__name__)
+    deleted = await _delete_key_message(message, user_id)
     if not deleted:
         await send(update, context, Screen(t(lang, "key_delete_failed")))
     if not _PLAUSIBLE_KEY.fullmatch(candidate):
@@ -101,6 +124,8 @@ async def key_received(update: Update, context: BotContext) -> int:
         await edit(status, context, views.engine_error(lang, exc, own_key=True))
         raise ApplicationHandlerStop(AWAIT_KEY) from None
     log.info("user %s linked a DaisySim key", user_id)
+    if context.user_data is not None:
+        context.user_data.pop("key_msg", None)  # the flow is over: nothing to cancel
     await edit(
         status,
         context,
@@ -113,15 +138,55 @@ async def key_received(update: Update, context: BotContext) -> int:
     raise ApplicationHandlerStop(ConversationHandler.END)
 
 
+async def key_paste(update: Update, context: BotContext) -> None:
+    """Own-key mode, any state: a message that is just an API key is deleted at once
+    and the key is linked (as at the /key prompt: the user clearly pasted one).
+    Runs after the key conversation (which handles its own prompt) and before
+    everything else, so the key never reaches a filter or "I didn't get that"."""
+    message = update.message
+    if message is None or message.text is None or not own_key(context):
+        return
+    candidate = message.text.strip()
+    if not looks_like_key(candidate):
+        return
+    register_secret(candidate)  # before anything can log it
+    user_id = user_id_of(update)
+    lang = lang_of(update, context)
+    deleted = await _delete_key_message(message, user_id)
+    intro = t(lang, "key_paste_deleted") if deleted else Raw(
+        t(lang, "key_paste_intro") + "\n" + t(lang, "key_delete_failed")
+    )
+
+    def with_intro(text: str) -> Raw:
+        return Raw(intro + "\n\n" + text)
+
+    status = await send(update, context, Screen(with_intro(t(lang, "key_checking"))))
+    try:
+        info = await context.engine.link_key(user_id, candidate)
+    except InvalidKey:
+        await edit(status, context, Screen(with_intro(t(lang, "key_paste_invalid"))))
+        raise ApplicationHandlerStop from None
+    except EngineError as exc:
+        screen = views.engine_error(lang, exc, own_key=True)
+        await edit(status, context, Screen(with_intro(screen.text), screen.markup))
+        raise ApplicationHandlerStop from None
+    log.info("user %s linked a DaisySim key (pasted outside the /key prompt)", user_id)
+    linked = t(lang, "key_linked", masked=info.masked, balance=info.balance, email=info.email)
+    await edit(status, context, Screen(with_intro(linked), kb.key_kb(lang, linked=True)))
+    raise ApplicationHandlerStop
+
+
 async def key_cancel(update: Update, context: BotContext) -> int:
     lang = lang_of(update, context)
+    if update.effective_chat is not None:
+        await cancel_flows(context, lang, update.effective_chat.id)
     if update.message is not None:
         await update.message.reply_text(t(lang, "cancelled"))
     raise ApplicationHandlerStop(ConversationHandler.END)
 
 
 async def key_timeout(update: object, context: BotContext) -> None:
-    ref = context.user_data.get("key_msg") if context.user_data is not None else None
+    ref = context.user_data.pop("key_msg", None) if context.user_data is not None else None
     if not (isinstance(ref, tuple) and len(ref) == 2):
         return
     lang = lang_of(update, context)

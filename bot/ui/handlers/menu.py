@@ -21,8 +21,11 @@ __all__ = [
     "noop_callback",
     "stale_callback",
     "start_command",
+    "unknown_command",
     "unknown_message",
 ]
+
+_COMMAND_SHOWN_MAX = 40
 
 
 async def start_command(update: Update, context: BotContext) -> None:
@@ -44,8 +47,14 @@ async def help_command(update: Update, context: BotContext) -> None:
         own_key=own_key(context),
         give_up_minutes=context.settings.give_up_minutes,
         cancel_lock_seconds=context.settings.cancel_lock_seconds,
+        is_admin=_is_admin(update, context),
     )
     await show(update, context, screen)
+
+
+def _is_admin(update: Update, context: BotContext) -> bool:
+    user = update.effective_user
+    return user is not None and user.id in context.settings.admin_ids
 
 
 async def menu_callback(update: Update, context: BotContext) -> None:
@@ -89,6 +98,17 @@ async def stale_callback(update: Update, context: BotContext) -> None:
 async def cancel_command(update: Update, context: BotContext) -> None:
     lang = lang_of(update, context)
     await send(update, context, Screen(t(lang, "nothing_to_cancel")))
+
+
+async def unknown_command(update: Update, context: BotContext) -> None:
+    """``/foo``: say which command was not understood and list the real ones."""
+    lang = lang_of(update, context)
+    text = (update.message.text if update.message else None) or "/"
+    command = text.split(maxsplit=1)[0].split("@", 1)[0][:_COMMAND_SHOWN_MAX]
+    screen = views.unknown_command(
+        lang, command, own_key=own_key(context), is_admin=_is_admin(update, context)
+    )
+    await send(update, context, screen)
 
 
 async def unknown_message(update: Update, context: BotContext) -> None:

@@ -10,6 +10,7 @@ from bot.core.api import EngineError
 from bot.ui import callbacks as cb
 from bot.ui import views
 from bot.ui.context import BotContext
+from bot.ui.handlers.buy import make_live
 from bot.ui.handlers.common import answer, edit, lang_of, own_key, send, show, user_id_of
 from bot.ui.texts import fmt_lock, plain
 
@@ -89,8 +90,17 @@ async def order_callback(update: Update, context: BotContext) -> None:
         await answer(query, plain(lang, "cb_updated"))
         await edit(message, context, views.order(lang, activation, clock.now()))
         return
-    # open: the order comes to the bottom of the chat as the new live message.
     await answer(query)
-    new = await send(update, context, views.order(lang, activation, clock.now()))
+    screen = views.order(lang, activation, clock.now())
+    if activation.message_id == message.message_id and activation.chat_id in (
+        None,
+        message.chat_id,
+    ):
+        # Pressed on the order's own (live) message: refresh it in place.
+        await edit(message, context, screen)
+        return
+    # open: the order comes to the bottom of the chat as the new live message; the
+    # previous one says so (make_live), so every later event edits the new one.
+    new = await send(update, context, screen)
     if not activation.state.is_final:
-        await engine.set_message(user_id, activation.id, new.chat_id, new.message_id)
+        await make_live(context, new, activation, lang)

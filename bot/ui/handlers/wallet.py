@@ -13,7 +13,7 @@ from bot.ui.texts import plain
 
 __all__ = ["HISTORY_PER_PAGE", "history_callback", "history_command", "wallet_command"]
 
-HISTORY_PER_PAGE = 5
+HISTORY_PER_PAGE = 8
 
 
 async def wallet_command(update: Update, context: BotContext) -> None:
@@ -30,7 +30,7 @@ async def wallet_command(update: Update, context: BotContext) -> None:
         await show(update, context, views.engine_error(lang, exc, own_key=own_key(context),
                                                        retry=cb.menu("wal")))
         return
-    await show(update, context, views.wallet(lang, view, has_key=has_key))
+    await show(update, context, views.wallet(lang, view, has_key=has_key, user_id=user_id))
 
 
 async def history_command(update: Update, context: BotContext) -> None:
