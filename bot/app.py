@@ -35,12 +35,15 @@ from bot.ui.events import EventRenderer
 from bot.ui.handlers import register_handlers
 from bot.ui.jobs import EngineScheduler, kick
 from bot.ui.texts import label, pick_lang
+from bot.ui.updates import PerUserUpdateProcessor
 
 __all__ = ["bot_commands", "build_application", "kick", "shutdown", "startup"]
 
 log = logging.getLogger(__name__)
 
 RATE_LIMIT_RETRIES = 3
+MAX_CONCURRENT_UPDATES = 64  # users served at once (one update per user at a time)
+POOL_TIMEOUT = 10.0  # seconds to wait for a free connection to the Bot API
 
 
 def build_application(
@@ -78,6 +81,11 @@ def build_application(
         .base_url(settings.telegram_api_base)
         .base_file_url(settings.telegram_file_base)
         .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+        # Users are served concurrently, each user's updates in order (see updates.py);
+        # the HTTP pool must then allow that many requests to Telegram at once.
+        .concurrent_updates(PerUserUpdateProcessor(MAX_CONCURRENT_UPDATES))
+        .connection_pool_size(MAX_CONCURRENT_UPDATES)
+        .pool_timeout(POOL_TIMEOUT)
         .context_types(context_types)
         .defaults(Defaults(parse_mode=ParseMode.HTML))
         .post_init(startup)
