@@ -1,0 +1,445 @@
+"""App-level benchmarks: the real python-telegram-bot Application over the fake
+Bot API.
+
+* :func:`run_updates` — the bot as a subprocess (``python -m bot run``, its own
+  core) long-polling :class:`~tests.bench.harness.TimedFakeTelegram` in this
+  process; many fake users send /start and press menu buttons (Wallet / History /
+  Menu). Throughput is measured closed-loop (``concurrency`` users always
+  waiting for the bot), per-update latency open-loop at a fixed offered rate.
+  The database holds ``db_users`` users and ``active`` waiting activations
+  (polled against the simulator meanwhile); the process RSS is read at the end.
+* :func:`run_bot_share` — in-process app on a VirtualClock: codes delivered at
+  random virtual times; OTP latency on the virtual clock (delivery → the code
+  event handed to the app's handler) and the bot's own share in wall time
+  (handler invoked → the fake Bot API has received the OTP ``sendMessage``).
+* :func:`run_restore` — time ``Engine.start()`` and the app's start-up on a
+  database with ``active`` waiting activations and ``users`` users.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from bot.clock import SystemClock, VirtualClock
+from bot.sandbox.fake_telegram import FakeUser
+from tests.bench.common import (
+    BOT_TOKEN,
+    OPERATOR_KEY,
+    Pump,
+    cpu_seconds,
+    start_sim,
+)
+from tests.bench.harness import BotProcess, TimedFakeTelegram, populate, wait_ready
+
+WALLET = "💰 Wallet"
+HISTORY = "📜 History"
+HOME = "🏠 Menu"
+OTP_PREFIX = "🔑 Code for"
+ADMIN_ID = 1
+WAIT = 30.0
+
+
+# ------------------------------------------------------------------------ updates/s
+
+
+@dataclass
+class UpdatesResult:
+    users: int  # users who interacted
+    db_users: int
+    active: int
+    updates: int = 0  # updates in the throughput phase
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)  # throughput phase
+    paced_rate: float = 0.0
+    paced_latencies_ms: list[float] = field(default_factory=list)
+    unanswered: int = 0
+    errors: list[str] = field(default_factory=list)
+    rss_mb: float = 0.0
+    ready_seconds: float = 0.0  # process spawn -> first getUpdates
+    bot_cpu: float = 0.0  # CPU seconds of the bot process in the throughput phase
+    driver_cpu: float = 0.0  # CPU seconds of this process (fake Bot API + users) in it
+    bot_error_lines: int = 0
+
+    @property
+    def per_second(self) -> float:
+        return self.updates / self.seconds if self.seconds else 0.0
+
+
+class UserDriver:
+    """One fake user's menu walk; every step returns the update's latency (ms):
+    enqueued → the bot's first answer for it reached the fake."""
+
+    def __init__(self, fake: TimedFakeTelegram, user: FakeUser) -> None:
+        self.fake = fake
+        self.user = user
+        self.menu_id: int | None = None
+        self.step = 0
+
+    async def start(self) -> float:
+        t0 = time.perf_counter()
+        await self.user.send("/start")
+        msg = await self.user.wait_for(lambda m: m.has_button(WALLET), WAIT)
+        self.menu_id = msg.message_id
+        return self._first_after(t0, ("sendMessage",)) - t0
+
+    async def press(self, label: str, then: str) -> float:
+        assert self.menu_id is not None
+        t0 = time.perf_counter()
+        qid = await self.user.press_nowait(label, message_id=self.menu_id)
+        await self.fake.wait_callback_answer(qid, timeout=WAIT)
+        mid = self.menu_id
+        await self.user.wait_for(lambda m: m.message_id == mid and m.has_button(then), WAIT)
+        answered = self.fake.answer_times().get(qid)
+        assert answered is not None
+        return answered - t0
+
+    async def next(self) -> float:
+        """The next step of the walk: Wallet → Menu → History → Menu → ..."""
+        plan = ((WALLET, HOME), (HOME, WALLET), (HISTORY, HOME), (HOME, WALLET))
+        label, then = plan[self.step % len(plan)]
+        self.step += 1
+        return await self.press(label, then)
+
+    def _first_after(self, t0: float, methods: tuple[str, ...]) -> float:
+        times = [
+            s.t for s in self.fake.stamps
+            if s.t >= t0 and s.method in methods and str(s.params.get("chat_id")) == str(
+                self.user.id)
+        ]
+        assert times, "no reply recorded"
+        return min(times)
+
+
+async def _pool(items: list[Any], concurrency: int,
+                work: Callable[[Any], Awaitable[None]]) -> None:
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    for item in items:
+        queue.put_nowait(item)
+
+    async def worker() -> None:
+        while True:
+            try:
+                item = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            await work(item)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def run_updates(
+    *,
+    users: int = 200,
+    walkers: int = 50,
+    steps: int = 4,
+    db_users: int = 0,
+    active: int = 0,
+    concurrency: int = 32,
+    paced_rate: float = 100.0,
+    paced_seconds: float = 5.0,
+    seed: int = 1,
+    flood_limit: bool = True,
+    concurrent_updates: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> UpdatesResult:
+    """``users`` fake users each send /start and press Wallet; ``walkers`` of them
+    then walk ``steps`` more menu steps. ``db_users`` / ``active`` pre-populate the
+    database (the RSS scenario). Then an open-loop phase at ``paced_rate``."""
+    rng = random.Random(seed)
+    result = UpdatesResult(users=users, db_users=max(db_users, users), active=active)
+    sim = await start_sim(SystemClock(), window=4 * 3600.0, seed=seed)
+    fake = TimedFakeTelegram()
+    await fake.start()
+    with tempfile.TemporaryDirectory(prefix="bench-updates-") as tmp:
+        work = Path(tmp)
+        db_path = work / "bot.sqlite3"
+        first_user = 100_000
+        if db_users or active:
+            await populate(db_path, sim.sim, users=max(db_users, users), active=active,
+                           first_user=first_user)
+        bot = BotProcess.configure(
+            work, telegram_url=fake.url, daisysim_url=sim.base_url, db_path=db_path,
+            admin_ids=[ADMIN_ID], flood_limit=flood_limit,
+            concurrent_updates=concurrent_updates,
+            env={"LOG_LEVEL": "WARNING", "GIVE_UP_MINUTES": "180"},
+        )
+        bot.start()
+        try:
+            result.ready_seconds = await wait_ready(fake, bot)
+            drivers = [UserDriver(fake, fake.user(first_user + i, first_name=f"U{i}"))
+                       for i in range(users)]
+
+            async def first_steps(d: UserDriver) -> None:
+                try:
+                    result.latencies_ms.append(await d.start() * 1000)
+                    result.latencies_ms.append(await d.next() * 1000)
+                    result.updates += 2
+                except AssertionError as exc:
+                    result.unanswered += 1
+                    result.errors.append(str(exc)[:300])
+
+            async def walk(d: UserDriver) -> None:
+                for _ in range(steps):
+                    try:
+                        result.latencies_ms.append(await d.next() * 1000)
+                        result.updates += 1
+                    except AssertionError as exc:
+                        result.unanswered += 1
+                        result.errors.append(str(exc)[:300])
+                        return
+
+            t0 = time.perf_counter()
+            cpu0, bot_cpu0 = cpu_seconds(), cpu_seconds(bot.pid)
+            await _pool(drivers, concurrency, first_steps)
+            await _pool(drivers[:walkers], concurrency, walk)
+            result.seconds = time.perf_counter() - t0
+            result.driver_cpu = cpu_seconds() - cpu0
+            result.bot_cpu = cpu_seconds(bot.pid) - bot_cpu0
+            if log:
+                log(f"updates: {result.updates} in {result.seconds:.1f}s "
+                    f"= {result.per_second:.0f}/s (concurrency {concurrency})")
+
+            # Open loop: one update every 1/rate s, each from a user not mid-step.
+            if paced_seconds > 0 and paced_rate > 0:
+                result.paced_rate = paced_rate
+                idle = [d for d in drivers[:max(walkers, 1)] if d.menu_id is not None]
+                rng.shuffle(idle)
+                pending: set[asyncio.Task[None]] = set()
+
+                async def one(d: UserDriver) -> None:
+                    try:
+                        result.paced_latencies_ms.append(await d.next() * 1000)
+                    except AssertionError as exc:
+                        result.unanswered += 1
+                        result.errors.append(str(exc)[:300])
+                    finally:
+                        idle.append(d)
+
+                start = time.perf_counter()
+                sent = 0
+                while time.perf_counter() - start < paced_seconds:
+                    due = start + sent / paced_rate
+                    delay = due - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    if not idle:
+                        await asyncio.sleep(0.001)
+                        continue
+                    task = asyncio.ensure_future(one(idle.pop(0)))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                    sent += 1
+                if pending:
+                    await asyncio.gather(*pending)
+            result.rss_mb = bot.rss_mb()
+            # Errors while under load (python-telegram-bot logs one at shutdown when its
+            # final getUpdates waits behind the cancelled long poll: not counted).
+            bad = [line for line in bot.log_text().splitlines()
+                   if " ERROR " in line or " CRITICAL " in line]
+            result.bot_error_lines = len(bad)
+            result.errors += [f"bot log: {line[:300]}" for line in bad[:5]]
+        finally:
+            bot.stop()
+            await fake.close()
+            await sim.close()
+    return result
+
+
+# ----------------------------------------------------------------------- bot share
+
+
+@dataclass
+class ShareResult:
+    codes: int
+    delivered: int = 0
+    pushed: int = 0
+    duplicates: int = 0
+    virtual_latencies: list[float] = field(default_factory=list)  # seconds
+    share_ms: list[float] = field(default_factory=list)  # wall ms
+    rate_limited: int = 0
+
+
+def _settings(tmp: Path, fake_url: str, sim_url: str, **overrides: Any) -> Any:
+    from bot.config import FundingMode, Settings
+
+    values: dict[str, Any] = {
+        "bot_token": BOT_TOKEN,
+        "telegram_base_url": fake_url,
+        "daisysim_base_url": sim_url,
+        "daisysim_api_key": OPERATOR_KEY,
+        "funding_mode": FundingMode.OPERATOR,
+        "database_path": str(tmp / "bot.sqlite3"),
+        "admin_ids": [ADMIN_ID],
+        "give_up_minutes": 180,
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+async def run_bot_share(codes: int = 40, *, minutes: float = 10.0, seed: int = 1
+                        ) -> ShareResult:
+    from bot.app import build_application, kick, shutdown, startup
+    from bot.core.api import Event, EventHandler, EventKind
+    from bot.core.engine import Engine
+    from bot.daisysim import get_limiter
+
+    result = ShareResult(codes)
+    clock = VirtualClock()
+    sim = await start_sim(clock, window=4 * 3600.0, seed=seed)
+    fake = TimedFakeTelegram()
+    await fake.start()
+    entries: dict[int, tuple[float, float, str]] = {}  # chat -> (virtual, wall, code)
+    pushes: dict[str, int] = {}
+
+    class TimedEngine(Engine):
+        def subscribe(self, handler: EventHandler) -> None:
+            async def timed(event: Event) -> None:
+                if event.kind == EventKind.CODE_RECEIVED:
+                    act = event.activation
+                    assert act.chat_id is not None and act.code is not None
+                    entries.setdefault(act.chat_id, (clock.now(), time.perf_counter(), act.code))
+                    pushes[act.code] = pushes.get(act.code, 0) + 1
+                await handler(event)
+
+            super().subscribe(timed)
+
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory(prefix="bench-share-") as tmp:
+        settings = _settings(Path(tmp), fake.url, sim.base_url)
+        engine = TimedEngine(settings, clock=clock)
+        app = build_application(settings, engine=engine, clock=clock)
+        await app.initialize()
+        await startup(app)
+        await app.start()
+        assert app.updater is not None
+        await app.updater.start_polling(poll_interval=0.0, timeout=1)
+        pump = Pump(clock, sim)
+        try:
+            users = [fake.user(10_000 + i, first_name=f"U{i}") for i in range(codes)]
+            for u in users:
+                await u.send("/start")
+            for u in users:
+                await u.wait_for(lambda m: m.has_button(WALLET), WAIT)
+                await engine.admin_adjust(ADMIN_ID, u.id, Decimal("10"), "bench")
+            price = next(s.price for s in await engine.list_services(users[0].id)
+                         if s.code == "Signal")
+            remote: dict[int, str] = {}
+            budget = get_limiter(OPERATOR_KEY, clock).purchase
+            for i, u in enumerate(users):
+                wait = budget.wait_time()
+                if wait > 0:
+                    await _advance(app, engine, clock, clock.now() + wait, kick)
+                act = await pump.drive(engine.buy(u.id, "Signal", None, price,
+                                                  request_id=f"share-{i}", chat_id=u.id))
+                assert act.remote_id is not None
+                remote[u.id] = act.remote_id
+            t0 = clock.now()
+            span = minutes * 60.0 - 30.0
+            plan = sorted((t0 + rng.uniform(0, span), uid, f"{rng.randrange(10**6):06d}")
+                          for uid in remote)
+            delivered: dict[int, tuple[float, str]] = {}
+            for when, uid, code in plan:
+                await _advance(app, engine, clock, when, kick)
+                sim.sim.deliver_sms(remote[uid], code)
+                delivered[uid] = (clock.now(), code)
+            await _advance(app, engine, clock, clock.now() + 60.0, kick)
+            await fake.wait_idle(quiet=0.1, timeout=WAIT)
+            result.delivered = len(delivered)
+            sends = fake.stamps
+            for uid, (at, code) in delivered.items():
+                entry = entries.get(uid)
+                if entry is None:
+                    continue
+                v_at, wall_at, seen = entry
+                result.virtual_latencies.append(v_at - at)
+                otp = [s.t for s in sends
+                       if s.method == "sendMessage" and str(s.params.get("chat_id")) == str(uid)
+                       and str(s.params.get("text", "")).startswith(OTP_PREFIX) and s.t >= wall_at]
+                if otp and seen == code:
+                    result.pushed += 1
+                    result.share_ms.append((min(otp) - wall_at) * 1000)
+            result.duplicates = sum(n - 1 for n in pushes.values() if n > 1)
+            result.rate_limited = sim.rate_limited()
+        finally:
+            if app.updater.running:
+                await app.updater.stop()
+            if app.running:
+                await app.stop()
+            await shutdown(app)
+            await app.shutdown()
+            await engine.close()
+            await fake.close()
+            await sim.close()
+    return result
+
+
+async def _advance(app: Any, engine: Any, clock: VirtualClock, target: float,
+                   kick: Callable[[Any], Awaitable[float | None]]) -> None:
+    """Move the clock to ``target``, stopping at every engine due time on the way
+    (as the JobQueue would) and running the due work."""
+    for _ in range(100_000):
+        due = engine.next_due()
+        if due is None or due > target:
+            break
+        if due > clock.now():
+            clock.set(due)
+        await kick(app)
+    if target > clock.now():
+        clock.set(target)
+    await kick(app)
+
+
+# ------------------------------------------------------------------------- restore
+
+
+@dataclass
+class RestoreResult:
+    active: int
+    users: int
+    populate_seconds: float = 0.0
+    engine_start_seconds: float = 0.0
+    app_startup_seconds: float = 0.0
+    tracked: int = 0
+
+
+async def run_restore(active: int = 1000, users: int = 10_000, *, seed: int = 1
+                      ) -> RestoreResult:
+    """Populate a database, then time ``Engine.start()`` and the app's start-up
+    (initialize + startup: engine start, setMyCommands) on it."""
+    from bot.app import build_application, shutdown, startup
+    from bot.core.engine import Engine
+
+    result = RestoreResult(active, users)
+    sim = await start_sim(SystemClock(), window=4 * 3600.0, seed=seed)
+    fake = TimedFakeTelegram()
+    await fake.start()
+    with tempfile.TemporaryDirectory(prefix="bench-restore-") as tmp:
+        t = time.perf_counter()
+        await populate(Path(tmp) / "bot.sqlite3", sim.sim, users=users, active=active)
+        result.populate_seconds = time.perf_counter() - t
+        settings = _settings(Path(tmp), fake.url, sim.base_url)
+        engine = Engine(settings)
+        t = time.perf_counter()
+        await engine.start()
+        result.engine_start_seconds = time.perf_counter() - t
+        result.tracked = len(engine.tracked())
+        await engine.close()
+        app = build_application(settings)
+        t = time.perf_counter()
+        await app.initialize()
+        await startup(app)
+        result.app_startup_seconds = time.perf_counter() - t
+        await shutdown(app)
+        await app.shutdown()
+    await fake.close()
+    await sim.close()
+    return result

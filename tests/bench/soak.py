@@ -1,0 +1,709 @@
+"""Soak test with ``kill -9``:
+``python -m tests.bench.soak [--purchases 100] [--kills 10] [--fault-rate 0.1] [--seed N]``.
+
+The bot runs as a SUBPROCESS (``python -m bot run``, configured through the
+environment) against the DaisySim simulator and the fake Bot API, both running
+in this process on the real clock. Fake users buy numbers through the chat
+(/start → Buy → service → Confirm); some press "Cancel & refund" when it appears.
+Meanwhile the bot is killed with SIGKILL at least ``--kills`` times — at the
+moment the simulator handles a purchase, a poll or a cancel (before or after its
+effect, so the answer is lost), or at a random moment — and restarted each time.
+A share (``--fault-rate``) of all upstream requests fails: 5xx errors, added
+latency, and dropped connections after the effect (lost purchase answers).
+
+When every activation is final, the chat transcripts, the bot's database (opened
+read-only) and the simulator's state are compared. Exit status 0 only if all of
+these are zero: lost codes, codes pushed twice, numbers left unrefunded, double
+purchases, wallet mismatches (to the cent), undelivered events.
+
+Timings are shortened on both sides (cancel lock, activation window, give-up
+time, poll interval) so that a run takes a few minutes; with ``--fast-budgets``
+(default) the purchase and cancel budgets are raised from 10 to 60 per minute,
+in the simulator and in the bot's client limiter alike (the bot is started
+through :mod:`tests.bench.run_bot` for that), so that 100 purchases do not take
+ten minutes of waiting for the purchase budget. ``--real-budgets`` keeps 10/min.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import re
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+from bot.clock import SystemClock
+from bot.sandbox import sim_state
+from bot.sandbox.fake_telegram import ChatMessage, FakeUser
+from tests.bench.common import OPERATOR_KEY, SimHandle, start_sim
+from tests.bench.harness import BotProcess, TimedFakeTelegram, populate, read_only, wait_ready
+
+BUY = "🛒 Buy a number"
+CANCEL = "❌ Cancel & refund"
+CONFIRM = re.compile(r"^✅ Confirm")
+OTP_PREFIX = "🔑 Code for"
+COPY_CODE = "📋 Copy code"
+SERVICES = (
+    re.compile(r"^(🕘 )?Signal · "),
+    re.compile(r"^(🕘 )?Telegram · "),
+    re.compile(r"^(🕘 )?WhatsApp 2 · "),
+)
+SIM_BALANCE = Decimal("5000")
+USER_CREDIT = Decimal("200")
+FIRST_USER = 500_000
+ADMIN_ID = 1
+KILL_KINDS = ("purchase", "poll", "cancel", "random")
+
+
+@dataclass(frozen=True)
+class SoakConfig:
+    purchases: int = 100
+    kills: int = 10
+    fault_rate: float = 0.1
+    seed: int = 1
+    users: int = 20
+    cancel_ratio: float = 0.35  # share of users who press Cancel & refund
+    cancel_lock: float = 8.0
+    give_up: float = 40.0  # the bot's give-up time (seconds)
+    window: float = 60.0  # the simulator's activation window
+    poll_interval: float = 3.0
+    auto_sms: tuple[float, float] = (2.0, 45.0)
+    auto_sms_ratio: float = 0.75
+    fast_budgets: bool = True
+    kill_gap: tuple[float, float] = (2.0, 8.0)  # seconds of running between kills
+    wait: float = 20.0  # a user's patience for one bot reply (covers a restart)
+    deadline: float = 900.0  # the whole run (safety net)
+    kill_mid_push: bool = False  # also kill while the fake receives an OTP message
+    kill_kinds: tuple[str, ...] = KILL_KINDS
+
+
+CI = SoakConfig(
+    purchases=15, kills=3, users=8, cancel_lock=4.0, give_up=15.0, window=25.0,
+    poll_interval=2.0, auto_sms=(1.0, 14.0), auto_sms_ratio=0.7, kill_gap=(1.0, 3.0),
+    wait=10.0, deadline=100.0, kill_kinds=("purchase", "poll", "cancel"),
+)
+
+
+@dataclass
+class Report:
+    purchases: int = 0  # upstream activations
+    confirms: int = 0  # Confirm presses by the users
+    cancels_pressed: int = 0
+    kills: Counter[str] = field(default_factory=Counter)
+    restarts: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    codes_delivered: int = 0
+    codes_pushed: int = 0
+    refunded_upstream: int = 0
+    # invariants (all must be 0)
+    lost_codes: int = 0
+    codes_pushed_twice: int = 0
+    unrefunded: int = 0
+    double_purchases: int = 0
+    wallet_mismatches: int = 0
+    undelivered_events: int = 0
+    open_activations: int = 0
+    crashes: int = 0  # exits we did not cause (or a failed graceful stop)
+    error_lines: int = 0  # ERROR lines in the bot's log (informational)
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    INVARIANTS = ("lost_codes", "codes_pushed_twice", "unrefunded", "double_purchases",
+                  "wallet_mismatches", "undelivered_events", "open_activations", "crashes")
+
+    @property
+    def ok(self) -> bool:
+        return all(getattr(self, name) == 0 for name in self.INVARIANTS)
+
+    def problem(self, counter: str, text: str) -> None:
+        setattr(self, counter, getattr(self, counter) + 1)
+        if len(self.problems) < 50:
+            self.problems.append(f"{counter}: {text}")
+
+    def render(self) -> str:
+        lines = [
+            f"purchases (upstream activations): {self.purchases}   confirms pressed: "
+            f"{self.confirms}   cancels pressed: {self.cancels_pressed}",
+            f"kill -9: {sum(self.kills.values())} ({_counts(self.kills)})   "
+            f"restarts: {self.restarts}",
+            f"upstream faults injected: {sum(self.faults.values())} ({_counts(self.faults)})",
+            f"codes delivered upstream: {self.codes_delivered}   pushed: {self.codes_pushed}   "
+            f"numbers refunded upstream: {self.refunded_upstream}",
+            "",
+            f"lost codes:            {self.lost_codes}",
+            f"codes pushed twice:    {self.codes_pushed_twice}",
+            f"numbers unrefunded:    {self.unrefunded}",
+            f"double purchases:      {self.double_purchases}",
+            f"wallet mismatches:     {self.wallet_mismatches}",
+            f"undelivered events:    {self.undelivered_events}",
+            f"activations not final: {self.open_activations}",
+            f"bot crashes:           {self.crashes}   (ERROR lines in its log: "
+            f"{self.error_lines})",
+            f"=> {'OK' if self.ok else 'FAILED'} in {self.seconds:.0f} s",
+        ]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def _counts(counter: Counter[str]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counter.items()))
+
+
+# ------------------------------------------------------------------------ budgets
+
+
+@contextlib.contextmanager
+def simulator_budgets(per_minute: int | None) -> Iterator[None]:
+    """Raise the simulator's purchase and cancel limits (restored afterwards)."""
+    saved = dict(sim_state.RATE_LIMITS)
+    try:
+        if per_minute is not None:
+            for bucket in ("purchase", "cancel"):
+                sim_state.RATE_LIMITS[bucket] = (per_minute, saved[bucket][1])
+        yield
+    finally:
+        sim_state.RATE_LIMITS.clear()
+        sim_state.RATE_LIMITS.update(saved)
+
+
+# ------------------------------------------------------------------------- killer
+
+
+class Killer:
+    """Kills the bot process from inside the simulator's request handling."""
+
+    ENDPOINTS: ClassVar[dict[str, str]] = {
+        "purchase": "purchase", "poll": "check-all", "cancel": "cancel"}
+
+    def __init__(self, bot: BotProcess, report: Report) -> None:
+        self.bot = bot
+        self.report = report
+        self.armed: tuple[str, str] | None = None  # (endpoint, "before" | "after")
+        self.kind = ""
+        self.killed = asyncio.Event()
+
+    def arm(self, kind: str, phase: str) -> None:
+        self.kind = f"mid-{kind} ({phase})"
+        self.armed = (self.ENDPOINTS[kind], phase)
+        self.killed.clear()
+
+    def disarm(self) -> None:
+        self.armed = None
+
+    def kill_now(self, kind: str) -> None:
+        if self.bot.running:
+            os.kill(self.bot.pid, signal.SIGKILL)
+            self.report.kills[kind] += 1
+        self.armed = None
+        self.killed.set()
+
+    def hook(self, endpoint: str, phase: str) -> None:
+        if self.armed == (endpoint, phase):
+            self.kill_now(self.kind)
+
+    def middleware(self) -> Any:
+        @web.middleware
+        async def kill_hook(
+            request: web.Request,
+            handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+        ) -> web.StreamResponse:
+            endpoint = _endpoint(request.path)
+            self.hook(endpoint, "before")
+            response = await handler(request)
+            self.hook(endpoint, "after")  # the effect is applied, the answer not sent
+            return response
+
+        return kill_hook
+
+
+def _endpoint(path: str) -> str:
+    tail = path.split("/api/v1/server7/", 1)[-1]
+    return tail.split("/", 1)[0]
+
+
+class PushKillFake(TimedFakeTelegram):
+    """Optionally kills the bot when it sends an OTP message (after the fake has
+    stored it, before the bot hears back)."""
+
+    killer: Killer | None = None
+    armed = False
+
+    def _m_send_message(self, p: dict[str, Any]) -> Any:
+        result = super()._m_send_message(p)
+        if self.armed and self.killer is not None and str(p.get("text", "")).startswith(
+            OTP_PREFIX
+        ):
+            self.armed = False
+            self.killer.kill_now("mid-push (after sendMessage)")
+        return result
+
+
+# -------------------------------------------------------------------------- users
+
+
+@dataclass
+class Shared:
+    cfg: SoakConfig
+    sim: SimHandle
+    report: Report
+    rng: random.Random
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    cancel_tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def enough(self) -> bool:
+        return len(self.sim.sim.core.activations) >= self.cfg.purchases
+
+
+async def _press(user: FakeUser, label: Any, message_id: int, wait: float) -> bool:
+    try:
+        await user.press(label, message_id=message_id, timeout=wait)
+    except AssertionError:
+        return False
+    return True
+
+
+async def buy_one(user: FakeUser, sh: Shared, service: re.Pattern[str]) -> ChatMessage | None:
+    """One purchase through the chat. Returns the order message, or None when
+    something (a fault, a kill, an error screen) got in the way."""
+    wait = sh.cfg.wait
+    try:
+        await user.send("/start")
+        menu = await user.wait_for(lambda m: m.has_button(BUY), wait)
+        if not await _press(user, BUY, menu.message_id, wait):
+            return None
+        lst = await user.wait_for(lambda m: "Choose a service" in m.text and any(
+            service.search(lb) for lb in m.button_labels), wait)
+        if not await _press(user, service, lst.message_id, wait):
+            return None
+        confirm = await user.wait_for(
+            lambda m: "Confirm your purchase" in m.text and m.has_button(CONFIRM), wait)
+        if sh.enough():
+            return None
+        sh.report.confirms += 1
+        if not await _press(user, CONFIRM, confirm.message_id, wait):
+            return None
+        mid = confirm.message_id
+        return await user.wait_for(
+            lambda m: m.message_id == mid and "Number:" in m.text and "being assigned" not in
+            m.text, wait)
+    except AssertionError:
+        return None
+
+
+async def cancel_when_possible(user: FakeUser, order: ChatMessage, sh: Shared) -> None:
+    """Press "Cancel & refund" once it appears on the order (unless a code came)."""
+    mid = order.message_id
+    try:
+        msg = await user.wait_for(
+            lambda m: m.message_id == mid and (m.has_button(CANCEL) or "Code:" in m.text),
+            sh.cfg.cancel_lock + sh.cfg.wait, since=0)
+    except AssertionError:
+        return
+    if not msg.has_button(CANCEL):
+        return
+    await asyncio.sleep(sh.rng.uniform(0.0, 2.0))
+    current = user.message(mid)
+    if current.has_button(CANCEL):
+        sh.report.cancels_pressed += 1
+        await _press(user, CANCEL, mid, sh.cfg.wait)
+
+
+async def user_loop(user: FakeUser, sh: Shared, canceler: bool) -> None:
+    while not sh.enough() and not sh.stop.is_set():
+        service = sh.rng.choice(SERVICES)
+        order = await buy_one(user, sh, service)
+        if order is None:
+            await asyncio.sleep(sh.rng.uniform(0.2, 1.0))
+            continue
+        if canceler:
+            task = asyncio.ensure_future(cancel_when_possible(user, order, sh))
+            sh.cancel_tasks.add(task)
+            task.add_done_callback(sh.cancel_tasks.discard)
+        await asyncio.sleep(sh.rng.uniform(0.0, 0.5))
+
+
+# ---------------------------------------------------------------------- supervisor
+
+
+async def supervise(bot: BotProcess, fake: PushKillFake, killer: Killer, sh: Shared) -> None:
+    """Kill at least ``kills`` times, restarting each time."""
+    cfg, rng = sh.cfg, sh.rng
+    kinds = list(cfg.kill_kinds)
+    if cfg.kill_mid_push:  # every other kill right after an OTP message went out
+        kinds = [k for pair in zip(["push"] * len(kinds), kinds, strict=True) for k in pair]
+    done = 0
+    while done < cfg.kills and not sh.stop.is_set():
+        await asyncio.sleep(rng.uniform(*cfg.kill_gap))
+        kind = kinds[done % len(kinds)] if done < len(kinds) else rng.choice(kinds)
+        if kind == "random":
+            killer.kill_now("random moment")
+        elif kind == "push":
+            fake.armed = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(killer.killed.wait(), 2 * cfg.wait)
+            if fake.armed:
+                fake.armed = False
+                killer.kill_now("random moment (no OTP push in time)")
+        else:
+            for target in (kind, "poll"):  # polls go on while anything is waiting
+                killer.arm(target, rng.choice(("before", "after")))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(killer.killed.wait(), cfg.wait)
+                if killer.killed.is_set():
+                    break
+            if not killer.killed.is_set():
+                killer.kill_now(f"random moment (no {kind} in time)")
+        done += 1
+        await asyncio.to_thread(bot.kill9)  # reap (it is dead already)
+        code = bot.proc.returncode if bot.proc is not None else None
+        if code != -signal.SIGKILL:
+            sh.report.problem("crashes", f"the bot exited with {code} before a kill")
+        await asyncio.sleep(rng.uniform(0.0, 1.0))
+        bot.start()
+        sh.report.restarts += 1
+        await wait_ready(fake, bot, limit=60.0)
+
+
+async def settle(bot: BotProcess, db_path: Path, sh: Shared, fake: PushKillFake) -> None:
+    """Wait until every activation is final and every event delivered."""
+    deadline = time.monotonic() + sh.cfg.give_up + sh.cfg.window + 180.0
+    quiet_since: float | None = None
+    while time.monotonic() < deadline:
+        if not bot.running:  # not killed by us: a crash
+            sh.report.problem("crashes", f"the bot exited with {bot.proc and bot.proc.returncode}")
+            bot.start()
+            sh.report.restarts += 1
+            await wait_ready(fake, bot, limit=60.0)
+        busy = True
+        with contextlib.suppress(Exception):
+            conn = read_only(db_path)
+            try:
+                open_n = conn.execute(
+                    "SELECT COUNT(*) FROM activations WHERE state IN"
+                    " ('purchasing','waiting','cancelling','expired')").fetchone()[0]
+                pending = conn.execute(
+                    "SELECT COUNT(*) FROM events WHERE delivered_at IS NULL").fetchone()[0]
+            finally:
+                conn.close()
+            busy = open_n > 0 or pending > 0 or bool(fake.pending_updates)
+        if busy:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > 2.0:
+            return
+        await asyncio.sleep(0.25)
+
+
+# ---------------------------------------------------------------------- verification
+
+
+def otp_codes(messages: list[ChatMessage]) -> list[str]:
+    out: list[str] = []
+    for m in messages:
+        if not (m.from_bot and m.text.startswith(OTP_PREFIX)):
+            continue
+        button = m.find_button(COPY_CODE)
+        if button is not None and button.copy_text:
+            out.append(button.copy_text)
+        else:
+            codes = m.entity_texts("code")
+            out.append(codes[-1] if codes else "")
+    return out
+
+
+def verify(db_path: Path, sim: SimHandle, fake: PushKillFake, report: Report) -> None:
+    core = sim.sim.core
+    sim_acts = {a.aid: a for a in core.activations.values() if a.account == OPERATOR_KEY}
+    report.purchases = len(sim_acts)
+    conn = read_only(db_path)
+    try:
+        rows = [dict(r) for r in conn.execute("SELECT * FROM activations ORDER BY id")]
+        ledger = [dict(r) for r in conn.execute("SELECT * FROM ledger ORDER BY id")]
+        report.undelivered_events = conn.execute(
+            "SELECT COUNT(*) FROM events WHERE delivered_at IS NULL").fetchone()[0]
+    finally:
+        conn.close()
+    by_remote: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        if r["remote_id"] is not None:
+            by_remote[r["remote_id"]].append(r)
+        if r["state"] in ("purchasing", "waiting", "cancelling", "expired"):
+            report.problem("open_activations", f"activation {r['id']} still {r['state']}")
+
+    # --- double purchases: every upstream activation belongs to exactly one order
+    for aid in sim_acts:
+        n = len(by_remote.get(aid, []))
+        if n != 1:
+            report.problem("double_purchases",
+                           f"upstream activation {aid} has {n} bot orders (expected 1)")
+    for remote in by_remote:
+        if remote not in sim_acts:
+            report.problem("double_purchases", f"bot order for unknown upstream id {remote}")
+
+    # --- codes: each delivered code pushed exactly once, in its owner's chat
+    pushed: dict[int, Counter[str]] = {}
+    for r in rows:
+        chat = r["chat_id"] if r["chat_id"] is not None else r["user_id"]
+        if chat not in pushed:
+            try:
+                pushed[chat] = Counter(otp_codes(fake.transcript(chat)))
+            except KeyError:
+                pushed[chat] = Counter()
+    for aid, act in sim_acts.items():
+        owners = by_remote.get(aid, [])
+        if act.code is None:
+            continue
+        report.codes_delivered += 1
+        if not owners:
+            report.problem("lost_codes", f"code of {aid} has no owner")
+            continue
+        owner = owners[0]
+        chat = owner["chat_id"] if owner["chat_id"] is not None else owner["user_id"]
+        n = pushed.get(chat, Counter())[act.code]
+        if n == 0:
+            report.problem("lost_codes", f"code {act.code} of {aid} never pushed to {chat}")
+        elif n > 1:
+            report.problem("codes_pushed_twice", f"code {act.code} of {aid} pushed {n} times")
+        if n:
+            report.codes_pushed += 1
+        if owner["state"] != "completed" or owner["code"] != act.code:
+            report.problem("lost_codes", f"{aid}: bot state {owner['state']} code "
+                                         f"{owner['code']} vs upstream {act.code}")
+
+    # --- refunds: every number without a code refunded exactly once, both sides
+    sim_refunds = Counter(e.activation_id for e in core.accounts[OPERATOR_KEY].ledger
+                          if e.kind == "refund")
+    bot_refunds = Counter(e["activation_id"] for e in ledger if e["kind"] == "refund")
+    for aid, act in sim_acts.items():
+        owners = by_remote.get(aid, [])
+        if act.code is not None:
+            if sim_refunds[aid]:
+                report.problem("unrefunded", f"{aid} has a code and was refunded upstream")
+            continue
+        if sim_refunds[aid] != 1:
+            report.problem("unrefunded", f"{aid}: refunded {sim_refunds[aid]}× upstream")
+        else:
+            report.refunded_upstream += 1
+        for owner in owners:
+            if owner["state"] not in ("refunded", "failed") or bot_refunds[owner["id"]] != 1:
+                report.problem(
+                    "unrefunded",
+                    f"{aid}: bot order {owner['id']} {owner['state']}, "
+                    f"{bot_refunds[owner['id']]} refund entries")
+
+    # --- wallets, to the cent
+    for problem in sim.sim.invariant_violations():
+        report.problem("wallet_mismatches", f"simulator: {problem}")
+    acct = core.accounts[OPERATOR_KEY]
+    charges = sum((-e.amount for e in acct.ledger if e.kind == "charge"), Decimal(0))
+    refunds = sum((e.amount for e in acct.ledger if e.kind == "refund"), Decimal(0))
+    if acct.balance != SIM_BALANCE - charges + refunds:
+        report.problem("wallet_mismatches",
+                       f"simulator wallet {acct.balance} != {SIM_BALANCE} - {charges} + {refunds}")
+    by_user: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for e in ledger:
+        by_user[e["user_id"]].append(e)
+    per_act: dict[int, dict[str, Decimal]] = defaultdict(dict)
+    for e in ledger:
+        if e["activation_id"] is not None:
+            per_act[e["activation_id"]][e["kind"]] = Decimal(e["amount"])
+    bot_net = Decimal(0)
+    for r in rows:
+        kinds = per_act.get(r["id"], {})
+        hold, release = kinds.get("hold"), kinds.get("release")
+        charge, refund = kinds.get("charge"), kinds.get("refund")
+        if hold is not None and (release is None or release != -hold):
+            report.problem("wallet_mismatches", f"order {r['id']}: hold {hold} release {release}")
+        upstream = sim_acts.get(r["remote_id"]) if r["remote_id"] is not None else None
+        if upstream is None:
+            if charge is not None or refund is not None:
+                report.problem("wallet_mismatches", f"order {r['id']} charged, never bought")
+            continue
+        if charge is None or -charge != upstream.price:
+            report.problem("wallet_mismatches",
+                           f"order {r['id']}: charged {charge} for upstream {upstream.price}")
+            continue
+        bot_net += -charge
+        if r["state"] == "completed" and refund is not None:
+            report.problem("wallet_mismatches", f"order {r['id']} completed and refunded")
+        if r["state"] in ("refunded", "failed"):
+            if refund is None or refund != -charge:
+                report.problem("wallet_mismatches", f"order {r['id']}: refund {refund}")
+            else:
+                bot_net -= refund
+    if bot_net != charges - refunds:
+        report.problem("wallet_mismatches",
+                       f"bot net charges {bot_net} != upstream net {charges - refunds}")
+    for uid, entries in by_user.items():
+        total = sum((Decimal(e["amount"]) for e in entries), Decimal(0))
+        expected = USER_CREDIT - sum(
+            (-per_act[r["id"]].get("charge", Decimal(0)) - per_act[r["id"]].get(
+                "refund", Decimal(0)) for r in rows if r["user_id"] == uid), Decimal(0))
+        if total != expected:
+            report.problem("wallet_mismatches", f"user {uid}: balance {total} != {expected}")
+
+
+# ----------------------------------------------------------------------------- run
+
+
+async def run_soak(cfg: SoakConfig, *, log: Callable[[str], None] | None = None,
+                   keep_dir: Path | None = None) -> Report:
+    report = Report()
+    started = time.monotonic()
+    say = log or (lambda _text: None)
+    rng = random.Random(cfg.seed)
+    budget = 60 if cfg.fast_budgets else None
+    with simulator_budgets(budget), tempfile.TemporaryDirectory(prefix="soak-") as tmp:
+        work = keep_dir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        db_path = work / "bot.sqlite3"
+        holder: dict[str, Killer] = {}
+
+        def hook_mw() -> Any:
+            @web.middleware
+            async def mw(request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                         ) -> web.StreamResponse:
+                killer = holder.get("k")
+                if killer is None:
+                    return await handler(request)
+                return await killer.middleware()(request, handler)
+            return mw
+
+        sim = await start_sim(
+            SystemClock(), balance=str(SIM_BALANCE), middlewares=[hook_mw()],
+            cancel_lock=cfg.cancel_lock, window=cfg.window, auto_sms=cfg.auto_sms,
+            auto_sms_ratio=cfg.auto_sms_ratio, seed=cfg.seed,
+        )
+        original_take = sim.sim.core.take_fault
+
+        def counting_take(endpoint: str) -> Any:
+            action = original_take(endpoint)
+            if action is not None:
+                kind = "drop" if action.drop else (
+                    f"{action.status}" if action.status else "latency")
+                report.faults[kind] += 1
+            return action
+
+        sim.sim.core.take_fault = counting_take  # type: ignore[method-assign]
+        fake = PushKillFake()
+        await fake.start()
+        await populate(db_path, sim.sim, users=cfg.users, active=0, first_user=FIRST_USER,
+                       credit=USER_CREDIT)
+        extra = {
+            "CANCEL_LOCK_SECONDS": str(cfg.cancel_lock),
+            "GIVE_UP_MINUTES": repr(cfg.give_up / 60.0),
+            "POLL_INTERVAL_SECONDS": str(cfg.poll_interval),
+            "DAISYSIM_TIMEOUT_SECONDS": "5",
+        }
+        bot = BotProcess.configure(work, telegram_url=fake.url, daisysim_url=sim.base_url,
+                                   db_path=db_path, admin_ids=[ADMIN_ID], env=extra,
+                                   budget_per_minute=budget)
+        killer = Killer(bot, report)
+        holder["k"] = killer
+        fake.killer = killer
+        sh = Shared(cfg, sim, report, rng)
+        try:
+            bot.start()
+            await wait_ready(fake, bot, limit=60.0)
+            sim.sim.set_random_faults(cfg.fault_rate, seed=cfg.seed,
+                                      kinds=("error", "latency", "drop"))
+            users = [fake.user(FIRST_USER + i, first_name=f"User{i}") for i in range(cfg.users)]
+            cancelers = set(rng.sample(range(cfg.users), round(cfg.users * cfg.cancel_ratio)))
+            say(f"soak: {cfg.users} users, {len(cancelers)} cancel; target {cfg.purchases} "
+                f"purchases, {cfg.kills} kills, fault rate {cfg.fault_rate}")
+            tasks = [asyncio.ensure_future(user_loop(u, sh, i in cancelers))
+                     for i, u in enumerate(users)]
+            sup = asyncio.ensure_future(supervise(bot, fake, killer, sh))
+            deadline = started + cfg.deadline
+            while time.monotonic() < deadline:
+                if all(t.done() for t in tasks) and sup.done():
+                    break
+                if sup.done() and sup.exception() is not None:
+                    raise sup.exception()  # type: ignore[misc]
+                await asyncio.sleep(0.2)
+            sh.stop.set()
+            for t in tasks:
+                if not t.done():
+                    t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if not sup.done():
+                sup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sup
+            say(f"soak: buying done ({len(sim.sim.core.activations)} upstream activations, "
+                f"{sum(report.kills.values())} kills); settling")
+            sim.sim.clear_faults()  # let the last retries through
+            if not bot.running:
+                await asyncio.to_thread(bot.kill9)
+                bot.start()
+                report.restarts += 1
+                await wait_ready(fake, bot, limit=60.0)
+            await settle(bot, db_path, sh, fake)
+            for t in list(sh.cancel_tasks):
+                t.cancel()
+        finally:
+            code = await asyncio.to_thread(bot.stop)
+        if code != 0:
+            report.problem("crashes", f"graceful stop ended with exit status {code}")
+        await asyncio.sleep(0.2)
+        verify(db_path, sim, fake, report)
+        errors = [line for line in bot.log_text().splitlines() if " ERROR " in line]
+        report.error_lines = len(errors)
+        if errors:
+            say(f"soak: {len(errors)} ERROR lines in the bot log, e.g. {errors[0][:300]}")
+        await fake.close()
+        await sim.close()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.bench.soak", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--purchases", type=int, default=100)
+    ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--fault-rate", type=float, default=0.1)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--users", type=int, default=20)
+    ap.add_argument("--kill-mid-push", action="store_true",
+                    help="also kill right after the fake stored an OTP message (at-least-once "
+                         "delivery: may push a code twice)")
+    ap.add_argument("--real-budgets", action="store_true",
+                    help="keep the published 10/min purchase and cancel limits")
+    ap.add_argument("--ci", action="store_true", help="the CI variant's small sizes/timings")
+    ap.add_argument("--keep", type=Path, default=None, help="keep the bot's files here")
+    args = ap.parse_args(argv)
+    base = CI if args.ci else SoakConfig()
+    overrides: dict[str, Any] = {"seed": args.seed, "fault_rate": args.fault_rate,
+                                 "kill_mid_push": args.kill_mid_push,
+                                 "fast_budgets": not args.real_budgets}
+    if not args.ci:
+        overrides.update(purchases=args.purchases, kills=args.kills, users=args.users)
+    from dataclasses import replace
+
+    cfg = replace(base, **overrides)
+    if args.real_budgets:
+        cfg = replace(cfg, deadline=max(cfg.deadline, cfg.purchases * 7.0 + 300.0))
+    report = asyncio.run(run_soak(cfg, log=lambda t: print(t, file=sys.stderr, flush=True),
+                                  keep_dir=args.keep))
+    print(report.render())
+    return 0 if report.ok and sum(report.kills.values()) >= cfg.kills else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
