@@ -547,6 +547,13 @@ class EventRepo:
             > 0
         )
 
+    async def mark_dispatching(self, event_id: int) -> None:
+        """Count a delivery as started (committed before the handler runs)."""
+        await self.db.execute(
+            "UPDATE events SET dispatches = dispatches + 1 WHERE id = ? AND delivered_at IS NULL",
+            (event_id,),
+        )
+
     async def mark_failed(self, event_id: int, next_attempt_at: float, error: str) -> None:
         await self.db.execute(
             "UPDATE events SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"

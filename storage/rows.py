@@ -171,6 +171,7 @@ class EventRow:
     delivered_at: float | None
     attempts: int
     next_attempt_at: float | None
+    dispatches: int = 0
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> EventRow:
@@ -183,4 +184,5 @@ class EventRow:
             row["delivered_at"],
             row["attempts"],
             row["next_attempt_at"],
+            row["dispatches"],
         )

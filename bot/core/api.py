@@ -122,6 +122,9 @@ class Event:
     kind: EventKind
     activation: Activation  # snapshot at emission time
     created_at: float
+    # An earlier delivery of this event was cut off (the process died while the
+    # handler ran): the handler may already have carried it out, e.g. sent the code.
+    interrupted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1140,6 +1140,9 @@ class Engine:
                 continue
             try:
                 event = event_from_row(row)
+                # Committed before the handler runs: if the process dies inside it,
+                # the redelivery knows (Event.interrupted) and must not repeat it.
+                await self.repos.events.mark_dispatching(row.id)
                 await handler(event)
             except Exception as exc:
                 attempts = row.attempts + 1

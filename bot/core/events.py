@@ -93,4 +93,5 @@ def event_from_row(row: EventRow) -> Event:
         kind=EventKind(row.kind),
         activation=activation_from_json(row.payload),
         created_at=row.created_at,
+        interrupted=row.dispatches > row.attempts,
     )

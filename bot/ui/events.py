@@ -76,6 +76,14 @@ class EventRenderer:
         bot = self._app.bot
         chat_id = a.chat_id if a.chat_id is not None else a.user_id
         kind = event.kind
+        if kind == EventKind.CODE_RECEIVED and event.interrupted:
+            # The last delivery died half-way (e.g. the bot was killed right after
+            # sending): the code may already be in the chat. The order message shows
+            # it too, so update that and never push the code a second time.
+            log.info("code event %s for activation %s was interrupted; not re-pushed",
+                     event.id, a.id)
+            await self._update_order(a, lang, chat_id)
+            return
         if kind == EventKind.CODE_RECEIVED:
             screen = views.otp(lang, a)
             try:

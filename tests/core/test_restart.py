@@ -4,6 +4,7 @@ exactly once (engine ledger and simulator ledger agree)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from decimal import Decimal
 
@@ -71,6 +72,53 @@ async def test_code_stored_but_event_undelivered(h: Harness) -> None:
     assert h.events[0].id == failures[0].id  # the same outbox event
     eng = await restart(h, eng)
     await h.run_for(eng, 600)
+    assert delivered_codes(h) == {act.id: 1}
+
+
+async def test_delivery_cut_off_by_a_crash_is_redelivered_marked_interrupted(
+    h: Harness,
+) -> None:
+    """The process dies while the handler runs (after it may have sent the code):
+    the event is redelivered once, flagged ``interrupted`` so the UI does not push
+    the code again; a handler that merely failed is redelivered unflagged."""
+    seen: list[Event] = []
+
+    async def dies(event: Event) -> None:
+        seen.append(event)
+        raise asyncio.CancelledError  # what a kill looks like from inside: no ack, no record
+
+    eng = await h.engine("operator", handler=dies)
+    await eng.admin_adjust(ADMIN, ALICE, Decimal("5"), "top-up")
+    act = await eng.buy(ALICE, "Signal", None, Decimal("1"), request_id="k")
+    h.sms(act, "555111")
+    with pytest.raises(asyncio.CancelledError):
+        await h.run_for(eng, 20)
+    assert [e.kind for e in seen] == [EventKind.CODE_RECEIVED] and not seen[0].interrupted
+
+    eng = await restart(h, eng)
+    await h.run_for(eng, 1)
+    [again] = [e for e in h.events if e.kind is EventKind.CODE_RECEIVED]
+    assert again.id == seen[0].id and again.interrupted
+    eng = await restart(h, eng)
+    await h.run_for(eng, 600)
+    assert delivered_codes(h) == {act.id: 1}  # acknowledged: never again
+
+
+async def test_handler_failure_is_not_an_interruption(h: Harness) -> None:
+    calls: list[Event] = []
+
+    async def fails_once(event: Event) -> None:
+        calls.append(event)
+        if len(calls) == 1:
+            raise RuntimeError("telegram said 500")
+        await h.record(event)
+
+    eng = await h.engine("operator", handler=fails_once)
+    await eng.admin_adjust(ADMIN, ALICE, Decimal("5"), "top-up")
+    act = await eng.buy(ALICE, "Signal", None, Decimal("1"), request_id="f1")
+    h.sms(act, "555222")
+    await h.run_for(eng, 120)
+    assert [e.interrupted for e in calls] == [False, False]
     assert delivered_codes(h) == {act.id: 1}
 
 

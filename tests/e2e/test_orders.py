@@ -255,3 +255,27 @@ async def test_unanswered_code_push_is_not_sent_twice(h: Harness) -> None:
     await h.advance(600)
     assert len(otp_messages(alice)) == 1  # delivered by Telegram once, never re-sent
     assert "424242" in alice.message(order.message_id).text
+
+
+async def test_interrupted_code_event_updates_the_order_but_never_pushes_again(
+    h: Harness,
+) -> None:
+    """After a crash mid-push the engine redelivers the event flagged
+    ``interrupted``: the renderer only refreshes the order message."""
+    from bot.core.api import Event, EventKind
+    from bot.ui.events import EventRenderer
+
+    alice = h.user()
+    order = await h.buy(alice, "Signal · $0.60")
+    h.sim.deliver_sms(await remote_id(h), "313131")
+    await h.advance(15)
+    await alice.wait_for(lambda m: m.text.startswith("🔑 Code for"), WAIT, since=0)
+    [act] = await h.activations()
+    assert h.app is not None
+    sent_before = len(h.fake.calls_to("sendMessage"))
+    redelivered = Event(id=10_000, kind=EventKind.CODE_RECEIVED, activation=act,
+                        created_at=h.clock.now(), interrupted=True)
+    await EventRenderer(h.app)(redelivered)
+    assert len(h.fake.calls_to("sendMessage")) == sent_before  # no second push
+    assert len(otp_messages(alice)) == 1
+    assert "313131" in alice.message(order.message_id).text  # the order shows the code
