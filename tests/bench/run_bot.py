@@ -5,7 +5,8 @@ what-if variants and the soak test.
 ``--no-flood-limit`` turns off the outgoing flood limiter (python-telegram-bot's
 ``AIORateLimiter``, 30 chat requests/s overall by default);
 ``--concurrent-updates N`` lets the Application process up to N updates at once
-(the shipped app processes them one by one); ``--purchase-limit`` /
+(the shipped app already serves users concurrently, each user's updates in order;
+this replaces that with plain unordered concurrency); ``--purchase-limit`` /
 ``--cancel-limit`` set the client's per-minute budgets (the soak test raises them
 together with the simulator's limits). All are applied before the app is built;
 everything else is the shipped ``bot.runner``.

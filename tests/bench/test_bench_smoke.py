@@ -14,7 +14,7 @@ from tests.bench.common import Row, Table
 TINY = benchmarks.Config(
     name="tiny", minutes=2.0, ladder_ours=(15, 20), ladder_baseline=(15, 16), share_codes=4,
     users=8, walkers=4, steps=2, concurrency=4, paced_rate=5.0, paced_seconds=1.0,
-    db_users=50, active=10, whatif_concurrent=8,
+    db_users=50, active=10,
 )
 
 
