@@ -15,6 +15,7 @@ from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import ApplicationHandlerStop
 
 from bot.config import FundingMode
+from bot.ui import callbacks as cb
 from bot.ui.context import BotContext
 from bot.ui.texts import pick_lang, plain, t
 from bot.ui.views import Screen
@@ -217,3 +218,26 @@ async def _refuse(
         await message.reply_text(t(lang, key, **values))
     except Forbidden:
         pass
+
+
+CbT = TypeVar("CbT")
+
+
+async def pressed(
+    update: Update, context: BotContext, kind: type[CbT], *, on_message: bool = False
+) -> tuple[CallbackQuery, str, CbT] | None:
+    """The button press of ``update`` parsed as ``kind`` — or None after answering
+    a stale/forged/foreign press politely. ``on_message``: the press must come
+    from a message the bot can still edit."""
+    query = update.callback_query
+    if query is None:
+        return None
+    lang = lang_of(update, context)
+    try:
+        data: object = cb.parse(query.data)
+    except cb.CallbackError:
+        data = None
+    if not isinstance(data, kind) or (on_message and not isinstance(query.message, Message)):
+        await answer(query, plain(lang, "cb_stale"))
+        return None
+    return query, lang, data

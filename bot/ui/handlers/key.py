@@ -36,12 +36,13 @@ from bot.ui.handlers.common import (
     edit,
     lang_of,
     own_key,
+    pressed,
     send,
     show,
     stop_propagation,
     user_id_of,
 )
-from bot.ui.texts import Raw, plain, t
+from bot.ui.texts import Raw, t
 from bot.ui.views import Screen
 
 __all__ = ["AWAIT_KEY", "build_key_conversation", "key_callback", "key_paste", "looks_like_key"]
@@ -204,18 +205,10 @@ async def leave(update: Update, context: BotContext) -> int:
 
 async def key_callback(update: Update, context: BotContext) -> None:
     """``key:rm`` → confirmation → ``key:rmyes`` / ``key:rmno`` (stateless)."""
-    query = update.callback_query
-    if query is None:
+    press = await pressed(update, context, cb.KeyCb, on_message=True)
+    if press is None:
         return
-    lang = lang_of(update, context)
-    try:
-        data = cb.parse(query.data)
-    except cb.CallbackError:
-        await answer(query, plain(lang, "cb_stale"))
-        return
-    if not isinstance(data, cb.KeyCb) or not isinstance(query.message, Message):
-        await answer(query, plain(lang, "cb_stale"))
-        return
+    query, lang, data = press
     user_id = user_id_of(update)
     await answer(query)
     if not own_key(context):

@@ -8,7 +8,7 @@ from bot.ui import callbacks as cb
 from bot.ui import keyboards as kb
 from bot.ui import views
 from bot.ui.context import BotContext
-from bot.ui.handlers.common import answer, lang_of, own_key, send, show, user_id_of
+from bot.ui.handlers.common import answer, lang_of, own_key, pressed, send, show, user_id_of
 from bot.ui.handlers.orders import active_command
 from bot.ui.handlers.wallet import history_command, wallet_command
 from bot.ui.texts import plain, t
@@ -59,18 +59,10 @@ def _is_admin(update: Update, context: BotContext) -> bool:
 
 async def menu_callback(update: Update, context: BotContext) -> None:
     """``menu:home|act|wal|hist|help`` (``menu:buy`` and ``menu:key`` start their flows)."""
-    query = update.callback_query
-    if query is None:
+    press = await pressed(update, context, cb.MenuCb)
+    if press is None:
         return
-    lang = lang_of(update, context)
-    try:
-        data = cb.parse(query.data)
-    except cb.CallbackError:
-        await answer(query, plain(lang, "cb_stale"))
-        return
-    if not isinstance(data, cb.MenuCb):
-        await answer(query, plain(lang, "cb_stale"))
-        return
+    query, lang, data = press
     if data.name == "act":
         await active_command(update, context)
     elif data.name == "wal":

@@ -11,7 +11,7 @@ from bot.ui import callbacks as cb
 from bot.ui import views
 from bot.ui.context import BotContext
 from bot.ui.handlers.buy import make_live
-from bot.ui.handlers.common import answer, edit, lang_of, own_key, send, show, user_id_of
+from bot.ui.handlers.common import answer, edit, lang_of, own_key, pressed, send, show, user_id_of
 from bot.ui.texts import fmt_lock, plain
 
 __all__ = ["active_command", "order_callback"]
@@ -35,19 +35,12 @@ async def active_command(update: Update, context: BotContext) -> None:
 
 async def order_callback(update: Update, context: BotContext) -> None:
     """``act:open|ref|cancel:<id>`` — ownership is checked by the engine."""
-    query = update.callback_query
-    if query is None:
+    press = await pressed(update, context, cb.ActCb, on_message=True)
+    if press is None:
         return
-    lang = lang_of(update, context)
-    try:
-        data = cb.parse(query.data)
-    except cb.CallbackError:
-        await answer(query, plain(lang, "cb_stale"))
-        return
+    query, lang, data = press
     message = query.message
-    if not isinstance(data, cb.ActCb) or not isinstance(message, Message):
-        await answer(query, plain(lang, "cb_stale"))
-        return
+    assert isinstance(message, Message)  # on_message=True
     user_id = user_id_of(update)
     engine = context.engine
     clock = context.clock

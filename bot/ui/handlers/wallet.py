@@ -8,8 +8,7 @@ from bot.core.api import EngineError
 from bot.ui import callbacks as cb
 from bot.ui import views
 from bot.ui.context import BotContext
-from bot.ui.handlers.common import answer, lang_of, own_key, show, user_id_of
-from bot.ui.texts import plain
+from bot.ui.handlers.common import answer, lang_of, own_key, pressed, show, user_id_of
 
 __all__ = ["HISTORY_PER_PAGE", "history_callback", "history_command", "wallet_command"]
 
@@ -40,18 +39,10 @@ async def history_command(update: Update, context: BotContext) -> None:
 
 async def history_callback(update: Update, context: BotContext) -> None:
     """``hist:<filter>:<page>``: edited in place."""
-    query = update.callback_query
-    if query is None:
+    press = await pressed(update, context, cb.HistCb)
+    if press is None:
         return
-    lang = lang_of(update, context)
-    try:
-        data = cb.parse(query.data)
-    except cb.CallbackError:
-        await answer(query, plain(lang, "cb_stale"))
-        return
-    if not isinstance(data, cb.HistCb):
-        await answer(query, plain(lang, "cb_stale"))
-        return
+    _query, _lang, data = press
     await _history(update, context, data.filter, data.page)
 
 
