@@ -52,9 +52,9 @@ class Config:
     active: int
 
 
-QUICK = Config("quick", 3.0, (15, 30), (15, 16), 10, 40, 20, 4, 16, 10.0, 3.0, 1000, 100, 32)
+QUICK = Config("quick", 3.0, (15, 30), (15, 16), 10, 40, 20, 4, 16, 10.0, 3.0, 1000, 100)
 FULL = Config("full", 10.0, polling.LADDER_OURS, polling.LADDER_BASELINE, 60,
-              1000, 200, 4, 32, 20.0, 10.0, 10_000, 1000, 64)
+              1000, 200, 4, 32, 20.0, 10.0, 10_000, 1000)
 
 TARGET_SUSTAIN = 300
 TARGET_RATIO = 20
