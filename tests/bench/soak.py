@@ -86,12 +86,12 @@ class SoakConfig:
     kill_gap: tuple[float, float] = (2.0, 8.0)  # seconds of running between kills
     wait: float = 20.0  # a user's patience for one bot reply (covers a restart)
     deadline: float = 900.0  # the whole run (safety net)
-    kill_mid_push: bool = False  # also kill while the fake receives an OTP message
+    kill_mid_push: bool = True  # every other kill right after an OTP message went out
     kill_kinds: tuple[str, ...] = KILL_KINDS
 
 
 CI = SoakConfig(
-    purchases=15, kills=3, users=8, cancel_lock=4.0, give_up=15.0, window=25.0,
+    purchases=15, kills=6, users=8, cancel_lock=4.0, give_up=15.0, window=25.0,
     poll_interval=2.0, auto_sms=(1.0, 14.0), auto_sms_ratio=0.7, kill_gap=(1.0, 3.0),
     wait=10.0, deadline=100.0, kill_kinds=("purchase", "poll", "cancel"),
 )
@@ -680,9 +680,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fault-rate", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--users", type=int, default=20)
-    ap.add_argument("--kill-mid-push", action="store_true",
-                    help="also kill right after the fake stored an OTP message (at-least-once "
-                         "delivery: may push a code twice)")
+    ap.add_argument("--no-kill-mid-push", action="store_true",
+                    help="do not kill right after the fake stored an OTP message (by default "
+                         "every other kill lands there: the code must not be pushed twice)")
     ap.add_argument("--real-budgets", action="store_true",
                     help="keep the published 10/min purchase and cancel limits")
     ap.add_argument("--ci", action="store_true", help="the CI variant's small sizes/timings")
@@ -690,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     base = CI if args.ci else SoakConfig()
     overrides: dict[str, Any] = {"seed": args.seed, "fault_rate": args.fault_rate,
-                                 "kill_mid_push": args.kill_mid_push,
+                                 "kill_mid_push": not args.no_kill_mid_push,
                                  "fast_budgets": not args.real_budgets}
     if not args.ci:
         overrides.update(purchases=args.purchases, kills=args.kills, users=args.users)

@@ -1,5 +1,6 @@
-"""CI variant of the kill -9 soak: ~15 purchases, 3 kills (mid-purchase, mid-poll,
-mid-cancel), 10 % upstream faults; every invariant must hold.
+"""CI variant of the kill -9 soak: ~15 purchases, 6 kills (every other one right
+after an OTP message went out, the others mid-purchase, mid-poll, mid-cancel), 10 % upstream
+faults; every invariant must hold.
 
 The full run is ``python -m tests.bench.soak --purchases 120 --kills 12`` (also as
 the ``soak``-marked test below: ``pytest -m soak tests/bench``).
