@@ -12,14 +12,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
-import socket
 import sqlite3
-import sys
 from collections.abc import AsyncIterator
-from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -36,7 +32,8 @@ from bot.health import (
     start_health_server,
 )
 from bot.sandbox.fake_telegram import FakeTelegram
-from bot.sandbox.simulator import Simulator, SimulatorServer, start_simulator
+from bot.sandbox.simulator import SimulatorServer
+from tests import proc as subproc
 
 ROOT = Path(__file__).resolve().parents[1]
 # Not token-shaped enough for the generic token pattern: only the registered-secret
@@ -46,52 +43,18 @@ OP_KEY = "sk_entry_operator_5f1e2d3c4b5a69788796"
 WAIT = 30.0  # safety net for bounded waits (seconds)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _daisybot() -> list[str]:
-    """The installed ``daisybot`` console script (what the image runs), else ``-m bot``."""
-    script = Path(sys.executable).with_name("daisybot")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "bot"]
-
-
-def _base_env() -> dict[str, str]:
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH")
-    env = {k: v for k, v in os.environ.items() if k in keep}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-async def _drain(stream: asyncio.StreamReader | None, sink: list[str]) -> None:
-    if stream is None:
-        return
-    while line := await stream.readline():
-        sink.append(line.decode("utf-8", "replace"))
-
-
 # --------------------------------------------------------------------------- daisybot run
 
 
 @pytest_asyncio.fixture
 async def upstreams() -> AsyncIterator[tuple[FakeTelegram, SimulatorServer]]:
-    sim = Simulator(cancel_lock=180.0)
-    sim.add_account(OP_KEY, Decimal("100"), email="operator@example.com")
-    server = await start_simulator(sim, "127.0.0.1", 0)
-    fake = FakeTelegram(TOKEN)
-    await fake.start()
-    try:
-        yield fake, server
-    finally:
-        await fake.close()
-        await server.close()
+    async with subproc.upstreams(TOKEN, OP_KEY) as pair:
+        yield pair
 
 
 async def _healthcheck(env: dict[str, str], cwd: Path) -> int:
     proc = await asyncio.create_subprocess_exec(
-        *_daisybot(), "healthcheck", env=env, cwd=cwd,
+        *subproc.daisybot_command(), "healthcheck", env=env, cwd=cwd,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate()
@@ -104,9 +67,9 @@ async def test_daisybot_run_from_env_healthcheck_start_and_sigterm(
     upstreams: tuple[FakeTelegram, SimulatorServer], tmp_path: Path
 ) -> None:
     fake, sim_server = upstreams
-    health_port = _free_port()
+    health_port = subproc.free_port()
     fernet = Fernet.generate_key().decode()
-    env = _base_env() | {
+    env = subproc.base_env() | {
         "BOT_TOKEN": TOKEN,
         "TELEGRAM_BASE_URL": fake.url,
         "DAISYSIM_BASE_URL": sim_server.base_url,
@@ -118,16 +81,16 @@ async def test_daisybot_run_from_env_healthcheck_start_and_sigterm(
         "LOG_LEVEL": "DEBUG",  # the most verbose logs must still carry no secret
     }
     (tmp_path / "data").mkdir()
-    hc_env = _base_env() | {"HEALTH_PORT": str(health_port)}
+    hc_env = subproc.base_env() | {"HEALTH_PORT": str(health_port)}
     # cwd without a .env: the environment is the only configuration.
     proc = await asyncio.create_subprocess_exec(
-        *_daisybot(), "run", env=env, cwd=tmp_path,
+        *subproc.daisybot_command(), "run", env=env, cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out: list[str] = []
     err: list[str] = []
-    readers = [asyncio.create_task(_drain(proc.stdout, out)),
-               asyncio.create_task(_drain(proc.stderr, err))]
+    readers = [asyncio.create_task(subproc.drain(proc.stdout, out)),
+               asyncio.create_task(subproc.drain(proc.stderr, err))]
     try:
         # Not healthy before it runs; healthy once it does (bounded wait).
         loop = asyncio.get_running_loop()
@@ -170,12 +133,13 @@ async def test_daisybot_run_from_env_healthcheck_start_and_sigterm(
 
 async def test_playground_command_prints_url_and_stops_on_sigint(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
-        *_daisybot(), "playground", "--port", "0", "--data", str(tmp_path / "pg"), "--fresh",
-        env=_base_env(), cwd=tmp_path,
+        *subproc.daisybot_command(), "playground", "--port", "0",
+        "--data", str(tmp_path / "pg"), "--fresh",
+        env=subproc.base_env(), cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     err: list[str] = []
-    err_reader = asyncio.create_task(_drain(proc.stderr, err))
+    err_reader = asyncio.create_task(subproc.drain(proc.stderr, err))
     out: list[str] = []
     try:
         url = None
@@ -192,7 +156,7 @@ async def test_playground_command_prints_url_and_stops_on_sigint(tmp_path: Path)
             assert r.status == 200
             assert [u["name"] for u in (await r.json())["users"]] == ["Alice", "Bob", "Carol"]
         proc.send_signal(signal.SIGINT)
-        await asyncio.wait_for(asyncio.gather(_drain(proc.stdout, out), err_reader), WAIT)
+        await asyncio.wait_for(asyncio.gather(subproc.drain(proc.stdout, out), err_reader), WAIT)
         await asyncio.wait_for(proc.wait(), WAIT)
     finally:
         if proc.returncode is None:
@@ -274,7 +238,7 @@ def test_healthcheck_without_port_fails_quietly(
     monkeypatch.delenv("HEALTH_PORT", raising=False)
     assert healthcheck_main([]) == 1
     assert "HEALTH_PORT is not set" in capsys.readouterr().err
-    monkeypatch.setenv("HEALTH_PORT", str(_free_port()))
+    monkeypatch.setenv("HEALTH_PORT", str(subproc.free_port()))
     assert healthcheck_main(["--timeout", "2"]) == 1
     captured = capsys.readouterr()
     assert captured.out == "" and "no answer" in captured.err

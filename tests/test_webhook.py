@@ -15,14 +15,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
-import socket
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +35,8 @@ from telegram.error import BadRequest, Conflict
 from bot import runner
 from bot.config import Settings
 from bot.sandbox.fake_telegram import FakeTelegram, WebhookDelivery
-from bot.sandbox.simulator import Simulator, SimulatorServer, start_simulator
+from bot.sandbox.simulator import SimulatorServer
+from tests import proc as subproc
 
 TOKEN = "4343434:WebhookModeSecretTok_q7"
 OP_KEY = "sk_webhook_operator_0a1b2c3d4e5f60718293"
@@ -47,26 +45,6 @@ WRONG_SECRET = "whsec_Wrong-9876543210_zyxwvu"
 MARKER = "Zed_NotInLogs_4b1f"  # a user's data: must not reach the DEBUG logs
 ERROR_500 = "Wrong response from the webhook: 500 Internal Server Error"
 WAIT = 20.0  # safety net for bounded waits (seconds)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _base_env() -> dict[str, str]:
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH")
-    env = {k: v for k, v in os.environ.items() if k in keep}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-async def _drain(stream: asyncio.StreamReader | None, sink: list[str]) -> None:
-    if stream is None:
-        return
-    while line := await stream.readline():
-        sink.append(line.decode("utf-8", "replace"))
 
 
 async def _until(probe: Callable[[], bool], what: str, proc: Any = None,
@@ -101,27 +79,19 @@ def _start_update(update_id: int, user_id: int, first_name: str) -> dict[str, An
 
 @pytest_asyncio.fixture
 async def upstreams() -> AsyncIterator[tuple[FakeTelegram, SimulatorServer]]:
-    sim = Simulator(cancel_lock=180.0)
-    sim.add_account(OP_KEY, Decimal("100"), email="operator@example.com")
-    server = await start_simulator(sim, "127.0.0.1", 0)
-    fake = FakeTelegram(TOKEN, webhook_retry_delay=0.05)
-    await fake.start()
-    try:
-        yield fake, server
-    finally:
-        await fake.close()
-        await server.close()
+    async with subproc.upstreams(TOKEN, OP_KEY, webhook_retry_delay=0.05) as pair:
+        yield pair
 
 
 async def test_daisybot_run_webhook_mode_end_to_end(
     upstreams: tuple[FakeTelegram, SimulatorServer], tmp_path: Path
 ) -> None:
     fake, sim_server = upstreams
-    port, health_port = _free_port(), _free_port()
+    port, health_port = subproc.free_port(), subproc.free_port()
     hook = f"http://127.0.0.1:{port}/tg/hook"
     fernet = Fernet.generate_key().decode()
     db_path = tmp_path / "daisybot.sqlite3"
-    env = _base_env() | {
+    env = subproc.base_env() | {
         "BOT_TOKEN": TOKEN,
         "TELEGRAM_BASE_URL": fake.url,
         "DAISYSIM_BASE_URL": sim_server.base_url,
@@ -142,8 +112,8 @@ async def test_daisybot_run_webhook_mode_end_to_end(
     )
     out: list[str] = []
     err: list[str] = []
-    readers = [asyncio.create_task(_drain(proc.stdout, out)),
-               asyncio.create_task(_drain(proc.stderr, err))]
+    readers = [asyncio.create_task(subproc.drain(proc.stdout, out)),
+               asyncio.create_task(subproc.drain(proc.stderr, err))]
     try:
         # PTB's server listens before setWebhook is called.
         await _until(lambda: fake.webhook_url == hook, "setWebhook", proc, err)

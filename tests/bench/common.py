@@ -25,7 +25,7 @@ from bot.sandbox.simulator import Simulator
 T = TypeVar("T")
 
 OPERATOR_KEY = "sk_bench_operator_0123456789abcdef"
-BOT_TOKEN = "123456789:BENCHtokenDoNotLogMe_abcdefghijklmn"
+BOT_TOKEN = "4242:bench-token-do-not-log-me"
 HOST = "127.0.0.1"
 
 
