@@ -160,7 +160,12 @@ def configure_logging(level: str | int = "INFO", secrets: Iterable[str | None] =
     quiet_http_loggers()
 
 
+QUIET_LOGGERS = ("httpx", "httpcore", "apscheduler", "aiosqlite")
+
+
 def quiet_http_loggers() -> None:
-    """httpx/httpcore log every request URL at INFO — URLs that hold the bot token."""
-    for name in ("httpx", "httpcore", "apscheduler"):
+    """httpx/httpcore log every request URL at INFO — URLs that hold the bot token;
+    aiosqlite logs every SQL statement with its parameters at DEBUG (users' data,
+    encrypted keys). Both stay at WARNING whatever LOG_LEVEL says."""
+    for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -83,3 +83,20 @@ def test_runner_reports_configuration_errors(
     assert runner.main([]) == 2
     err = capsys.readouterr().err
     assert "ENCRYPTION_KEY" in err and TOKEN not in err
+
+
+def test_chatty_libraries_stay_quiet_even_at_debug() -> None:
+    import logging
+
+    from bot.logging_setup import QUIET_LOGGERS, configure_logging
+
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers))
+    try:
+        configure_logging("DEBUG", [])
+        for name in ("httpx", "httpcore", "aiosqlite"):
+            assert name in QUIET_LOGGERS
+            assert logging.getLogger(name).getEffectiveLevel() == logging.WARNING
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
