@@ -8,7 +8,6 @@ also an entry point, so buttons keep working after a restart.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from decimal import Decimal
@@ -21,10 +20,8 @@ from telegram.ext import (
     CommandHandler,
     ConversationHandler,
     MessageHandler,
-    TypeHandler,
     filters,
 )
-from telegram.warnings import PTBUserWarning
 
 from bot.core.api import (
     Activation,
@@ -41,6 +38,7 @@ from bot.ui.handlers.common import (
     answer,
     cancel_flows,
     edit,
+    flow_conversation,
     forget_shown_prices,
     lang_of,
     own_key,
@@ -430,37 +428,23 @@ async def buy_timeout(update: object, context: BotContext) -> None:
         log.debug("buy timeout edit failed: %s", exc)
 
 
-async def leave(update: Update, context: BotContext) -> int:
-    """Another command or button: leave the flow silently; later groups handle it."""
-    return ConversationHandler.END
-
-
 BUY_PATTERN = r"^(menu:buy$|buy:)"
 
 
 def build_buy_conversation(timeout_seconds: float) -> ConversationHandler[BotContext]:
-    with warnings.catch_warnings():
-        # per_message=False with CallbackQueryHandlers is intended: the flow is per
-        # user and every button is stateless.
-        warnings.simplefilter("ignore", PTBUserWarning)
-        return ConversationHandler(
-            entry_points=[
-                CommandHandler("buy", buy_command),
+    return flow_conversation(
+        "buy",
+        entry_points=[
+            CommandHandler("buy", buy_command),
+            CallbackQueryHandler(buy_callback, pattern=BUY_PATTERN),
+        ],
+        states={
+            BROWSING: [
                 CallbackQueryHandler(buy_callback, pattern=BUY_PATTERN),
+                MessageHandler(filters.TEXT & ~filters.COMMAND, buy_text),
             ],
-            states={
-                BROWSING: [
-                    CallbackQueryHandler(buy_callback, pattern=BUY_PATTERN),
-                    MessageHandler(filters.TEXT & ~filters.COMMAND, buy_text),
-                ],
-                ConversationHandler.TIMEOUT: [TypeHandler(Update, buy_timeout)],
-            },
-            fallbacks=[
-                CommandHandler("cancel", buy_cancel),
-                MessageHandler(filters.COMMAND, leave),
-                CallbackQueryHandler(leave),
-            ],
-            allow_reentry=True,
-            conversation_timeout=timeout_seconds if timeout_seconds > 0 else None,
-            name="buy",
-        )
+        },
+        on_cancel=buy_cancel,
+        on_timeout=buy_timeout,
+        timeout_seconds=timeout_seconds,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
@@ -12,7 +13,17 @@ from typing import Any, ParamSpec, TypeVar
 from telegram import CallbackQuery, Message, Update
 from telegram.constants import ChatType
 from telegram.error import BadRequest, Forbidden, TelegramError
-from telegram.ext import ApplicationHandlerStop
+from telegram.ext import (
+    ApplicationHandlerStop,
+    BaseHandler,
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+from telegram.warnings import PTBUserWarning
 
 from bot.config import FundingMode
 from bot.ui import callbacks as cb
@@ -241,3 +252,40 @@ async def pressed(
         await answer(query, plain(lang, "cb_stale"))
         return None
     return query, lang, data
+
+
+async def leave(update: Update, context: BotContext) -> int:
+    """Another command or button: leave the flow silently; later groups handle it."""
+    return ConversationHandler.END
+
+
+FlowCallback = Callable[[Update, BotContext], Coroutine[Any, Any, Any]]
+
+
+def flow_conversation(
+    name: str,
+    *,
+    entry_points: list[BaseHandler[Update, BotContext, Any]],
+    states: dict[object, list[BaseHandler[Update, BotContext, Any]]],
+    on_cancel: FlowCallback,
+    on_timeout: FlowCallback,
+    timeout_seconds: float,
+) -> ConversationHandler[BotContext]:
+    """A stateless-button flow (buy, key): /cancel leaves it with ``on_cancel``, any
+    other command or button leaves it silently, an idle flow gets ``on_timeout``."""
+    with warnings.catch_warnings():
+        # per_message=False with CallbackQueryHandlers is intended: the flow is per
+        # user and every button is stateless.
+        warnings.simplefilter("ignore", PTBUserWarning)
+        return ConversationHandler(
+            entry_points=entry_points,
+            states={**states, ConversationHandler.TIMEOUT: [TypeHandler(Update, on_timeout)]},
+            fallbacks=[
+                CommandHandler("cancel", on_cancel),
+                MessageHandler(filters.COMMAND, leave),
+                CallbackQueryHandler(leave),
+            ],
+            allow_reentry=True,
+            conversation_timeout=timeout_seconds if timeout_seconds > 0 else None,
+            name=name,
+        )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-import warnings
 
 from telegram import Message, Update
 from telegram.error import BadRequest, Forbidden, TelegramError
@@ -19,10 +18,8 @@ from telegram.ext import (
     CommandHandler,
     ConversationHandler,
     MessageHandler,
-    TypeHandler,
     filters,
 )
-from telegram.warnings import PTBUserWarning
 
 from bot.core.api import EngineError, InvalidKey
 from bot.logging_setup import register_secret
@@ -34,6 +31,7 @@ from bot.ui.handlers.common import (
     answer,
     cancel_flows,
     edit,
+    flow_conversation,
     lang_of,
     own_key,
     pressed,
@@ -199,10 +197,6 @@ async def key_timeout(update: object, context: BotContext) -> None:
         log.debug("key timeout edit failed: %s", exc)
 
 
-async def leave(update: Update, context: BotContext) -> int:
-    return ConversationHandler.END
-
-
 async def key_callback(update: Update, context: BotContext) -> None:
     """``key:rm`` → confirmation → ``key:rmyes`` / ``key:rmno`` (stateless)."""
     press = await pressed(update, context, cb.KeyCb, on_message=True)
@@ -237,23 +231,14 @@ KEY_ENTRY_PATTERN = r"^(menu:key|key:set)$"
 
 
 def build_key_conversation(timeout_seconds: float) -> ConversationHandler[BotContext]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PTBUserWarning)
-        return ConversationHandler(
-            entry_points=[
-                CommandHandler("key", key_entry),
-                CallbackQueryHandler(key_entry, pattern=KEY_ENTRY_PATTERN),
-            ],
-            states={
-                AWAIT_KEY: [MessageHandler(filters.TEXT & ~filters.COMMAND, key_received)],
-                ConversationHandler.TIMEOUT: [TypeHandler(Update, key_timeout)],
-            },
-            fallbacks=[
-                CommandHandler("cancel", key_cancel),
-                MessageHandler(filters.COMMAND, leave),
-                CallbackQueryHandler(leave),
-            ],
-            allow_reentry=True,
-            conversation_timeout=timeout_seconds if timeout_seconds > 0 else None,
-            name="key",
-        )
+    return flow_conversation(
+        "key",
+        entry_points=[
+            CommandHandler("key", key_entry),
+            CallbackQueryHandler(key_entry, pattern=KEY_ENTRY_PATTERN),
+        ],
+        states={AWAIT_KEY: [MessageHandler(filters.TEXT & ~filters.COMMAND, key_received)]},
+        on_cancel=key_cancel,
+        on_timeout=key_timeout,
+        timeout_seconds=timeout_seconds,
+    )
