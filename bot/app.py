@@ -29,6 +29,7 @@ from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes, Defau
 from bot.clock import Clock, SystemClock
 from bot.config import FundingMode, Settings
 from bot.core.api import EngineAPI
+from bot.liveness import FeedRequest, UpdateFeed
 from bot.logging_setup import install_redaction, quiet_http_loggers, register_secret
 from bot.ui.context import BotContext, BotData, DaisyApp
 from bot.ui.events import EventRenderer
@@ -75,6 +76,7 @@ def build_application(
     quiet_http_loggers()
 
     context_types = ContextTypes(context=BotContext, bot_data=BotData)
+    feed = UpdateFeed()  # when updates were last fetched: /healthz reads it
     builder = (
         ApplicationBuilder()
         .token(token)
@@ -86,6 +88,7 @@ def build_application(
         .concurrent_updates(PerUserUpdateProcessor(MAX_CONCURRENT_UPDATES))
         .connection_pool_size(MAX_CONCURRENT_UPDATES)
         .pool_timeout(POOL_TIMEOUT)
+        .get_updates_request(FeedRequest(feed))
         .context_types(context_types)
         .defaults(Defaults(parse_mode=ParseMode.HTML))
         .post_init(startup)
@@ -98,6 +101,7 @@ def build_application(
     data.clock = clock or SystemClock()
     data.daisysim_transport = daisysim_transport
     data.owns_engine = engine is None
+    data.feed = feed
     if engine is None:
         # Constructing opens nothing (the database and HTTP clients are opened by
         # engine.start() in startup()), but it validates the configuration now.

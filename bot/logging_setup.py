@@ -9,10 +9,15 @@ must never reach a log line. Three layers make sure of that:
   handlers added later, such as pytest's ``caplog``.
 * Generic patterns are always scrubbed: Telegram bot tokens (``123:ABC...``)
   and ``Authorization: Bearer ...`` values.
-* The Bot API payload debug lines of python-telegram-bot (``Calling Bot API
-  endpoint ... with parameters ...`` / ``... finished with return value ...``)
-  carry users' raw messages — which may contain a key pasted before the bot
-  knew it was one — so their payload is dropped; only the endpoint is kept.
+* No record of python-telegram-bot's loggers carries an update's content, at any
+  level: users' raw messages may contain a key pasted before the bot knew it was
+  one. The Bot API payload debug lines (``Calling Bot API endpoint ... with
+  parameters ...`` / ``... finished with return value ...``) keep the endpoint
+  only; any JSON payload argument (the batch PTB logs at CRITICAL when it cannot
+  decode an update, say) is replaced by its update ids; the webhook lines that
+  quote a request's body or secret keep their prefix only; and a traceback of an
+  exception that is not a Telegram API error keeps its frames and exception types
+  but not their messages (a decoding error may quote the data).
 
 httpx/httpcore request logs (their URLs contain the bot token) are raised to
 WARNING.
@@ -41,6 +46,9 @@ _MIN_SECRET_LEN = 6
 _BOT_TOKEN_RE = re.compile(r"(?<!\d)\d{5,16}:[A-Za-z0-9_-]{30,}")
 _BEARER_RE = re.compile(r"(?i)(bearer\s+)[^\s'\",}]+")
 _BOT_API_PAYLOAD_PREFIXES = ("Calling Bot API endpoint", "Call to Bot API endpoint")
+# PTB webhook lines that quote a request's raw body or the (wrong) secret it carried.
+_QUOTING_PREFIXES = ("Webhook received data", "Request had the wrong secret token")
+NOT_LOGGED = "(message not logged)"
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -85,13 +93,66 @@ def _summarise(arg: object) -> object:
     return arg
 
 
-def _scrub_record(record: logging.LogRecord) -> None:
-    if record.name.startswith("telegram") and isinstance(record.msg, str):
+def _payload_summary(arg: object) -> object:
+    """A raw JSON payload (dict/list) in a telegram record: its update ids only."""
+    if not isinstance(arg, dict | list | tuple):
+        return arg
+    items = arg if isinstance(arg, list | tuple) else [arg]
+    ids = [i.get("update_id") for i in items if isinstance(i, dict) and "update_id" in i]
+    if ids:
+        return f"[update ids {ids}, content not logged]"
+    return "[payload not logged]"
+
+
+def _is_telegram_error(exc: BaseException | None) -> bool:
+    return exc is not None and any(
+        c.__module__.startswith("telegram") for c in type(exc).__mro__
+    )
+
+
+def _traceback_without_messages(exc: BaseException) -> str:
+    """Frames and exception types of ``exc`` and its causes, no exception messages."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not c for c in chain):
+        chain.append(current)
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
+    parts = [
+        "Traceback (most recent call last):\n"
+        + "".join(traceback.format_tb(e.__traceback__))
+        + f"{type(e).__module__}.{type(e).__qualname__}: {NOT_LOGGED}"
+        for e in reversed(chain)
+    ]
+    return "\n\nwhich led to:\n\n".join(parts)
+
+
+def _scrub_telegram_record(record: logging.LogRecord) -> None:
+    if isinstance(record.msg, str):
         if record.msg.startswith(_BOT_API_PAYLOAD_PREFIXES) and record.args:
             args = record.args if isinstance(record.args, tuple) else (record.args,)
             endpoint = args[0] if args else "?"
             record.msg = "Bot API endpoint `%s` (payload not logged)"
             record.args = (endpoint,)
+        for prefix in _QUOTING_PREFIXES:
+            if record.msg.startswith(prefix):
+                record.msg = prefix + " (not logged)"
+                record.args = None
+    if isinstance(record.args, dict):
+        record.args = None  # a mapping for %(name)s formatting: never a payload we keep
+        record.msg = str(record.msg) + " [payload not logged]"
+    elif isinstance(record.args, tuple):
+        record.args = tuple(_payload_summary(a) for a in record.args)
+    if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
+        exc = record.exc_info[1]
+        if exc is not None and not _is_telegram_error(exc):
+            record.exc_text = _traceback_without_messages(exc)
+
+
+def _scrub_record(record: logging.LogRecord) -> None:
+    if record.name.startswith("telegram"):
+        _scrub_telegram_record(record)
     if isinstance(record.args, tuple) and record.args:
         record.args = tuple(_summarise(a) for a in record.args)
     try:

@@ -11,6 +11,7 @@ from telegram.ext import Application, CallbackContext, ExtBot, JobQueue
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.core.api import EngineAPI
+from bot.liveness import UpdateFeed
 
 if TYPE_CHECKING:
     from bot.ui.jobs import EngineScheduler
@@ -41,6 +42,8 @@ class BotData:
     confirming: dict[str, None] = field(default_factory=dict)
     # Request id -> price shown on that confirmation screen.
     shown_prices: dict[str, Decimal] = field(default_factory=dict)
+    # When updates were last fetched (getUpdates / webhook): /healthz reads it.
+    feed: UpdateFeed = field(default_factory=UpdateFeed)
 
     @property
     def engine(self) -> EngineAPI:
