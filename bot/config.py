@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     webhook_listen: str = "0.0.0.0"
     webhook_port: int = 8443
     health_port: int | None = None  # serve GET /healthz on this port when set
+    # Largest webhook request body accepted (413 above); Telegram's updates are far smaller.
+    webhook_max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # /healthz says 503 when no getUpdates succeeded for this long (long polling) ...
+    health_updates_max_age_seconds: float = Field(default=30.0, gt=0)
+    # ... or when an event (a code, a refund notice) has waited this long for delivery.
+    health_outbox_max_age_seconds: float = Field(default=600.0, gt=0)
 
     @field_validator("admin_ids", "allowed_user_ids", mode="before")
     @classmethod

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import sys
 from typing import TYPE_CHECKING
@@ -50,13 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     if webhook_problem is not None:
         print(f"daisybot: {webhook_problem}", file=sys.stderr)
         return 2
-    if settings.webhook_public_url is not None and importlib.util.find_spec("tornado") is None:
-        print(
-            'daisybot: webhook mode needs python-telegram-bot[webhooks]: pip install '
-            '"python-telegram-bot[webhooks]" (or unset WEBHOOK_URL to use long polling).',
-            file=sys.stderr,
-        )
-        return 2
     secrets = [
         s.get_secret_value()
         for s in (settings.bot_token, settings.daisysim_api_key, settings.encryption_key,
@@ -79,39 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-class _WebhookPayloadFilter(logging.Filter):
-    """PTB's webhook server logs at DEBUG each request's raw JSON ("Webhook received
-    data: ...", users' messages: a pasted DaisySim key, say) and the wrong secret a
-    refused request carried (an old secret, after a rotation): keep the lines, drop those."""
-
-    _PREFIXES = ("Webhook received data", "Request had the wrong secret token")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            for prefix in self._PREFIXES:
-                if record.msg.startswith(prefix):
-                    record.msg = prefix + " (not logged)"
-                    record.args = None
-        return True
-
-
 def _run(application: DaisyApp, settings: Settings) -> None:
     webhook_url = settings.webhook_public_url
     if webhook_url is not None:
         # webhook_problem() has checked the settings: a secret is set.
         assert settings.webhook_secret is not None
-        logging.getLogger("telegram.ext.Updater").addFilter(_WebhookPayloadFilter())
         log.info("starting (webhook on %s:%s)", settings.webhook_listen, settings.webhook_port)
-        # PTB's webhook server answers 403 to any request without this secret in the
-        # X-Telegram-Bot-Api-Secret-Token header, and setWebhook gives it to Telegram.
-        application.run_webhook(
-            listen=settings.webhook_listen,
-            port=settings.webhook_port,
-            url_path=settings.webhook_path,
-            webhook_url=webhook_url,
-            secret_token=settings.webhook_secret.get_secret_value(),
-            allowed_updates=Update.ALL_TYPES,
-        )
+        # Our server (not PTB's): it checks the secret from the headers, before reading
+        # a body, and caps bodies at WEBHOOK_MAX_BODY_BYTES; setWebhook gives Telegram
+        # the secret.
+        from bot.webhook import run_webhook
+
+        run_webhook(application, settings)
     else:
         log.info("starting (long polling)")
         application.run_polling(allowed_updates=Update.ALL_TYPES)
