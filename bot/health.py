@@ -3,10 +3,22 @@
 ``daisybot run`` serves ``GET /healthz`` on ``HEALTH_PORT`` when that setting is
 set; Docker's ``HEALTHCHECK`` runs ``daisybot healthcheck``, which asks it.
 
-The answer is 200 ``{"status": "ok", ...}`` when the bot is running (the PTB
-application is running, its updater or webhook is running, and the database
-answers) and 503 ``{"status": "unavailable", ...}`` otherwise. The body names
-the failed checks and nothing else: no token, no key, no user data.
+The answer is 200 ``{"status": "ok", ...}`` when every check passes and 503
+``{"status": "unavailable", ...}`` otherwise. The checks of ``daisybot run``
+(:func:`bot_probe`):
+
+* ``application``: the PTB application is running;
+* ``updates``: long polling: the updater runs and a ``getUpdates`` succeeded
+  within ``HEALTH_UPDATES_MAX_AGE_SECONDS`` (an empty long poll counts; one in
+  flight after a success counts until its own timeout); webhook mode: the webhook
+  server is listening;
+* ``database``: a write probe commits through the bot's own connection (a row of
+  ``health_probe``) and the database's file system has free space: a read-only
+  file or file system, a full disk or a lock held too long fail it;
+* ``outbox``: no event (a code, a refund notice) has waited longer than
+  ``HEALTH_OUTBOX_MAX_AGE_SECONDS`` for delivery.
+
+The body names the checks and nothing else: no token, no key, no user data.
 """
 
 from __future__ import annotations
@@ -36,6 +48,8 @@ __all__ = [
     "HealthServer",
     "Probe",
     "application_probe",
+    "bot_probe",
+    "store_probe",
     "database_probe",
     "healthcheck_main",
     "install_health_server",
@@ -50,6 +64,7 @@ ProbeResult: TypeAlias = bool | Mapping[str, bool]
 Probe: TypeAlias = Callable[[], ProbeResult | Awaitable[ProbeResult]]
 
 PROBE_TIMEOUT_SECONDS = 3.0
+DB_PROBE_TIMEOUT_SECONDS = 2.0  # within PROBE_TIMEOUT_SECONDS: the body still says why
 
 
 def database_probe(path: str | Path) -> Callable[[], Awaitable[bool]]:
@@ -83,26 +98,104 @@ def application_probe(
     application: Application[Any, Any, Any, Any, Any, Any],
     *,
     database: Callable[[], Any] | None = None,
+    updates_max_age: float | None = None,
 ) -> Callable[[], Awaitable[dict[str, bool]]]:
-    """Checks for a PTB application: running, updater/webhook running, database.
+    """Checks for a PTB application: running, updates arriving, database.
 
-    With ``database`` (a probe, e.g. :func:`database_probe`) the database is
-    checked too.
+    ``database``: a probe returning a bool (e.g. :func:`database_probe`) or a
+    mapping of check name → bool (:func:`store_probe`'s database and outbox).
+    ``updates_max_age``: with the application's :class:`~bot.liveness.UpdateFeed`
+    (``bot_data.feed``), long polling must have fetched updates that recently.
     """
 
     async def probe() -> dict[str, bool]:
         updater = application.updater
-        checks = {
-            "application": bool(application.running),
-            # run_polling and run_webhook both drive the updater; with no updater
-            # (a custom webhook server) there is nothing more to check.
-            "updates": True if updater is None else bool(updater.running),
-        }
+        feed = getattr(getattr(application, "bot_data", None), "feed", None)
+        webhook = getattr(feed, "webhook_listening", None)
+        if webhook is not None:  # our webhook server (bot.webhook) takes the updates
+            updates = bool(webhook)
+        else:
+            updates = True if updater is None else bool(updater.running)
+            if updates and feed is not None and updates_max_age is not None:
+                updates = feed.fresh(updates_max_age)
+        checks = {"application": bool(application.running), "updates": updates}
         if database is not None:
-            checks["database"] = bool(await _call(database))
+            result = await _call(database)
+            if isinstance(result, Mapping):
+                checks.update({name: bool(ok) for name, ok in result.items()})
+            else:
+                checks["database"] = bool(result)
         return checks
 
     return probe
+
+
+def store_probe(
+    application: Application[Any, Any, Any, Any, Any, Any], outbox_max_age: float
+) -> Callable[[], Awaitable[dict[str, bool]]]:
+    """``database`` (a committed write through the engine's own connection, and free
+    space) and ``outbox`` (oldest undelivered event younger than ``outbox_max_age``
+    seconds of the application's clock).
+
+    One probe runs at a time; a caller that gives up after
+    ``DB_PROBE_TIMEOUT_SECONDS`` leaves it running (cancelling a statement halfway
+    would leave the connection inside a transaction) and later callers share it."""
+    from storage.health import MIN_FREE_BYTES, HealthRepo
+
+    running: list[asyncio.Task[dict[str, bool]]] = []
+
+    async def check() -> dict[str, bool]:
+        data = application.bot_data
+        engine = getattr(data, "engine_", None)
+        if engine is None:
+            return {"database": False, "outbox": False}
+        repo = HealthRepo(engine.db)
+        checks = {"database": True, "outbox": True}
+        try:
+            free = await asyncio.to_thread(repo.free_bytes)
+            if free is not None and free < MIN_FREE_BYTES:
+                log.warning("health: the database's disk is full (%d bytes free)", free)
+                checks["database"] = False
+            else:
+                await repo.write_probe(time.time())
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("health: the database cannot be written: %s", exc)
+            checks["database"] = False
+        try:
+            oldest = await repo.oldest_undelivered_event()
+        except sqlite3.Error as exc:
+            log.warning("health: the event outbox cannot be read: %s", exc)
+            checks["outbox"] = False
+        else:
+            if oldest is not None and data.clock.now() - oldest > outbox_max_age:
+                log.warning("health: an event has waited %.0f s for delivery",
+                            data.clock.now() - oldest)
+                checks["outbox"] = False
+        return checks
+
+    async def probe() -> dict[str, bool]:
+        if not running or running[0].done():
+            running[:] = [asyncio.create_task(check())]
+        try:
+            return await asyncio.wait_for(asyncio.shield(running[0]),
+                                          DB_PROBE_TIMEOUT_SECONDS)
+        except TimeoutError:
+            log.warning("health: the database did not answer in %.0f s",
+                        DB_PROBE_TIMEOUT_SECONDS)
+            return {"database": False, "outbox": False}
+
+    return probe
+
+
+def bot_probe(
+    application: Application[Any, Any, Any, Any, Any, Any], settings: Settings
+) -> Callable[[], Awaitable[dict[str, bool]]]:
+    """The checks ``daisybot run`` serves: application, updates, database, outbox."""
+    return application_probe(
+        application,
+        database=store_probe(application, settings.health_outbox_max_age_seconds),
+        updates_max_age=settings.health_updates_max_age_seconds,
+    )
 
 
 async def _call(probe: Callable[[], Any]) -> Any:
@@ -204,16 +297,15 @@ def install_health_server(
 ) -> None:
     """Serve ``/healthz`` on ``settings.health_port`` while ``application`` runs.
 
-    For ``run_polling`` / ``run_webhook``: chains the application's ``post_init``
-    (the server starts once the bot is initialised) and ``post_shutdown`` (it
-    stops last). Checks: application running, updater/webhook running, and the
-    SQLite database at ``settings.database_path`` answering. No-op when
+    For ``run_polling`` / :func:`bot.webhook.run_webhook`: chains the application's
+    ``post_init`` (the server starts once the bot is initialised) and
+    ``post_shutdown`` (it stops last). Checks: :func:`bot_probe`. No-op when
     ``HEALTH_PORT`` is not set.
     """
     port = settings.health_port
     if not port:
         return
-    probe = application_probe(application, database=database_probe(settings.database_path))
+    probe = bot_probe(application, settings)
     previous_init = application.post_init
     previous_shutdown = application.post_shutdown
     servers: list[HealthServer] = []

@@ -106,7 +106,8 @@ async def test_daisybot_run_from_env_healthcheck_start_and_sigterm(
         ) as r:
             body = await r.json()
         assert r.status == 200 and body["status"] == "ok"
-        assert body["checks"] == {"application": True, "updates": True, "database": True}
+        assert body["checks"] == {"application": True, "updates": True, "database": True,
+                                    "outbox": True}
 
         alice = fake.user(1, "Alice")
         await alice.send("/start")

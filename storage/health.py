@@ -1,0 +1,49 @@
+"""The SQL behind ``/healthz``: a write probe and the age of the event outbox."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from storage.db import Database
+
+__all__ = ["MIN_FREE_BYTES", "HealthRepo"]
+
+# Less free space than this on the database's file system counts as a full disk.
+MIN_FREE_BYTES = 1024 * 1024
+
+
+class HealthRepo:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def write_probe(self, now: float) -> None:
+        """Rewrite and commit the one health row, as every write of the bot is done
+        (``BEGIN IMMEDIATE`` … ``COMMIT``). Raises ``sqlite3.Error`` when the database
+        cannot be written: a read-only file or file system, a full disk, an I/O error,
+        or a lock held by another process beyond the busy timeout."""
+        async with self.db.transaction():
+            changed = await self.db.execute(
+                "UPDATE health_probe SET probed_at = ? WHERE id = 1", (now,)
+            )
+            if changed == 0:
+                await self.db.execute(
+                    "INSERT INTO health_probe (id, probed_at) VALUES (1, ?)", (now,)
+                )
+
+    def free_bytes(self) -> int | None:
+        """Free space on the database's file system (None for ``:memory:``). A commit
+        into WAL space that is already allocated succeeds on a full disk, so the write
+        probe alone may not see it; this does."""
+        if self.db.path == ":memory:":
+            return None
+        folder = Path(self.db.path).resolve().parent
+        stat = os.statvfs(folder)
+        return stat.f_bavail * stat.f_frsize
+
+    async def oldest_undelivered_event(self) -> float | None:
+        """``created_at`` of the oldest event not yet delivered (None: the outbox is empty)."""
+        value = await self.db.fetchval(
+            "SELECT MIN(created_at) FROM events WHERE delivered_at IS NULL"
+        )
+        return None if value is None else float(value)
