@@ -49,11 +49,11 @@ __all__ = [
     "Probe",
     "application_probe",
     "bot_probe",
-    "store_probe",
     "database_probe",
     "healthcheck_main",
     "install_health_server",
     "start_health_server",
+    "store_probe",
 ]
 
 log = logging.getLogger(__name__)

@@ -97,6 +97,8 @@ def _payload_summary(arg: object) -> object:
     """A raw JSON payload (dict/list) in a telegram record: its update ids only."""
     if not isinstance(arg, dict | list | tuple):
         return arg
+    if all(isinstance(i, int) for i in arg):
+        return arg  # ids ("Getting updates: [1001, 1002]")
     items = arg if isinstance(arg, list | tuple) else [arg]
     ids = [i.get("update_id") for i in items if isinstance(i, dict) and "update_id" in i]
     if ids:
@@ -139,9 +141,11 @@ def _scrub_telegram_record(record: logging.LogRecord) -> None:
             if record.msg.startswith(prefix):
                 record.msg = prefix + " (not logged)"
                 record.args = None
-    if isinstance(record.args, dict):
-        record.args = None  # a mapping for %(name)s formatting: never a payload we keep
-        record.msg = str(record.msg) + " [payload not logged]"
+    if isinstance(record.args, dict):  # logging's form for one mapping argument
+        if "%(" in str(record.msg):  # named formatting: not a payload we can keep
+            record.msg, record.args = str(record.msg) + " [payload not logged]", None
+        else:
+            record.args = (_payload_summary(record.args),)
     elif isinstance(record.args, tuple):
         record.args = tuple(_payload_summary(a) for a in record.args)
     if record.exc_info and record.exc_info[0] is not None and not record.exc_text:

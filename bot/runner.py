@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import sqlite3
 import sys
 from typing import TYPE_CHECKING
 
@@ -60,15 +62,37 @@ def main(argv: list[str] | None = None) -> int:
     from bot.app import build_application
     from bot.core.crypto import ConfigurationError
     from bot.health import install_health_server
+    from storage.health import check_writable
 
     try:
+        # Before anything else: an unwritable database is one clear line, not a traceback.
+        asyncio.run(check_writable(settings.database_path))
         application = build_application(settings)
         install_health_server(application, settings)  # GET /healthz when HEALTH_PORT is set
         _run(application, settings)
     except ConfigurationError as exc:
         print(f"daisybot: {exc}", file=sys.stderr)
         return 2
+    except (sqlite3.Error, OSError) as exc:
+        if not _is_database_error(exc):
+            raise
+        print(f"daisybot: {_database_problem(settings.database_path, exc)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.Error) or (
+        isinstance(exc, OSError) and exc.filename is not None
+    )
+
+
+def _database_problem(path: str, exc: BaseException) -> str:
+    reason = str(exc).strip() or type(exc).__name__
+    return (
+        f"the database {path} cannot be written ({reason}). Check that the file and its "
+        "folder are writable (a Docker volume mounted read-write) and the disk has space."
+    )
 
 
 def _run(application: DaisyApp, settings: Settings) -> None:

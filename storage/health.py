@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from storage.db import Database
 
-__all__ = ["MIN_FREE_BYTES", "HealthRepo"]
+__all__ = ["MIN_FREE_BYTES", "HealthRepo", "check_writable"]
 
 # Less free space than this on the database's file system counts as a full disk.
 MIN_FREE_BYTES = 1024 * 1024
@@ -47,3 +48,13 @@ class HealthRepo:
             "SELECT MIN(created_at) FROM events WHERE delivered_at IS NULL"
         )
         return None if value is None else float(value)
+
+
+async def check_writable(path: str) -> None:
+    """Open (creating and migrating if needed) the database at ``path`` and commit the
+    write probe. Raises ``sqlite3.Error`` / ``OSError`` when it cannot be written."""
+    db = await Database.open(path)
+    try:
+        await HealthRepo(db).write_probe(time.time())
+    finally:
+        await db.close()

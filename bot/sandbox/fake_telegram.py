@@ -2379,6 +2379,14 @@ class FakeTelegram:
             )
         return answer
 
+    def push_raw_update(self, content: JSON) -> int:
+        """Test hook: queue an update exactly as given, malformed or not (``content``
+        without ``update_id``, one kind key: ``{"message": {...}}``). It is delivered
+        by getUpdates or to the webhook like any other. Returns its update_id."""
+        if not isinstance(content, dict) or len(content) != 1 or "update_id" in content:
+            raise ValueError("give the update's content (one kind key), without update_id")
+        return self._push_update(json.loads(json.dumps(content)))
+
     def _set_blocked(self, user: FakeUser, blocked: bool) -> None:
         chat = self._chat(user.id)
         if chat.blocked == blocked:
