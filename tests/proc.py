@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
+import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from bot.sandbox.fake_telegram import FakeTelegram
 from bot.sandbox.simulator import Simulator, SimulatorServer, start_simulator
@@ -60,3 +64,57 @@ async def upstreams(
     finally:
         await fake.close()
         await server.close()
+
+
+@contextmanager
+def small_disk(path: Path, size: str = "16m") -> Iterator[Path]:
+    """A real small file system at ``path`` (a tmpfs of ``size``; needs root, which
+    CI and these machines have), to fill up or remount read-only. Skips the test
+    where mounting is not allowed."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+        capture_output=True, check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+
+
+def remount(path: Path, mode: str) -> None:
+    """``mode``: "ro" or "rw" (a :func:`small_disk`)."""
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(path)], check=True,
+                   capture_output=True)
+
+
+def fill_disk(folder: Path) -> Path:
+    """Write a file into ``folder`` until its file system is full; returns the file."""
+    filler = folder / "filler.bin"
+    chunk = b"\0" * (256 * 1024)
+    with filler.open("wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(chunk)
+        except OSError:
+            pass
+        try:  # the last partial block too
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    return filler
+
+
+def rss_kib(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process in KiB, from /proc (VmHWM: the peak so far)."""
+    values: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            values[name] = int(rest.split()[0])
+    return values["VmRSS"], values["VmHWM"]
