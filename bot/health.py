@@ -11,7 +11,9 @@ The answer is 200 ``{"status": "ok", ...}`` when every check passes and 503
 * ``updates``: long polling: the updater runs and a ``getUpdates`` succeeded
   within ``HEALTH_UPDATES_MAX_AGE_SECONDS`` (an empty long poll counts; one in
   flight after a success counts until its own timeout); webhook mode: the webhook
-  server is listening;
+  server is listening and a webhook arrived within that bound, or else
+  ``getWebhookInfo`` shows this bot's URL and no recent delivery error while
+  updates are pending;
 * ``database``: a write probe commits through the bot's own connection (a row of
   ``health_probe``) and the database's file system has free space: a read-only
   file or file system, a full disk or a lock held too long fail it;
@@ -35,6 +37,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -54,6 +57,7 @@ __all__ = [
     "install_health_server",
     "start_health_server",
     "store_probe",
+    "webhook_probe",
 ]
 
 log = logging.getLogger(__name__)
@@ -65,6 +69,7 @@ Probe: TypeAlias = Callable[[], ProbeResult | Awaitable[ProbeResult]]
 
 PROBE_TIMEOUT_SECONDS = 3.0
 DB_PROBE_TIMEOUT_SECONDS = 2.0  # within PROBE_TIMEOUT_SECONDS: the body still says why
+WEBHOOK_INFO_EVERY_SECONDS = 5.0
 
 
 def database_probe(path: str | Path) -> Callable[[], Awaitable[bool]]:
@@ -99,6 +104,7 @@ def application_probe(
     *,
     database: Callable[[], Any] | None = None,
     updates_max_age: float | None = None,
+    webhook: Callable[[], Awaitable[bool]] | None = None,
 ) -> Callable[[], Awaitable[dict[str, bool]]]:
     """Checks for a PTB application: running, updates arriving, database.
 
@@ -106,14 +112,17 @@ def application_probe(
     mapping of check name → bool (:func:`store_probe`'s database and outbox).
     ``updates_max_age``: with the application's :class:`~bot.liveness.UpdateFeed`
     (``bot_data.feed``), long polling must have fetched updates that recently.
+    ``webhook``: webhook mode, once the server listens (:func:`webhook_probe`).
     """
 
     async def probe() -> dict[str, bool]:
         updater = application.updater
         feed = getattr(getattr(application, "bot_data", None), "feed", None)
-        webhook = getattr(feed, "webhook_listening", None)
-        if webhook is not None:  # our webhook server (bot.webhook) takes the updates
-            updates = bool(webhook)
+        listening = getattr(feed, "webhook_listening", None)
+        if listening is not None:  # our webhook server (bot.webhook) takes the updates
+            updates = bool(listening)
+            if updates and webhook is not None:
+                updates = bool(await webhook())
         else:
             updates = True if updater is None else bool(updater.running)
             if updates and feed is not None and updates_max_age is not None:
@@ -187,14 +196,61 @@ def store_probe(
     return probe
 
 
+def webhook_probe(
+    application: Application[Any, Any, Any, Any, Any, Any], url: str, max_age: float
+) -> Callable[[], Awaitable[bool]]:
+    """Webhook mode: Telegram still sends to ``url`` and is not failing to deliver.
+
+    A webhook received within ``max_age`` seconds proves it without asking. Else
+    ``getWebhookInfo`` (asked at most every ``WEBHOOK_INFO_EVERY_SECONDS``) must show
+    this URL (not deleted, nor taken by another instance) and, while updates are
+    pending, no delivery error within ``max_age`` (a proxy in front that fails). A
+    quiet bot with nothing pending is healthy."""
+    cache: list[tuple[float, bool]] = []
+
+    async def ask() -> bool:
+        try:
+            info = await asyncio.wait_for(application.bot.get_webhook_info(),
+                                          DB_PROBE_TIMEOUT_SECONDS)
+        except Exception as exc:  # any failure means "cannot tell": unhealthy
+            log.warning("health: getWebhookInfo failed (%s)", type(exc).__name__)
+            return False
+        if info.url != url:
+            log.warning("health: Telegram's webhook is no longer this bot's URL")
+            return False
+        if info.pending_update_count and info.last_error_date is not None:
+            age = (datetime.now(UTC) - info.last_error_date).total_seconds()
+            if age <= max_age:
+                log.warning("health: Telegram cannot deliver updates (%s)",
+                            info.last_error_message)
+                return False
+        return True
+
+    async def probe() -> bool:
+        feed = getattr(application.bot_data, "feed", None)
+        if feed is not None and feed.last_ok is not None and feed.fresh(max_age):
+            return True
+        now = time.monotonic()
+        if cache and now - cache[0][0] < WEBHOOK_INFO_EVERY_SECONDS:
+            return cache[0][1]
+        ok = await ask()
+        cache[:] = [(time.monotonic(), ok)]
+        return ok
+
+    return probe
+
+
 def bot_probe(
     application: Application[Any, Any, Any, Any, Any, Any], settings: Settings
 ) -> Callable[[], Awaitable[dict[str, bool]]]:
     """The checks ``daisybot run`` serves: application, updates, database, outbox."""
+    url = settings.webhook_public_url
+    max_age = settings.health_updates_max_age_seconds
     return application_probe(
         application,
         database=store_probe(application, settings.health_outbox_max_age_seconds),
-        updates_max_age=settings.health_updates_max_age_seconds,
+        updates_max_age=max_age,
+        webhook=None if url is None else webhook_probe(application, url, max_age),
     )
 
 

@@ -42,6 +42,7 @@ log = logging.getLogger("bot.webhook")
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_CONNECTIONS = 40  # setWebhook's max_connections (Telegram's default)
+SHUTDOWN_SECONDS = 1.0  # what stop() gives requests in flight (each is a queue put)
 
 
 class WebhookServer:
@@ -77,7 +78,8 @@ class WebhookServer:
         if self.path != "/":
             app.router.add_post(self.path + "/", self._handle)
         # lingering_time=0: the unread body of a refused request is not drained.
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, lingering_time=0)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, lingering_time=0,
+                               shutdown_timeout=SHUTDOWN_SECONDS)
         await runner.setup()
         try:
             await web.TCPSite(runner, self.listen, self.port).start()

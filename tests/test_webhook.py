@@ -188,6 +188,77 @@ async def test_daisybot_run_webhook_mode_end_to_end(
     assert 1 in ids and 3 in ids and 2 not in ids  # the forged user never reached the bot
 
 
+async def test_webhook_mode_healthz_follows_telegrams_webhook_info(
+    upstreams: tuple[FakeTelegram, SimulatorServer], tmp_path: Path
+) -> None:
+    """Listening is not enough: when Telegram no longer sends to this bot (another
+    instance deleted the webhook to poll) /healthz says 503 (updates); once the
+    webhook is ours again, 200. A quiet bot with nothing pending stays 200."""
+    fake, sim_server = upstreams
+    port, health_port = subproc.free_port(), subproc.free_port()
+    hook = f"http://127.0.0.1:{port}/tg/hook"
+    env = subproc.base_env() | {
+        "BOT_TOKEN": TOKEN, "TELEGRAM_BASE_URL": fake.url,
+        "DAISYSIM_BASE_URL": sim_server.base_url, "FUNDING_MODE": "operator",
+        "DAISYSIM_API_KEY": OP_KEY, "DATABASE_PATH": str(tmp_path / "db.sqlite3"),
+        "ENCRYPTION_KEY": Fernet.generate_key().decode(), "WEBHOOK_URL": hook,
+        "WEBHOOK_SECRET": SECRET, "WEBHOOK_LISTEN": "127.0.0.1", "WEBHOOK_PORT": str(port),
+        "HEALTH_PORT": str(health_port), "HEALTH_UPDATES_MAX_AGE_SECONDS": "1",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", env=env, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    err: list[str] = []
+    readers = [asyncio.create_task(subproc.drain(proc.stdout, err)),
+               asyncio.create_task(subproc.drain(proc.stderr, err))]
+    health_url = f"http://127.0.0.1:{health_port}/healthz"
+    seen: list[tuple[int, dict[str, Any]]] = []
+
+    async def health_is(s: aiohttp.ClientSession, status: int) -> bool:
+        try:
+            async with s.get(health_url) as r:
+                seen.append((r.status, await r.json()))
+        except aiohttp.ClientError:
+            return False
+        return seen[-1][0] == status
+
+    async def wait_health(s: aiohttp.ClientSession, status: int) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT
+        while not await health_is(s, status):
+            assert proc.returncode is None, "".join(err)
+            assert loop.time() < deadline, f"no {status}: {seen[-1:]}\n{''.join(err)}"
+            await asyncio.sleep(0.1)
+        return seen[-1][1]
+
+    try:
+        async with aiohttp.ClientSession() as s:
+            await wait_health(s, 200)
+            await asyncio.sleep(1.5)  # no webhook for longer than the bound: still fine
+            assert await health_is(s, 200), seen[-1]
+            async with s.post(f"{fake.api_base}{TOKEN}/deleteWebhook") as r:
+                assert r.status == 200
+            body = await wait_health(s, 503)
+            assert body["checks"] == {"application": True, "updates": False,
+                                      "database": True, "outbox": True}
+            async with s.post(f"{fake.api_base}{TOKEN}/setWebhook",
+                              json={"url": hook, "secret_token": SECRET}) as r:
+                assert r.status == 200
+            await wait_health(s, 200)
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), WAIT)
+        await asyncio.wait_for(asyncio.gather(*readers), WAIT)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    output = "".join(err)
+    assert code == 0, output
+    assert "Telegram's webhook is no longer this bot's URL" in output
+    assert SECRET not in output and TOKEN not in output
+
+
 # --------------------------------------------------------------------------- refusals
 
 
