@@ -155,10 +155,10 @@ def store_probe(
 
     async def check() -> dict[str, bool]:
         data = application.bot_data
-        engine = getattr(data, "engine_", None)
-        if engine is None:
+        try:
+            repo = HealthRepo(data.engine_.db)
+        except (AttributeError, RuntimeError):  # no engine, or not started (or closed)
             return {"database": False, "outbox": False}
-        repo = HealthRepo(engine.db)
         checks = {"database": True, "outbox": True}
         try:
             free = await asyncio.to_thread(repo.free_bytes)

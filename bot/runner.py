@@ -65,29 +65,21 @@ def main(argv: list[str] | None = None) -> int:
     from storage.health import check_writable
 
     try:
-        # Before anything else: an unwritable database is one clear line, not a traceback.
+        application = build_application(settings)  # checks the settings, opens nothing
+        # Before Telegram is contacted: an unwritable database is one clear line.
         asyncio.run(check_writable(settings.database_path))
-        application = build_application(settings)
         install_health_server(application, settings)  # GET /healthz when HEALTH_PORT is set
         _run(application, settings)
     except ConfigurationError as exc:
         print(f"daisybot: {exc}", file=sys.stderr)
         return 2
-    except (sqlite3.Error, OSError) as exc:
-        if not _is_database_error(exc):
-            raise
+    except sqlite3.Error as exc:  # at the check, or when the engine opens it
         print(f"daisybot: {_database_problem(settings.database_path, exc)}", file=sys.stderr)
         return 1
     return 0
 
 
-def _is_database_error(exc: BaseException) -> bool:
-    return isinstance(exc, sqlite3.Error) or (
-        isinstance(exc, OSError) and exc.filename is not None
-    )
-
-
-def _database_problem(path: str, exc: BaseException) -> str:
+def _database_problem(path: str, exc: sqlite3.Error) -> str:
     reason = str(exc).strip() or type(exc).__name__
     return (
         f"the database {path} cannot be written ({reason}). Check that the file and its "

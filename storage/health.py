@@ -52,7 +52,7 @@ class HealthRepo:
 
 async def check_writable(path: str) -> None:
     """Open (creating and migrating if needed) the database at ``path`` and commit the
-    write probe. Raises ``sqlite3.Error`` / ``OSError`` when it cannot be written."""
+    write probe. Raises ``sqlite3.Error`` when it cannot be written."""
     db = await Database.open(path)
     try:
         await HealthRepo(db).write_probe(time.time())
