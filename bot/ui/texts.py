@@ -194,6 +194,14 @@ EN: dict[str, str] = {
     "cb_cancel_pending": "Cancelling… the refund will show on the order.",
     "cb_updated": "Updated.",
     "cb_stale": "This button is no longer valid. Use /start for a fresh menu.",
+    # A user sent far more than the bot could answer while busy with their request
+    # (bot/ui/flood.py): the excess was skipped. Sent once per burst.
+    "flood_note": (
+        "⏳ I'm still working on your earlier request and couldn't queue everything you "
+        "sent meanwhile, so I skipped some of it. Please repeat anything you still need "
+        "once I've answered."
+    ),
+    "flood_toast": "⏳ Still working on your earlier request — one moment, please.",
     "cb_done": "OK",
     # ---------------------------------------------------------------- errors
     "err_out_of_stock_pool": (
