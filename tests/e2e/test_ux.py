@@ -314,9 +314,9 @@ async def test_locked_cancel_button_explains_and_unlocks(h: Harness) -> None:
     await h.advance(100)
     answer = await alice.press(LOCKED, message_id=order.message_id)
     assert answer.show_alert and answer.text is not None
-    assert re.search(r"You can cancel 80 s from now", answer.text), answer.text
+    assert re.search(r"You can cancel from 00:03 UTC \(80 s from now", answer.text), answer.text
     refreshed = await alice.wait_for(
-        lambda m: m.message_id == order.message_id and "(in 1:20 as of 00:01 UTC)" in m.text,
+        lambda m: m.message_id == order.message_id and "(in 1:20 as of 00:01:40 UTC)" in m.text,
         WAIT,
     )
     assert refreshed.has_button(LOCKED)
