@@ -51,6 +51,7 @@ from bot.sandbox.fake_telegram import FakeTelegram
 from bot.sandbox.simulator import Simulator, SimulatorServer, start_simulator
 from bot.sandbox.webchat import make_webchat_app, start_webchat
 from bot.ui.context import DaisyApp
+from bot.ui.texts import money
 
 __all__ = [
     "PLAYGROUND_TOKEN",
@@ -98,7 +99,8 @@ class PlaygroundOptions:
 
 
 def _money(value: Decimal | str) -> str:
-    return f"${Decimal(value):.2f}"
+    """As the bot shows money (``$8.917``, ``$10.00``): the panel must not round."""
+    return money(Decimal(value))
 
 
 def _duration(seconds: float) -> str:

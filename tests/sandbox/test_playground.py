@@ -230,3 +230,20 @@ def test_cli_options() -> None:
                 ["--cancel-lock", "0"], ["--auto-sms-ratio", "2"]):
         with pytest.raises(SystemExit):
             options_from_args(bad)
+
+
+async def test_the_panel_shows_balances_as_precisely_as_the_bot(playground: Factory) -> None:
+    """Issue 9.8: the panel said $10.92 (rounded to cents) while the bot said $10.917."""
+    pg = await playground(users=2)
+    engine = pg.app.bot_data.engine
+    await engine.admin_adjust(ALICE, ALICE, Decimal("0.917"), "test")
+    assert pg.operator_key is not None
+    pg.sim.core.accounts[pg.operator_key].balance = Decimal("998.9170")
+    assert pg.panel_provider is not None
+    panel = await pg.panel_provider.panel()
+    assert panel["wallet"] == "Alice: $10.917 · Bob: $10.00"
+    assert panel["operator's DaisySim wallet"] == "$998.917"
+    alice = pg.fake.user(ALICE)
+    await alice.send("/wallet")
+    wallet = await alice.wait_for("Wallet", WAIT)
+    assert "$10.917" in wallet.text  # the same figure in the chat
