@@ -33,6 +33,7 @@ from bot.liveness import FeedRequest, UpdateFeed
 from bot.logging_setup import install_redaction, quiet_http_loggers, register_secret
 from bot.ui.context import BotContext, BotData, DaisyApp
 from bot.ui.events import EventRenderer
+from bot.ui.flood import flood_notifier, key_message
 from bot.ui.handlers import register_handlers
 from bot.ui.jobs import EngineScheduler, kick
 from bot.ui.texts import label, pick_lang
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 RATE_LIMIT_RETRIES = 3
 MAX_CONCURRENT_UPDATES = 64  # users served at once (one update per user at a time)
+MAX_QUEUED_PER_USER = 8  # a user's updates waiting behind their running one; more are dropped
 POOL_TIMEOUT = 10.0  # seconds to wait for a free connection to the Bot API
 
 
@@ -85,7 +87,7 @@ def build_application(
         .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
         # Users are served concurrently, each user's updates in order (see updates.py);
         # the HTTP pool must then allow that many requests to Telegram at once.
-        .concurrent_updates(PerUserUpdateProcessor(MAX_CONCURRENT_UPDATES))
+        .concurrent_updates(update_processor(settings))
         .connection_pool_size(MAX_CONCURRENT_UPDATES)
         .pool_timeout(POOL_TIMEOUT)
         .get_updates_request(FeedRequest(feed))
@@ -111,6 +113,17 @@ def build_application(
     data.engine_ = engine
     register_handlers(application)
     return application
+
+
+def update_processor(settings: Settings) -> PerUserUpdateProcessor:
+    """Each user's updates in order, a user's queue bounded (the excess dropped with a
+    note) and never holding more than the one slot of its running update."""
+    return PerUserUpdateProcessor(
+        MAX_CONCURRENT_UPDATES,
+        max_queued_per_user=MAX_QUEUED_PER_USER,
+        on_dropped=flood_notifier(settings),
+        keep=key_message(settings),
+    )
 
 
 def bot_commands(settings: Settings) -> list[BotCommand]:

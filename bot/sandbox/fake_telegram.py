@@ -2095,6 +2095,87 @@ class FakeTelegram:
     def pending_updates(self) -> list[JSON]:
         return [json.loads(json.dumps(u)) for u in self._updates]
 
+    # -- persistence (the playground keeps its chats across restarts) ---------------
+    STATE_VERSION = 1
+
+    def export_state(self) -> JSON:
+        """The chats (users, messages as they are now, message-id counters, started /
+        blocked, reply keyboard), the unconfirmed updates and the update-id and event
+        counters, as JSON. Deleted messages are left out entirely (their text may be a
+        key the bot deleted); recorded requests, injections, callback queries and
+        webhook settings are not state a restart keeps."""
+        chats: list[JSON] = []
+        for chat in self._chats.values():
+            u = chat.user
+            chats.append(
+                {
+                    "user": {
+                        "id": u.id,
+                        "first_name": u.first_name,
+                        "username": u.username,
+                        "language_code": u.language_code,
+                        "last_name": u.last_name,
+                    },
+                    "messages": [
+                        {"data": m.data, "from_bot": m.from_bot, "edits": m.edits}
+                        for m in chat.messages.values()
+                        if not m.deleted
+                    ],
+                    "next_message_id": chat.next_message_id,
+                    "started": chat.started,
+                    "blocked": chat.blocked,
+                    "reply_keyboard": chat.reply_keyboard,
+                }
+            )
+        return json.loads(json.dumps({
+            "version": self.STATE_VERSION,
+            "next_update_id": self._next_update_id,
+            "seq": self._seq,
+            "updates": self._updates,
+            "chats": chats,
+        }))
+
+    def import_state(self, state: JSON) -> None:
+        """Restore what :meth:`export_state` returned (before the bot polls): chats
+        continue with their messages (so the bot can still edit them) and message
+        ids, update ids continue, unconfirmed updates are delivered again. Users that
+        exist already keep their identity; ``ValueError`` on a malformed state."""
+        if not isinstance(state, dict) or state.get("version") != self.STATE_VERSION:
+            raise ValueError("not a FakeTelegram state (or another version)")
+        try:
+            for raw in state["chats"]:
+                info = raw["user"]
+                user = self.user(
+                    int(info["id"]),
+                    first_name=str(info["first_name"]),
+                    username=info.get("username"),
+                    language_code=info.get("language_code"),
+                    last_name=info.get("last_name"),
+                )
+                chat = self._chats[user.id]
+                for m in raw["messages"]:
+                    data = dict(m["data"])
+                    chat.messages[int(data["message_id"])] = _Stored(
+                        data=data, from_bot=bool(m["from_bot"]), edits=int(m.get("edits", 0))
+                    )
+                chat.messages = dict(sorted(chat.messages.items()))
+                chat.next_message_id = max(
+                    chat.next_message_id,
+                    int(raw["next_message_id"]),
+                    max(chat.messages, default=0) + 1,
+                )
+                chat.started = chat.started or bool(raw["started"])
+                chat.blocked = bool(raw["blocked"])
+                chat.reply_keyboard = raw.get("reply_keyboard")
+            self._next_update_id = max(self._next_update_id, int(state["next_update_id"]))
+            known = {u["update_id"] for u in self._updates}
+            restored = [dict(u) for u in state["updates"] if u["update_id"] not in known]
+            self._updates = sorted(self._updates + restored, key=lambda u: u["update_id"])
+            self._seq = max(self._seq, int(state["seq"]))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"malformed FakeTelegram state: {exc!r}") from None
+        self._notify()
+
     @property
     def webhook_url(self) -> str:
         return self._webhook_url

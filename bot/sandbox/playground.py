@@ -13,13 +13,16 @@ One asyncio process runs:
 
 The database and the generated Fernet key live in ``--data`` (default
 ``./playground-data``) and persist between runs; the simulator is in memory, so
-demo wallets are refilled at every start. Two private hooks keep a persisted
-database consistent with the fresh in-memory simulator and fake Bot API: the
-simulator's activation ids and each chat's message ids continue after the
-highest ones the database remembers (``sim.core._next_id``,
-``fake._chat(uid).next_message_id``). Numbers still open when the playground
-stopped vanish with the old simulator: the bot finds them "Not Found" and marks
-them failed (operator mode: the user's wallet is refunded).
+demo wallets are refilled at every start. The fake Bot API's chats (messages,
+message ids, update offsets) are kept in ``--data`` too (``telegram.json``, see
+:mod:`bot.sandbox.chat_store`), so the bot can still edit its order messages and
+what it says right after a restart reaches the chat. The simulator's activation
+ids continue after the highest one the database remembers
+(``sim.core._next_id``; for a data dir from before chats were kept, so do each
+chat's message ids: ``fake._chat(uid).next_message_id``). Numbers still open
+when the playground stopped vanish with the old simulator: the bot finds them
+"Not Found", marks them failed (operator mode: the user's wallet is refunded) and
+says so in the chat.
 """
 
 from __future__ import annotations
@@ -47,10 +50,12 @@ from bot.clock import SystemClock
 from bot.config import FundingMode, Settings
 from bot.logging_setup import configure_logging
 from bot.sandbox import sim_state
+from bot.sandbox.chat_store import CHATS_FILE, ChatStore
 from bot.sandbox.fake_telegram import FakeTelegram
 from bot.sandbox.simulator import Simulator, SimulatorServer, start_simulator
 from bot.sandbox.webchat import make_webchat_app, start_webchat
 from bot.ui.context import DaisyApp
+from bot.ui.texts import money
 
 __all__ = [
     "PLAYGROUND_TOKEN",
@@ -98,7 +103,8 @@ class PlaygroundOptions:
 
 
 def _money(value: Decimal | str) -> str:
-    return f"${Decimal(value):.2f}"
+    """As the bot shows money (``$8.917``, ``$10.00``): the panel must not round."""
+    return money(Decimal(value))
 
 
 def _duration(seconds: float) -> str:
@@ -393,6 +399,8 @@ def _prepare_data_dir(
     db_path = data_dir / DB_NAME
     if options.fresh:
         _remove_database(db_path)
+        with contextlib.suppress(FileNotFoundError):
+            (data_dir / CHATS_FILE).unlink()  # the chats go with the database
     fernet = _fernet_key(data_dir)
     saved = _load_state(data_dir)
     raw_keys = saved.get("demo_keys")
@@ -458,13 +466,20 @@ async def start_playground(options: PlaygroundOptions) -> Playground:
         )
         await fake.start("127.0.0.1", 0)
         closers.append(fake.close)
-        # The chats exist before the bot starts (it may notify users right away).
+        # The chats exist before the bot starts (it may notify users right away), with
+        # their messages, ids and offsets from the last run (chat_store.py).
+        store = ChatStore(fake, Path(options.data_dir) / CHATS_FILE)
+        store.load()
+        store.start()
+        closers.append(store.close)  # runs after the bot stopped, before fake.close
         last_ids = _last_message_ids(db_path)
         for uid, name in users:
             fake.user(uid, name)
-            if uid in last_ids:
-                # FakeTelegram has no public "first message id"; see the module docstring.
-                fake._chat(uid).next_message_id = last_ids[uid] + 1
+            tg_chat = fake._chat(uid)
+            if uid in last_ids and tg_chat.next_message_id <= last_ids[uid]:
+                # A data dir from before chats were kept: never reuse a remembered
+                # message id. (FakeTelegram has no public "first message id".)
+                tg_chat.next_message_id = last_ids[uid] + 1
 
         admin_ids = [users[0][0]] if options.mode is FundingMode.OPERATOR else []
         settings = _settings(options, fake, sim_server.base_url, db_path, fernet,

@@ -222,7 +222,7 @@ def order_kb(lang: str, activation: Activation, now: float) -> InlineKeyboardMar
         rows.append([button(label(lang, "btn_cancel_refund"), cb.act("cancel", a.id))])
     elif a.state == ActivationState.WAITING:
         # Looks disabled; a press answers with the seconds left (the engine decides).
-        at = fmt_time(a.cancel_after, round_up=True)
+        at = fmt_time(a.cancel_after, round_up=True)  # as the order text: from then on
         rows.append([button(label(lang, "btn_cancel_locked", at=at), cb.act("cancel", a.id))])
     if not a.state.is_final:
         rows.append([button(label(lang, "btn_refresh"), cb.act("ref", a.id))])

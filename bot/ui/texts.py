@@ -26,11 +26,13 @@ __all__ = [
     "fmt_duration",
     "fmt_lock",
     "fmt_time",
+    "fmt_wait",
     "label",
     "money",
     "pick_lang",
     "placeholders",
     "plain",
+    "seconds_until",
     "strip_html",
     "t",
 ]
@@ -162,7 +164,7 @@ EN: dict[str, str] = {
     "status_failed_refunded": "⚠️ {amount} refunded · order failed",
     "order_code": "Code: <code>{code}</code>",
     "order_cancel_locked": (
-        "🔒 Cancel &amp; refund becomes available at {at} (in {left} as of {now})."
+        "🔒 Cancel &amp; refund available from {at} (in {left} as of {now})."
     ),
     "order_moved": "⬇️ This order continues below.",
     "order_cancel_open": "No SMS yet? You can cancel for a full refund.",
@@ -187,13 +189,22 @@ EN: dict[str, str] = {
     "notify_failed_nothing": "Nothing was charged.",
     "cb_refunded": "Cancelled. {amount} refunded.",
     "cb_too_early": (
-        "You can cancel {seconds} s from now (cancelling opens {lock} after purchase)."
+        "You can cancel from {at} ({seconds} s from now; cancelling opens {lock} after "
+        "purchase)."
     ),
     "cb_code_received": "Too late to cancel — the code has just arrived!",
     "cb_already_final": "This order is already finished.",
     "cb_cancel_pending": "Cancelling… the refund will show on the order.",
     "cb_updated": "Updated.",
     "cb_stale": "This button is no longer valid. Use /start for a fresh menu.",
+    # A user sent far more than the bot could answer while busy with their request
+    # (bot/ui/flood.py): the excess was skipped. Sent once per burst.
+    "flood_note": (
+        "⏳ I'm still working on your earlier request and couldn't queue everything you "
+        "sent meanwhile, so I skipped some of it. Please repeat anything you still need "
+        "once I've answered."
+    ),
+    "flood_toast": "⏳ Still working on your earlier request — one moment, please.",
     "cb_done": "OK",
     # ---------------------------------------------------------------- errors
     "err_out_of_stock_pool": (
@@ -459,11 +470,13 @@ def money(amount: Decimal | None, *, signed: bool = False) -> str:
 
 
 def fmt_duration(seconds: float) -> str:
-    """``161`` → ``"2:41"``; ``1200`` → ``"20 min"``."""
-    secs = max(0, int(seconds + 0.999))
-    if secs >= 600:
-        return f"{(secs + 59) // 60} min"
-    return f"{secs // 60}:{secs % 60:02d}"
+    """A wait, exact to the second (rounded up: never shorter than the truth):
+    ``161`` → ``"2:41"``, ``1200`` → ``"20:00"``, ``3725`` → ``"1:02:05"``."""
+    secs = max(0, math.ceil(seconds - 1e-9))
+    hours, rest = divmod(secs, 3600)
+    if hours:
+        return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+    return f"{rest // 60}:{rest % 60:02d}"
 
 
 def fmt_lock(seconds: float) -> str:
@@ -475,13 +488,46 @@ def fmt_lock(seconds: float) -> str:
     return "1 second" if secs == 1 else f"{secs} seconds"
 
 
+# Times are exact to the precision they show: a whole second is rounded in the
+# direction that keeps the sentence true (an "available from" time up — never early;
+# "now", "expires" and past events down), and the minute-only form is used only
+# when the time is exactly on the minute. (Issue 9: "available at 08:03" for a
+# button that opened at 08:02:11 was false.)
+
+
+def _whole_second(timestamp: float, round_up: bool) -> int:
+    # 1e-6: a float sum like 1000.0 + 180.0000000001 must not jump a second
+    return math.ceil(timestamp - 1e-6) if round_up else math.floor(timestamp + 1e-6)
+
+
+def _exact(seconds: int, minute_form: str, second_form: str) -> str:
+    when = datetime.fromtimestamp(seconds, tz=UTC)
+    return when.strftime(minute_form if when.second == 0 else second_form)
+
+
 def fmt_clock(timestamp: float) -> str:
-    """A UTC date and time, ``2026-01-01 00:03`` (screens say once that times are UTC)."""
-    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d %H:%M")
+    """A past event's UTC date and time: ``2026-01-01 00:03`` on the whole minute,
+    else ``2026-01-01 00:03:41`` (screens say once that times are UTC)."""
+    return _exact(_whole_second(timestamp, False), "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S")
 
 
 def fmt_time(timestamp: float, *, round_up: bool = False) -> str:
-    """A UTC time of day, ``"17:42 UTC"``. ``round_up``: the next whole minute
-    (for "available from": true at the time shown, never a minute early)."""
-    seconds = math.ceil(timestamp / 60) * 60 if round_up else math.floor(timestamp)
-    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%H:%M UTC")
+    """A UTC time of day: ``"17:42 UTC"`` on the whole minute, else
+    ``"17:42:05 UTC"``. ``round_up``: for "from" times (the whole second at or
+    after ``timestamp``: never early); otherwise the second it falls in."""
+    return _exact(_whole_second(timestamp, round_up), "%H:%M UTC", "%H:%M:%S UTC")
+
+
+def fmt_wait(until: float, now: float) -> tuple[str, str, str]:
+    """``(at, left, as_of)`` for "available from {at} (in {left} as of {as_of})":
+    ``at`` rounded up, ``as_of`` down, and ``left`` exactly their difference as
+    shown, so the three always agree (and none promises a moment too early)."""
+    at = _whole_second(until, True)
+    as_of = _whole_second(now, False)
+    return fmt_time(at), fmt_duration(max(0, at - as_of)), fmt_time(as_of)
+
+
+def seconds_until(until: float, now: float) -> int:
+    """Whole seconds from the second ``now`` is in to the first whole second at or
+    after ``until`` (what :func:`fmt_wait` shows as ``left``); at least 1."""
+    return max(1, _whole_second(until, True) - _whole_second(now, False))

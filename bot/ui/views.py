@@ -38,9 +38,9 @@ from bot.ui import keyboards as kb
 from bot.ui.texts import (
     Raw,
     fmt_clock,
-    fmt_duration,
     fmt_lock,
     fmt_time,
+    fmt_wait,
     label,
     money,
     plain,
@@ -282,15 +282,8 @@ def order(lang: str, a: Activation, now: float) -> Screen:
         if a.cancel_available(now):
             lines.append(t(lang, "order_cancel_open"))
         else:
-            lines.append(
-                t(
-                    lang,
-                    "order_cancel_locked",
-                    at=fmt_time(a.cancel_after, round_up=True),
-                    left=fmt_duration(a.cancel_after - now),
-                    now=fmt_time(now),
-                )
-            )
+            at, left, as_of = fmt_wait(a.cancel_after, now)
+            lines.append(t(lang, "order_cancel_locked", at=at, left=left, now=as_of))
     return Screen(Raw("\n".join(lines)), kb.order_kb(lang, a, now))
 
 

@@ -35,6 +35,7 @@ from tests.bench.common import (
     OPERATOR_KEY,
     Pump,
     cpu_seconds,
+    percentile,
     start_sim,
 )
 from tests.bench.harness import BotProcess, TimedFakeTelegram, populate, wait_ready
@@ -246,6 +247,81 @@ async def run_updates(
                    if " ERROR " in line or " CRITICAL " in line]
             result.bot_error_lines = len(bad)
             result.errors += [f"bot log: {line[:300]}" for line in bad[:5]]
+        finally:
+            bot.stop()
+            await fake.close()
+            await sim.close()
+    return result
+
+
+# ---------------------------------------------------------------------------- flood
+
+
+@dataclass
+class FloodResult:
+    flood: int  # /help sent by the flooding user while their /buy waits
+    slow: float  # seconds the first /apps call takes upstream
+    quiet_ms: list[float] = field(default_factory=list)  # the other user's /start, no flood
+    during_ms: float = float("nan")  # the other user's /start during the flood
+    buy_seconds: float = float("nan")  # the flooding user's /buy: sent → service list
+    answered: int = 0  # the flooding user's /help answered
+    notes: int = 0  # flood notes the flooding user got
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def dropped(self) -> int:
+        return self.flood - self.answered
+
+
+async def run_flood(flood: int = 100, *, slow: float = 6.0, samples: int = 5, seed: int = 1,
+                    legacy: bool = False, log: Callable[[str], None] | None = None
+                    ) -> FloodResult:
+    """Issue 9.4: the bot as a subprocess; user A's ``/buy`` waits ``slow`` s on
+    DaisySim's ``/apps`` while A sends ``flood`` × ``/help``; then user B sends
+    ``/start``. B's latency (sent → the fake Bot API received B's answer) during the
+    flood vs. without one. ``legacy``: the update processor as before the fix (PTB's
+    64-slot semaphore taken before the per-user lock, no per-user bound)."""
+    from bot.ui.texts import plain
+
+    result = FloodResult(flood, slow)
+    sim = await start_sim(SystemClock(), window=4 * 3600.0, seed=seed)
+    fake = TimedFakeTelegram()
+    await fake.start()
+    with tempfile.TemporaryDirectory(prefix="bench-flood-") as tmp:
+        work = Path(tmp)
+        bot = BotProcess.configure(
+            work, telegram_url=fake.url, daisysim_url=sim.base_url,
+            db_path=work / "bot.sqlite3", admin_ids=[ADMIN_ID],
+            legacy_update_slots=legacy, env={"LOG_LEVEL": "WARNING"},
+        )
+        bot.start()
+        try:
+            await wait_ready(fake, bot)
+            flooder = fake.user(200_001, first_name="Flo")
+            other = UserDriver(fake, fake.user(200_002, first_name="Bob"))
+            for _ in range(samples):
+                result.quiet_ms.append(await other.start() * 1000)
+            sim.sim.add_fault("apps", latency=slow)
+            t_buy = time.perf_counter()
+            await flooder.send("/buy")
+            while sim.sim.stats.count(OPERATOR_KEY, "apps") < 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)  # until the slow /apps call is on the wire
+            for _ in range(flood):
+                await flooder.send("/help")
+            result.during_ms = await other.start() * 1000
+            await flooder.wait_for("Choose a service", WAIT, since=0)
+            result.buy_seconds = time.perf_counter() - t_buy
+            await fake.wait_idle(quiet=0.5, timeout=WAIT)
+            texts = [m.text for m in flooder.bot_messages()]
+            result.answered = sum("How it works" in text for text in texts)
+            result.notes = sum(text == plain("en", "flood_note") for text in texts)
+            if log:
+                log(f"flood: other user's /start {result.during_ms:.0f} ms during, "
+                    f"{percentile(result.quiet_ms, 50):.0f} ms quiet; flooder's /buy "
+                    f"{result.buy_seconds:.1f} s, {result.answered}/{flood} /help answered, "
+                    f"{result.notes} note(s){' (legacy processor)' if legacy else ''}")
+        except AssertionError as exc:
+            result.errors.append(str(exc)[:300])
         finally:
             bot.stop()
             await fake.close()

@@ -50,6 +50,9 @@ class Config:
     paced_seconds: float
     db_users: int
     active: int
+    flood: int = 100  # /help one user sends while their /buy waits on a slow /apps
+    flood_slow: float = 6.0  # seconds that /apps call takes
+    flood_what_if: bool = True  # also run the flood against the processor before issue 9
 
 
 QUICK = Config("quick", 3.0, (15, 30), (15, 16), 10, 40, 20, 4, 16, 10.0, 3.0, 1000, 100)
@@ -63,6 +66,7 @@ TARGET_UPDATE_P99_MS = 100.0
 TARGET_SHARE_P99_MS = 100.0
 TARGET_RESTORE_S = 3.0
 TARGET_RSS_MB = 150.0
+TARGET_FLOOD_MS = 1000.0  # issue 9: 5.8 s before the fix
 
 
 def _ok(value: float, limit: float, *, below: bool = True) -> bool:
@@ -211,6 +215,40 @@ async def run(cfg: Config, *, seed: int = 1, log: bool = True) -> tuple[Table, s
         f"{upd.rss_mb:.0f} MB", "—", f"≤ {TARGET_RSS_MB:.0f} MB",
         _ok(upd.rss_mb, TARGET_RSS_MB),
     )
+
+    # ------------------------------------------------------------------ flood
+    say(f"# fairness: one user floods ({cfg.flood} /help during a {cfg.flood_slow:g}-s /apps)")
+    from bot.app import MAX_QUEUED_PER_USER
+
+    flood = await app_bench.run_flood(cfg.flood, slow=cfg.flood_slow, seed=seed, log=say)
+    for err in flood.errors:
+        say(f"flood problem: {err}")
+    table.add(
+        f"Another user's /start answered while one user floods ({cfg.flood} /help sent while "
+        f"their /buy waits {cfg.flood_slow:g} s on /apps): during the flood / quiet p50 "
+        "(sent → the fake Bot API received the answer)",
+        f"{fmt(flood.during_ms, ' ms', 0)} / {fmt(percentile(flood.quiet_ms, 50), ' ms', 0)}",
+        "—", f"< {TARGET_FLOOD_MS:.0f} ms during (was 5.8 s)",
+        _ok(flood.during_ms, TARGET_FLOOD_MS),
+    )
+    bounded = flood.answered == min(cfg.flood, MAX_QUEUED_PER_USER) and flood.notes == (
+        1 if cfg.flood > MAX_QUEUED_PER_USER else 0)
+    table.add(
+        "… the flooding user: /help answered / dropped, polite notes (queue bound "
+        f"1 running + {MAX_QUEUED_PER_USER} waiting; one note per burst)",
+        f"{flood.answered} / {flood.dropped}, {flood.notes} note(s)", "—",
+        f"{min(cfg.flood, MAX_QUEUED_PER_USER)} / {max(0, cfg.flood - MAX_QUEUED_PER_USER)}, "
+        "1 note", bounded and not flood.errors,
+    )
+    if cfg.flood_what_if:
+        legacy = await app_bench.run_flood(cfg.flood, slow=cfg.flood_slow, seed=seed,
+                                           legacy=True, log=say)
+        table.add(
+            "… what-if: the same flood with the update processor as before issue 9 (PTB's "
+            "64-slot semaphore taken before the per-user lock, no per-user bound)",
+            f"{fmt(legacy.during_ms, ' ms', 0)} during, {legacy.answered} /help answered",
+            "—", "—", None,
+        )
 
     # ---------------------------------------------------------------- restore
     say(f"# restore with {cfg.active} waiting activations, {cfg.db_users} users")

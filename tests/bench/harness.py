@@ -109,11 +109,12 @@ class BotProcess:
         flood_limit: bool = True,
         concurrent_updates: int | None = None,
         budget_per_minute: int | None = None,
+        legacy_update_slots: bool = False,
     ) -> BotProcess:
         """``env``: more settings (``CANCEL_LOCK_SECONDS``...). ``flood_limit=False``,
-        ``concurrent_updates=N`` and ``budget_per_minute=N`` start the bot through
-        :mod:`tests.bench.run_bot` (what-if variants / the soak's raised purchase
-        and cancel budgets, see there); otherwise it is ``python -m bot run``."""
+        ``concurrent_updates=N``, ``legacy_update_slots`` and ``budget_per_minute=N``
+        start the bot through :mod:`tests.bench.run_bot` (what-if variants / the soak's
+        raised purchase and cancel budgets, see there); otherwise it is ``python -m bot run``."""
         full = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "DAISYSIM_"))}
         full.update(
             {
@@ -136,6 +137,8 @@ class BotProcess:
             extra.append("--no-flood-limit")
         if concurrent_updates:
             extra += ["--concurrent-updates", str(concurrent_updates)]
+        if legacy_update_slots:
+            extra.append("--legacy-update-slots")
         if budget_per_minute:
             extra += ["--purchase-limit", str(budget_per_minute),
                       "--cancel-limit", str(budget_per_minute)]

@@ -14,7 +14,7 @@ from tests.bench.common import Row, Table
 TINY = benchmarks.Config(
     name="tiny", minutes=2.0, ladder_ours=(15, 20), ladder_baseline=(15, 16), share_codes=4,
     users=8, walkers=4, steps=2, concurrency=4, paced_rate=5.0, paced_seconds=1.0,
-    db_users=50, active=10,
+    db_users=50, active=10, flood=20, flood_slow=1.5, flood_what_if=False,
 )
 
 
@@ -54,6 +54,7 @@ async def test_tiny_run_of_every_benchmark_builds_the_table() -> None:
     assert row(table, "Check requests per delivered OTP (15").met is True
     assert row(table, "Unanswered updates").ours == "0 / 0", raw
     assert "(10 restored)" in row(table, "Startup restore").ours
+    assert row(table, "… the flooding user").met is True, raw  # bounded queue, one note
     assert "updates:" in raw and "share:" in raw
 
 

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest_asyncio
 from cryptography.fernet import Fernet
 
@@ -51,6 +53,7 @@ class Harness:
     mode: FundingMode
     overrides: dict[str, Any] = field(default_factory=dict)
     app: DaisyApp | None = None
+    daisysim_transport: Any = None  # e.g. a GatedTransport; None: plain HTTP
 
     # ------------------------------------------------------------ lifecycle
     def settings(self) -> Settings:
@@ -73,7 +76,9 @@ class Harness:
 
     async def start_bot(self) -> DaisyApp:
         assert self.app is None
-        app = build_application(self.settings(), clock=self.clock)
+        app = build_application(
+            self.settings(), clock=self.clock, daisysim_transport=self.daisysim_transport
+        )
         await app.initialize()
         await startup(app)
         await app.start()
@@ -162,6 +167,31 @@ class Harness:
         return await user.wait_for(
             lambda m: m.message_id == confirm.message_id and "Number:" in m.text, WAIT
         )
+
+
+class GatedTransport(httpx.AsyncBaseTransport):
+    """Real HTTP to the simulator, except that requests whose path ends with one of
+    ``hold`` wait until :meth:`release` — a blocked upstream call, without wall-clock
+    sleeps. ``entered`` is set when a held request is on the wire."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self.hold: set[str] = set()
+        self.entered = asyncio.Event()
+        self._released = asyncio.Event()
+
+    def release(self) -> None:
+        self.hold.clear()
+        self._released.set()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if any(request.url.path.endswith(path) for path in self.hold):
+            self.entered.set()
+            await self._released.wait()
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 HarnessFactory = Callable[..., Awaitable[Harness]]

@@ -7,8 +7,9 @@ import re
 
 from telegram import Chat, Message, Update, User
 
+from bot.config import FundingMode
 from bot.ui.updates import PerUserUpdateProcessor
-from tests.e2e.conftest import BOB, WAIT, Harness
+from tests.e2e.conftest import ALICE, BOB, WAIT, GatedTransport, Harness, HarnessFactory
 
 
 async def test_a_slow_purchase_does_not_block_other_users(h: Harness) -> None:
@@ -64,4 +65,170 @@ async def test_processor_keeps_each_users_order_and_runs_users_concurrently() ->
     gate.set()
     await asyncio.gather(*tasks)
     assert log.index((1, "end")) < log.index((2, "start"))
-    assert processor._locks == {} and processor._users == {}
+    assert processor._queues == {}
+
+
+# ------------------------------------------------------------ issue 9.4: floods
+
+
+async def _spin(times: int = 50) -> None:
+    for _ in range(times):
+        await asyncio.sleep(0)
+
+
+async def test_a_users_queued_updates_hold_no_slot_and_the_queue_is_bounded() -> None:
+    """Two running slots; user 10's first update blocks, then 100 more of theirs
+    arrive: user 20 still runs at once, user 10's queue stays at 1 + 3, and every
+    dropped update reaches on_dropped (with the note once per burst)."""
+    dropped: list[tuple[int, bool]] = []
+
+    async def on_dropped(update: Update, note: bool) -> None:
+        dropped.append((update.update_id, note))
+
+    processor = PerUserUpdateProcessor(2, max_queued_per_user=3, on_dropped=on_dropped)
+    log: list[int] = []
+    gate = asyncio.Event()
+
+    async def work(update_id: int, slow: bool = False) -> None:
+        if slow:
+            await gate.wait()
+        log.append(update_id)
+
+    tasks = [asyncio.create_task(processor.process_update(_update(1, 10), work(1, True)))]
+    for uid in range(2, 102):
+        tasks.append(asyncio.create_task(processor.process_update(_update(uid, 10), work(uid))))
+        await _spin(2)
+        assert processor.queued(10) <= 1 + 3  # the bound holds at every moment
+    tasks.append(asyncio.create_task(processor.process_update(_update(500, 20), work(500))))
+    await _spin()
+    assert log == [500]  # user 20 was served while user 10's first update is blocked
+    assert processor.queued(10) == 4
+    assert [uid for uid, _ in dropped] == list(range(5, 102))  # 97 dropped, in order
+    assert [note for _, note in dropped] == [True] + [False] * 96  # one note per burst
+    assert processor.dropped == 97 and processor.notes_sent == 1
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert log == [500, 1, 2, 3, 4]  # the kept ones, in order
+    assert processor._queues == {}
+    # A new burst gets a new note.
+    gate.clear()
+    again = [asyncio.create_task(processor.process_update(_update(600, 10), work(600, True)))]
+    again += [asyncio.create_task(processor.process_update(_update(600 + i, 10), work(600 + i)))
+              for i in range(1, 6)]
+    await _spin()
+    gate.set()
+    await asyncio.gather(*again)
+    assert dropped[-2:] == [(604, True), (605, False)]
+    assert processor.dropped == 99 and processor.notes_sent == 2
+
+
+async def test_kept_updates_are_never_dropped() -> None:
+    processor = PerUserUpdateProcessor(
+        4, max_queued_per_user=0, keep=lambda u: isinstance(u, Update) and u.update_id == 3
+    )
+    gate = asyncio.Event()
+    ran: list[int] = []
+
+    async def work(update_id: int) -> None:
+        if update_id == 1:
+            await gate.wait()
+        ran.append(update_id)
+
+    tasks = [asyncio.create_task(processor.process_update(_update(i, 10), work(i)))
+             for i in (1, 2, 3)]
+    await _spin()
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert ran == [1, 3] and processor.dropped == 1
+
+
+async def test_one_users_flood_does_not_delay_another_users_start(
+    make_harness: HarnessFactory,
+) -> None:
+    """Issue 9.4 end to end: Alice's /buy waits on a blocked /apps call while she
+    sends 100 /help; Bob's /start is answered meanwhile, Alice's queue stays
+    bounded, and every dropped /help is covered by one polite note."""
+    from bot.app import MAX_QUEUED_PER_USER
+    from bot.ui.texts import plain
+
+    h = await make_harness(FundingMode.OPERATOR, start=False)
+    gate = GatedTransport()
+    gate.hold.add("/apps/USA")
+    h.daisysim_transport = gate
+    await h.start_bot()
+    alice, bob = h.user(), h.user(BOB, "Bob")
+    note_text = plain("en", "flood_note")
+    try:
+        await alice.send("/buy")
+        await asyncio.wait_for(gate.entered.wait(), WAIT)  # Alice's /apps is on the wire
+        for _ in range(100):
+            await alice.send("/help")
+        await bob.send("/start")
+        await bob.wait_for("What would you like to do?", WAIT)
+        note = await alice.wait_for(lambda m: m.text == note_text, WAIT)
+        assert gate.hold, "Bob was answered while Alice's /apps call was still blocked"
+        assert not any("Choose a service" in m.text for m in alice.bot_messages())
+        assert not any("How it works" in m.text for m in alice.bot_messages())
+        processor = h.app.update_processor  # type: ignore[union-attr]
+        assert isinstance(processor, PerUserUpdateProcessor)
+        assert processor.queued(ALICE) == 1 + MAX_QUEUED_PER_USER
+    finally:
+        gate.release()  # also when failing: the bot can then stop
+    await alice.wait_for("Choose a service", WAIT)
+    await h.settle()
+    helps = [m for m in alice.bot_messages() if "How it works" in m.text]
+    notes = [m for m in alice.bot_messages() if m.text == note_text]
+    assert len(helps) == MAX_QUEUED_PER_USER  # the queued ones, answered in order after /buy
+    assert notes == [note]  # once per burst
+    assert processor.dropped == 100 - MAX_QUEUED_PER_USER  # every /help: answered or dropped
+    assert len(helps) + processor.dropped == 100
+    assert processor.queued(ALICE) == 0
+    # Once the queue drained, Alice is served normally again (no note).
+    last = max(m.message_id for m in alice.bot_messages())
+    await alice.send("/help")
+    await alice.wait_for(lambda m: m.message_id > last and "How it works" in m.text, WAIT)
+    assert len([m for m in alice.bot_messages() if m.text == note_text]) == 1
+
+
+async def test_a_flood_of_button_presses_is_answered_and_noted_once(h: Harness) -> None:
+    """Dropped presses are answered (the spinner stops) with a short toast."""
+    from bot.app import MAX_QUEUED_PER_USER
+    from bot.ui.texts import plain
+
+    alice = h.user()
+    await alice.send("/start")
+    menu = await alice.wait_for("What would you like to do?", WAIT)
+    h.sim.add_fault("apps", latency=1.0)  # the first press waits on DaisySim a little
+    first = await alice.press_nowait("🛒 Buy a number", message_id=menu.message_id)
+    queries = [await alice.press_nowait("❓ Help", message_id=menu.message_id)
+               for _ in range(30)]
+    answers = [await h.fake.wait_callback_answer(q, WAIT) for q in [first, *queries]]
+    await h.settle()
+    toast = plain("en", "flood_toast")
+    assert sum(a.text == toast for a in answers) == 30 - MAX_QUEUED_PER_USER
+    assert len([m for m in alice.bot_messages() if m.text == plain("en", "flood_note")]) == 1
+
+
+def _text_update(text: str) -> Update:
+    user = User(1, "U", is_bot=False)
+    msg = Message(1, None, Chat(1, Chat.PRIVATE), from_user=user, text=text)  # type: ignore[arg-type]
+    return Update(1, message=msg)
+
+
+def test_messages_that_may_carry_a_key_are_never_dropped_in_own_key_mode() -> None:
+    from cryptography.fernet import Fernet
+
+    from bot.config import Settings
+    from bot.ui.flood import key_message
+
+    own = Settings(_env_file=None, bot_token="1:x", funding_mode=FundingMode.OWN_KEY,
+                   encryption_key=Fernet.generate_key().decode())
+    operator = Settings(_env_file=None, bot_token="1:x", funding_mode=FundingMode.OPERATOR,
+                        daisysim_api_key="sk_operator_0123456789")
+    keep, keep_op = key_message(own), key_message(operator)
+    for text in ("/key sk_user_alice_0123456789", "/key", "/key@daisy_bot whatever",
+                 "sk_user_alice_0123456789"):
+        assert keep(_text_update(text)), text
+        assert not keep_op(_text_update(text)), text
+    for text in ("/help", "/keyboard", "hello"):
+        assert not keep(_text_update(text)), text

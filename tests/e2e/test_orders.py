@@ -53,7 +53,7 @@ async def test_cancel_button_appears_at_the_lock_and_refunds(h: Harness) -> None
     alice = h.user()
     order = await h.buy(alice, "Telegram · $1.40")  # bought at 2026-01-01 00:00:00 UTC
     assert not order.has_button(CANCEL)
-    assert "Cancel & refund becomes available at 00:03 UTC (in 3:00 as of 00:00 UTC)" in (
+    assert "Cancel & refund available from 00:03 UTC (in 3:00 as of 00:00 UTC)" in (
         order.text
     )
     assert "expires 00:20 UTC" in order.text  # absolute times: they never go stale
@@ -85,7 +85,8 @@ async def test_too_early_cancel_shows_seconds_left(h: Harness) -> None:
     before = alice.message(order.message_id)
     answer = await alice.press_data(f"act:cancel:{act.id}", order.message_id)
     assert answer.show_alert
-    assert answer.text is not None and re.search(r"cancel 1[12]\d s from now", answer.text)
+    assert answer.text is not None and re.search(
+        r"cancel from 00:03 UTC \(120 s from now", answer.text)
     await h.settle()
     after = alice.message(order.message_id)
     assert not after.has_button(CANCEL) and after.text.split("Status")[0] == before.text.split(
@@ -279,3 +280,33 @@ async def test_interrupted_code_event_updates_the_order_but_never_pushes_again(
     assert len(h.fake.calls_to("sendMessage")) == sent_before  # no second push
     assert len(otp_messages(alice)) == 1
     assert "313131" in alice.message(order.message_id).text  # the order shows the code
+
+
+async def test_an_off_minute_purchase_states_only_true_times(h: Harness) -> None:
+    """Issue 9.7 end to end: bought at 00:00:11.3, the button opens at 00:03:11.3.
+    The order, its button, the toast, the refresh and the wallet say so exactly
+    (before the fix: "available at 00:04 UTC", almost a minute late)."""
+    alice = h.user()
+    h.clock.set(h.clock.now() + 11.3)
+    order = await h.buy(alice, "Telegram · $1.40")
+    assert "Cancel & refund available from 00:03:12 UTC (in 3:01 as of 00:00:11 UTC)" in (
+        order.text
+    )
+    assert "expires 00:20:11 UTC" in order.text
+    assert order.has_button("🔒 Cancel from 00:03:12 UTC")
+    await h.advance(150)  # 00:02:41.3
+    answer = await alice.press("🔒 Cancel from 00:03:12 UTC", message_id=order.message_id)
+    assert answer.text is not None and answer.show_alert
+    assert "You can cancel from 00:03:12 UTC (31 s from now" in answer.text, answer.text
+    await alice.wait_for(
+        lambda m: m.message_id == order.message_id
+        and "available from 00:03:12 UTC (in 0:31 as of 00:02:41 UTC)" in m.text,
+        WAIT,
+    )
+    await h.advance(29.9)  # 00:03:11.2: not yet
+    assert not alice.message(order.message_id).has_button(CANCEL)
+    await h.advance(0.1)  # 00:03:11.3: open — before 00:03:12, so "from 00:03:12" held
+    assert alice.message(order.message_id).has_button(CANCEL)
+    await alice.send("/wallet")
+    wallet = await alice.wait_for("Wallet", WAIT)
+    assert "2026-01-01 00:00:11 · -$1.40" in wallet.text, wallet.text

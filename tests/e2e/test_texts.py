@@ -96,7 +96,10 @@ def test_money(amount: Decimal | None, text: str) -> None:
 def test_duration() -> None:
     assert texts.fmt_duration(180) == "3:00"
     assert texts.fmt_duration(0.2) == "0:01"
-    assert texts.fmt_duration(1200) == "20 min"
+    assert texts.fmt_duration(1200) == "20:00"  # exact, never "20 min" for 19:01
+    assert texts.fmt_duration(1141) == "19:01"
+    assert texts.fmt_duration(3725) == "1:02:05"
+    assert texts.fmt_duration(29.3) == "0:30"  # a wait rounds up: never shorter
     assert texts.fmt_duration(-5) == "0:00"
 
 
@@ -270,7 +273,7 @@ def test_cancel_button_only_after_the_lock() -> None:
         return [b.text for row in screen.markup.inline_keyboard for b in row]
 
     assert "❌ Cancel & refund" not in labels(before)
-    assert "becomes available at 00:03 UTC (in 0:01 as of 00:02 UTC)" in before.text
+    assert "available from 00:03 UTC (in 0:01 as of 00:02:59 UTC)" in before.text
     assert "🔒 Cancel from 00:03 UTC" in labels(before)  # a different, "locked" label
     assert not any(label.startswith("🔒") for label in labels(after))
     assert "❌ Cancel & refund" in labels(after)
@@ -366,14 +369,48 @@ def test_history_and_order_use_one_vocabulary() -> None:
 
 def test_absolute_times_in_utc() -> None:
     assert texts.fmt_time(NOW + 1200) == "00:20 UTC"
-    assert texts.fmt_time(NOW + 1259) == "00:20 UTC"
-    assert texts.fmt_time(NOW + 181, round_up=True) == "00:04 UTC"  # never a minute early
+    assert texts.fmt_time(NOW + 1259) == "00:20:59 UTC"  # the minute form only when exact
+    assert texts.fmt_time(NOW + 1259.7) == "00:20:59 UTC"  # "now"/"expires": the second it is in
+    assert texts.fmt_time(NOW + 181, round_up=True) == "00:03:01 UTC"
+    assert texts.fmt_time(NOW + 180.2, round_up=True) == "00:03:01 UTC"  # "from": never early
     assert texts.fmt_time(NOW + 180, round_up=True) == "00:03 UTC"
+    assert texts.fmt_time(NOW + 180 + 1e-9, round_up=True) == "00:03 UTC"  # float noise
+    assert texts.fmt_clock(NOW + 221) == "2026-01-01 00:03:41"
+    assert texts.fmt_clock(NOW + 180) == "2026-01-01 00:03"
     waiting = views.order("en", _activation(ActivationState.WAITING, cancel_after=NOW + 190),
                           NOW + 70)
     text = texts.strip_html(waiting.text)
     assert "expires 00:20 UTC" in text
-    assert "becomes available at 00:04 UTC (in 2:00 as of 00:01 UTC)" in text
+    assert "available from 00:03:10 UTC (in 2:00 as of 00:01:10 UTC)" in text
+
+
+@pytest.mark.parametrize("now_offset", [0.0, 0.4, 0.99, 17.5, 59.0, 149.01])
+def test_every_stated_cancel_time_agrees_and_is_never_early(now_offset: float) -> None:
+    """Issue 9.7: "available at 08:03 (in 0:30 as of 08:01)" for a button that opened
+    at 08:02:11. Purchase at an off-minute, off-second moment: the "from" time is the
+    first whole second the button is open, "as of" the second now is in, and the wait
+    is exactly their difference — in the text, the button label and the toast."""
+    purchased = NOW + 11.3  # 00:00:11.3
+    cancel_after = purchased + 180  # the button opens at 00:03:11.3
+    a = _activation(ActivationState.WAITING, cancel_after=cancel_after)
+    now = purchased + now_offset
+    text = texts.strip_html(views.order("en", a, now).text)
+    found = re.search(r"available from (\d\d):(\d\d):(\d\d) UTC \(in (\d+):(\d\d) as of "
+                      r"(\d\d):(\d\d):(\d\d) UTC\)", text)
+    assert found, text
+    hh, mm, ss, lm, ls, nh, nm, ns = (int(g) for g in found.groups())
+    at = NOW + hh * 3600 + mm * 60 + ss
+    as_of = NOW + nh * 3600 + nm * 60 + ns
+    assert at >= cancel_after > at - 1  # never early, less than a second late
+    assert as_of <= now < as_of + 1  # the second "now" is in
+    assert at - as_of == lm * 60 + ls  # the three numbers agree exactly
+    assert (hh, mm, ss) == (0, 3, 12)
+    markup = views.order("en", a, now).markup
+    assert markup is not None
+    labels = [b.text for row in markup.inline_keyboard for b in row]
+    assert "🔒 Cancel from 00:03:12 UTC" in labels
+    assert texts.seconds_until(cancel_after, now) == at - as_of
+
 
 
 def test_stats_rate_counts_finished_orders_only() -> None:

@@ -119,6 +119,45 @@ async def test_a_pasted_key_in_operator_mode_is_left_alone(h: Harness) -> None:
     assert not _deleted(alice, BOGUS_KEY)
 
 
+async def test_key_sent_with_the_command_is_deleted_and_linked(
+    make_harness: HarnessFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 9.6: ``/key sk_…`` in one message was ignored and the key stayed in the chat."""
+    caplog.set_level(logging.DEBUG)
+    h = await make_harness(FundingMode.OWN_KEY)
+    alice = h.user()
+    await alice.send(f"/key {BOGUS_KEY}")
+    rejected = await alice.wait_for("DaisySim rejected that key", WAIT)
+    assert _deleted(alice, f"/key {BOGUS_KEY}")
+    assert await h.engine.key_info(ALICE) is None
+    await alice.send(f"/key   {USER_KEY} ")
+    linked = await alice.wait_for("Key linked", WAIT)
+    assert linked.message_id > rejected.message_id
+    masked = linked.entity_texts("code")[0]
+    assert masked == await h.engine.key_info(ALICE)
+    assert USER_KEY not in linked.text and len(masked) < len(USER_KEY)
+    assert "$20.00" in linked.text and "alice@example.com" in linked.text
+    assert _deleted(alice, f"/key   {USER_KEY}")
+    # Not a key at all: deleted anyway (it may be a mistyped one), and said so.
+    await alice.send("/key not a key")
+    await alice.wait_for("doesn't look like an API key", WAIT)
+    assert _deleted(alice, "/key not a key")
+    assert await h.engine.key_info(ALICE) == masked
+    # No request the bot made, no message left in the chat and no log line has the key.
+    assert all(USER_KEY not in repr(call.params) for call in h.fake.calls)
+    assert all(USER_KEY not in m.text for m in alice.chat())
+    await h.stop_bot()
+    logged = caplog.text + "\n".join(str(r.msg) + repr(r.args) for r in caplog.records)
+    assert caplog.records and USER_KEY not in logged and BOGUS_KEY not in logged
+
+
+async def test_key_with_the_command_in_operator_mode_is_deleted(h: Harness) -> None:
+    alice = h.user()
+    await alice.send(f"/key {USER_KEY}")
+    await alice.wait_for("you don't need a key", WAIT)
+    assert _deleted(alice, f"/key {USER_KEY}")
+
+
 # ---------------------------------------------------------- 2. /cancel, timeout
 
 
@@ -275,9 +314,9 @@ async def test_locked_cancel_button_explains_and_unlocks(h: Harness) -> None:
     await h.advance(100)
     answer = await alice.press(LOCKED, message_id=order.message_id)
     assert answer.show_alert and answer.text is not None
-    assert re.search(r"You can cancel 80 s from now", answer.text), answer.text
+    assert re.search(r"You can cancel from 00:03 UTC \(80 s from now", answer.text), answer.text
     refreshed = await alice.wait_for(
-        lambda m: m.message_id == order.message_id and "(in 1:20 as of 00:01 UTC)" in m.text,
+        lambda m: m.message_id == order.message_id and "(in 1:20 as of 00:01:40 UTC)" in m.text,
         WAIT,
     )
     assert refreshed.has_button(LOCKED)

@@ -994,3 +994,52 @@ async def test_unconfirmed_updates_survive_a_bot_restart(fake: FakeTelegram) -> 
         assert sum("Welcome" in m.text for m in bob.bot_messages()) == 1
     finally:
         await _stop(app2)
+
+
+# ------------------------------------------------------------ persistence (issue 9.8)
+
+
+async def test_chats_survive_a_restart_through_export_and_import(
+    fake: FakeTelegram, bot: telegram.Bot, alice: FakeUser
+) -> None:
+    """The playground keeps the stand-in's chats across restarts: messages (so edits
+    still work), message ids, update offsets, "started"; deleted messages are gone."""
+    sent = await bot.send_message(alice.id, "<b>order</b>", parse_mode="HTML",
+                                  reply_markup=kb([InlineKeyboardButton("Go", callback_data="g")]))
+    secret = await bot.send_message(alice.id, "sk_deleted_secret_0123456789")
+    await bot.delete_message(alice.id, secret.message_id)
+    updates = await bot.get_updates(timeout=0)
+    await bot.get_updates(offset=updates[-1].update_id + 1, timeout=0)  # confirmed
+    await alice.send("pending")  # not yet fetched by the bot
+    state = fake.export_state()
+    assert "sk_deleted_secret" not in json.dumps(state)
+
+    fresh = FakeTelegram(TOKEN)
+    fresh.import_state(json.loads(json.dumps(state)))
+    await fresh.start()
+    try:
+        again = telegram.Bot(TOKEN, base_url=fresh.api_base)
+        await again.initialize()
+        try:
+            user = fresh.user(alice.id)
+            assert [m.text for m in user.chat()] == ["hi", "order", "pending"]
+            assert user.message(sent.message_id).entity_texts("bold") == ["order"]
+            [pending] = await again.get_updates(timeout=0)  # offsets continue
+            assert pending.message is not None and pending.message.text == "pending"
+            assert pending.update_id > updates[-1].update_id
+            edited = await again.edit_message_text("order · done", chat_id=alice.id,
+                                                   message_id=sent.message_id)
+            assert isinstance(edited, Message) and edited.message_id == sent.message_id
+            new = await again.send_message(alice.id, "after the restart")  # chat started
+            assert new.message_id > secret.message_id  # ids never reused
+            await user.send("next")
+            [nxt] = await again.get_updates(offset=pending.update_id + 1, timeout=0)
+            assert nxt.update_id == pending.update_id + 1
+        finally:
+            await again.shutdown()
+    finally:
+        await fresh.close()
+    with pytest.raises(ValueError):
+        FakeTelegram(TOKEN).import_state({"version": 99})
+    with pytest.raises(ValueError):
+        FakeTelegram(TOKEN).import_state({"version": 1, "chats": [{"user": {}}]})

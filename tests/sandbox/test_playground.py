@@ -230,3 +230,54 @@ def test_cli_options() -> None:
                 ["--cancel-lock", "0"], ["--auto-sms-ratio", "2"]):
         with pytest.raises(SystemExit):
             options_from_args(bad)
+
+
+async def test_the_panel_shows_balances_as_precisely_as_the_bot(playground: Factory) -> None:
+    """Issue 9.8: the panel said $10.92 (rounded to cents) while the bot said $10.917."""
+    pg = await playground(users=2)
+    engine = pg.app.bot_data.engine
+    await engine.admin_adjust(ALICE, ALICE, Decimal("0.917"), "test")
+    assert pg.operator_key is not None
+    pg.sim.core.accounts[pg.operator_key].balance = Decimal("998.9170")
+    assert pg.panel_provider is not None
+    panel = await pg.panel_provider.panel()
+    assert panel["wallet"] == "Alice: $10.917 · Bob: $10.00"
+    assert panel["operator's DaisySim wallet"] == "$998.917"
+    alice = pg.fake.user(ALICE)
+    await alice.send("/wallet")
+    wallet = await alice.wait_for("Wallet", WAIT)
+    assert "$10.917" in wallet.text  # the same figure in the chat
+
+
+async def test_after_a_restart_the_failure_notice_reaches_the_chat(
+    playground: Factory, tmp_path: Path
+) -> None:
+    """Issue 9.8: after a restart, numbers that failed upstream were refunded without
+    a word: the stand-in's chats were wiped, so the notice was refused (403: chat not
+    started) and the order message could not be edited. The chats are kept now."""
+    pg = await playground(users=2)
+    phone = await _buy_signal(pg, ALICE)
+    for _ in range(int(WAIT / 0.1)):  # the order message id is stored just after the edit
+        [act] = (await pg.app.bot_data.engine.history(ALICE)).items
+        if act.message_id is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert act.message_id is not None
+    before = [(m.message_id, m.text) for m in pg.fake.user(ALICE).chat()]
+    await pg.close()
+    assert (tmp_path / "data" / "telegram.json").stat().st_mode & 0o077 == 0
+
+    pg2 = await playground(users=2)  # same --data
+    alice = pg2.fake.user(ALICE)
+    assert [(m.message_id, m.text) for m in alice.chat()][: len(before)] == before
+    notice = await alice.wait_for("The Signal purchase failed", WAIT, since=0)
+    assert "$0.60 refunded" in notice.text
+    order = alice.message(act.message_id)  # the old order message, edited in place
+    assert phone in order.text and "refunded" in order.text, order.describe()
+    assert notice.message_id > max(mid for mid, _ in before)
+    assert (await pg2.app.bot_data.engine.wallet(ALICE)).balance == Decimal("10.00")
+    await pg2.close()
+
+    # --fresh forgets the chats with the database.
+    pg3 = await playground(users=2, fresh=True)
+    assert pg3.fake.user(ALICE).chat() == []

@@ -80,11 +80,24 @@ async def _delete_key_message(message: Message, user_id: int) -> bool:
 
 @stop_propagation
 async def key_entry(update: Update, context: BotContext) -> int:
-    """``/key`` or the menu's "API key": show the status and wait for a key."""
+    """``/key`` or the menu's "API key": show the status and wait for a key.
+    ``/key <key>`` in one message links that key at once (the message is deleted)."""
     user_id = user_id_of(update)
     lang = lang_of(update, context)
     if update.callback_query is not None:
         await answer(update.callback_query)
+    inline_key = _command_argument(update.message)
+    if update.message is not None and inline_key is not None:
+        # "/key sk_…" in one message: the key is in the chat now. Delete it at once
+        # and link it, exactly as a key sent at the prompt.
+        if not own_key(context):
+            register_secret(inline_key)
+            if not await _delete_key_message(update.message, user_id):
+                await send(update, context, Screen(t(lang, "key_delete_failed")))
+            await show(update, context, Screen(t(lang, "key_operator_mode"),
+                                               kb.back_home_kb(lang)))
+            return ConversationHandler.END
+        return await _link_sent_key(update, context, inline_key)
     if not own_key(context):
         await show(update, context, Screen(t(lang, "key_operator_mode"), kb.back_home_kb(lang)))
         return ConversationHandler.END
@@ -99,13 +112,30 @@ async def key_entry(update: Update, context: BotContext) -> int:
     return AWAIT_KEY
 
 
+def _command_argument(message: Message | None) -> str | None:
+    """What follows ``/key`` in the same message (``None``: nothing)."""
+    if message is None or message.text is None:
+        return None
+    parts = message.text.split(maxsplit=1)
+    if len(parts) < 2 or not parts[1].strip():
+        return None
+    return parts[1].strip()
+
+
 async def key_received(update: Update, context: BotContext) -> int:
     message = update.message
     if message is None or message.text is None:
         raise ApplicationHandlerStop(AWAIT_KEY)
+    return await _link_sent_key(update, context, message.text.strip())
+
+
+async def _link_sent_key(update: Update, context: BotContext, candidate: str) -> int:
+    """The user's message carries ``candidate`` (at the prompt, or after ``/key``):
+    delete the message, then check and link the key. Stops propagation."""
+    message = update.message
+    assert message is not None
     user_id = user_id_of(update)
     lang = lang_of(update, context)
-    candidate = message.text.strip()
     register_secret(candidate)  # before anything can log it
     deleted = await _delete_key_message(message, user_id)
     if not deleted:

@@ -12,7 +12,7 @@ from bot.ui import views
 from bot.ui.context import BotContext
 from bot.ui.handlers.buy import make_live
 from bot.ui.handlers.common import answer, edit, lang_of, own_key, pressed, send, show, user_id_of
-from bot.ui.texts import fmt_lock, plain
+from bot.ui.texts import fmt_lock, fmt_wait, plain, seconds_until
 
 __all__ = ["active_command", "order_callback"]
 
@@ -53,13 +53,16 @@ async def order_callback(update: Update, context: BotContext) -> None:
             return
         activation = result.activation
         if result.outcome == "too_early":
-            seconds = result.seconds_left
-            if seconds is None:
-                seconds = max(1, int(activation.cancel_after - clock.now() + 0.999))
+            now = clock.now()
+            opens = activation.cancel_after
+            if result.seconds_left is not None and result.seconds_left > seconds_until(opens, now):
+                opens = now + result.seconds_left  # DaisySim said later than we knew
+            at, _, _ = fmt_wait(opens, now)
             await answer(query, plain(
                     lang,
                     "cb_too_early",
-                    seconds=seconds,
+                    at=at,
+                    seconds=seconds_until(opens, now),
                     lock=fmt_lock(context.settings.cancel_lock_seconds),
                 ), alert=True)
         elif result.outcome == "refunded":
