@@ -65,11 +65,15 @@ the order can be updated; render idempotently.
 
 Scheduling
 ----------
-The engine never sleeps and starts no background task. It keeps an in-memory timer
-heap (rebuilt from the database by :meth:`start`): poll rounds per account, unlock
-and expiry times, cancel and reconciliation retries, event (re)delivery.
-:meth:`run_due` does everything due and returns the next due time (clock time) or
-None; :meth:`next_due` tells it without doing anything; the waker given to
+The engine never sleeps. It keeps an in-memory timer heap (rebuilt from the database
+by :meth:`start`): poll rounds per account, unlock and expiry times, cancel and
+reconciliation retries, event (re)delivery. :meth:`run_due` does everything due and
+returns the next due time (clock time) or None; :meth:`next_due` tells it without
+doing anything. Poll rounds of different accounts run concurrently; one that takes
+longer than ``poll_patience`` real seconds (a slow upstream; every request has a
+total deadline) finishes in the background and calls the waker when done, so a slow
+account never delays the others (the only background tasks; ``close`` ends them).
+The waker given to
 :meth:`set_waker` is called (synchronously) with a due time whenever new work
 appears earlier than the time last returned/reported (after ``buy``, a pending
 cancel, a new event, ``subscribe``, ``start``). With PTB's JobQueue: keep one
@@ -161,6 +165,8 @@ MIN_PURCHASE_SETTLE = 60.0
 EVENT_MAX_ATTEMPTS = 20  # then the event is dead-lettered (logged, marked delivered)
 AUTH_RETRY = 300.0  # key rejected / account blocked: retry this much later
 MAX_PASSES = 20  # run_due: passes over timers that became due while working
+POLL_CONCURRENCY = 8  # accounts whose poll rounds run at the same time
+POLL_PATIENCE = 2.0  # real s run_due waits for a slow round before leaving it running
 MIN_RETRY = 0.05
 
 POLLABLE = ("waiting", "cancelling", "expired")
@@ -367,6 +373,10 @@ class Engine:
         self._rerun = False
         self._started = False
         self._events_ignore_backoff = False
+        self.poll_patience = POLL_PATIENCE
+        self._poll_slots = asyncio.Semaphore(POLL_CONCURRENCY)
+        self._poll_tasks: dict[int, asyncio.Task[None]] = {}
+        self._detached_polls: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ plumbing
     def _default_client(self, api_key: str) -> DaisySimClient:
@@ -441,6 +451,11 @@ class Engine:
         self._notify()
 
     async def close(self) -> None:
+        rounds = list(self._poll_tasks.values())
+        for task in rounds:
+            task.cancel()
+        if rounds:
+            await asyncio.gather(*rounds, return_exceptions=True)
         async with self._run_lock:
             for acc in self._accounts.values():
                 await self._close_client(acc.client)
@@ -534,22 +549,54 @@ class Engine:
                 events = True
         if cancels:
             await self._run_cancels(cancels, now)
-        for account_id in polls:
-            acc = self._accounts.get(account_id)
-            if acc is None:
-                continue
-            try:
-                await self._poll_round(acc, now)
-            except Exception:
-                logger.exception("account %d: poll round failed", account_id)
-                acc.poll_backoff_until = now + 30.0
-                self._schedule_poll(acc, now)
+        if polls:
+            await self._run_polls(polls, now)
         if events:
             try:
                 await self._dispatch(now)
             except Exception:
                 logger.exception("event dispatch failed")
                 self._timers.set(("events",), now + 30.0)
+
+    async def _run_polls(self, account_ids: list[int], now: float) -> None:
+        """Poll rounds of several accounts at once (at most POLL_CONCURRENCY), each
+        account independent of the others: ``run_due`` waits for them up to
+        ``poll_patience`` (real) seconds; a round still running then (a slow
+        upstream: each request is bounded by the DaisySim deadline) finishes in
+        the background and wakes the engine, so one slow account never holds up
+        the others' rounds and code deliveries. One round per account at a time
+        (the account's check budget is planned per round)."""
+        started: list[asyncio.Task[None]] = []
+        for account_id in account_ids:
+            acc = self._accounts.get(account_id)
+            if acc is None or account_id in self._poll_tasks:
+                continue  # a round still running reschedules the account when done
+            task = asyncio.ensure_future(self._guarded_round(acc, now))
+            self._poll_tasks[account_id] = task
+            started.append(task)
+        if not started:
+            return
+        _, pending = await asyncio.wait(started, timeout=self.poll_patience)
+        for task in pending:
+            self._detached_polls.add(task)
+        if pending:
+            logger.info("%d slow poll round(s) continue in the background", len(pending))
+
+    async def _guarded_round(self, acc: _Account, now: float) -> None:
+        try:
+            async with self._poll_slots:
+                await self._poll_round(acc, now)
+        except Exception:
+            logger.exception("account %d: poll round failed", acc.id)
+            acc.poll_backoff_until = now + 30.0
+            self._schedule_poll(acc, now)
+        finally:
+            task = self._poll_tasks.pop(acc.id, None)
+            if task is not None and task in self._detached_polls:
+                # Finished after run_due returned: its codes' events (and the next
+                # round) are due now, tell the scheduler.
+                self._detached_polls.discard(task)
+                self._notify()
 
     # ------------------------------------------------------------------ accounts
     async def _ensure_operator_account(self, now: float) -> None:
@@ -1085,7 +1132,11 @@ class Engine:
         purchased_at = min(purchased_at, now)
         try:
             async with self.db.transaction():
-                if self.mode is FundingMode.OPERATOR:
+                if purchase.amount_charged is None:
+                    # Recovered through /history with an unreadable amount: the
+                    # price the user confirmed (and, in operator mode, held).
+                    price = row.price
+                elif self.mode is FundingMode.OPERATOR:
                     price = user_price(purchase.amount_charged, self.markup)
                 else:
                     price = quantize(purchase.amount_charged)
