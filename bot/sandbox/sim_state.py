@@ -170,6 +170,7 @@ class Fault:
     drop: bool = False
     trickle: float = 0.0  # slow-loris: headers, then the body one byte per this many s
     patch: dict[str, Any] | None = None  # success answers: data fields replaced (raw)
+    account: str | None = None  # only requests with this API key (None: any)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -182,6 +183,7 @@ class Fault:
             "drop": self.drop,
             "trickle": self.trickle,
             "patch": None if self.patch is None else {k: str(v) for k, v in self.patch.items()},
+            "account": None if self.account is None else "…" + self.account[-4:],
         }
 
 
@@ -449,6 +451,7 @@ class SimState:
         drop: bool = False,
         trickle: float = 0.0,
         patch: dict[str, Any] | None = None,
+        account: str | None = None,
     ) -> Fault:
         if endpoint not in FAULT_ENDPOINTS:
             raise ControlError(422, f"endpoint must be one of {', '.join(FAULT_ENDPOINTS)}")
@@ -462,6 +465,8 @@ class SimState:
             code = {409: "CONCURRENT_ERROR", 502: "PROVIDER_ERROR"}.get(status, "SERVER_ERROR")
         if trickle < 0:
             raise ControlError(422, "trickle must be >= 0")
+        if account is not None and not isinstance(account, str):
+            raise ControlError(422, "api_key must be a string")
         if patch is not None and (
             not isinstance(patch, dict) or not patch or not all(isinstance(k, str) for k in patch)
         ):
@@ -478,7 +483,7 @@ class SimState:
             message = DEFAULT_FAULT_MESSAGES.get(code or "", "Server error.")
         fault = Fault(
             endpoint, count, status, code, message, float(latency), drop, float(trickle),
-            dict(patch) if patch else None,
+            dict(patch) if patch else None, account,
         )
         self.faults.append(fault)
         return fault
@@ -524,10 +529,31 @@ class SimState:
         self.faults.clear()
         self.random_faults = None
 
-    def take_fault(self, endpoint: str) -> FaultAction | None:
-        """Consume the fault (if any) that applies to this request."""
+    def take_fault_for(self, api_key: str, endpoint: str) -> FaultAction | None:
+        """Consume the fault (if any) that applies to this account's request: one
+        added for this account first, else :meth:`take_fault`."""
         for fault in self.faults:
-            if fault.remaining > 0 and fault.endpoint in (endpoint, "any"):
+            if (
+                fault.account == api_key
+                and fault.remaining > 0
+                and fault.endpoint in (endpoint, "any")
+            ):
+                fault.remaining -= 1
+                if fault.remaining == 0:
+                    self.faults.remove(fault)
+                return FaultAction(
+                    fault.latency, fault.status, fault.code, fault.message, fault.drop,
+                    fault.trickle, fault.patch,
+                )
+        return self.take_fault(endpoint)
+
+    def take_fault(self, endpoint: str) -> FaultAction | None:
+        """Consume the fault (if any, not tied to an account) or the random fault
+        that applies to this request."""
+        for fault in self.faults:
+            if fault.account is None and fault.remaining > 0 and fault.endpoint in (
+                endpoint, "any"
+            ):
                 fault.remaining -= 1
                 if fault.remaining == 0:
                     self.faults.remove(fault)

@@ -303,10 +303,12 @@ class Simulator:
         drop: bool = False,
         trickle: float = 0.0,
         patch: dict[str, Any] | None = None,
+        api_key: str | None = None,
     ) -> Fault:
         """The next ``count`` requests to ``endpoint`` fail / are slowed / are dropped /
         have their answer trickled one byte per ``trickle`` s / have ``patch`` applied
-        to their answer (see the module docstring and :func:`apply_patch`)."""
+        to their answer (see the module docstring and :func:`apply_patch`). With
+        ``api_key``, only that account's requests."""
         return self.core.add_fault(
             endpoint,
             count=count,
@@ -317,6 +319,7 @@ class Simulator:
             drop=drop,
             trickle=trickle,
             patch=patch,
+            account=api_key,
         )
 
     def set_random_faults(
@@ -405,7 +408,7 @@ class Simulator:
             core.check_account_state(acct)
             if bucket is not None:
                 core.hit_rate_limit(acct, bucket, endpoint)
-            fault = core.take_fault(endpoint)
+            fault = core.take_fault_for(acct.api_key, endpoint)
             if fault is not None and fault.latency > 0:
                 if request.can_read_body:
                     await request.read()  # cached: the work goes on if the client gives up
@@ -655,6 +658,7 @@ class Simulator:
                     drop=bool(body.get("drop", False)),
                     trickle=float(body.get("trickle") or 0.0),
                     patch=body.get("patch"),
+                    account=body.get("api_key"),
                 )
         except (TypeError, ValueError, IndexError) as exc:
             raise ControlError(422, f"bad fault specification: {exc}") from None
