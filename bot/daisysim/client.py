@@ -155,6 +155,8 @@ class DaisySimClient:
             raise ValueError("api_key is required")
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
+        if not timeout > 0:
+            raise ValueError("timeout (the total deadline of a request) must be > 0")
         self._api_key = api_key
         self._fingerprint = key_fingerprint(api_key)
         self.base_url = base_url.rstrip("/")
