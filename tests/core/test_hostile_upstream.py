@@ -64,6 +64,27 @@ async def test_unreadable_amount_in_history_records_the_confirmed_price(h: Harne
     assert (await eng.wallet(ALICE)).spent_this_month == Decimal("0.6")
 
 
+@pytest.mark.parametrize("refund", [Decimal(-5), Decimal("1E+30")], ids=str)
+async def test_absurd_refund_answer_is_retried_and_recorded_sanely(
+    h: Harness, refund: Decimal
+) -> None:
+    """An own-key cancel answered with an absurd refund is not taken as the
+    refund: the cancel is retried, DaisySim then says it is already cancelled,
+    and the refund recorded is what the number cost."""
+    eng = await h.engine("own_key")
+    await eng.link_key(ALICE, USER_KEY)
+    act = await eng.buy(ALICE, "Signal", None, Decimal("0.6"), request_id="r1")
+    await h.run_for(eng, eng.cancel_lock + 1)
+    h.sim.add_fault("cancel", patch={"refund": refund}, api_key=USER_KEY)
+    await eng.cancel(ALICE, act.id)
+    await h.run_for(eng, 600)
+    done = await eng.get_activation(ALICE, act.id)
+    assert done.state == ActivationState.REFUNDED
+    assert done.refund_amount == Decimal("0.6")
+    assert h.sim_refunds(USER_KEY) == {act.remote_id: 1}  # refunded once upstream
+    assert h.kinds(act.id).count(EventKind.REFUNDED) == 1
+
+
 async def test_purchase_hitting_the_deadline_is_reconciled(h: Harness) -> None:
     """The answer trickles one byte per 0.2 s: each read is far inside httpx's
     per-read timeout, so without a total deadline the Confirm hung for the whole
