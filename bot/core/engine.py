@@ -70,7 +70,7 @@ by :meth:`start`): poll rounds per account, unlock and expiry times, cancel and
 reconciliation retries, event (re)delivery. :meth:`run_due` does everything due and
 returns the next due time (clock time) or None; :meth:`next_due` tells it without
 doing anything. Poll rounds of different accounts run concurrently; one that takes
-longer than ``poll_patience`` real seconds (a slow upstream; every request has a
+longer than ``poll_rounds.patience`` real seconds (a slow upstream; every request has a
 total deadline) finishes in the background and calls the waker when done, so a slow
 account never delays the others (the only background tasks; ``close`` ends them).
 The waker given to
@@ -88,6 +88,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import heapq
 import itertools
 import logging
@@ -143,6 +144,7 @@ from bot.core.poller import (
     split_batches,
 )
 from bot.core.pricing import quantize, user_price
+from bot.core.rounds import Rounds
 from bot.core.wallets import Wallets
 from bot.daisysim import errors as ds
 from bot.daisysim.client import DaisySimClient
@@ -373,10 +375,9 @@ class Engine:
         self._rerun = False
         self._started = False
         self._events_ignore_backoff = False
-        self.poll_patience = POLL_PATIENCE
-        self._poll_slots = asyncio.Semaphore(POLL_CONCURRENCY)
-        self._poll_tasks: dict[int, asyncio.Task[None]] = {}
-        self._detached_polls: set[asyncio.Task[None]] = set()
+        self.poll_rounds = Rounds(
+            concurrency=POLL_CONCURRENCY, patience=POLL_PATIENCE, on_late_done=self._notify
+        )
 
     # ------------------------------------------------------------------ plumbing
     def _default_client(self, api_key: str) -> DaisySimClient:
@@ -451,11 +452,7 @@ class Engine:
         self._notify()
 
     async def close(self) -> None:
-        rounds = list(self._poll_tasks.values())
-        for task in rounds:
-            task.cancel()
-        if rounds:
-            await asyncio.gather(*rounds, return_exceptions=True)
+        await self.poll_rounds.close()
         async with self._run_lock:
             for acc in self._accounts.values():
                 await self._close_client(acc.client)
@@ -549,8 +546,11 @@ class Engine:
                 events = True
         if cancels:
             await self._run_cancels(cancels, now)
-        if polls:
-            await self._run_polls(polls, now)
+        if polls:  # concurrently, one slow account never holding up the others
+            await self.poll_rounds.run({
+                acc.id: functools.partial(self._poll_account, acc, now)
+                for acc in (self._accounts.get(a) for a in polls) if acc is not None
+            })
         if events:
             try:
                 await self._dispatch(now)
@@ -558,45 +558,13 @@ class Engine:
                 logger.exception("event dispatch failed")
                 self._timers.set(("events",), now + 30.0)
 
-    async def _run_polls(self, account_ids: list[int], now: float) -> None:
-        """Poll rounds of several accounts at once (at most POLL_CONCURRENCY), each
-        account independent of the others: ``run_due`` waits for them up to
-        ``poll_patience`` (real) seconds; a round still running then (a slow
-        upstream: each request is bounded by the DaisySim deadline) finishes in
-        the background and wakes the engine, so one slow account never holds up
-        the others' rounds and code deliveries. One round per account at a time
-        (the account's check budget is planned per round)."""
-        started: list[asyncio.Task[None]] = []
-        for account_id in account_ids:
-            acc = self._accounts.get(account_id)
-            if acc is None or account_id in self._poll_tasks:
-                continue  # a round still running reschedules the account when done
-            task = asyncio.ensure_future(self._guarded_round(acc, now))
-            self._poll_tasks[account_id] = task
-            started.append(task)
-        if not started:
-            return
-        _, pending = await asyncio.wait(started, timeout=self.poll_patience)
-        for task in pending:
-            self._detached_polls.add(task)
-        if pending:
-            logger.info("%d slow poll round(s) continue in the background", len(pending))
-
-    async def _guarded_round(self, acc: _Account, now: float) -> None:
+    async def _poll_account(self, acc: _Account, now: float) -> None:
         try:
-            async with self._poll_slots:
-                await self._poll_round(acc, now)
+            await self._poll_round(acc, now)
         except Exception:
             logger.exception("account %d: poll round failed", acc.id)
             acc.poll_backoff_until = now + 30.0
             self._schedule_poll(acc, now)
-        finally:
-            task = self._poll_tasks.pop(acc.id, None)
-            if task is not None and task in self._detached_polls:
-                # Finished after run_due returned: its codes' events (and the next
-                # round) are due now, tell the scheduler.
-                self._detached_polls.discard(task)
-                self._notify()
 
     # ------------------------------------------------------------------ accounts
     async def _ensure_operator_account(self, now: float) -> None:

@@ -108,7 +108,7 @@ async def test_one_trickling_account_does_not_hold_up_another(h: Harness) -> Non
     Bob waited for Alice's whole trickle. Alice's code then arrives exactly once."""
     settings = {"daisysim_timeout_seconds": 60.0}
     eng = await h.engine("own_key", **settings)
-    eng.poll_patience = 0.3
+    eng.poll_rounds.patience = 0.3
     await eng.link_key(ALICE, USER_KEY)
     await eng.link_key(BOB, USER_KEY_B)
     alice = await eng.buy(ALICE, "Signal", None, Decimal("0.6"), request_id="a")
@@ -137,7 +137,7 @@ async def test_a_slow_round_left_running_wakes_the_engine_when_done(h: Harness) 
     calls the waker, so its codes are dispatched without waiting for the next
     scheduled time."""
     eng = await h.engine("operator", daisysim_timeout_seconds=60.0)
-    eng.poll_patience = 0.1
+    eng.poll_rounds.patience = 0.1
     await eng.admin_adjust(ADMIN, ALICE, Decimal("10"), "top-up")
     act = await eng.buy(ALICE, "Signal", None, Decimal("0.6"), request_id="r1")
     h.sms(act, "333333")
