@@ -112,6 +112,15 @@ class Settings(BaseSettings):
             raise ValueError("MARKUP_PERCENT must be a number from 0 to 1000")
         return value
 
+    @field_validator("daisysim_timeout_seconds")
+    @classmethod
+    def _timeout_range(cls, value: float) -> float:
+        # The total deadline of every DaisySim request (connect .. whole body).
+        if not 0 < value <= 300:
+            raise ValueError("DAISYSIM_TIMEOUT_SECONDS must be a number of seconds above 0, "
+                             "at most 300")
+        return value
+
     @property
     def telegram_api_base(self) -> str:
         """Base URL in the form PTB expects (``.../bot``)."""

@@ -38,3 +38,14 @@ def test_markup_must_be_a_sane_percentage(monkeypatch: pytest.MonkeyPatch, value
 def test_markup_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MARKUP_PERCENT", "12.5")
     assert Settings(_env_file=None).markup_percent == Decimal("12.5")
+
+
+@pytest.mark.parametrize("value", ["0", "-4", "NaN", "inf", "301"])
+def test_daisysim_timeout_must_be_a_sane_deadline(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("DAISYSIM_TIMEOUT_SECONDS", value)
+    with pytest.raises(ValidationError, match="DAISYSIM_TIMEOUT_SECONDS"):
+        Settings(_env_file=None)
+    monkeypatch.setenv("DAISYSIM_TIMEOUT_SECONDS", "4")
+    assert Settings(_env_file=None).daisysim_timeout_seconds == 4.0

@@ -65,11 +65,15 @@ the order can be updated; render idempotently.
 
 Scheduling
 ----------
-The engine never sleeps and starts no background task. It keeps an in-memory timer
-heap (rebuilt from the database by :meth:`start`): poll rounds per account, unlock
-and expiry times, cancel and reconciliation retries, event (re)delivery.
-:meth:`run_due` does everything due and returns the next due time (clock time) or
-None; :meth:`next_due` tells it without doing anything; the waker given to
+The engine never sleeps. It keeps an in-memory timer heap (rebuilt from the database
+by :meth:`start`): poll rounds per account, unlock and expiry times, cancel and
+reconciliation retries, event (re)delivery. :meth:`run_due` does everything due and
+returns the next due time (clock time) or None; :meth:`next_due` tells it without
+doing anything. Poll rounds of different accounts run concurrently; one that takes
+longer than ``poll_rounds.patience`` real seconds (a slow upstream; every request has a
+total deadline) finishes in the background and calls the waker when done, so a slow
+account never delays the others (the only background tasks; ``close`` ends them).
+The waker given to
 :meth:`set_waker` is called (synchronously) with a due time whenever new work
 appears earlier than the time last returned/reported (after ``buy``, a pending
 cancel, a new event, ``subscribe``, ``start``). With PTB's JobQueue: keep one
@@ -84,6 +88,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import heapq
 import itertools
 import logging
@@ -139,6 +144,7 @@ from bot.core.poller import (
     split_batches,
 )
 from bot.core.pricing import quantize, user_price
+from bot.core.rounds import Rounds
 from bot.core.wallets import Wallets
 from bot.daisysim import errors as ds
 from bot.daisysim.client import DaisySimClient
@@ -161,6 +167,8 @@ MIN_PURCHASE_SETTLE = 60.0
 EVENT_MAX_ATTEMPTS = 20  # then the event is dead-lettered (logged, marked delivered)
 AUTH_RETRY = 300.0  # key rejected / account blocked: retry this much later
 MAX_PASSES = 20  # run_due: passes over timers that became due while working
+POLL_CONCURRENCY = 8  # accounts whose poll rounds run at the same time
+POLL_PATIENCE = 2.0  # real s run_due waits for a slow round before leaving it running
 MIN_RETRY = 0.05
 
 POLLABLE = ("waiting", "cancelling", "expired")
@@ -367,6 +375,9 @@ class Engine:
         self._rerun = False
         self._started = False
         self._events_ignore_backoff = False
+        self.poll_rounds = Rounds(
+            concurrency=POLL_CONCURRENCY, patience=POLL_PATIENCE, on_late_done=self._notify
+        )
 
     # ------------------------------------------------------------------ plumbing
     def _default_client(self, api_key: str) -> DaisySimClient:
@@ -441,6 +452,7 @@ class Engine:
         self._notify()
 
     async def close(self) -> None:
+        await self.poll_rounds.close()
         async with self._run_lock:
             for acc in self._accounts.values():
                 await self._close_client(acc.client)
@@ -534,22 +546,25 @@ class Engine:
                 events = True
         if cancels:
             await self._run_cancels(cancels, now)
-        for account_id in polls:
-            acc = self._accounts.get(account_id)
-            if acc is None:
-                continue
-            try:
-                await self._poll_round(acc, now)
-            except Exception:
-                logger.exception("account %d: poll round failed", account_id)
-                acc.poll_backoff_until = now + 30.0
-                self._schedule_poll(acc, now)
+        if polls:  # concurrently, one slow account never holding up the others
+            await self.poll_rounds.run({
+                acc.id: functools.partial(self._poll_account, acc, now)
+                for acc in (self._accounts.get(a) for a in polls) if acc is not None
+            })
         if events:
             try:
                 await self._dispatch(now)
             except Exception:
                 logger.exception("event dispatch failed")
                 self._timers.set(("events",), now + 30.0)
+
+    async def _poll_account(self, acc: _Account, now: float) -> None:
+        try:
+            await self._poll_round(acc, now)
+        except Exception:
+            logger.exception("account %d: poll round failed", acc.id)
+            acc.poll_backoff_until = now + 30.0
+            self._schedule_poll(acc, now)
 
     # ------------------------------------------------------------------ accounts
     async def _ensure_operator_account(self, now: float) -> None:
@@ -1085,7 +1100,11 @@ class Engine:
         purchased_at = min(purchased_at, now)
         try:
             async with self.db.transaction():
-                if self.mode is FundingMode.OPERATOR:
+                if purchase.amount_charged is None:
+                    # Recovered through /history with an unreadable amount: the
+                    # price the user confirmed (and, in operator mode, held).
+                    price = row.price
+                elif self.mode is FundingMode.OPERATOR:
                     price = user_price(purchase.amount_charged, self.markup)
                 else:
                     price = quantize(purchase.amount_charged)

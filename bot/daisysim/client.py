@@ -7,6 +7,13 @@ injectable (``httpx.MockTransport``, an ASGI app, the real network).
   :class:`~bot.daisysim.limits.KeyLimiter` (check and check-all share one
   budget), so the client itself never causes a 429. A 429 still received
   (the key is used elsewhere) blocks that budget for ``retry_after``.
+* Every HTTP exchange has one total deadline of ``timeout`` seconds (connect,
+  write, headers and the whole body; a slow-loris body cannot stretch it):
+  past it :class:`~bot.daisysim.errors.APITimeoutError`, with ``request_sent``
+  False only when the request provably never started to leave.
+* Money is bounded at parsing (:mod:`bot.daisysim.models`): an /apps entry with
+  an absurd price is left out (logged once); a purchase answer that does not
+  validate (e.g. ``amount_charged`` 0 or 1e30) is treated like a lost answer.
 * Idempotent calls (balance, countries, apps, check, check-all, history) are
   retried per :func:`bot.daisysim.retry.decide`, sleeping on the clock.
 * ``purchase`` and ``cancel`` are only retried on answers that prove nothing
@@ -26,7 +33,8 @@ injectable (``httpx.MockTransport``, an ASGI app, the real network).
   - none, after the server answered with an error status ->
     :class:`~bot.daisysim.errors.PurchaseFailed` (nothing was bought);
   - none, after a timeout or reset (no answer: the server may still be
-    working on it), or /history unreachable ->
+    working on it), or after a 2xx answer that did not validate, or /history
+    unreachable ->
     :class:`~bot.daisysim.errors.PurchaseOutcomeUnknown`: the caller keeps the
     purchase open and calls :meth:`DaisySimClient.reconcile_purchase` again
     until well past the request timeout.
@@ -80,6 +88,7 @@ from bot.daisysim.models import (
     Purchase,
     _Model,
     decode_json,
+    parse_catalogue,
     parse_data,
     unwrap_success,
 )
@@ -104,6 +113,9 @@ _NOT_SENT: tuple[type[Exception], ...] = (
     httpx.LocalProtocolError,
     httpx.ProxyError,
 )
+
+
+_MAX_REJECTED_LOGGED = 256  # distinct (entry, reason) pairs remembered per client
 
 
 def mask_key(api_key: str) -> str:
@@ -143,6 +155,8 @@ class DaisySimClient:
             raise ValueError("api_key is required")
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
+        if not timeout > 0:
+            raise ValueError("timeout (the total deadline of a request) must be > 0")
         self._api_key = api_key
         self._fingerprint = key_fingerprint(api_key)
         self.base_url = base_url.rstrip("/")
@@ -155,6 +169,10 @@ class DaisySimClient:
         self._reconcile_window = reconcile_window
         self._reconcile_delay = reconcile_delay
         self._app_names: dict[tuple[str, str], str] = {}
+        self._rejected_entries: set[tuple[str, str]] = set()
+        # Set once the transport reports httpcore trace events: from then on a
+        # request that timed out before its headers were written was not sent.
+        self._traced = False
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers={
@@ -204,8 +222,17 @@ class DaisySimClient:
         return parse_data(_Countries, data).countries
 
     async def apps(self, country: str = "USA") -> list[App]:
+        """The catalogue. An entry (app, or one pool) whose fields do not validate
+        (e.g. a price of 0, below zero or 1e30) is left out, logged once per
+        client and entry."""
         data = await self._call("GET", f"/apps/{_seg(country)}")
-        result: list[App] = parse_data(list[App], data)
+        result, rejected = parse_catalogue(data)
+        for entry, reason in rejected:
+            if (entry, reason) in self._rejected_entries:
+                continue
+            if len(self._rejected_entries) < _MAX_REJECTED_LOGGED:
+                self._rejected_entries.add((entry, reason))
+            logger.warning("/apps: entry %r left out: %s", entry, reason)
         for app in result:  # service code -> display name, for reconciliation
             self._app_names[(country, app.code)] = app.name
         return result
@@ -401,10 +428,12 @@ class DaisySimClient:
                 cause=err,
             ) from err
         if found is None:
-            if isinstance(err, APIConnectionError):
-                # The request went out and no answer came back: the server may still
-                # be working on it, so an empty /history now proves nothing. The
-                # caller keeps the purchase open and reconciles again later.
+            if isinstance(err, APIConnectionError | MalformedResponse):
+                # The request went out and no (readable) answer came back: the server
+                # may still be working on it, or answered 2xx with a body that does not
+                # validate (e.g. amount_charged 0 or 1e30: it did sell something), so
+                # an empty /history now proves nothing. The caller keeps the purchase
+                # open and reconciles again later.
                 logger.info("reconciliation: no order yet; outcome still unknown")
                 raise PurchaseOutcomeUnknown(
                     f"purchase response lost ({type(err).__name__}) and no order in "
@@ -517,10 +546,30 @@ class DaisySimClient:
         json: Any = None,
         params: dict[str, str | int] | None = None,
     ) -> Any:
-        """One HTTP exchange -> the envelope's ``data``, or a DaisySimError."""
+        """One HTTP exchange -> the envelope's ``data``, or a DaisySimError.
+
+        The whole exchange (pool wait, connect, writing the request, reading the
+        headers and the whole body) has one deadline of ``timeout`` seconds
+        (httpx's own timeouts bound only each phase / each gap between reads, so
+        a body trickled one byte a second would never time out). Past it:
+        :class:`APITimeoutError`, ``request_sent`` True unless the transport's
+        trace shows the request headers were never started."""
         started = time.perf_counter()
+        probe = _SendProbe(self)
         try:
-            response = await self._http.request(method, path, json=json, params=params)
+            async with asyncio.timeout(self._timeout):
+                response = await self._http.request(
+                    method, path, json=json, params=params, extensions={"trace": probe.trace}
+                )
+        except TimeoutError as exc:
+            elapsed = (time.perf_counter() - started) * 1000
+            logger.warning(
+                "%s %s -> deadline of %.1f s passed after %.0f ms",
+                method, path, self._timeout, elapsed,
+            )
+            raise APITimeoutError(
+                f"deadline passed on {method} {path}", request_sent=probe.maybe_sent()
+            ) from exc
         except httpx.RequestError as exc:
             elapsed = (time.perf_counter() - started) * 1000
             sent = not isinstance(exc, _NOT_SENT)
@@ -555,6 +604,27 @@ class DaisySimClient:
         if isinstance(error, RateLimited) and budget is not None and error.retry_after:
             budget.block_for(error.retry_after)
         raise error
+
+
+class _SendProbe:
+    """httpcore trace events of one request: did its bytes start to leave?"""
+
+    __slots__ = ("_client", "_headers_started")
+
+    def __init__(self, client: DaisySimClient) -> None:
+        self._client = client
+        self._headers_started = False
+
+    async def trace(self, event: str, info: dict[str, Any]) -> None:
+        self._client._traced = True
+        if event.endswith(".send_request_headers.started"):
+            self._headers_started = True
+
+    def maybe_sent(self) -> bool:
+        """False only when the transport is known to trace (httpcore) and this
+        request never began writing its headers (waiting for the pool, DNS, TCP
+        or TLS): then the server cannot have seen it. Unknown counts as sent."""
+        return self._headers_started or not self._client._traced
 
 
 def _seg(value: str) -> str:

@@ -9,21 +9,60 @@ Unknown fields are ignored and status strings are plain ``str`` so that a new
 upstream status never breaks the client. Anything that does not fit (not JSON,
 a required field missing, a wrong type, an envelope without ``success``) raises
 :class:`~bot.daisysim.errors.MalformedResponse`; nothing is silently defaulted.
+
+Money is bounded here, at the boundary, so that nothing absurd ever reaches the
+engine (``quantize`` of ``1e30`` raises, a negative price skips its hold, a zero
+``amount_charged`` would be stored as the price). Every amount is finite, at
+most :data:`MAX_AMOUNT` (far above any number price; ``quantize`` to 4 decimals
+stays exact) and is rounded to 4 decimals (ROUND_HALF_UP, DaisySim's precision):
+
+==============================  ===============  ================================
+field                           type             out of range
+==============================  ===============  ================================
+``App.price``, ``Provider.price``  :data:`Price`  > 0, ≤ :data:`MAX_PRICE`; the
+                                                 catalogue entry (app, or one pool
+                                                 of an ``sb_*`` app) is left out:
+                                                 :func:`parse_catalogue`
+``Purchase.amount_charged``     :data:`Price`    the answer is malformed: the
+                                                 client reconciles it (unknown
+                                                 outcome), never stores it
+``Purchase.balance_after``,     :data:`Amount`   ≥ 0 (a balance may be 0): the
+``CancelResult.balance_after``,                  answer is malformed
+``Balance.balance``
+``CancelResult.refund``         :data:`Amount`   ≥ 0 (DaisySim refunds in full, but
+                                                 0 is not absurd): malformed; the
+                                                 engine retries the cancel, which
+                                                 then answers "already cancelled"
+``Order.amount_charged``        :data:`Price`    ``None`` (the order still counts:
+(/history)                      or ``None``      one bad order must not hide a whole
+                                                 page from reconciliation)
+==============================  ===============  ================================
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Annotated, Any, TypeVar, overload
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    TypeAdapter,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 from bot.daisysim.errors import MalformedResponse
 
 __all__ = [
+    "MAX_AMOUNT",
+    "MAX_PRICE",
+    "Amount",
     "App",
     "Balance",
     "CancelResult",
@@ -32,9 +71,11 @@ __all__ = [
     "HistoryPage",
     "Order",
     "Pagination",
+    "Price",
     "Provider",
     "Purchase",
     "decode_json",
+    "parse_catalogue",
     "parse_data",
     "unwrap_success",
 ]
@@ -57,10 +98,43 @@ def _to_decimal(value: object) -> object:
     return value
 
 
-def _finite(value: Decimal) -> Decimal:
+MONEY_QUANTUM = Decimal("0.0001")
+MAX_PRICE = Decimal("1000")  # one number; DaisySim's dearest are a few dollars
+MAX_AMOUNT = Decimal("1000000000")  # balances: 1e9 (13 digits at 4 dp, exact)
+
+
+def _bounded(value: Decimal, *, positive: bool, cap: Decimal) -> Decimal:
     if not value.is_finite():
         raise ValueError("amount must be finite")
+    if abs(value) > cap:  # checked before rounding: quantize(1e30) would raise
+        raise ValueError(f"amount above the sane cap of {cap}")
+    value = value.quantize(MONEY_QUANTUM, rounding=ROUND_HALF_UP)
+    if positive and value <= 0:
+        raise ValueError("amount must be positive")
+    if value < 0:
+        raise ValueError("amount must not be negative")
     return value
+
+
+def _price(value: Decimal) -> Decimal:
+    return _bounded(value, positive=True, cap=MAX_PRICE)
+
+
+def _amount(value: Decimal) -> Decimal:
+    return _bounded(value, positive=False, cap=MAX_AMOUNT)
+
+
+def _price_or_none(value: object) -> Decimal | None:
+    """A /history amount: the bounded price, or None if unreadable/absurd."""
+    if value is None:
+        return None
+    try:
+        raw = _to_decimal(value)
+        if not isinstance(raw, int | Decimal):
+            return None
+        return _price(Decimal(raw))
+    except (ValueError, ArithmeticError):
+        return None
 
 
 def _to_id(value: object) -> object:
@@ -85,7 +159,11 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-Money = Annotated[Decimal, BeforeValidator(_to_decimal), AfterValidator(_finite)]
+# Price: > 0 and <= MAX_PRICE; Amount (balances, refunds): >= 0 and <= MAX_AMOUNT.
+# Both 4 decimals. See the module docstring for which field is which.
+Price = Annotated[Decimal, BeforeValidator(_to_decimal), AfterValidator(_price)]
+Amount = Annotated[Decimal, BeforeValidator(_to_decimal), AfterValidator(_amount)]
+OptionalPrice = Annotated[Decimal | None, BeforeValidator(_price_or_none)]
 Id = Annotated[str, BeforeValidator(_to_id)]
 OptionalCode = Annotated[str | None, BeforeValidator(_blank_to_none)]
 OptionalText = Annotated[str | None, BeforeValidator(_to_id)]
@@ -102,7 +180,7 @@ class _Model(BaseModel):
 
 
 class Balance(_Model):
-    balance: Money
+    balance: Amount
     currency: str
     email: str
 
@@ -114,14 +192,14 @@ class Country(_Model):
 
 class Provider(_Model):
     provider_id: Id
-    price: Money
+    price: Price
     count: int
 
 
 class App(_Model):
     code: str
     name: str
-    price: Money
+    price: Price
     # Documented as "always present"; a missing list means the same as ``[]``.
     providers: list[Provider] = []
 
@@ -136,9 +214,17 @@ class Purchase(_Model):
     phone_number: Id
     service: str
     country: str
-    amount_charged: Money
-    balance_after: Money | None  # None when recovered through /history
+    # None only when recovered through /history and the order's amount was
+    # unreadable there: the engine then records the price the user confirmed.
+    amount_charged: Price | None
+    balance_after: Amount | None  # None when recovered through /history
     reconciled: bool = False  # True: the response was lost, found via /history
+
+    @model_validator(mode="after")
+    def _answer_has_amount(self) -> Purchase:
+        if self.amount_charged is None and not self.reconciled:
+            raise ValueError("amount_charged is required")
+        return self
 
 
 class CheckResult(_Model):
@@ -169,8 +255,8 @@ class CheckResult(_Model):
 
 class CancelResult(_Model):
     activation_id: Id
-    refund: Money
-    balance_after: Money
+    refund: Amount
+    balance_after: Amount
 
 
 class Order(_Model):
@@ -180,7 +266,7 @@ class Order(_Model):
     country: str
     status: str
     code: OptionalCode = None
-    amount_charged: Money
+    amount_charged: OptionalPrice  # None: absent, unreadable or absurd (see above)
     created_at: Timestamp
     completed_at: Timestamp | None = None
 
@@ -246,6 +332,50 @@ def parse_data(tp: Any, data: Any) -> Any:
     except PydanticValidationError as exc:
         raise MalformedResponse(_summarise(exc)) from exc
     return result
+
+
+def parse_catalogue(data: Any) -> tuple[list[App], list[tuple[str, str]]]:
+    """An /apps answer, entry by entry: ``(apps, rejected)``.
+
+    An app that does not validate is left out; so is one pool of an ``sb_*``
+    app (the app keeps its other pools and its price becomes the cheapest kept
+    pool with stock; with no pool left it is left out too). ``rejected`` lists
+    ``(entry, reason)`` with entry ``"<code>"`` or ``"<code>/<provider_id>"``, for
+    the caller to log. Raises MalformedResponse if ``data`` is not a list."""
+    if not isinstance(data, list):
+        raise MalformedResponse("unexpected response shape: the app list is not a list")
+    apps: list[App] = []
+    rejected: list[tuple[str, str]] = []
+    for index, entry in enumerate(data):
+        if not isinstance(entry, Mapping):
+            rejected.append((f"#{index}", "not an object"))
+            continue
+        code = str(entry.get("code", f"#{index}"))[:64]
+        raw_pools = entry.get("providers")
+        if isinstance(raw_pools, list) and raw_pools:
+            pools: list[Any] = []
+            for pool in raw_pools:
+                try:
+                    pools.append(parse_data(Provider, pool))
+                except MalformedResponse as exc:
+                    pid = pool.get("provider_id", "?") if isinstance(pool, Mapping) else "?"
+                    rejected.append((f"{code}/{str(pid)[:32]}", exc.message))
+            if not pools:
+                rejected.append((code, "no valid pool"))
+                continue
+            entry = {**entry, "providers": pools}
+        try:
+            app = parse_data(App, entry)
+        except MalformedResponse as exc:
+            rejected.append((code, exc.message))
+            continue
+        if app.providers and len(app.providers) < len(raw_pools or ()):
+            # A pool was left out: the service price (the cheapest pool with stock)
+            # may have been that pool's; derive it from the pools kept.
+            kept = [p for p in app.providers if p.count > 0] or list(app.providers)
+            app = app.model_copy(update={"price": min(p.price for p in kept)})
+        apps.append(app)
+    return apps, rejected
 
 
 def _summarise(exc: PydanticValidationError) -> str:

@@ -168,6 +168,9 @@ class Fault:
     message: str | None = None
     latency: float = 0.0
     drop: bool = False
+    trickle: float = 0.0  # slow-loris: headers, then the body one byte per this many s
+    patch: dict[str, Any] | None = None  # success answers: data fields replaced (raw)
+    account: str | None = None  # only requests with this API key (None: any)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -178,18 +181,24 @@ class Fault:
             "message": self.message,
             "latency": self.latency,
             "drop": self.drop,
+            "trickle": self.trickle,
+            "patch": None if self.patch is None else {k: str(v) for k, v in self.patch.items()},
+            "account": None if self.account is None else "…" + self.account[-4:],
         }
 
 
 @dataclass
 class FaultAction:
-    """What to do with one request: sleep ``latency`` s, then fail or drop."""
+    """What to do with one request: sleep ``latency`` s, then fail or drop; or
+    answer with ``patch`` applied, or trickle the answer (``trickle`` s a byte)."""
 
     latency: float = 0.0
     status: int | None = None
     code: str | None = None
     message: str | None = None
     drop: bool = False
+    trickle: float = 0.0
+    patch: dict[str, Any] | None = None
 
 
 DEFAULT_FAULT_MESSAGES = {
@@ -202,6 +211,7 @@ RANDOM_ERRORS: tuple[tuple[int, str], ...] = (
     (502, "PROVIDER_ERROR"),
     (409, "CONCURRENT_ERROR"),
 )
+RANDOM_KINDS = ("error", "latency", "drop", "trickle")
 FAULT_ENDPOINTS = (
     "purchase",
     "check",
@@ -223,6 +233,7 @@ class RandomFaults:
     kinds: tuple[str, ...] = ("error", "latency", "drop")
     latency: tuple[float, float] = (0.05, 0.3)
     errors: tuple[tuple[int, str], ...] = RANDOM_ERRORS
+    trickle: float = 1.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -231,6 +242,7 @@ class RandomFaults:
             "kinds": list(self.kinds),
             "latency": list(self.latency),
             "errors": [list(e) for e in self.errors],
+            "trickle": self.trickle,
         }
 
 
@@ -437,6 +449,9 @@ class SimState:
         message: str | None = None,
         latency: float = 0.0,
         drop: bool = False,
+        trickle: float = 0.0,
+        patch: dict[str, Any] | None = None,
+        account: str | None = None,
     ) -> Fault:
         if endpoint not in FAULT_ENDPOINTS:
             raise ControlError(422, f"endpoint must be one of {', '.join(FAULT_ENDPOINTS)}")
@@ -448,13 +463,28 @@ class SimState:
             status = {"CONCURRENT_ERROR": 409, "PROVIDER_ERROR": 502}.get(code, 500)
         if status is not None and code is None:
             code = {409: "CONCURRENT_ERROR", 502: "PROVIDER_ERROR"}.get(status, "SERVER_ERROR")
+        if trickle < 0:
+            raise ControlError(422, "trickle must be >= 0")
+        if account is not None and not isinstance(account, str):
+            raise ControlError(422, "api_key must be a string")
+        if patch is not None and (
+            not isinstance(patch, dict) or not patch or not all(isinstance(k, str) for k in patch)
+        ):
+            raise ControlError(422, "patch must be a non-empty object of path -> value")
         if status is not None and drop:
             raise ControlError(422, "a fault either fails (status) or drops, not both")
-        if status is None and not drop and latency == 0:
-            raise ControlError(422, "a fault needs status/code, latency or drop")
+        if drop and (trickle or patch):
+            raise ControlError(422, "a dropped answer cannot be trickled or patched")
+        if status is not None and patch:
+            raise ControlError(422, "patch applies to success answers, not to a status")
+        if status is None and not drop and latency == 0 and not trickle and not patch:
+            raise ControlError(422, "a fault needs status/code, latency, drop, trickle or patch")
         if status is not None and message is None:
             message = DEFAULT_FAULT_MESSAGES.get(code or "", "Server error.")
-        fault = Fault(endpoint, count, status, code, message, float(latency), drop)
+        fault = Fault(
+            endpoint, count, status, code, message, float(latency), drop, float(trickle),
+            dict(patch) if patch else None, account,
+        )
         self.faults.append(fault)
         return fault
 
@@ -467,6 +497,7 @@ class SimState:
         kinds: tuple[str, ...] | list[str] = ("error", "latency", "drop"),
         latency: tuple[float, float] = (0.05, 0.3),
         errors: tuple[tuple[int, str], ...] | None = None,
+        trickle: float = 1.0,
     ) -> RandomFaults:
         if not 0.0 <= rate <= 1.0:
             raise ControlError(422, "rate must be within 0..1")
@@ -474,8 +505,10 @@ class SimState:
             if e not in FAULT_ENDPOINTS:
                 raise ControlError(422, f"unknown endpoint {e!r}")
         for k in kinds:
-            if k not in ("error", "latency", "drop"):
-                raise ControlError(422, f"unknown kind {k!r} (error, latency, drop)")
+            if k not in RANDOM_KINDS:
+                raise ControlError(422, f"unknown kind {k!r} ({', '.join(RANDOM_KINDS)})")
+        if trickle <= 0:
+            raise ControlError(422, "trickle must be > 0")
         if not kinds:
             raise ControlError(422, "kinds must not be empty")
         lo, hi = float(latency[0]), float(latency[1])
@@ -488,6 +521,7 @@ class SimState:
             kinds=tuple(kinds),
             latency=(lo, hi),
             errors=tuple((int(s), str(c)) for s, c in errors) if errors else RANDOM_ERRORS,
+            trickle=float(trickle),
         )
         return self.random_faults
 
@@ -495,15 +529,37 @@ class SimState:
         self.faults.clear()
         self.random_faults = None
 
-    def take_fault(self, endpoint: str) -> FaultAction | None:
-        """Consume the fault (if any) that applies to this request."""
+    def take_fault_for(self, api_key: str, endpoint: str) -> FaultAction | None:
+        """Consume the fault (if any) that applies to this account's request: one
+        added for this account first, else :meth:`take_fault`."""
         for fault in self.faults:
-            if fault.remaining > 0 and fault.endpoint in (endpoint, "any"):
+            if (
+                fault.account == api_key
+                and fault.remaining > 0
+                and fault.endpoint in (endpoint, "any")
+            ):
                 fault.remaining -= 1
                 if fault.remaining == 0:
                     self.faults.remove(fault)
                 return FaultAction(
-                    fault.latency, fault.status, fault.code, fault.message, fault.drop
+                    fault.latency, fault.status, fault.code, fault.message, fault.drop,
+                    fault.trickle, fault.patch,
+                )
+        return self.take_fault(endpoint)
+
+    def take_fault(self, endpoint: str) -> FaultAction | None:
+        """Consume the fault (if any, not tied to an account) or the random fault
+        that applies to this request."""
+        for fault in self.faults:
+            if fault.account is None and fault.remaining > 0 and fault.endpoint in (
+                endpoint, "any"
+            ):
+                fault.remaining -= 1
+                if fault.remaining == 0:
+                    self.faults.remove(fault)
+                return FaultAction(
+                    fault.latency, fault.status, fault.code, fault.message, fault.drop,
+                    fault.trickle, fault.patch,
                 )
         rf = self.random_faults
         if rf is not None and ("any" in rf.endpoints or endpoint in rf.endpoints):
@@ -513,6 +569,8 @@ class SimState:
                     return FaultAction(latency=rf.rng.uniform(*rf.latency))
                 if kind == "drop":
                     return FaultAction(drop=True)
+                if kind == "trickle":
+                    return FaultAction(trickle=rf.trickle)
                 status, code = rf.rng.choice(rf.errors)
                 return FaultAction(
                     status=status, code=code, message=DEFAULT_FAULT_MESSAGES.get(code, "Error.")

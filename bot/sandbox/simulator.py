@@ -43,6 +43,11 @@ Choices where the upstream spec is silent (clients must not rely on more than th
   latency is a real ``asyncio.sleep`` (wall time, not the sim clock) before processing; a
   drop performs the request's effect and then aborts the connection with no response.
   Faults are consumed only by requests that pass auth, account state and rate limiting.
+  A *trickle* fault (slow loris) performs the request, sends the answer's headers (with
+  its true Content-Length) at once and then its body one byte every ``trickle`` seconds
+  (wall time) until done or the client goes away. A *patch* fault performs the request
+  and, if it succeeds, replaces fields of the answer's ``data`` before sending it, to
+  play a careless upstream (``{"amount_charged": -5}``; paths: see :func:`apply_patch`).
 * Auto-SMS (``auto_sms=(min, max)``): each purchase gets, with probability
   ``auto_sms_ratio``, a random 6-digit code due at purchase + uniform(min, max); due
   deliveries are applied lazily whenever a request (or a state read) is handled. A code
@@ -83,6 +88,7 @@ __all__ = [
     "Simulator",
     "SimulatorServer",
     "Stats",
+    "apply_patch",
     "main",
     "start_simulator",
 ]
@@ -136,6 +142,87 @@ async def _json_body(request: web.Request) -> Any:
 
 
 Handler = Callable[[Account, web.Request], Awaitable[web.Response]]
+
+
+def apply_patch(data: Any, path: str, value: Any) -> bool:
+    """Set ``value`` at ``path`` in a decoded answer's ``data``; True if applied.
+
+    ``path`` is ``/``-separated. On an object a segment is a key (the last one is
+    created if missing); on a list it is an index (``0``) or a selector
+    ``key=value`` (the first element whose ``key`` reads as ``value``). Examples:
+    ``amount_charged``; ``code=Signal/price``;
+    ``code=sb_tg/providers/provider_id=2266/price``; ``orders/0/amount_charged``."""
+    parts = path.split("/")
+    node = data
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        if isinstance(node, dict):
+            if last:
+                node[part] = value
+                return True
+            node = node.get(part)
+        elif isinstance(node, list):
+            if "=" in part:
+                key, _, wanted = part.partition("=")
+                pos = next(
+                    (i for i, item in enumerate(node)
+                     if isinstance(item, dict) and str(item.get(key)) == wanted),
+                    None,
+                )
+            else:
+                try:
+                    pos = int(part)
+                except ValueError:
+                    return False
+                if not -len(node) <= pos < len(node):
+                    pos = None
+            if pos is None:
+                return False
+            if last:
+                node[pos] = value
+                return True
+            node = node[pos]
+        else:
+            return False
+    return False
+
+
+def _patched(response: web.Response, patch: dict[str, Any]) -> web.Response:
+    """The answer with ``patch`` applied to its ``data``. A Decimal value is sent
+    as that exact JSON number (``Decimal("1E+30")`` -> ``1E+30``)."""
+    assert response.text is not None
+    payload = json.loads(response.text)
+    raw: dict[str, str] = {}
+    for n, (path, value) in enumerate(patch.items()):
+        if isinstance(value, Decimal):
+            marker = f"@@raw{n}@@"
+            raw[json.dumps(marker)] = str(value)
+            value = marker
+        apply_patch(payload.get("data"), path, value)
+    text = json.dumps(payload)
+    for marker, number in raw.items():
+        text = text.replace(marker, number)
+    return web.Response(text=text, status=response.status, content_type="application/json")
+
+
+async def _trickle(
+    request: web.Request, response: web.Response, interval: float
+) -> web.StreamResponse:
+    """Slow loris: the headers now, then the body one byte per ``interval`` s."""
+    body = response.body if isinstance(response.body, bytes) else b""
+    stream = web.StreamResponse(
+        status=response.status, headers={"Content-Type": "application/json; charset=utf-8"}
+    )
+    stream.content_length = len(body)
+    await stream.prepare(request)
+    try:
+        for i in range(len(body)):
+            await asyncio.sleep(interval)
+            await stream.write(body[i : i + 1])
+        await stream.write_eof()
+    except (ConnectionError, RuntimeError):
+        pass  # the client gave up: the effect stands, nobody hears the rest
+    return stream
 
 
 class Simulator:
@@ -214,8 +301,14 @@ class Simulator:
         message: str | None = None,
         latency: float = 0.0,
         drop: bool = False,
+        trickle: float = 0.0,
+        patch: dict[str, Any] | None = None,
+        api_key: str | None = None,
     ) -> Fault:
-        """The next ``count`` requests to ``endpoint`` fail / are slowed / are dropped."""
+        """The next ``count`` requests to ``endpoint`` fail / are slowed / are dropped /
+        have their answer trickled one byte per ``trickle`` s / have ``patch`` applied
+        to their answer (see the module docstring and :func:`apply_patch`). With
+        ``api_key``, only that account's requests."""
         return self.core.add_fault(
             endpoint,
             count=count,
@@ -224,6 +317,9 @@ class Simulator:
             message=message,
             latency=latency,
             drop=drop,
+            trickle=trickle,
+            patch=patch,
+            account=api_key,
         )
 
     def set_random_faults(
@@ -235,10 +331,14 @@ class Simulator:
         kinds: tuple[str, ...] | list[str] = ("error", "latency", "drop"),
         latency: tuple[float, float] = (0.05, 0.3),
         errors: tuple[tuple[int, str], ...] | None = None,
+        trickle: float = 1.0,
     ) -> RandomFaults:
-        """Each request fails with probability ``rate`` (a seeded mix of kinds)."""
+        """Each request fails with probability ``rate`` (a seeded mix of ``kinds``:
+        error, latency, drop, trickle — the last sends the answer one byte per
+        ``trickle`` s)."""
         return self.core.set_random_faults(
-            rate, seed=seed, endpoints=endpoints, kinds=kinds, latency=latency, errors=errors
+            rate, seed=seed, endpoints=endpoints, kinds=kinds, latency=latency, errors=errors,
+            trickle=trickle,
         )
 
     def clear_faults(self) -> None:
@@ -298,17 +398,17 @@ class Simulator:
 
     def _wrap(
         self, endpoint: str, bucket: str | None, handler: Handler
-    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         core = self.core
 
-        async def wrapped(request: web.Request) -> web.Response:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
             core.tick()
             acct = core.authenticate(request.headers.get("Authorization"))
             core.stats.requests[acct.api_key][endpoint] += 1
             core.check_account_state(acct)
             if bucket is not None:
                 core.hit_rate_limit(acct, bucket, endpoint)
-            fault = core.take_fault(endpoint)
+            fault = core.take_fault_for(acct.api_key, endpoint)
             if fault is not None and fault.latency > 0:
                 if request.can_read_body:
                     await request.read()  # cached: the work goes on if the client gives up
@@ -324,7 +424,17 @@ class Simulator:
                 if request.transport is not None:  # ...and nobody hears about it
                     request.transport.abort()
                 return web.Response(status=500)
-            return await handler(acct, request)
+            if fault is None or not (fault.trickle or fault.patch):
+                return await handler(acct, request)
+            try:
+                response = await handler(acct, request)
+            except SimError as exc:
+                response = fail(exc.status, exc.code, exc.message, exc.data)
+            if fault.patch and 200 <= response.status < 300:
+                response = _patched(response, fault.patch)
+            if fault.trickle:
+                return await _trickle(request, response, fault.trickle)
+            return response
 
         return wrapped
 
@@ -523,8 +633,9 @@ class Simulator:
                         seed=rnd.get("seed"),
                         endpoints=tuple(rnd.get("endpoints", ("any",))),
                         kinds=tuple(rnd.get("kinds", ("error", "latency", "drop"))),
-                        latency=(float(lat[0]), float(lat[1])),
+                            latency=(float(lat[0]), float(lat[1])),
                         errors=tuple((int(s), str(c)) for s, c in errs) if errs else None,
+                        trickle=float(rnd.get("trickle", 1.0)),
                     )
                 else:
                     raise ControlError(422, "random must be an object or null")
@@ -533,7 +644,9 @@ class Simulator:
                 or "status" in body
                 or "code" in body
                 or "drop" in body
-                or ("latency" in body)
+                or "latency" in body
+                or "trickle" in body
+                or "patch" in body
             ):
                 self.core.add_fault(
                     str(body.get("endpoint", "any")),
@@ -543,6 +656,9 @@ class Simulator:
                     message=body.get("message"),
                     latency=float(body.get("latency") or 0.0),
                     drop=bool(body.get("drop", False)),
+                    trickle=float(body.get("trickle") or 0.0),
+                    patch=body.get("patch"),
+                    account=body.get("api_key"),
                 )
         except (TypeError, ValueError, IndexError) as exc:
             raise ControlError(422, f"bad fault specification: {exc}") from None

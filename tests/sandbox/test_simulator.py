@@ -670,3 +670,56 @@ async def test_auto_sms_never_after_window() -> None:
             assert sim.state()["activations"][0]["sms_pending"] is False
     finally:
         await server.close()
+
+
+async def test_trickle_fault_sends_headers_then_one_byte_per_interval(env: Env) -> None:
+    """Slow loris: the status and headers come at once; the body is trickled, so a
+    per-read timeout longer than the interval never fires, while the whole body
+    takes len(body) intervals. The effect happens (the purchase is made)."""
+    r = await env.raw.post("/_sim/faults", json={"endpoint": "purchase", "trickle": 0.01})
+    assert r.status_code == 200 and r.json()["data"]["faults"][0]["trickle"] == 0.01
+    async with env.c.stream("POST", "/purchase", json={"country": "USA", "app": "Signal"},
+                            timeout=1.0) as resp:
+        assert resp.status_code == 200
+        length = int(resp.headers["content-length"])
+        chunks = [chunk async for chunk in resp.aiter_raw()]
+    assert len(chunks) == length > 50  # one byte per write
+    body = b"".join(chunks)
+    assert b'"amount_charged": 0.6' in body
+    assert len(env.sim.state()["activations"]) == 1
+
+
+async def test_patch_fault_rewrites_answer_fields(env: Env) -> None:
+    r = await env.raw.post("/_sim/faults", json={
+        "endpoint": "apps", "patch": {"code=Signal/price": -3,
+                                      "code=sb_tg/providers/provider_id=2266/price": 1e30}})
+    assert r.status_code == 200
+    apps = {a["code"]: a for a in (await env.c.get("/apps/USA")).json()["data"]}
+    assert apps["Signal"]["price"] == -3
+    assert apps["sb_tg"]["providers"][0] == {"provider_id": "2266", "price": 1e30, "count": 1820}
+    assert (await env.c.get("/apps/USA")).json()["data"][2]["price"] == 0.6  # used up
+    env.sim.add_fault("purchase", patch={"amount_charged": Decimal("1E+30")})
+    raw = (await env.c.post("/purchase", json={"country": "USA", "app": "Signal"})).text
+    assert '"amount_charged": 1E+30' in raw  # a Decimal goes out as that exact number
+    assert env.sim.balance("k1") == Decimal("9.4")  # the real charge is unchanged
+    # an error answer is never patched; a patch needs a success to apply to
+    err(await env.raw.post("/_sim/faults", json={"endpoint": "apps", "status": 500,
+                                                 "patch": {"x": 1}}), 422, "CONTROL_ERROR")
+
+
+async def test_fault_for_one_account(env: Env) -> None:
+    env.sim.add_fault("balance", status=500, api_key="k2")
+    assert (await env.c.get("/balance")).status_code == 200  # k1 is not affected
+    assert (await env.c2.get("/balance")).status_code == 500
+    assert (await env.c2.get("/balance")).status_code == 200  # consumed
+
+
+async def test_random_trickle_kind(env: Env) -> None:
+    r = await env.raw.post("/_sim/faults", json={"random": {
+        "rate": 1.0, "seed": 3, "kinds": ["trickle"], "trickle": 0.01,
+        "endpoints": ["countries"]}})
+    assert r.status_code == 200 and r.json()["data"]["random"]["trickle"] == 0.01
+    resp = await env.c.get("/countries")
+    assert resp.status_code == 200 and resp.json()["data"]["countries"][0]["id"] == "USA"
+    err(await env.raw.post("/_sim/faults", json={"random": {"kinds": ["slow"]}}), 422,
+        "CONTROL_ERROR")
