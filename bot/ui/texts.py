@@ -141,6 +141,7 @@ EN: dict[str, str] = {
     "btn_confirm": "✅ Confirm · {price}",
     "buy_buying": "⏳ Buying a <b>{name}</b> number…",
     "cb_buying": "Buying…",
+    "cb_confirm_again": "Please check the current price and confirm again.",
     "cb_already_buying": "This purchase is already being made — one tap is enough.",
     "buy_duplicate_done": "This purchase was already made — here is the order:",
     "buy_timeout": "⌛ This menu timed out. Use /buy to start again.",

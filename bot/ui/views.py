@@ -527,10 +527,11 @@ def engine_error(
     operator mode so the user can ask an admin to top up)."""
     if isinstance(exc, OutOfStock):
         service = exc.service
+        pool = exc.pool if exc.pool is not None else pool  # the pool that has no numbers
         name = service.name if service is not None else (app or "")
         if service is not None and service.multi_pool:
             others = [p for p in service.pools if p.provider_id != pool and p.count > 0]
-            if pool is not None:
+            if pool is not None and others:
                 text = t(lang, "err_out_of_stock_pool", pool=pool, name=name)
             elif others:
                 text = t(lang, "err_out_of_stock", name=name)
