@@ -35,6 +35,12 @@ Money
   wallet is empty: logged as an error, raised as UpstreamUnavailable.
 * Own-key mode: prices as DaisySim gives them (no markup); the wallet is the
   DaisySim balance. The engine records every activation's price in both modes.
+* What is bought (both modes; ``bot.core.quoting``): a quote names its pool
+  ("cheapest available" = the cheapest pool with numbers when quoted). ``buy``
+  re-reads /apps (never the 5-minute cache) and names that pool upstream: no
+  numbers there → OutOfStock with the fresh pools, never another pool; a fresh
+  price above the confirmed one → PriceChanged. DaisySim charging more than its own
+  /apps said anyway is logged (operator mode: the hold caps the user's charge).
 
 Events (``subscribe(handler)``, ``async def handler(event: Event) -> None``)
 -------------------------------------------------------------------------

@@ -136,6 +136,7 @@ EN: dict[str, str] = {
     ),
     "buy_confirm_pool_line": "Pool: {pool}\n",
     "buy_confirm_cheapest_line": "Pool: cheapest available\n",
+    "buy_confirm_cheapest_pool_line": "Pool: {pool} (cheapest available)\n",
     "buy_confirm_balance_line": "Balance: {balance} → <b>{balance_after}</b> after purchase\n",
     "buy_confirm_balance_unknown": "",
     "btn_confirm": "✅ Confirm · {price}",

@@ -210,8 +210,12 @@ def confirm(
                             service=service)
     if not service.multi_pool:
         pool_line = Raw("")
-    elif quote.provider_id is None:
-        pool_line = t(lang, "buy_confirm_cheapest_line")
+    elif quote.provider_id is None:  # cheapest available: say which pool it is now
+        pool_line = (
+            t(lang, "buy_confirm_cheapest_line")
+            if quote.pool is None
+            else t(lang, "buy_confirm_cheapest_pool_line", pool=quote.pool)
+        )
     else:
         pool_line = t(lang, "buy_confirm_pool_line", pool=quote.provider_id)
     text = t(

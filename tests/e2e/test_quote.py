@@ -79,7 +79,7 @@ async def test_quoted_cheapest_pool_sold_out_buys_nothing_and_shows_fresh_pools(
     h, alice = hm, hm.user()
     before = await alice_balance(h)
     confirm = await confirmation(alice, "Telegram 2 · from $0.45", re.compile("^⚡ Cheapest"))
-    assert "Price: $0.45" in confirm.text and "cheapest available" in confirm.text
+    assert "Pool: 2266 (cheapest available)" in confirm.text and "Price: $0.45" in confirm.text
     h.sim.set_stock("sb_tg", "2266", 0)  # sold out; the bot's price cache still has it
     await alice.press(CONFIRM, message_id=confirm.message_id)
     oos = await alice.wait_for(
