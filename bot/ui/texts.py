@@ -218,7 +218,7 @@ EN: dict[str, str] = {
         "Ask an admin to top up your wallet — your ID is <code>{user_id}</code>."
     ),
     "err_price_changed": (
-        "💱 The price of <b>{name}</b> changed to <b>{price}</b>.\n{balance_line}\n"
+        "💱 The price of <b>{name}</b> changed to <b>{price}</b>.\n{pool_line}{balance_line}\n"
         "Confirm the new price?"
     ),
     "err_service_gone": "😕 That service is not available anymore. Please pick another one.",

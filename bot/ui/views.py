@@ -193,6 +193,16 @@ def insufficient(
     return Screen(text, kb.insufficient_kb(lang, service))
 
 
+def _pool_line(lang: str, quote: Quote) -> Raw:
+    if not quote.service.multi_pool:
+        return Raw("")
+    if quote.provider_id is None:  # cheapest available: say which pool it is now
+        if quote.pool is None:
+            return t(lang, "buy_confirm_cheapest_line")
+        return t(lang, "buy_confirm_cheapest_pool_line", pool=quote.pool)
+    return t(lang, "buy_confirm_pool_line", pool=quote.provider_id)
+
+
 def confirm(
     lang: str,
     quote: Quote,
@@ -208,21 +218,11 @@ def confirm(
     if not can_afford(quote):
         return insufficient(lang, quote.price, quote.balance, own_key=own_key, user_id=user_id,
                             service=service)
-    if not service.multi_pool:
-        pool_line = Raw("")
-    elif quote.provider_id is None:  # cheapest available: say which pool it is now
-        pool_line = (
-            t(lang, "buy_confirm_cheapest_line")
-            if quote.pool is None
-            else t(lang, "buy_confirm_cheapest_pool_line", pool=quote.pool)
-        )
-    else:
-        pool_line = t(lang, "buy_confirm_pool_line", pool=quote.provider_id)
     text = t(
         lang,
         "buy_confirm",
         name=service.name,
-        pool_line=pool_line,
+        pool_line=_pool_line(lang, quote),
         price=quote.price,
         balance_line=_balance_line(lang, quote),
         lock=fmt_lock(cancel_lock_seconds),
@@ -241,6 +241,7 @@ def price_changed(
         "err_price_changed",
         name=quote.service.name,
         price=quote.price,
+        pool_line=_pool_line(lang, quote),
         balance_line=_balance_line(lang, quote),
     )
     return Screen(

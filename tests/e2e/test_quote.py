@@ -132,6 +132,7 @@ async def test_price_rise_of_the_quoted_pool_asks_again(hm: Harness) -> None:
         lambda m: m.message_id == confirm.message_id and "changed to" in m.text, WAIT
     )
     assert "The price of Telegram 2 changed to $0.55" in changed.text
+    assert "Pool: 2266 (cheapest available)" in changed.text
     assert h.sim_activations() == [] and charges(h) == []
     assert await alice_balance(h) == before
     await alice.press("✅ Confirm · $0.55", message_id=changed.message_id)
@@ -143,6 +144,25 @@ async def test_price_rise_of_the_quoted_pool_asks_again(hm: Harness) -> None:
     assert (bought["pool"], bought["price"]) == ("2266", "0.5500")
     assert charges(h) == [(bought["id"], Decimal("-0.5500"))]
     assert await alice_balance(h) == before - Decimal("0.55")
+
+
+async def test_quoted_pool_rising_above_another_asks_again_for_the_new_cheapest(
+    hm: Harness,
+) -> None:
+    h, alice = hm, hm.user()
+    confirm = await confirmation(alice, "Telegram 2 · from $0.45", re.compile("^⚡ Cheapest"))
+    h.sim.set_price("sb_tg", "2266", "0.7000")
+    await alice.press(CONFIRM, message_id=confirm.message_id)
+    changed = await alice.wait_for(
+        lambda m: m.message_id == confirm.message_id and "changed to $0.60" in m.text, WAIT
+    )
+    assert "Pool: 3109 (cheapest available)" in changed.text
+    assert h.sim_activations() == []
+    await alice.press("✅ Confirm · $0.60", message_id=changed.message_id)
+    await alice.wait_for(lambda m: m.message_id == confirm.message_id and "Number:" in m.text,
+                         WAIT)
+    [bought] = h.sim_activations()
+    assert (bought["pool"], bought["price"]) == ("3109", "0.6000")
 
 
 async def test_single_provider_price_rise_asks_again_without_waiting_for_the_cache(
