@@ -15,6 +15,7 @@ from decimal import Decimal
 import pytest
 
 from bot.config import FundingMode
+from bot.core.engine import Engine
 from bot.sandbox.fake_telegram import ChatMessage, FakeUser
 from bot.ui.texts import plain
 from tests.e2e.conftest import (
@@ -221,6 +222,10 @@ async def test_upstream_charging_above_the_quote_is_capped_or_logged(
     [bought] = h.sim_activations()
     assert bought["price"] == "0.7500"  # what DaisySim charged its account
     [act] = await h.activations()
+    engine = h.engine
+    assert isinstance(engine, Engine)
+    row = await engine.repos.activations.get(act.id)
+    assert row is not None and row.cost == Decimal("0.7500")  # recorded: DaisySim's charge
     if h.mode is FundingMode.OPERATOR:
         assert "Price: $0.60" in order.text and act.price == Decimal("0.6000")
         assert await alice_balance(h) == before - Decimal("0.60")
