@@ -89,6 +89,10 @@ class Quote:
     price: Decimal  # the user's price for this choice, computed server-side
     balance: Decimal | None  # user's current balance (None if unknown)
     balance_after: Decimal | None
+    # The pool this price is the price of: the pinned pool, or the pool "cheapest
+    # available" resolved to (the cheapest one with numbers). None for
+    # single-provider services. Pass it to ``buy(pool=...)``: that pool is bought.
+    pool: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,9 +271,12 @@ class PriceChanged(EngineError):
 
 
 class OutOfStock(EngineError):
-    def __init__(self, message: str, *, service: Service | None) -> None:
+    def __init__(
+        self, message: str, *, service: Service | None, pool: str | None = None
+    ) -> None:
         super().__init__(message)
         self.service = service  # refreshed, so the UI can offer other pools
+        self.pool = pool  # the pool that has no numbers (None: the service / every pool)
 
 
 class RateLimited(EngineError):
@@ -340,7 +347,12 @@ class EngineAPI(Protocol):
     async def list_services(self, user_id: int) -> list[Service]:
         """Services with this user's prices (5-minute price cache per account)."""
 
-    async def quote(self, user_id: int, app: str, provider_id: str | None) -> Quote: ...
+    async def quote(
+        self, user_id: int, app: str, provider_id: str | None, *, fresh: bool = False
+    ) -> Quote:
+        """The price of ``app`` (``provider_id`` None: the cheapest pool with numbers,
+        named in ``Quote.pool``; OutOfStock if no pool has any). ``fresh``: read
+        /apps now instead of the 5-minute price cache."""
 
     async def buy(
         self,
@@ -351,9 +363,14 @@ class EngineAPI(Protocol):
         *,
         request_id: str,
         chat_id: int | None = None,
+        pool: str | None = None,
     ) -> Activation:
-        """Buy a number. ``max_price`` is the price the user confirmed: if the
-        server-side price is now higher, raises PriceChanged and buys nothing.
+        """Buy a number. ``max_price`` is the price the user confirmed and ``pool``
+        the pool it was quoted for (``Quote.pool``). Prices are read fresh from
+        /apps first; the purchase names that pool. If the pool has no numbers
+        now, raises OutOfStock (with the fresh pools) and buys nothing, never
+        another pool; if the fresh price is above ``max_price``, raises
+        PriceChanged (with a fresh quote) and buys nothing.
         ``request_id`` makes the call idempotent (a second call raises
         DuplicateRequest carrying the first activation). Never retried blindly:
         a lost response is reconciled through /history."""

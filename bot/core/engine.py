@@ -35,6 +35,12 @@ Money
   wallet is empty: logged as an error, raised as UpstreamUnavailable.
 * Own-key mode: prices as DaisySim gives them (no markup); the wallet is the
   DaisySim balance. The engine records every activation's price in both modes.
+* What is bought (both modes; ``bot.core.quoting``): a quote names its pool
+  ("cheapest available" = the cheapest pool with numbers when quoted). ``buy``
+  re-reads /apps (never the 5-minute cache) and names that pool upstream: no
+  numbers there → OutOfStock with the fresh pools, never another pool; a fresh
+  price above the confirmed one → PriceChanged. DaisySim charging more than its own
+  /apps said anyway is logged (operator mode: the hold caps the user's charge).
 
 Events (``subscribe(handler)``, ``async def handler(event: Event) -> None``)
 -------------------------------------------------------------------------
@@ -144,6 +150,7 @@ from bot.core.poller import (
     split_batches,
 )
 from bot.core.pricing import quantize, user_price
+from bot.core.quoting import purchase_choice, quote_choice
 from bot.core.rounds import Rounds
 from bot.core.wallets import Wallets
 from bot.daisysim import errors as ds
@@ -1108,6 +1115,11 @@ class Engine:
                     price = user_price(purchase.amount_charged, self.markup)
                 else:
                     price = quantize(purchase.amount_charged)
+                    if price > row.price:  # we named the quoted pool: upstream's doing
+                        logger.warning(
+                            "activation %d: DaisySim charged %s, above the confirmed %s",
+                            activation_id, price, row.price,
+                        )
                 done = await self.repos.activations.transition(
                     activation_id, ["purchasing"], "waiting",
                     remote_id=purchase.activation_id, phone=purchase.phone_number,
@@ -1120,8 +1132,8 @@ class Engine:
                     charged = await self.wallets.settle(row.user_id, activation_id, price)
                     if price > held:
                         logger.warning(
-                            "activation %d: upstream charged more than quoted; user pays the "
-                            "confirmed price", activation_id,
+                            "activation %d: upstream charged more than quoted (%s for %s); "
+                            "the user pays the confirmed price", activation_id, price, held,
                         )
                     price = charged
                 if done:
@@ -1297,21 +1309,11 @@ class Engine:
             pools=tuple(Pool(p.provider_id, price(p.price), p.count) for p in app.providers),
         )
 
-    def _price_choice(
-        self, apps: list[App], app_code: str, provider_id: str | None
-    ) -> tuple[App, Service, str | None, Decimal]:
+    def _find_app(self, apps: list[App], app_code: str) -> tuple[App, Service]:
         match = next((a for a in apps if a.code == app_code), None)
         if match is None:
             raise ServiceUnavailable(f"unknown service {app_code!r}")
-        service = self._service(match)
-        if not service.pools:
-            return match, service, None, service.price
-        if provider_id is None:
-            return match, service, None, service.price
-        pool = next((p for p in service.pools if p.provider_id == str(provider_id)), None)
-        if pool is None:
-            raise ServiceUnavailable(f"unknown pool {provider_id!r} for {app_code!r}")
-        return match, service, pool.provider_id, pool.price
+        return match, self._service(match)
 
     async def _user_balance(self, user_id: int, acc: _Account) -> Decimal | None:
         if self.mode is FundingMode.OPERATOR:
@@ -1328,24 +1330,33 @@ class Engine:
         acc = await self._funding_account(user_id)
         return [self._service(a) for a in await self._catalogue(acc)]
 
-    async def quote(self, user_id: int, app: str, provider_id: str | None) -> Quote:
+    async def quote(
+        self, user_id: int, app: str, provider_id: str | None, *, fresh: bool = False
+    ) -> Quote:
         self._check_started()
         acc = await self._funding_account(user_id)
-        return await self._quote(user_id, acc, app, provider_id)
+        return await self._quote(user_id, acc, app, provider_id, force=fresh)
 
     async def _quote(
         self, user_id: int, acc: _Account, app: str, provider_id: str | None, *,
         force: bool = False,
     ) -> Quote:
         apps = await self._catalogue(acc, force=force)
-        _, service, pid, price = self._price_choice(apps, app, provider_id)
+        return await self._quote_from(user_id, acc, apps, app, provider_id)
+
+    async def _quote_from(
+        self, user_id: int, acc: _Account, apps: list[App], app: str, provider_id: str | None
+    ) -> Quote:
+        _, service = self._find_app(apps, app)
+        choice = quote_choice(service, provider_id)
         balance = await self._user_balance(user_id, acc)
         return Quote(
             service=service,
-            provider_id=pid,
-            price=price,
+            provider_id=choice.pool if provider_id is not None else None,
+            price=choice.price,
             balance=balance,
-            balance_after=None if balance is None else balance - price,
+            balance_after=None if balance is None else balance - choice.price,
+            pool=choice.pool,
         )
 
     async def _requote(
@@ -1376,6 +1387,7 @@ class Engine:
         *,
         request_id: str,
         chat_id: int | None = None,
+        pool: str | None = None,
     ) -> Activation:
         self._check_started()
         if not request_id:
@@ -1386,11 +1398,15 @@ class Engine:
             raise self._duplicate(existing, user_id)
         acc = await self._funding_account(user_id)
         client = self._require_client(acc)
-        apps = await self._catalogue(acc)
-        app_info, _, pid, price = self._price_choice(apps, app, provider_id)
+        # Fresh prices: never the cache, which may predate a sell-out or a price rise.
+        apps = await self._catalogue(acc, force=True)
+        app_info, service = self._find_app(apps, app)
+        choice = purchase_choice(service, provider_id, pool)
+        pid, price = choice.pool, choice.price
         if price > max_price:
             raise PriceChanged(
-                "the price went up", quote=await self._quote(user_id, acc, app, provider_id)
+                "the price went up",
+                quote=await self._quote_from(user_id, acc, apps, app, provider_id),
             )
         async with acc.purchase_lock:
             await self._reconcile_pending(acc)
@@ -1402,7 +1418,9 @@ class Engine:
                 try:
                     activation_id = await self.repos.activations.insert_purchasing(
                         user_id=user_id, account_id=acc.id, service_code=app_info.code,
-                        service_name=app_info.name, provider_id=pid, price=price,
+                        service_name=app_info.name,
+                        # The user's choice (None: cheapest available); ``pid`` is bought.
+                        provider_id=pid if provider_id is not None else None, price=price,
                         request_id=request_id, sent_at=now, chat_id=chat_id,
                     )
                 except DuplicateError:
@@ -1526,7 +1544,7 @@ class Engine:
             return UpstreamUnavailable("DaisySim did not answer; nothing was bought")
         if isinstance(err, ds.OutOfStock):
             service = await self._refreshed_service(acc, app)
-            return OutOfStock("no numbers in stock", service=service)
+            return OutOfStock("no numbers in stock", service=service, pool=provider_id)
         if isinstance(err, ds.PriceVerificationFailed):
             return PriceChanged(
                 "price verification failed",

@@ -324,7 +324,8 @@ class Playground:
             keys = ", ".join(f"{name}: {key}" for name, key in self.demo_keys.items())
             notes.append(
                 f"Own-key mode: send /key and paste your demo DaisySim key ({keys}). "
-                f"Each demo wallet holds {_money(o.demo_balance)} (refilled at every start)."
+                f"Each demo wallet holds {_money(o.demo_balance)} (refilled at every start). "
+                f"{self.users[0][1]} is an admin: try /admin."
             )
         else:
             admin = self.users[0][1]
@@ -481,7 +482,9 @@ async def start_playground(options: PlaygroundOptions) -> Playground:
                 # message id. (FakeTelegram has no public "first message id".)
                 tg_chat.next_message_id = last_ids[uid] + 1
 
-        admin_ids = [users[0][0]] if options.mode is FundingMode.OPERATOR else []
+        # The first chat user is an admin in both modes (own key: /admin's stats, and
+        # /credit says wallets are DaisySim's instead of "not allowed").
+        admin_ids = [users[0][0]]
         settings = _settings(options, fake, sim_server.base_url, db_path, fernet,
                              operator_key, admin_ids)
         app = build_application(settings, clock=SystemClock())

@@ -105,8 +105,15 @@ class Account:
 @dataclass
 class Pool:
     provider_id: str
-    price: Decimal
+    price: Decimal  # what /purchase charges
     count: int
+    # What /apps shows when it lags behind ``price`` (DaisySim's 5-minute price view
+    # cache); None = ``price``. Set with ``set_price(..., listed=...)``.
+    listed: Decimal | None = None
+
+    @property
+    def shown(self) -> Decimal:
+        return self.price if self.listed is None else self.listed
 
 
 @dataclass
@@ -117,6 +124,7 @@ class Service:
     stock: int | None = None  # single-provider: None = ample
     pools: list[Pool] = field(default_factory=list)  # sb_* services
     removed: bool = False
+    listed: Decimal | None = None  # single-provider: as Pool.listed
 
     @property
     def multi(self) -> bool:
@@ -598,6 +606,27 @@ class SimState:
                 return
         raise ControlError(404, f"unknown provider_id {provider_id!r} for {app}")
 
+    def set_price(
+        self, app: str, provider_id: str | int | None, price: Decimal | str,
+        *, listed: Decimal | str | None = None,
+    ) -> None:
+        """The price /purchase charges from now on; ``listed``: the (stale) price
+        /apps keeps showing meanwhile (default: the same)."""
+        amount = money(price)
+        shown = None if listed is None else money(listed)
+        if amount <= 0 or (shown is not None and shown <= 0):
+            raise ControlError(422, "prices must be > 0")
+        svc = self.service(app)
+        if not svc.multi:
+            svc.price, svc.listed = amount, shown
+            return
+        pid = str(provider_id) if provider_id is not None else None
+        for pool in svc.pools:
+            if pool.provider_id == pid:
+                pool.price, pool.listed = amount, shown
+                return
+        raise ControlError(404, f"unknown provider_id {provider_id!r} for {app}")
+
     def set_removed(self, app: str, removed: bool) -> None:
         self.service(app).removed = removed
 
@@ -607,21 +636,22 @@ class SimState:
             if svc.removed:
                 continue
             if svc.multi:
-                pools = svc.sorted_pools()
+                pools = sorted(svc.pools, key=lambda p: (p.shown, p.provider_id))
                 in_stock = [p for p in pools if p.count > 0]
                 # CHOICE: price = cheapest pool with stock (cheapest overall if none has stock);
                 # empty pools stay listed with count 0.
-                price = (in_stock or pools)[0].price
+                price = (in_stock or pools)[0].shown
                 providers = [
-                    {"provider_id": p.provider_id, "price": p.price, "count": p.count}
+                    {"provider_id": p.provider_id, "price": p.shown, "count": p.count}
                     for p in pools
                 ]
                 out.append(
                     {"code": svc.code, "name": svc.name, "price": price, "providers": providers}
                 )
             else:
+                shown = svc.price if svc.listed is None else svc.listed
                 out.append(
-                    {"code": svc.code, "name": svc.name, "price": svc.price, "providers": []}
+                    {"code": svc.code, "name": svc.name, "price": shown, "providers": []}
                 )
         return out
 

@@ -23,7 +23,9 @@ Choices where the upstream spec is silent (clients must not rely on more than th
 * /apps: ``sb_*`` pools are sorted cheapest-first (ties by provider_id); pools with no
   stock stay listed with ``count: 0``; the service ``price`` is the cheapest pool *with
   stock* (the cheapest pool overall if none has stock). Single-provider services have
-  ample stock unless set through ``/_sim/stock``.
+  ample stock unless set through ``/_sim/stock``. ``/_sim/price`` sets what /purchase
+  charges for a pool (single-provider: the service) and, with ``listed``, a different,
+  stale price that /apps keeps showing (DaisySim's 5-minute price view lagging behind).
 * /check and /check-all: the 15-s ``Waiting`` cache per activation id (a served Waiting is
   cached 15 s; while cached, Waiting is served even if the SMS has arrived; afterwards a
   stored code is returned on every call). Statuses beyond the documented two:
@@ -285,6 +287,14 @@ class Simulator:
     def set_stock(self, app: str, provider_id: str | int | None, count: int) -> None:
         self.core.set_stock(app, provider_id, count)
 
+    def set_price(
+        self, app: str, provider_id: str | int | None, price: Decimal | str,
+        *, listed: Decimal | str | None = None,
+    ) -> None:
+        """What /purchase charges for the pool (single-provider: the service) from
+        now on; ``listed``: what /apps keeps showing (a lagging price view)."""
+        self.core.set_price(app, provider_id, price, listed=listed)
+
     def remove_service(self, app: str) -> None:
         self.core.set_removed(app, True)
 
@@ -367,6 +377,7 @@ class Simulator:
         r.add_post("/_sim/sms", self._ctl_sms)
         r.add_post("/_sim/advance", self._ctl_advance)
         r.add_post("/_sim/stock", self._ctl_stock)
+        r.add_post("/_sim/price", self._ctl_price)
         r.add_post("/_sim/faults", self._ctl_faults)
         r.add_post("/_sim/services", self._ctl_services)
         r.add_get("/_sim/state", self._ctl_state)
@@ -615,6 +626,25 @@ class Simulator:
             raise ControlError(422, "app (string) and count (integer) are required")
         self.core.set_stock(app, body.get("provider_id"), count)
         return self._ctl_ok(self.core.snapshot()["stock"][app])
+
+    async def _ctl_price(self, request: web.Request) -> web.Response:
+        body = await self._ctl_body(request)
+        app, price, listed = body.get("app"), body.get("price"), body.get("listed")
+        if not isinstance(app, str) or not all(
+            v is None or (isinstance(v, str | int | float) and not isinstance(v, bool))
+            for v in (price, listed)
+        ) or price is None:
+            raise ControlError(422, "app (string) and price (number or string) are required")
+        try:
+            self.core.set_price(
+                app, body.get("provider_id"), str(price),
+                listed=None if listed is None else str(listed),
+            )
+        except ArithmeticError:
+            raise ControlError(422, "price is not a valid decimal") from None
+        return self._ctl_ok(
+            [a for a in self.core.apps_view() if a["code"] == app] or None
+        )
 
     async def _ctl_faults(self, request: web.Request) -> web.Response:
         body = await self._ctl_body(request)

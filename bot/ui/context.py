@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from telegram.ext import Application, CallbackContext, ExtBot, JobQueue
 
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
-from bot.core.api import EngineAPI
+from bot.core.api import EngineAPI, Quote
 from bot.liveness import UpdateFeed
 
 if TYPE_CHECKING:
@@ -40,8 +39,9 @@ class BotData:
     owns_engine: bool = False
     # Request ids (chat:message:nonce) whose Confirm was pressed in this process.
     confirming: dict[str, None] = field(default_factory=dict)
-    # Request id -> price shown on that confirmation screen.
-    shown_prices: dict[str, Decimal] = field(default_factory=dict)
+    # Request id -> the quote shown on that confirmation screen (price and the pool
+    # it resolved to): its Confirm buys that pool at no more than that price.
+    shown_prices: dict[str, Quote] = field(default_factory=dict)
     # When updates were last fetched (getUpdates / webhook): /healthz reads it.
     feed: UpdateFeed = field(default_factory=UpdateFeed)
 

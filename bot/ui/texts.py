@@ -138,11 +138,13 @@ EN: dict[str, str] = {
     ),
     "buy_confirm_pool_line": "Pool: {pool}\n",
     "buy_confirm_cheapest_line": "Pool: cheapest available\n",
+    "buy_confirm_cheapest_pool_line": "Pool: {pool} (cheapest available)\n",
     "buy_confirm_balance_line": "Balance: {balance} → <b>{balance_after}</b> after purchase\n",
     "buy_confirm_balance_unknown": "",
     "btn_confirm": "✅ Confirm · {price}",
     "buy_buying": "⏳ Buying a <b>{name}</b> number…",
     "cb_buying": "Buying…",
+    "cb_confirm_again": "Please check the current price and confirm again.",
     "cb_already_buying": "This purchase is already being made — one tap is enough.",
     "buy_duplicate_done": "This purchase was already made — here is the order:",
     "buy_timeout": "⌛ This menu timed out. Use /buy to start again.",
@@ -227,7 +229,7 @@ EN: dict[str, str] = {
         "Ask an admin to top up your wallet — your ID is <code>{user_id}</code>."
     ),
     "err_price_changed": (
-        "💱 The price of <b>{name}</b> changed to <b>{price}</b>.\n{balance_line}\n"
+        "💱 The price of <b>{name}</b> changed to <b>{price}</b>.\n{pool_line}{balance_line}\n"
         "Confirm the new price?"
     ),
     "err_service_gone": "😕 That service is not available anymore. Please pick another one.",

@@ -193,6 +193,16 @@ def insufficient(
     return Screen(text, kb.insufficient_kb(lang, service))
 
 
+def _pool_line(lang: str, quote: Quote) -> Raw:
+    if not quote.service.multi_pool:
+        return Raw("")
+    if quote.provider_id is None:  # cheapest available: say which pool it is now
+        if quote.pool is None:
+            return t(lang, "buy_confirm_cheapest_line")
+        return t(lang, "buy_confirm_cheapest_pool_line", pool=quote.pool)
+    return t(lang, "buy_confirm_pool_line", pool=quote.provider_id)
+
+
 def confirm(
     lang: str,
     quote: Quote,
@@ -208,17 +218,11 @@ def confirm(
     if not can_afford(quote):
         return insufficient(lang, quote.price, quote.balance, own_key=own_key, user_id=user_id,
                             service=service)
-    if not service.multi_pool:
-        pool_line = Raw("")
-    elif quote.provider_id is None:
-        pool_line = t(lang, "buy_confirm_cheapest_line")
-    else:
-        pool_line = t(lang, "buy_confirm_pool_line", pool=quote.provider_id)
     text = t(
         lang,
         "buy_confirm",
         name=service.name,
-        pool_line=pool_line,
+        pool_line=_pool_line(lang, quote),
         price=quote.price,
         balance_line=_balance_line(lang, quote),
         lock=fmt_lock(cancel_lock_seconds),
@@ -237,6 +241,7 @@ def price_changed(
         "err_price_changed",
         name=quote.service.name,
         price=quote.price,
+        pool_line=_pool_line(lang, quote),
         balance_line=_balance_line(lang, quote),
     )
     return Screen(
@@ -520,10 +525,11 @@ def engine_error(
     operator mode so the user can ask an admin to top up)."""
     if isinstance(exc, OutOfStock):
         service = exc.service
+        pool = exc.pool if exc.pool is not None else pool  # the pool that has no numbers
         name = service.name if service is not None else (app or "")
         if service is not None and service.multi_pool:
             others = [p for p in service.pools if p.provider_id != pool and p.count > 0]
-            if pool is not None:
+            if pool is not None and others:
                 text = t(lang, "err_out_of_stock_pool", pool=pool, name=name)
             elif others:
                 text = t(lang, "err_out_of_stock", name=name)

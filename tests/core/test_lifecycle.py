@@ -326,13 +326,21 @@ async def test_price_changed(h: Harness, mode: str) -> None:
         await eng.buy(ALICE, "sb_wa", "3170", Decimal("1.30"), request_id="pc")
     assert info.value.quote is not None and info.value.quote.price == Decimal("1.3810")
     assert h.transport.count("/purchase") == 0
-    # Upstream PRICE_VERIFICATION_FAILED (the service vanished after /apps).
-    h.sim.remove_service("Signal")
-    with pytest.raises(PriceChanged) as gone:
+    # Upstream PRICE_VERIFICATION_FAILED: asked again at the re-read price.
+    h.sim.add_fault("purchase", status=422, code="PRICE_VERIFICATION_FAILED",
+                    message="Price verification failed.")
+    with pytest.raises(PriceChanged) as verify:
         await eng.buy(ALICE, "Signal", None, Decimal("1"), request_id="pc-2")
-    assert gone.value.quote is None
+    assert verify.value.quote is not None and verify.value.quote.price == Decimal("0.6000")
+    # The service vanished after the quote: the fresh /apps at Confirm says so before
+    # anything is sent.
+    await eng.list_services(ALICE)
+    h.sim.remove_service("Signal")
+    with pytest.raises(ServiceUnavailable):
+        await eng.buy(ALICE, "Signal", None, Decimal("1"), request_id="pc-3")
     with pytest.raises(ServiceUnavailable):
         await eng.quote(ALICE, "Signal", None)
+    assert h.transport.count("/purchase") == 1
 
 
 async def test_markup_applies_to_prices_and_charges(h: Harness) -> None:

@@ -11,6 +11,7 @@ import pytest
 from bot.config import FundingMode
 from bot.core.api import ActivationState
 from bot.sandbox.sim_state import Service as SimService
+from bot.ui.texts import plain
 from tests.e2e.conftest import ADMIN, ALICE, OP_KEY, USER_KEY, WAIT, Harness, HarnessFactory
 
 
@@ -208,9 +209,10 @@ async def test_confirm_screen_refuses_a_price_above_the_balance(
     assert "-$0.10" not in msg.text and "Confirm your purchase" not in msg.text
     assert not msg.has_button(re.compile("Confirm"))
     assert msg.has_button("⬅️ Pick another service") and msg.has_button("💰 Wallet")
-    # A forged Confirm for this screen re-checks and still refuses: nothing is bought.
+    # A forged Confirm for this screen re-checks and still refuses: nothing is bought,
+    # and no "Buying…" is said.
     answer = await alice.press_data("buy:ok:Signal:-:abcde", msg.message_id)
-    assert answer.text == "Buying…"
+    assert answer.text == plain("en", "cb_confirm_again")
     await h.settle()
     again = alice.message(msg.message_id)
     assert "Not enough balance" in again.text and not again.has_button(re.compile("Confirm"))

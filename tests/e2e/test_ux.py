@@ -11,6 +11,7 @@ import pytest
 
 from bot.config import FundingMode
 from bot.ui.handlers.key import looks_like_key
+from bot.ui.texts import plain
 from tests.e2e.conftest import ADMIN, ALICE, BOB, USER_KEY, WAIT, Harness, HarnessFactory
 
 BOGUS_KEY = "sk_bogus_not_a_real_key_000"
@@ -176,7 +177,7 @@ async def test_cancel_mid_buy_removes_confirm_and_a_late_press_does_not_buy(h: H
 
     # The old Confirm (e.g. a press already on its way) shows the price again.
     answer = await alice.press_data(data, confirm.message_id)
-    assert answer.text == "Buying…"
+    assert answer.text == plain("en", "cb_confirm_again")  # not "Buying…"
     again = await alice.wait_for(
         lambda m: m.message_id == confirm.message_id and "Confirm your purchase" in m.text, WAIT
     )
@@ -252,7 +253,7 @@ async def test_a_timed_out_confirmation_does_not_buy(make_harness: HarnessFactor
     timed_out = await alice.wait_for("This menu timed out", WAIT)
     assert timed_out.message_id == confirm.message_id and timed_out.buttons == []
     answer = await alice.press_data(data, confirm.message_id)
-    assert answer.text == "Buying…"
+    assert answer.text == plain("en", "cb_confirm_again")  # not "Buying…"
     await alice.wait_for(
         lambda m: m.message_id == confirm.message_id and "Confirm your purchase" in m.text, WAIT
     )

@@ -281,3 +281,22 @@ async def test_after_a_restart_the_failure_notice_reaches_the_chat(
     # --fresh forgets the chats with the database.
     pg3 = await playground(users=2, fresh=True)
     assert pg3.fake.user(ALICE).chat() == []
+
+
+async def test_own_key_playground_admin_gets_the_own_key_answer_to_credit(
+    playground: Factory,
+) -> None:
+    """Issue 9: in the own-key playground, /credit by its admin said "not allowed"
+    (nobody was an admin there); it must say why wallets cannot be adjusted."""
+    pg = await playground(mode=FundingMode.OWN_KEY, users=2)
+    assert pg.settings.admin_ids == [ALICE]
+    assert pg.panel_provider is not None
+    assert "Alice is an admin: try /admin." in " ".join((await pg.panel_provider.panel())["notes"])
+    alice, bob = pg.fake.user(ALICE), pg.fake.user(BOB)
+    await alice.send(f"/credit {BOB} 5")
+    reply = await alice.wait_for("Wallet adjustments", WAIT)
+    assert reply.text == "Wallet adjustments exist only in operator mode."
+    await alice.send("/admin")
+    await alice.wait_for("Stats", WAIT)
+    await bob.send(f"/credit {ALICE} 5")
+    assert "not allowed" in (await bob.wait_for("not allowed", WAIT)).text

@@ -723,3 +723,31 @@ async def test_random_trickle_kind(env: Env) -> None:
     assert resp.status_code == 200 and resp.json()["data"]["countries"][0]["id"] == "USA"
     err(await env.raw.post("/_sim/faults", json={"random": {"kinds": ["slow"]}}), 422,
         "CONTROL_ERROR")
+
+
+async def test_price_control_and_a_lagging_price_view(env: Env) -> None:
+    r = await env.raw.post("/_sim/price", json={"app": "sb_tg", "provider_id": "2266",
+                                                "price": "0.55"})
+    assert r.status_code == 200
+    [tg] = r.json()["data"]
+    assert tg["price"] == 0.55 and tg["providers"][0] == {"provider_id": "2266",
+                                                          "price": 0.55, "count": 1820}
+    assert (await env.buy("sb_tg", provider_id="2266"))["amount_charged"] == 0.55
+    # /apps keeps showing the old price while /purchase charges the new one.
+    await env.raw.post("/_sim/price", json={"app": "Signal", "price": 0.75, "listed": "0.60"})
+    apps = {a["code"]: a for a in (await env.c.get("/apps/USA")).json()["data"]}
+    assert apps["Signal"]["price"] == 0.6
+    assert (await env.buy("Signal"))["amount_charged"] == 0.75
+    env.sim.set_price("sb_tg", "3109", "0.40")  # the Python API; /apps re-sorts
+    apps = {a["code"]: a for a in (await env.c.get("/apps/USA")).json()["data"]}
+    assert [p["provider_id"] for p in apps["sb_tg"]["providers"]] == ["3109", "2266"]
+    assert apps["sb_tg"]["price"] == 0.4
+    for bad in ({"app": "Signal"}, {"app": "Signal", "price": "abc"},
+                {"app": "Signal", "price": -1}, {"app": "Signal", "price": "NaN"},
+                {"app": "Signal", "price": True}, {"app": "Signal", "price": "1e30"},
+                {"app": "Signal", "price": 1, "listed": 0}):
+        err(await env.raw.post("/_sim/price", json=bad), 422, "CONTROL_ERROR")
+    assert (await env.raw.post("/_sim/price", json={"app": "sb_tg", "provider_id": "1",
+                                                    "price": 1})).status_code == 404
+    assert (await env.raw.post("/_sim/price", json={"app": "nope", "price": 1})
+            ).status_code == 404

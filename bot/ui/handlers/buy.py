@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
-from decimal import Decimal
 
 from telegram import Message, Update
 from telegram.error import BadRequest, Forbidden
@@ -28,6 +27,7 @@ from bot.core.api import (
     DuplicateRequest,
     EngineError,
     PriceChanged,
+    Quote,
     Service,
 )
 from bot.ui import callbacks as cb
@@ -96,11 +96,22 @@ def _set_query(context: BotContext, message_id: int, query: str | None) -> None:
             queries.pop(next(iter(queries)))
 
 
-def _record_price(context: BotContext, request_id: str, price: Decimal) -> None:
-    prices = context.bot_data.shown_prices
-    prices[request_id] = price
-    while len(prices) > _MAX_REMEMBERED:
-        prices.pop(next(iter(prices)))
+def _remember_quote(context: BotContext, request_id: str, quote: Quote) -> None:
+    """The quote a confirmation screen shows (price and the pool it resolved to):
+    its Confirm buys that pool at no more than that price, nothing else."""
+    quotes = context.bot_data.shown_prices
+    quotes[request_id] = quote
+    while len(quotes) > _MAX_REMEMBERED:
+        quotes.pop(next(iter(quotes)))
+
+
+def _shows(quote: Quote, data: cb.BuyConfirm) -> bool:
+    """Is ``data`` the Confirm button of the screen that showed ``quote``?"""
+    if not cb.matches(data.app, quote.service.code):
+        return False
+    if data.pool is None or quote.provider_id is None:
+        return data.pool is None and quote.provider_id is None
+    return cb.matches(data.pool, quote.provider_id)
 
 
 def _request_id(message: Message, nonce: str) -> str:
@@ -123,13 +134,15 @@ async def _list_screen(
 
 
 async def _confirm_screen(
-    context: BotContext, user_id: int, lang: str, service: Service, provider: str | None
-) -> tuple[Screen, str, Decimal | None]:
-    """A fresh quote rendered as the confirmation screen: (screen, nonce, price)."""
+    context: BotContext, user_id: int, lang: str, service: Service, provider: str | None,
+    *, fresh: bool = False,
+) -> tuple[Screen, str, Quote | None]:
+    """A quote rendered as the confirmation screen: (screen, nonce, quote to
+    remember — None when the screen has no Confirm)."""
     nonce = cb.new_nonce()
     is_own_key = own_key(context)
     try:
-        quote = await context.engine.quote(user_id, service.code, provider)
+        quote = await context.engine.quote(user_id, service.code, provider, fresh=fresh)
     except EngineError as exc:
         screen = views.engine_error(
             lang,
@@ -142,12 +155,12 @@ async def _confirm_screen(
             user_id=user_id,
             service=service,
         )
-        price = (
-            exc.quote.price
+        shown = (
+            exc.quote
             if isinstance(exc, PriceChanged) and exc.quote and views.can_afford(exc.quote)
             else None
         )
-        return screen, nonce, price
+        return screen, nonce, shown
     screen = views.confirm(
         lang,
         quote,
@@ -156,8 +169,44 @@ async def _confirm_screen(
         own_key=is_own_key,
         user_id=user_id,
     )
-    # A screen without Confirm (not enough balance) records no price: nothing to buy.
-    return screen, nonce, quote.price if views.can_afford(quote) else None
+    # A screen without Confirm (not enough balance) records nothing: nothing to buy.
+    return screen, nonce, quote if views.can_afford(quote) else None
+
+
+async def _choice_screen(
+    context: BotContext,
+    user_id: int,
+    lang: str,
+    app: str,
+    pool: str | None,
+    *,
+    pick_pool: bool = False,
+    retry: str | None = None,
+    fresh: bool = False,
+) -> tuple[Screen, str | None, Quote | None]:
+    """The screen for the service (and pool) tokens ``app`` / ``pool`` from callback
+    data: the pools (``pick_pool`` on a multi-pool service, or an unknown pool), else
+    the confirmation. Returns (screen, nonce, quote to remember)."""
+    try:
+        services = await context.engine.list_services(user_id)
+    except EngineError as exc:
+        return views.engine_error(lang, exc, own_key=own_key(context), retry=retry), None, None
+    service = _find_service(services, app)
+    if service is None:
+        return (
+            Screen(t(lang, "err_service_gone"), kb.error_kb(lang, retry=cb.buy_list(1))),
+            None,
+            None,
+        )
+    provider: str | None = None
+    if pick_pool and service.multi_pool:
+        return views.pools(lang, service), None, None
+    if not pick_pool and pool is not None:
+        found = next((p for p in service.pools if cb.matches(pool, p.provider_id)), None)
+        if found is None:
+            return views.pools(lang, service), None, None
+        provider = found.provider_id
+    return await _confirm_screen(context, user_id, lang, service, provider, fresh=fresh)
 
 
 async def show_order_in(
@@ -197,12 +246,20 @@ async def make_live(
 # ----------------------------------------------------------------- handlers
 
 
+def _search_text(text: str) -> str | None:
+    return " ".join(text.split())[:_QUERY_MAX] or None
+
+
 @stop_propagation
 async def buy_command(update: Update, context: BotContext) -> int:
+    """``/buy`` lists the services; ``/buy whatsapp`` lists the ones matching, as
+    typing "whatsapp" under the list does."""
     user_id = user_id_of(update)
     lang = lang_of(update, context)
-    screen = await _list_screen(context, user_id, lang, 1, None)
+    query = _search_text(" ".join(context.args or []))
+    screen = await _list_screen(context, user_id, lang, 1, query)
     message = await send(update, context, screen)
+    _set_query(context, message.message_id, query)
     _remember_message(context, message)
     return BROWSING
 
@@ -212,8 +269,7 @@ async def buy_text(update: Update, context: BotContext) -> int:
     """Typing while the list is shown filters the services (a new list message)."""
     user_id = user_id_of(update)
     lang = lang_of(update, context)
-    text = (update.message.text if update.message else None) or ""
-    query = " ".join(text.split())[:_QUERY_MAX] or None
+    query = _search_text((update.message.text if update.message else None) or "")
     screen = await _list_screen(context, user_id, lang, 1, query)
     message = await send(update, context, screen)
     _set_query(context, message.message_id, query)
@@ -252,7 +308,6 @@ async def buy_callback(update: Update, context: BotContext) -> int | None:
         _remember_message(context, target)
         return target
 
-    engine = context.engine
     if isinstance(data, cb.MenuCb | cb.BuyList):
         if isinstance(data, cb.MenuCb):  # a fresh list: forget this message's filter
             page, search = 1, None
@@ -264,35 +319,18 @@ async def buy_callback(update: Update, context: BotContext) -> int | None:
 
     if not isinstance(data, cb.BuyService | cb.BuyPool | cb.BuyAgain):
         return None
-    try:
-        services = await engine.list_services(user_id)
-    except EngineError as exc:
-        retry = query.data if isinstance(query.data, str) else None
-        await render(views.engine_error(lang, exc, own_key=own_key(context), retry=retry))
-        return BROWSING
-    service = _find_service(services, data.app)
-    if service is None:
-        await render(Screen(t(lang, "err_service_gone"), kb.error_kb(lang, retry=cb.buy_list(1))))
-        return BROWSING
-
-    if isinstance(data, cb.BuyService):
-        if service.multi_pool:
-            await render(views.pools(lang, service))
-            return BROWSING
-        provider: str | None = None
-    elif data.pool is None:
-        provider = None
-    else:
-        pool = next((p for p in service.pools if cb.matches(data.pool, p.provider_id)), None)
-        if pool is None:
-            await render(views.pools(lang, service))
-            return BROWSING
-        provider = pool.provider_id
-
-    screen, nonce, price = await _confirm_screen(context, user_id, lang, service, provider)
+    screen, nonce, quote = await _choice_screen(
+        context,
+        user_id,
+        lang,
+        data.app,
+        None if isinstance(data, cb.BuyService) else data.pool,
+        pick_pool=isinstance(data, cb.BuyService),
+        retry=query.data if isinstance(query.data, str) else None,
+    )
     target = await render(screen)
-    if price is not None:
-        _record_price(context, _request_id(target, nonce), price)
+    if nonce is not None and quote is not None:
+        _remember_quote(context, _request_id(target, nonce), quote)
     return BROWSING
 
 
@@ -307,6 +345,20 @@ async def _purchase(
     if request_id in bot_data.confirming:
         await answer(query, plain(lang, "cb_already_buying"))
         return ConversationHandler.END
+    shown = bot_data.shown_prices.get(request_id)
+    if shown is None or not _shows(shown, data):
+        # Not a confirmation screen we remember showing (forged, or from before a
+        # restart, a /cancel or a timeout): nothing is bought and no "Buying…" is
+        # said; the current price (fresh) is shown to be confirmed again.
+        await answer(query, plain(lang, "cb_confirm_again"))
+        screen, nonce, quote = await _choice_screen(
+            context, user_id, lang, data.app, data.pool, retry=cb.buy_list(1), fresh=True
+        )
+        await edit(message, context, screen)
+        if nonce is not None and quote is not None:
+            _remember_quote(context, _request_id(message, nonce), quote)
+        _remember_message(context, message)
+        return BROWSING
     bot_data.confirming[request_id] = None
     while len(bot_data.confirming) > _MAX_REMEMBERED:
         bot_data.confirming.pop(next(iter(bot_data.confirming)))
@@ -314,61 +366,25 @@ async def _purchase(
     _forget_message(context, message)  # it becomes the order message: never time it out
     engine = context.engine
     is_own_key = own_key(context)
+    service = shown.service
 
     def failed() -> None:
         bot_data.confirming.pop(request_id, None)
+        bot_data.shown_prices.pop(request_id, None)  # its Confirm is gone from the screen
         _remember_message(context, message)  # still a buy screen
 
-    service: Service | None = None
-    provider: str | None = None
     try:
-        services = await engine.list_services(user_id)
-        service = _find_service(services, data.app)
-        if service is None:
-            failed()
-            await edit(message, context, Screen(t(lang, "err_service_gone"),
-                                                kb.error_kb(lang, retry=cb.buy_list(1))))
-            return BROWSING
-        if data.pool is not None:
-            pool = next((p for p in service.pools if cb.matches(data.pool, p.provider_id)), None)
-            if pool is None:
-                failed()
-                await edit(message, context, views.pools(lang, service))
-                return BROWSING
-            provider = pool.provider_id
-        # The price is recomputed here, server-side; never taken from the button.
-        quote = await engine.quote(user_id, service.code, provider)
-        shown = bot_data.shown_prices.get(request_id)
-        if shown is None or quote.price > shown:
-            # Price went up, or this confirmation screen is not one we remember
-            # showing (e.g. from before a restart): never buy at a price the user
-            # has not seen — show the current price and ask again.
-            failed()
-            nonce = cb.new_nonce()
-            screen = (
-                views.price_changed(lang, quote, nonce, own_key=is_own_key, user_id=user_id)
-                if shown is not None
-                else views.confirm(
-                    lang,
-                    quote,
-                    nonce,
-                    cancel_lock_seconds=context.settings.cancel_lock_seconds,
-                    own_key=is_own_key,
-                    user_id=user_id,
-                )
-            )
-            await edit(message, context, screen)
-            if views.can_afford(quote):
-                _record_price(context, _request_id(message, nonce), quote.price)
-            return BROWSING
         await edit(message, context, Screen(t(lang, "buy_buying", name=service.name)))
+        # The engine re-reads the prices fresh and buys the quoted pool, at no more
+        # than the price shown; a price is never taken from the button.
         activation = await engine.buy(
             user_id,
             service.code,
-            provider,
-            quote.price,
+            shown.provider_id,
+            shown.price,
             request_id=request_id,
             chat_id=message.chat_id,
+            pool=shown.pool,
         )
     except DuplicateRequest as exc:
         if exc.activation is not None:
@@ -383,9 +399,9 @@ async def _purchase(
             lang,
             exc,
             own_key=is_own_key,
-            retry=cb.buy_pool(service.code, provider) if service else cb.buy_list(1),
-            app=service.code if service else None,
-            pool=provider,
+            retry=cb.buy_pool(service.code, shown.provider_id),
+            app=service.code,
+            pool=shown.provider_id,
             nonce=nonce,
             user_id=user_id,
             service=service,
@@ -395,7 +411,7 @@ async def _purchase(
             and exc.quote is not None
             and views.can_afford(exc.quote)
         ):
-            _record_price(context, _request_id(message, nonce), exc.quote.price)
+            _remember_quote(context, _request_id(message, nonce), exc.quote)
         await edit(message, context, screen)
         return BROWSING
     bot_data.shown_prices.pop(request_id, None)
