@@ -19,8 +19,8 @@ Docker waits. This limiter (a :class:`~telegram.ext.BaseRateLimiter`) does:
   are a global flood: every chat pauses.
 * **Order**: a waiting request is granted by priority (:class:`Priority`: code
   pushes, then replies to users, then notices, then cosmetic edits), then by how
-  much its chat has sent lately (a new user's first reply goes ahead of a busy
-  chat), then by arrival.
+  much its chat has sent lately (a count decaying over ``FAIRNESS_SECONDS``: a new
+  user's first reply goes ahead of a busy chat's), then by arrival.
 * **Superseded edits**: a queued :attr:`Priority.COSMETIC` edit of a message is
   dropped (the caller gets ``True``, as for an edit nobody will see) when a newer
   ``editMessageText`` of the same message arrives.
@@ -74,6 +74,7 @@ GLOBAL_FLOOD_CHATS = 3
 GLOBAL_FLOOD_WINDOW = 1.0  # seconds (clock time)
 DEFAULT_MAX_WAIT = 60.0  # seconds a caller may wait for its chat's flood pause
 STOP_GRACE = 1.5  # seconds queued requests may still wait for pacing once stopping
+FAIRNESS_SECONDS = 30.0  # how long a chat's sends count against it in the queue order
 _EDITS = frozenset({"editMessageText", "editMessageReplyMarkup"})
 _JSON = bool | dict[str, Any] | list[dict[str, Any]]
 
@@ -142,6 +143,17 @@ class _Chat:
     pace: _Pace
     paused_until: float = 0.0  # clock time
     waiting: int = 0
+    score: float = 0.0  # recent sends, decaying with FAIRNESS_SECONDS (pace clock)
+    scored_at: float = 0.0
+
+    def load(self, now: float) -> float:
+        if not self.score:
+            return 0.0
+        return self.score * math.exp(-(now - self.scored_at) / FAIRNESS_SECONDS)
+
+    def sent(self, now: float) -> None:
+        self.score = self.load(now) + 1.0
+        self.scored_at = now
 
 
 @dataclass(eq=False)
@@ -228,9 +240,11 @@ class TelegramRateLimiter(BaseRateLimiter[Outgoing]):
         return chat
 
     def _forget_idle_chats(self) -> None:
-        now, now_ms = self._clock.now(), self._pace_ms()
+        now, pace_now = self._clock.now(), self._pace_clock.now()
+        now_ms = round(pace_now * 1000)
         for key, chat in list(self._chats.items()):
-            if not chat.waiting and chat.paused_until <= now and chat.pace.used(now_ms) == 0:
+            if (not chat.waiting and chat.paused_until <= now and chat.pace.used(now_ms) == 0
+                    and chat.load(pace_now) < 0.05):
                 del self._chats[key]
 
     def _pace_ms(self) -> int:
@@ -363,13 +377,13 @@ class TelegramRateLimiter(BaseRateLimiter[Outgoing]):
         """Grant every request that may go now, best first; fail those that may no
         longer wait. Returns how long (clock s, pace s) until something may change."""
         now = self._clock.now()
-        now_ms = self._pace_ms()
-        deadline_passed = (self._stop_deadline is not None
-                           and self._pace_clock.now() >= self._stop_deadline)
+        pace_now = self._pace_clock.now()
+        now_ms = round(pace_now * 1000)
+        deadline_passed = self._stop_deadline is not None and pace_now >= self._stop_deadline
         clock_wait = pace_wait = math.inf
         while True:
             best: _Ticket | None = None
-            best_rank: tuple[int, int, int] | None = None
+            best_rank: tuple[int, float, int] | None = None
             keep: list[_Ticket] = []
             for t in self._waiting:
                 if t.future.done():
@@ -389,7 +403,7 @@ class TelegramRateLimiter(BaseRateLimiter[Outgoing]):
                 if chat_wait > 0:
                     pace_wait = min(pace_wait, chat_wait)
                     continue
-                rank = (t.priority, t.chat.pace.used(now_ms), t.seq)
+                rank = (t.priority, t.chat.load(pace_now), t.seq)
                 if best_rank is None or rank < best_rank:
                     best, best_rank = t, rank
             self._waiting = keep
@@ -400,6 +414,7 @@ class TelegramRateLimiter(BaseRateLimiter[Outgoing]):
                 return clock_wait, min(pace_wait, overall_wait)
             self._overall.take(now_ms)
             best.chat.pace.take(now_ms)
+            best.chat.sent(pace_now)
             best.future.set_result(True)
             self._waiting.remove(best)
 
