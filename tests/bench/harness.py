@@ -109,9 +109,11 @@ class BotProcess:
         flood_limit: bool = True,
         concurrent_updates: int | None = None,
         budget_per_minute: int | None = None,
+        ptb_rate_limiter: bool = False,
     ) -> BotProcess:
         """``env``: more settings (``CANCEL_LOCK_SECONDS``...). ``flood_limit=False``,
-        ``concurrent_updates=N`` and ``budget_per_minute=N`` start the bot through
+        ``concurrent_updates=N``, ``budget_per_minute=N`` and ``ptb_rate_limiter`` (the
+        old AIORateLimiter) start the bot through
         :mod:`tests.bench.run_bot` (what-if variants / the soak's raised purchase
         and cancel budgets, see there); otherwise it is ``python -m bot run``."""
         full = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "DAISYSIM_"))}
@@ -134,6 +136,8 @@ class BotProcess:
         extra: list[str] = []
         if not flood_limit:
             extra.append("--no-flood-limit")
+        if ptb_rate_limiter:
+            extra.append("--ptb-rate-limiter")
         if concurrent_updates:
             extra += ["--concurrent-updates", str(concurrent_updates)]
         if budget_per_minute:
