@@ -30,6 +30,7 @@ from bot.clock import Clock, SystemClock
 from bot.config import FundingMode, Settings
 from bot.core.api import EngineAPI
 from bot.logging_setup import install_redaction, quiet_http_loggers, register_secret
+from bot.ui import ratelimit
 from bot.ui.context import BotContext, BotData, DaisyApp, DaisyBot
 from bot.ui.events import EventRenderer
 from bot.ui.handlers import register_handlers
@@ -77,7 +78,7 @@ def begin_stopping(application: DaisyApp, grace: float = STOP_GRACE) -> None:
     if data.scheduler is not None:
         data.scheduler.close()
     limiter = application.bot.rate_limiter
-    if isinstance(limiter, TelegramRateLimiter):
+    if isinstance(limiter, ratelimit.TelegramRateLimiter):
         limiter.begin_stopping(grace)
 
 

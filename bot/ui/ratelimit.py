@@ -194,6 +194,7 @@ class TelegramRateLimiter(BaseRateLimiter[Outgoing]):
         self._global_until = 0.0  # clock time
         self._floods: deque[tuple[float, int | str]] = deque()  # recent 429s (clock, chat)
         self._stop_deadline: float | None = None  # pace-clock time
+        self._stopped = asyncio.Event()
 
     # ------------------------------------------------------------ lifecycle
     async def initialize(self) -> None:
@@ -213,6 +214,7 @@ class TelegramRateLimiter(BaseRateLimiter[Outgoing]):
         deadline = self._pace_clock.now() + max(0.0, grace)
         if self._stop_deadline is None or deadline < self._stop_deadline:
             self._stop_deadline = deadline
+        self._stopped.set()
         self._changed.set()
 
     @property
@@ -326,7 +328,15 @@ class TelegramRateLimiter(BaseRateLimiter[Outgoing]):
                     raise
                 log.warning("Telegram flood control: %s waits %.0f s (retry %d of %d)",
                             endpoint, seconds, attempt + 1, retries)
-                await self._clock.sleep(seconds)
+                sleep = asyncio.ensure_future(self._clock.sleep(seconds))
+                stop = asyncio.ensure_future(self._stopped.wait())
+                try:
+                    await asyncio.wait((sleep, stop), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    sleep.cancel()
+                    stop.cancel()
+                if self.stopping:
+                    raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _admit(

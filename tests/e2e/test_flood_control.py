@@ -181,6 +181,24 @@ async def test_once_stopping_nothing_waits_for_a_pause_and_pacing_waits_are_boun
     await limiter.shutdown()
 
 
+async def test_a_429_on_a_callback_answer_is_waited_out_but_not_past_stopping() -> None:
+    clock = VirtualClock()
+    limiter = TelegramRateLimiter(clock, pace_clock=VirtualClock())
+    wire = Wire()
+    wire.floods[None] = [2, 7]
+    first = request(limiter, wire, "answerCallbackQuery", {"callback_query_id": "a"})
+    await spin()
+    assert not first.done()
+    clock.advance(2)
+    await spin()
+    assert not first.done()  # the second answer was 429 again: now waiting 7 s
+    limiter.begin_stopping()
+    await spin()
+    with pytest.raises(RetryAfter):
+        await first
+    await limiter.shutdown()
+
+
 # ------------------------------------------------------------------ end to end
 
 
