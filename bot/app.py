@@ -24,22 +24,31 @@ from typing import Any, cast
 from telegram import BotCommand
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
-from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes, Defaults
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, Defaults, JobQueue
 
 from bot.clock import Clock, SystemClock
 from bot.config import FundingMode, Settings
 from bot.core.api import EngineAPI
 from bot.liveness import FeedRequest, UpdateFeed
 from bot.logging_setup import install_redaction, quiet_http_loggers, register_secret
-from bot.ui.context import BotContext, BotData, DaisyApp
+from bot.ui import ratelimit
+from bot.ui.context import BotContext, BotData, DaisyApp, DaisyBot
 from bot.ui.events import EventRenderer
 from bot.ui.flood import flood_notifier, key_message
 from bot.ui.handlers import register_handlers
 from bot.ui.jobs import EngineScheduler, kick
+from bot.ui.ratelimit import STOP_GRACE, TelegramRateLimiter
 from bot.ui.texts import label, pick_lang
 from bot.ui.updates import PerUserUpdateProcessor
 
-__all__ = ["bot_commands", "build_application", "kick", "shutdown", "startup"]
+__all__ = [
+    "DaisyApplication",
+    "bot_commands",
+    "build_application",
+    "kick",
+    "shutdown",
+    "startup",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,33 @@ RATE_LIMIT_RETRIES = 3
 MAX_CONCURRENT_UPDATES = 64  # users served at once (one update per user at a time)
 MAX_QUEUED_PER_USER = 8  # a user's updates waiting behind their running one; more are dropped
 POOL_TIMEOUT = 10.0  # seconds to wait for a free connection to the Bot API
+
+
+class DaisyApplication(
+    Application[DaisyBot, BotContext, dict[Any, Any], dict[Any, Any], BotData,
+                JobQueue[BotContext]]
+):
+    """The PTB Application, stopping within seconds whatever Telegram is doing.
+
+    ``Application.stop()`` waits for every update being handled and for the running
+    engine tick; under a 429 storm those would wait out ``retry_after`` after
+    ``retry_after``. So before that, the scheduler stops planning ticks and the
+    rate limiter stops waiting (:meth:`TelegramRateLimiter.begin_stopping`): what
+    cannot be sent within ``STOP_GRACE`` fails fast, and the outbox sends it again
+    after the restart."""
+
+    async def stop(self) -> None:
+        begin_stopping(cast(DaisyApp, self))
+        await super().stop()
+
+
+def begin_stopping(application: DaisyApp, grace: float = STOP_GRACE) -> None:
+    data = application.bot_data
+    if data.scheduler is not None:
+        data.scheduler.close()
+    limiter = application.bot.rate_limiter
+    if isinstance(limiter, ratelimit.TelegramRateLimiter):
+        limiter.begin_stopping(grace)
 
 
 def build_application(
@@ -77,14 +113,17 @@ def build_application(
         register_secret(settings.webhook_secret.get_secret_value())
     quiet_http_loggers()
 
+    clock = clock or SystemClock()
     context_types = ContextTypes(context=BotContext, bot_data=BotData)
     feed = UpdateFeed()  # when updates were last fetched: /healthz reads it
     builder = (
         ApplicationBuilder()
+        .application_class(DaisyApplication)
         .token(token)
         .base_url(settings.telegram_api_base)
         .base_file_url(settings.telegram_file_base)
-        .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+        # Per-chat flood pauses, priorities, superseded edits (see ratelimit.py).
+        .rate_limiter(TelegramRateLimiter(clock, max_retries=RATE_LIMIT_RETRIES))
         # Users are served concurrently, each user's updates in order (see updates.py);
         # the HTTP pool must then allow that many requests to Telegram at once.
         .concurrent_updates(update_processor(settings))
@@ -100,7 +139,7 @@ def build_application(
     application = cast(DaisyApp, builder.build())
     data = application.bot_data
     data.settings = settings
-    data.clock = clock or SystemClock()
+    data.clock = clock
     data.daisysim_transport = daisysim_transport
     data.owns_engine = engine is None
     data.feed = feed

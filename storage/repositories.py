@@ -561,6 +561,16 @@ class EventRepo:
             (next_attempt_at, error[:500], event_id),
         )
 
+    async def mark_deferred(self, event_id: int, next_attempt_at: float, reason: str) -> None:
+        """The handler delivered nothing and asked to be called again later (a flood
+        pause): undo the dispatch mark, so the redelivery is not taken as
+        interrupted, and count no failed attempt."""
+        await self.db.execute(
+            "UPDATE events SET dispatches = MAX(dispatches - 1, attempts), next_attempt_at = ?,"
+            " last_error = ? WHERE id = ? AND delivered_at IS NULL",
+            (next_attempt_at, reason[:500], event_id),
+        )
+
     async def for_activation(self, activation_id: int) -> list[EventRow]:
         rows = await self.db.fetchall(
             "SELECT * FROM events WHERE activation_id = ? ORDER BY id", (activation_id,)

@@ -285,6 +285,16 @@ class RateLimited(EngineError):
         self.retry_after = retry_after
 
 
+class RetryLater(Exception):
+    """Raised by an event handler that delivered *nothing* and may not send now (a
+    flood pause): the engine hands the event over again after ``delay`` seconds,
+    without counting a failed attempt (a long storm never drops a code)."""
+
+    def __init__(self, delay: float, reason: str = "") -> None:
+        super().__init__(reason or f"retry in {delay:.0f} s")
+        self.delay = max(0.0, delay)
+
+
 class UpstreamUnavailable(EngineError):
     """DaisySim is down / timing out; nothing was bought (or it was reconciled)."""
 

@@ -51,7 +51,9 @@ handed over in order; a handler that raises gets the event again later (backoff
 5 s doubling to 10 min; after 20 failures it is logged and dropped), and on
 restart; an event can be handed over twice only if the process dies between the
 handler returning and the acknowledgement. Return normally for permanent
-failures (e.g. the user blocked the bot).
+failures (e.g. the user blocked the bot); raise :class:`RetryLater` when nothing
+was delivered and the event should come back after a delay (a flood pause: not
+counted as a failed attempt, never dropped).
 
 * ``cancel_available``: at ``purchased_at + cancel lock`` (never before), if the
   number is still waiting and not expiring at that same moment.
@@ -133,6 +135,7 @@ from bot.core.api import (
     Quote,
     RateLimited,
     RefundReason,
+    RetryLater,
     Service,
     ServiceStat,
     ServiceUnavailable,
@@ -1175,6 +1178,14 @@ class Engine:
                 # the redelivery knows (Event.interrupted) and must not repeat it.
                 await self.repos.events.mark_dispatching(row.id)
                 await handler(event)
+            except RetryLater as later:
+                blocked.add(row.activation_id)
+                logger.warning("event %d (%s) deferred %.0f s: %s",
+                               row.id, row.kind, later.delay, later)
+                await self.repos.events.mark_deferred(
+                    row.id, self.clock.now() + max(later.delay, 0.5), repr(later)
+                )
+                continue
             except Exception as exc:
                 attempts = row.attempts + 1
                 blocked.add(row.activation_id)

@@ -1472,10 +1472,20 @@ class InjectedError:
     remaining: int
     chat_id: int | None = None
     drop: bool = False  # the call takes effect, then the connection is cut (no answer)
+    until: float | None = None  # a time window (fake's clock) instead of a count
+    remaining_retry: bool = False  # 429 retry_after = seconds left in the window
 
-    def reply(self) -> TelegramApiError:
-        params = {"retry_after": self.retry_after} if self.retry_after is not None else None
-        return TelegramApiError(self.status, self.description, params)
+    def reply(self, now: float | None = None) -> TelegramApiError:
+        retry_after = self.retry_after
+        description = self.description
+        if self.remaining_retry and self.until is not None and now is not None:
+            retry_after = max(1, math.ceil(self.until - now))
+            description = f"Too Many Requests: retry after {retry_after}"
+        params = {"retry_after": retry_after} if retry_after is not None else None
+        return TelegramApiError(self.status, description, params)
+
+    def active(self, now: float) -> bool:
+        return now < self.until if self.until is not None else self.remaining > 0
 
 
 # --------------------------------------------------------------------------------------
@@ -2207,14 +2217,22 @@ class FakeTelegram:
         count: int = 1,
         description: str | None = None,
         chat_id: int | None = None,
+        for_seconds: float | None = None,
     ) -> InjectedError:
-        """Make the next ``count`` calls of ``method`` ("*" = any except getUpdates) fail.
+        """Make the next ``count`` calls of ``method`` ("*" = any except getUpdates) fail;
+        ``chat_id``: only calls for that chat.
 
-        429 defaults to ``retry_after=1`` and "Too Many Requests: retry after N".
+        429 defaults to ``retry_after=1`` and "Too Many Requests: retry after N" (with
+        ``parameters.retry_after``, as Telegram answers).
+
+        ``for_seconds``: a storm instead of a count — every matching call fails until
+        that many seconds of the fake's clock have passed (``count`` is ignored); a
+        429 without ``retry_after`` then tells the seconds left in the window.
         """
         canonical = "*" if method == "*" else self._canonical.get(method.lower(), method)
+        remaining_retry = status == 429 and retry_after is None and for_seconds is not None
         if status == 429 and retry_after is None:
-            retry_after = 1
+            retry_after = max(1, math.ceil(for_seconds)) if for_seconds is not None else 1
         if description is None:
             description = {
                 400: "Bad Request: injected failure",
@@ -2227,6 +2245,9 @@ class FakeTelegram:
                 502: "Bad Gateway",
             }.get(status, f"Error {status}")
         inj = InjectedError(canonical, status, description, retry_after, count, chat_id)
+        if for_seconds is not None:
+            inj.until = self._now() + for_seconds
+            inj.remaining_retry = remaining_retry
         self._injected.append(inj)
         return inj
 
@@ -2245,8 +2266,9 @@ class FakeTelegram:
         self._injected.clear()
 
     def _take_injection(self, method: str, params: JSON) -> InjectedError | None:
+        now = self._now()
         for inj in self._injected:
-            if inj.remaining <= 0:
+            if not inj.active(now):
                 continue
             if inj.method == "*" and method == "getUpdates":
                 continue
@@ -2254,7 +2276,8 @@ class FakeTelegram:
                 continue
             if inj.chat_id is not None and _as_int_safe(params.get("chat_id")) != inj.chat_id:
                 continue
-            inj.remaining -= 1
+            if inj.until is None:
+                inj.remaining -= 1
             return inj
         return None
 
@@ -2310,7 +2333,7 @@ class FakeTelegram:
             self.requests.append(RecordedRequest(method, params))
             inj = self._take_injection(method, params)
             if inj is not None and not inj.drop:
-                raise inj.reply()
+                raise inj.reply(self._now())
             result = handler(params)
             if asyncio.iscoroutine(result):
                 result = await result

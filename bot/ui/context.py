@@ -11,14 +11,15 @@ from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.core.api import EngineAPI, Quote
 from bot.liveness import UpdateFeed
+from bot.ui.ratelimit import Outgoing
 
 if TYPE_CHECKING:
     from bot.ui.jobs import EngineScheduler
 
 __all__ = ["BotContext", "BotData", "DaisyApp", "DaisyBot"]
 
-# AIORateLimiter is a BaseRateLimiter[int], so the bot is an ExtBot[int].
-DaisyBot: TypeAlias = ExtBot[int]
+# TelegramRateLimiter is a BaseRateLimiter[Outgoing]: the bot's rate_limit_args.
+DaisyBot: TypeAlias = ExtBot[Outgoing]
 
 
 @dataclass

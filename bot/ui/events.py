@@ -14,6 +14,13 @@ control after the rate limiter's retries) are raised. Once the code message is
 out, later failures are swallowed so a redelivery never sends the code twice; a
 code push that got no answer counts as out once the order message (which shows
 the code too) has been updated.
+
+Flood control (see :mod:`bot.ui.ratelimit`): code pushes go out first, notices
+next, order re-renders last (a queued re-render is dropped when a newer edit of the
+same message comes). None of them waits for a chat's flood pause, which would hold
+up every other chat's events: a request that would have to wait raises
+RetryAfter, and the event is handed back to the outbox with
+:class:`~bot.core.api.RetryLater` (delivered when the pause is over).
 """
 
 from __future__ import annotations
@@ -22,12 +29,13 @@ import logging
 
 import httpx
 from telegram import Message
-from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
-from bot.core.api import Activation, EngineError, Event, EventKind
+from bot.core.api import Activation, EngineError, Event, EventKind, RetryLater
 from bot.ui import views
 from bot.ui.context import BotData, DaisyApp
 from bot.ui.handlers.common import is_not_modified
+from bot.ui.ratelimit import Outgoing, Priority, retry_after_seconds
 from bot.ui.texts import pick_lang
 
 __all__ = ["EventRenderer"]
@@ -44,6 +52,16 @@ def _maybe_delivered(exc: NetworkError) -> bool:
     return isinstance(cause, httpx.HTTPError) and not isinstance(cause, _NOT_SENT)
 
 log = logging.getLogger(__name__)
+
+# The outbox never waits for a flood pause (max_wait 0): the engine redelivers.
+CODE = Outgoing(Priority.CODE, max_wait=0.0)
+NOTICE = Outgoing(Priority.NOTICE, max_wait=0.0)
+COSMETIC = Outgoing(Priority.COSMETIC, max_wait=0.0)
+
+
+class _Unconfirmed(Exception):
+    """A code push got no answer and the order update standing in for it could not
+    go either: an ordinary failure (the redelivery pushes the code again)."""
 
 
 class EventRenderer:
@@ -63,6 +81,9 @@ class EventRenderer:
         a = event.activation
         try:
             await self._render(event)
+        except RetryAfter as exc:
+            # Nothing of this event went out (later steps swallow their errors).
+            raise RetryLater(retry_after_seconds(exc), f"flood control: {exc}") from exc
         except Forbidden as exc:
             log.info("event %s for user %s dropped: bot blocked (%s)", event.id, a.user_id, exc)
         except BadRequest as exc:
@@ -82,14 +103,17 @@ class EventRenderer:
             # it too, so update that and never push the code a second time.
             log.info("code event %s for activation %s was interrupted; not re-pushed",
                      event.id, a.id)
-            await self._update_order(a, lang, chat_id)
+            await self._update_order(a, lang, chat_id, CODE)
             return
         if kind == EventKind.CODE_RECEIVED:
             screen = views.otp(lang, a)
             try:
                 await bot.send_message(
-                    chat_id=chat_id, text=screen.text, reply_markup=screen.markup
+                    chat_id=chat_id, text=screen.text, reply_markup=screen.markup,
+                    rate_limit_args=CODE,
                 )
+            except RetryAfter:
+                raise  # not sent
             except NetworkError as exc:
                 if not _maybe_delivered(exc):
                     raise
@@ -98,14 +122,17 @@ class EventRenderer:
                 # through the user has the code, so it is not pushed a second time.
                 # If the edit fails as well, this raises and the event is redelivered.
                 log.warning("code push for activation %s unconfirmed (%s)", a.id, exc)
-                await self._update_order(a, lang, chat_id)
+                try:
+                    await self._update_order(a, lang, chat_id, CODE)
+                except RetryAfter as later:
+                    raise _Unconfirmed(str(later)) from later
                 return
             try:  # the code is out: never fail (and get redelivered) after this point
-                await self._update_order(a, lang, chat_id)
+                await self._update_order(a, lang, chat_id, COSMETIC)
             except TelegramError as exc:
                 log.warning("order message update after code failed for %s: %s", a.id, exc)
             return
-        await self._update_order(a, lang, chat_id)
+        await self._update_order(a, lang, chat_id, COSMETIC)
         notice = None
         if kind == EventKind.REFUNDED:
             notice = views.refund_notice(lang, a)
@@ -113,11 +140,15 @@ class EventRenderer:
             notice = views.failed_notice(lang, a)
         if notice is not None:
             try:
-                await bot.send_message(chat_id=chat_id, text=notice)
+                await bot.send_message(chat_id=chat_id, text=notice, rate_limit_args=NOTICE)
+            except RetryAfter:
+                raise  # deferred: the redelivery re-renders the order (not modified) and sends it
             except TelegramError as exc:
                 log.warning("notice for activation %s failed: %s", a.id, exc)
 
-    async def _update_order(self, snapshot: Activation, lang: str, chat_id: int) -> None:
+    async def _update_order(
+        self, snapshot: Activation, lang: str, chat_id: int, how: Outgoing
+    ) -> None:
         """Re-render the order message from the activation's *current* state (an
         event may arrive late; the snapshot could be older than the message)."""
         engine = self._data.engine
@@ -138,6 +169,7 @@ class EventRenderer:
                     message_id=current_msg,
                     text=screen.text,
                     reply_markup=screen.markup,
+                    rate_limit_args=how,
                 )
                 return
             except BadRequest as exc:
@@ -147,7 +179,8 @@ class EventRenderer:
                 log.info("order message %s of activation %s not editable (%s); sending anew",
                          current_msg, current.id, exc)
         message: Message = await bot.send_message(
-            chat_id=chat_id, text=screen.text, reply_markup=screen.markup
+            chat_id=chat_id, text=screen.text, reply_markup=screen.markup,
+            rate_limit_args=how if how is CODE else NOTICE,
         )
         if not current.state.is_final:
             await engine.set_message(current.user_id, current.id, chat_id, message.message_id)

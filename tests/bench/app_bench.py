@@ -14,11 +14,20 @@ Bot API.
   (handler invoked → the fake Bot API has received the OTP ``sendMessage``).
 * :func:`run_restore` — time ``Engine.start()`` and the app's start-up on a
   database with ``active`` waiting activations and ``users`` users.
+* :func:`run_first_contact` — the bot as a subprocess; ``users`` users send
+  ``per_user`` commands each at once (a flood the 30/s limit needs a while to
+  answer), then a new user sends /start and an idle user presses a button: wall
+  seconds until the new user's first reply and until the press is answered
+  (answerCallbackQuery), and until the flood is drained. ``ptb_rate_limiter``
+  runs the same with python-telegram-bot's AIORateLimiter (the old limiter);
+  ``concurrent_updates=N`` admits up to N updates at once (a what-if: every update
+  handled at once, so the queue in front of Telegram is the limiter's alone).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import tempfile
 import time
@@ -518,4 +527,93 @@ async def run_restore(active: int = 1000, users: int = 10_000, *, seed: int = 1
         await app.shutdown()
     await fake.close()
     await sim.close()
+    return result
+
+
+# -------------------------------------------------------------------- first contact
+
+
+@dataclass
+class FirstContactResult:
+    users: int
+    per_user: int
+    limiter: str
+    first_reply_s: float = math.nan  # new user's /start → their first reply (sendMessage)
+    press_answer_s: float = math.nan  # an idle user's press → its answerCallbackQuery
+    press_reply_s: float = math.nan  # ... → the edited menu
+    drain_s: float = math.nan  # flood sent → every flood command answered
+    unanswered: int = 0  # flood users with fewer replies than commands
+    bot_error_lines: int = 0
+
+    @property
+    def updates(self) -> int:
+        return self.users * self.per_user
+
+
+async def run_first_contact(
+    users: int = 200, per_user: int = 10, *, ptb_rate_limiter: bool = False,
+    concurrent_updates: int | None = None, seed: int = 1,
+    log: Callable[[str], None] | None = None,
+) -> FirstContactResult:
+    result = FirstContactResult(users, per_user, "AIORateLimiter" if ptb_rate_limiter
+                                else "TelegramRateLimiter")
+    if concurrent_updates:
+        result.limiter += f", {concurrent_updates} updates at once"
+    sim = await start_sim(SystemClock(), window=4 * 3600.0, seed=seed)
+    fake = TimedFakeTelegram()
+    await fake.start()
+    limit = 60.0 + users * per_user / 10.0  # safety net: 10/s is far below either limiter
+    with tempfile.TemporaryDirectory(prefix="bench-first-contact-") as tmp:
+        work = Path(tmp)
+        bot = BotProcess.configure(
+            work, telegram_url=fake.url, daisysim_url=sim.base_url, db_path=work / "bot.sqlite3",
+            admin_ids=[ADMIN_ID], ptb_rate_limiter=ptb_rate_limiter,
+            concurrent_updates=concurrent_updates, env={"LOG_LEVEL": "WARNING"},
+        )
+        bot.start()
+        try:
+            await wait_ready(fake, bot)
+            idle = UserDriver(fake, fake.user(500_000, first_name="Idle"))
+            await idle.start()
+            await fake.wait_idle(quiet=0.5, timeout=WAIT)
+            flood = [fake.user(100_000 + i, first_name=f"F{i}") for i in range(users)]
+            t_flood = time.perf_counter()
+            for k in range(per_user):
+                for u in flood:
+                    await u.send("/start" if k == 0 else "/wallet")
+            newcomer = fake.user(900_000, first_name="New")
+            t_new = time.perf_counter()
+            await newcomer.send("/start")
+            assert idle.menu_id is not None
+            t_press = time.perf_counter()
+            qid = await idle.user.press_nowait(WALLET, message_id=idle.menu_id)
+            mid = idle.menu_id
+            await newcomer.wait_for(lambda m: m.has_button(WALLET), limit)
+            result.first_reply_s = min(
+                st.t for st in fake.stamps if st.method == "sendMessage"
+                and str(st.params.get("chat_id")) == str(newcomer.id)) - t_new
+            await fake.wait_callback_answer(qid, timeout=limit)
+            result.press_answer_s = fake.answer_times()[qid] - t_press
+            await idle.user.wait_for(lambda m: m.message_id == mid and m.has_button(HOME), limit)
+            result.press_reply_s = max(
+                st.t for st in fake.stamps if st.method == "editMessageText"
+                and str(st.params.get("chat_id")) == str(idle.user.id)) - t_press
+            await fake.wait_idle(quiet=1.0, timeout=limit)
+            replies = fake.chat_request_times(("sendMessage",))
+            done = [max(replies.get(u.id, [t_flood])) for u in flood]
+            result.unanswered = sum(1 for u in flood if len(replies.get(u.id, [])) < per_user)
+            result.drain_s = max(done) - t_flood
+            bad = [line for line in bot.log_text().splitlines()
+                   if " ERROR " in line or " CRITICAL " in line]
+            result.bot_error_lines = len(bad)
+            if log:
+                log(f"first contact ({result.limiter}): {result.updates} updates from {users} "
+                    f"users; new user's /start answered in {result.first_reply_s:.2f}s, press "
+                    f"answered in {result.press_answer_s:.2f}s (menu edited in "
+                    f"{result.press_reply_s:.2f}s), flood drained in {result.drain_s:.1f}s, "
+                    f"unanswered {result.unanswered}, ERROR lines {result.bot_error_lines}")
+        finally:
+            bot.stop()
+            await fake.close()
+            await sim.close()
     return result

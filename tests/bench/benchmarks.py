@@ -53,11 +53,13 @@ class Config:
     flood: int = 100  # /help one user sends while their /buy waits on a slow /apps
     flood_slow: float = 6.0  # seconds that /apps call takes
     flood_what_if: bool = True  # also run the flood against the processor before issue 9
+    flood_users: int = 40  # first-contact benchmark: users flooding the bot at once...
+    flood_per_user: int = 5  # ... with this many commands each
 
 
 QUICK = Config("quick", 3.0, (15, 30), (15, 16), 10, 40, 20, 4, 16, 10.0, 3.0, 1000, 100)
 FULL = Config("full", 10.0, polling.LADDER_OURS, polling.LADDER_BASELINE, 60,
-              1000, 200, 4, 32, 20.0, 10.0, 10_000, 1000)
+              1000, 200, 4, 32, 20.0, 10.0, 10_000, 1000, flood_users=200, flood_per_user=10)
 
 TARGET_SUSTAIN = 300
 TARGET_RATIO = 20
@@ -249,6 +251,45 @@ async def run(cfg: Config, *, seed: int = 1, log: bool = True) -> tuple[Table, s
             f"{fmt(legacy.during_ms, ' ms', 0)} during, {legacy.answered} /help answered",
             "—", "—", None,
         )
+    # ---------------------------------------------------------------- first contact
+    say(f"# first contact behind a flood ({cfg.flood_users} users × {cfg.flood_per_user} "
+        "commands sent at once; bot subprocess)")
+    fc = await app_bench.run_first_contact(cfg.flood_users, cfg.flood_per_user, seed=seed,
+                                           log=say)
+    fc_old = await app_bench.run_first_contact(cfg.flood_users, cfg.flood_per_user, seed=seed,
+                                               ptb_rate_limiter=True, log=say)
+    table.add(
+        f"New user's first /start answered, behind a flood of {fc.updates} updates from "
+        f"{fc.users} users (wall s; shipped limiter vs python-telegram-bot's AIORateLimiter)",
+        f"{fc.first_reply_s:.2f} s", f"{fc_old.first_reply_s:.2f} s (AIORateLimiter)", "—",
+        None,
+    )
+    table.add(
+        "… a button press during that flood: callback answered / menu edited (wall s)",
+        f"{fc.press_answer_s:.2f} s / {fc.press_reply_s:.2f} s",
+        f"{fc_old.press_answer_s:.2f} s / {fc_old.press_reply_s:.2f} s (AIORateLimiter)", "—",
+        None,
+    )
+    at_once = 2 * fc.updates + 64
+    fc_now = await app_bench.run_first_contact(cfg.flood_users, cfg.flood_per_user, seed=seed,
+                                               concurrent_updates=at_once, log=say)
+    fc_now_old = await app_bench.run_first_contact(
+        cfg.flood_users, cfg.flood_per_user, seed=seed, concurrent_updates=at_once,
+        ptb_rate_limiter=True, log=say)
+    table.add(
+        "… what-if: every update handled at once (not shipped: no per-user order), so the "
+        "only queue is the limiter's: new user's /start / a press's menu edit (wall s)",
+        f"{fc_now.first_reply_s:.2f} s / {fc_now.press_reply_s:.2f} s",
+        f"{fc_now_old.first_reply_s:.2f} s / {fc_now_old.press_reply_s:.2f} s "
+        "(AIORateLimiter)", "—", None,
+    )
+    table.add(
+        "… the flood drained (every command answered, 30 messages/s) / unanswered / ERROR lines",
+        f"{fc.drain_s:.1f} s / {fc.unanswered} / {fc.bot_error_lines}",
+        f"{fc_old.drain_s:.1f} s / {fc_old.unanswered} / {fc_old.bot_error_lines} "
+        "(AIORateLimiter)", "0 unanswered, 0 ERROR",
+        fc.unanswered == 0 and fc.bot_error_lines == 0,
+    )
 
     # ---------------------------------------------------------------- restore
     say(f"# restore with {cfg.active} waiting activations, {cfg.db_users} users")
@@ -272,8 +313,8 @@ async def run(cfg: Config, *, seed: int = 1, log: bool = True) -> tuple[Table, s
     if upd.per_second < TARGET_UPDATES:
         table.notes.append(
             f"Updates/s target missed ({upd.per_second:.0f}/s vs {TARGET_UPDATES:.0f}/s). Why: the "
-            "shipped app serves users concurrently (each user's updates in order) but its "
-            "`AIORateLimiter` lets through 30 chat requests/s "
+            "shipped app serves users concurrently (each user's updates in order) but its flood "
+            "limiter (`bot/ui/ratelimit.py`) lets through 30 chat requests/s "
             "overall (Telegram's broadcast limit); each button press costs answerCallbackQuery "
             "+ editMessageText, so about 30 updates/s is the ceiling. Beyond that the bot "
             f"process needs {per_upd_cpu:.0f} ms of CPU per update (python-telegram-bot + "

@@ -110,11 +110,13 @@ class BotProcess:
         concurrent_updates: int | None = None,
         budget_per_minute: int | None = None,
         legacy_update_slots: bool = False,
+        ptb_rate_limiter: bool = False,
     ) -> BotProcess:
         """``env``: more settings (``CANCEL_LOCK_SECONDS``...). ``flood_limit=False``,
-        ``concurrent_updates=N``, ``legacy_update_slots`` and ``budget_per_minute=N``
-        start the bot through :mod:`tests.bench.run_bot` (what-if variants / the soak's
-        raised purchase and cancel budgets, see there); otherwise it is ``python -m bot run``."""
+        ``concurrent_updates=N``, ``legacy_update_slots``, ``budget_per_minute=N`` and
+        ``ptb_rate_limiter`` (the old AIORateLimiter) start the bot through
+        :mod:`tests.bench.run_bot` (what-if variants / the soak's raised purchase
+        and cancel budgets, see there); otherwise it is ``python -m bot run``."""
         full = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "DAISYSIM_"))}
         full.update(
             {
@@ -135,6 +137,8 @@ class BotProcess:
         extra: list[str] = []
         if not flood_limit:
             extra.append("--no-flood-limit")
+        if ptb_rate_limiter:
+            extra.append("--ptb-rate-limiter")
         if concurrent_updates:
             extra += ["--concurrent-updates", str(concurrent_updates)]
         if legacy_update_slots:

@@ -1,9 +1,12 @@
-"""``python -m tests.bench.run_bot [--no-flood-limit] [--concurrent-updates N]
-[--legacy-update-slots] [--purchase-limit N] [--cancel-limit N]``: ``daisybot run``
-for the benchmarks' what-if variants and the soak test.
+"""``python -m tests.bench.run_bot [--no-flood-limit] [--ptb-rate-limiter]
+[--concurrent-updates N] [--legacy-update-slots] [--purchase-limit N]
+[--cancel-limit N]``: ``daisybot run`` for the benchmarks' what-if variants and the soak test.
 
-``--no-flood-limit`` turns off the outgoing flood limiter (python-telegram-bot's
-``AIORateLimiter``, 30 chat requests/s overall by default);
+``--no-flood-limit`` turns off the outgoing pacing (the shipped
+:class:`~bot.ui.ratelimit.TelegramRateLimiter`: 30 chat requests/s overall, 1/s
+per private chat with bursts, 20/min per group); ``--ptb-rate-limiter`` puts
+python-telegram-bot's ``AIORateLimiter`` back (what the bot shipped before: first
+come first served, one 429 pauses every chat);
 ``--concurrent-updates N`` lets the Application process up to N updates at once
 (the shipped app already serves users concurrently, each user's updates in order;
 this replaces that with plain unordered concurrency); ``--legacy-update-slots`` builds
@@ -21,17 +24,34 @@ from typing import Any
 
 
 def _disable_flood_limit() -> None:
-    import telegram.ext as ext
+    import bot.app
+    from bot.ui.ratelimit import TelegramRateLimiter
 
-    base = ext.AIORateLimiter
-
-    class NoFloodLimit(base):  # type: ignore[misc, valid-type]
+    class NoFloodLimit(TelegramRateLimiter):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["overall_max_rate"] = 0
-            kwargs["group_max_rate"] = 0
+            kwargs.update(overall_per_second=10**6, private_burst=10**6,
+                          group_per_minute=10**6)
             super().__init__(*args, **kwargs)
 
-    ext.AIORateLimiter = NoFloodLimit  # type: ignore[misc]
+    bot.app.TelegramRateLimiter = NoFloodLimit  # type: ignore[misc]
+
+
+def _ptb_rate_limiter() -> None:
+    from telegram.ext import AIORateLimiter
+
+    import bot.app
+
+    class PTBLimiter(AIORateLimiter):
+        """The old limiter; the bot's rate_limit_args (priorities) mean nothing to it."""
+
+        def __init__(self, clock: Any = None, *, max_retries: int = 3) -> None:
+            super().__init__(max_retries=max_retries)
+
+        async def process_request(self, callback: Any, args: Any, kwargs: Any,
+                                  endpoint: str, data: Any, rate_limit_args: Any) -> Any:
+            return await super().process_request(callback, args, kwargs, endpoint, data, None)
+
+    bot.app.TelegramRateLimiter = PTBLimiter  # type: ignore[misc, assignment]
 
 
 def _concurrent_updates(n: int) -> None:
@@ -66,6 +86,9 @@ def main(argv: list[str]) -> int:
     if "--legacy-update-slots" in args:
         args.remove("--legacy-update-slots")
         _legacy_update_slots()
+    if "--ptb-rate-limiter" in args:
+        args.remove("--ptb-rate-limiter")
+        _ptb_rate_limiter()
     if "--concurrent-updates" in args:
         i = args.index("--concurrent-updates")
         _concurrent_updates(int(args[i + 1]))

@@ -15,6 +15,7 @@ TINY = benchmarks.Config(
     name="tiny", minutes=2.0, ladder_ours=(15, 20), ladder_baseline=(15, 16), share_codes=4,
     users=8, walkers=4, steps=2, concurrency=4, paced_rate=5.0, paced_seconds=1.0,
     db_users=50, active=10, flood=20, flood_slow=1.5, flood_what_if=False,
+    flood_users=6, flood_per_user=3,
 )
 
 
@@ -56,6 +57,8 @@ async def test_tiny_run_of_every_benchmark_builds_the_table() -> None:
     assert "(10 restored)" in row(table, "Startup restore").ours
     assert row(table, "… the flooding user").met is True, raw  # bounded queue, one note
     assert "updates:" in raw and "share:" in raw
+    assert row(table, "… the flood drained").met is True, raw
+    assert "first contact (TelegramRateLimiter)" in raw and "(AIORateLimiter)" in raw
 
 
 async def test_bot_share_every_code_pushed_once() -> None:

@@ -239,6 +239,9 @@ async def test_flood_control_is_retried_by_the_rate_limiter(h: Harness) -> None:
     alice = h.user()
     h.fake.inject_error("sendMessage", 429, retry_after=1, count=1)
     await alice.send("/start")
+    await h.settle()  # the 429 came; the chat waits out retry_after on the bot's clock
+    assert not alice.bot_messages()
+    await h.advance(1)
     await alice.wait_for("What would you like to do?", WAIT)
     statuses = [c.status for c in h.fake.calls if c.method == "sendMessage"]
     assert statuses[:2] == [429, 200]

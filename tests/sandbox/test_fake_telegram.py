@@ -710,6 +710,39 @@ async def test_injected_errors(fake: FakeTelegram, bot: telegram.Bot, alice: Fak
         await bot.get_me()
 
 
+async def test_injected_429_storm_on_one_chat_for_a_time_window(
+    fake: FakeTelegram, bot: telegram.Bot, alice: FakeUser
+) -> None:
+    """``for_seconds``: every call for that chat answers 429 until the window (on the
+    fake's clock) has passed, telling the seconds left; other chats are untouched."""
+    clock = VirtualClock()
+    fake.clock = clock
+    bob = fake.user(2, "Bob")
+    await bob.send("/start")
+    inj = fake.inject_error("*", 429, chat_id=alice.id, for_seconds=7)
+    for elapsed, left in ((0.0, 7), (0.5, 7), (3.0, 4)):
+        clock.advance(elapsed)
+        with pytest.raises(RetryAfter) as info:
+            await bot.send_message(alice.id, "x")
+        assert retry_seconds(info.value) == left
+        assert fake.calls[-1].response["parameters"] == {"retry_after": left}
+    assert (await bot.send_message(bob.id, "bob is not flooded")).text == "bob is not flooded"
+    clock.advance(3.5)  # the window is over
+    over = await bot.send_message(alice.id, "over")
+    assert over.text == "over"
+    assert not inj.active(clock.now())
+
+    # Per method, with a fixed retry_after: edits still go through.
+    fake.inject_error("sendMessage", 429, retry_after=3, for_seconds=10)
+    with pytest.raises(RetryAfter) as info:
+        await bot.send_message(bob.id, "y")
+    assert retry_seconds(info.value) == 3
+    edited = await bot.edit_message_text("edited", alice.id, over.message_id)
+    assert edited is not True and edited.text == "edited"
+    clock.advance(10)
+    assert (await bot.send_message(bob.id, "y")).text == "y"
+
+
 async def test_chat_rate_limit() -> None:
     clock = VirtualClock()
     async with FakeTelegram(TOKEN, clock=clock, chat_rate_limit=(2, 1.0)) as server:

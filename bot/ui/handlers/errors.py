@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from telegram import Update
-from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
 from bot.core.api import EngineError
 from bot.ui import views
@@ -31,6 +31,11 @@ async def on_error(update: object, context: BotContext) -> None:
     update_id = update.update_id if isinstance(update, Update) else None
     if isinstance(error, Forbidden):
         log.info("update %s: the user blocked the bot (%s)", update_id, error)
+        return
+    if isinstance(error, RetryAfter):
+        # Flood control outlasted the limiter's retries (each logged at WARNING): the
+        # chat is paused, so telling the user now would fail too.
+        log.warning("update %s: not answered, Telegram flood control (%s)", update_id, error)
         return
     if not isinstance(error, EngineError):
         log.error("error while handling update %s", update_id, exc_info=error)
