@@ -14,7 +14,10 @@ their first update waits on a slow upstream call. So the base semaphore only
 bounds how many updates may be *admitted* at once (``max_admitted``, generous),
 and the real limit of ``max_concurrent_updates`` running updates is a second
 semaphore taken *after* the per-user lock: a user's queued updates never hold
-more than the one slot their running update holds.
+more than the one slot their running update holds. Free slots go to the waiting
+user who was served least lately (:class:`FairSlots`), not first come first
+served: a new user's first /start is not queued behind hundreds of flooding users'
+next updates.
 
 Each user's queue is bounded too: with ``max_queued_per_user`` updates already
 waiting behind the running one, a further update is dropped (never run). A
@@ -30,15 +33,18 @@ deleted).
 from __future__ import annotations
 
 import asyncio
+import heapq
 import inspect
+import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from telegram import Update
 from telegram.ext import BaseUpdateProcessor
 
-__all__ = ["PerUserUpdateProcessor", "update_key"]
+__all__ = ["FairSlots", "PerUserUpdateProcessor", "update_key"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,55 @@ def update_key(update: object) -> int | None:
         if update.effective_chat is not None:
             return update.effective_chat.id
     return None
+
+
+class FairSlots:
+    """At most ``limit`` holders at once; a freed slot goes to the waiter whose key
+    was served least lately (a count of grants halving every ``half_life`` seconds),
+    ties in arrival order. A key never served (a new user) goes first."""
+
+    def __init__(
+        self, limit: int, *, half_life: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._free = limit
+        self._half_life = half_life
+        self._clock = clock
+        self._waiters: list[tuple[float, int, int, asyncio.Future[None]]] = []
+        self._served: dict[int, tuple[float, float]] = {}  # key -> (score, at)
+        self._seq = itertools.count()
+
+    def score(self, key: int) -> float:
+        score, at = self._served.get(key, (0.0, 0.0))
+        return score * 0.5 ** (max(0.0, self._clock() - at) / self._half_life)
+
+    def _grant(self, key: int) -> None:
+        self._served[key] = (self.score(key) + 1.0, self._clock())
+        if len(self._served) > 4096:  # forget keys whose score has decayed away
+            self._served = {k: v for k, v in self._served.items() if self.score(k) > 0.01}
+
+    async def acquire(self, key: int) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            self._grant(key)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (self.score(key), next(self._seq), key, fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():  # granted, then cancelled: pass it on
+                self.release()
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            _, _, key, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                self._grant(key)
+                fut.set_result(None)
+                return
+        self._free += 1
 
 
 @dataclass
@@ -84,7 +139,7 @@ class PerUserUpdateProcessor(BaseUpdateProcessor):
         super().__init__(max(max_admitted, max_concurrent_updates))
         self.running_limit = max_concurrent_updates
         self.max_queued_per_user = max_queued_per_user
-        self._slots = asyncio.BoundedSemaphore(max_concurrent_updates)
+        self._slots = FairSlots(max_concurrent_updates)
         self._queues: dict[int, _Queue] = {}
         self._on_dropped = on_dropped
         self._keep = keep
@@ -99,8 +154,7 @@ class PerUserUpdateProcessor(BaseUpdateProcessor):
     async def do_process_update(self, update: object, coroutine: Awaitable[object]) -> None:
         key = update_key(update)
         if key is None:
-            async with self._slots:
-                await coroutine
+            await self._run(0, coroutine)
             return
         queue = self._queues.get(key)
         if queue is None:
@@ -111,8 +165,7 @@ class PerUserUpdateProcessor(BaseUpdateProcessor):
         queue.size += 1
         try:
             async with queue.lock:  # asyncio.Lock wakes waiters in FIFO order
-                async with self._slots:  # only now: waiting updates hold no slot
-                    await coroutine
+                await self._run(key, coroutine)  # only now: waiting updates hold no slot
         finally:
             queue.size -= 1
             if queue.size == 0:  # the user's queue drained: the burst is over
@@ -122,6 +175,13 @@ class PerUserUpdateProcessor(BaseUpdateProcessor):
                         "user %s: %d update(s) dropped while %d were queued (burst over)",
                         key, queue.dropped, self.max_queued_per_user + 1,
                     )
+
+    async def _run(self, key: int, coroutine: Awaitable[object]) -> None:
+        await self._slots.acquire(key)
+        try:
+            await coroutine
+        finally:
+            self._slots.release()
 
     async def _drop(
         self, key: int, queue: _Queue, update: object, coroutine: Awaitable[object]

@@ -8,7 +8,7 @@ import re
 from telegram import Chat, Message, Update, User
 
 from bot.config import FundingMode
-from bot.ui.updates import PerUserUpdateProcessor
+from bot.ui.updates import FairSlots, PerUserUpdateProcessor
 from tests.e2e.conftest import ALICE, BOB, WAIT, GatedTransport, Harness, HarnessFactory
 
 
@@ -120,6 +120,49 @@ async def test_a_users_queued_updates_hold_no_slot_and_the_queue_is_bounded() ->
     await asyncio.gather(*again)
     assert dropped[-2:] == [(604, True), (605, False)]
     assert processor.dropped == 99 and processor.notes_sent == 2
+
+
+async def test_a_new_user_gets_the_next_free_slot_before_flooding_users() -> None:
+    """Issue 10.8: one slot, users 1..5 each have had updates served and wait for the
+    slot again; a new user (99) arrives last but is served first, then the others in
+    order of how little they were served."""
+    processor = PerUserUpdateProcessor(1, max_queued_per_user=10)
+    log: list[int] = []
+    gate = asyncio.Event()
+
+    async def work(uid: int, slow: bool = False) -> None:
+        if slow:
+            await gate.wait()
+        log.append(uid)
+
+    for user in range(1, 6):  # user N has been served N times
+        for _ in range(user):
+            await processor.process_update(_update(0, user), work(0))
+    log.clear()
+    blocker = asyncio.create_task(processor.process_update(_update(1, 50), work(50, True)))
+    await _spin()
+    waiting = [asyncio.create_task(processor.process_update(_update(user, user), work(user)))
+               for user in (5, 3, 4, 1, 2)]
+    await _spin()
+    newcomer = asyncio.create_task(processor.process_update(_update(9, 99), work(99)))
+    await _spin()
+    assert log == []  # the one slot is held by user 50
+    gate.set()
+    await asyncio.gather(blocker, newcomer, *waiting)
+    assert log == [50, 99, 1, 2, 3, 4, 5]
+
+
+async def test_fair_slots_pass_a_cancelled_grant_on() -> None:
+    slots = FairSlots(1, clock=lambda: 0.0)
+    await slots.acquire(1)
+    second = asyncio.create_task(slots.acquire(2))
+    third = asyncio.create_task(slots.acquire(3))
+    await _spin()
+    slots.release()  # granted to 2 (never served, arrived first) ...
+    second.cancel()  # ... which is cancelled before it runs: 3 gets the slot
+    await asyncio.gather(second, return_exceptions=True)
+    await asyncio.wait_for(third, 1.0)
+    assert slots.score(2) == 1.0 and slots.score(3) == 1.0
 
 
 async def test_kept_updates_are_never_dropped() -> None:
