@@ -168,6 +168,7 @@ class Fault:
     message: str | None = None
     latency: float = 0.0
     drop: bool = False
+    late: float | None = None  # purchase only: done this many sim seconds later
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -178,18 +179,31 @@ class Fault:
             "message": self.message,
             "latency": self.latency,
             "drop": self.drop,
+            "late": self.late,
         }
 
 
 @dataclass
 class FaultAction:
-    """What to do with one request: sleep ``latency`` s, then fail or drop."""
+    """What to do with one request: sleep ``latency`` s, then fail or drop.
+    ``late``: (purchase) the request gets no answer (or the error ``status``) and
+    the server carries the purchase out ``late`` seconds of sim time later."""
 
     latency: float = 0.0
     status: int | None = None
     code: str | None = None
     message: str | None = None
     drop: bool = False
+    late: float | None = None
+
+
+@dataclass
+class LatePurchase:
+    """A purchase request the server finishes after the client gave up."""
+
+    due: float
+    account: str
+    args: dict[str, Any]
 
 
 DEFAULT_FAULT_MESSAGES = {
@@ -328,14 +342,30 @@ class SimState:
         self.stats = Stats()
         self.faults: list[Fault] = []
         self.random_faults: RandomFaults | None = None
+        self.late_purchases: list[LatePurchase] = []
+        self.late_done: list[str] = []  # activation ids created by late purchases
 
     # ------------------------------------------------------------------ time
     def now(self) -> float:
         return self.clock.now()
 
     def tick(self) -> float:
-        """Apply every due event (auto-SMS deliveries); return the current time."""
+        """Apply every due event (late purchases, auto-SMS deliveries); return the
+        current time."""
         now = self.clock.now()
+        if self.late_purchases:
+            due_now = [p for p in self.late_purchases if p.due <= now]
+            if due_now:
+                self.late_purchases = [p for p in self.late_purchases if p.due > now]
+                for late in sorted(due_now, key=lambda p: p.due):
+                    acct = self.accounts.get(late.account)
+                    if acct is None:
+                        continue
+                    try:  # the server's own checks, at the time it gets to it
+                        act = self._purchase_at(acct, late.due, **late.args)
+                    except SimError:
+                        continue  # failed late: nothing charged
+                    self.late_done.append(act.aid)
         if self._pending_sms:
             still: list[Activation] = []
             for act in self._pending_sms:
@@ -437,7 +467,29 @@ class SimState:
         message: str | None = None,
         latency: float = 0.0,
         drop: bool = False,
+        late: float | None = None,
     ) -> Fault:
+        if late is not None:
+            # The late purchase: no answer (or the error ``status``), the order
+            # appears ``late`` s later with that time as its created_at.
+            if endpoint != "purchase":
+                raise ControlError(422, "late applies to the purchase endpoint only")
+            if late <= 0 or drop or latency:
+                raise ControlError(422, "late must be > 0, without drop or latency")
+            if code is not None and status is None:
+                status = {"CONCURRENT_ERROR": 409, "PROVIDER_ERROR": 502}.get(code, 500)
+            if status is not None and status < 500:
+                raise ControlError(422, "a late purchase answers nothing or a 5xx status")
+            if status is not None and code is None:
+                code = {502: "PROVIDER_ERROR"}.get(status, "SERVER_ERROR")
+            if status is not None and message is None:
+                message = DEFAULT_FAULT_MESSAGES.get(code or "", "Server error.")
+            fault = Fault(endpoint, count, status, code, message, 0.0, status is None,
+                          float(late))
+            if count < 1:
+                raise ControlError(422, "count must be >= 1")
+            self.faults.append(fault)
+            return fault
         if endpoint not in FAULT_ENDPOINTS:
             raise ControlError(422, f"endpoint must be one of {', '.join(FAULT_ENDPOINTS)}")
         if count < 1:
@@ -503,7 +555,8 @@ class SimState:
                 if fault.remaining == 0:
                     self.faults.remove(fault)
                 return FaultAction(
-                    fault.latency, fault.status, fault.code, fault.message, fault.drop
+                    fault.latency, fault.status, fault.code, fault.message, fault.drop,
+                    fault.late,
                 )
         rf = self.random_faults
         if rf is not None and ("any" in rf.endpoints or endpoint in rf.endpoints):
@@ -575,6 +628,11 @@ class SimState:
                 self._phones.add(phone)
                 return phone
 
+    def add_late_purchase(self, acct: Account, due: float, **args: Any) -> LatePurchase:
+        late = LatePurchase(due, acct.api_key, dict(args))
+        self.late_purchases.append(late)
+        return late
+
     def purchase(
         self,
         acct: Account,
@@ -586,6 +644,24 @@ class SimState:
         country_name: str | None,
     ) -> Activation:
         now = self.tick()
+        act = self._purchase_at(
+            acct, now, country=country, app=app, provider_id=provider_id,
+            app_name=app_name, country_name=country_name,
+        )
+        self.tick()  # a zero auto-SMS delay delivers at once
+        return act
+
+    def _purchase_at(
+        self,
+        acct: Account,
+        now: float,
+        *,
+        country: str,
+        app: str,
+        provider_id: str | None,
+        app_name: str | None,
+        country_name: str | None,
+    ) -> Activation:
         if country != "USA":
             raise SimError(422, "INVALID_COUNTRY", MSG_INVALID_COUNTRY)
         svc = self.services.get(app)
@@ -638,7 +714,6 @@ class SimState:
             due = now + self.rng.uniform(*self.auto_sms)
             act.sms_due = (due, f"{self.rng.randrange(1_000_000):06d}")
             self._pending_sms.append(act)
-            self.tick()  # a zero delay delivers at once
         return act
 
     # ------------------------------------------------------------------- check
@@ -806,6 +881,11 @@ class SimState:
             "stock": stock,
             "removed_services": [s.code for s in self.services.values() if s.removed],
             "faults": [f.as_dict() for f in self.faults],
+            "late_purchases": [
+                {"due": p.due, "account": p.account, "app": p.args.get("app")}
+                for p in self.late_purchases
+            ],
+            "late_done": list(self.late_done),
             "random_faults": self.random_faults.as_dict() if self.random_faults else None,
             **self.stats.as_dict(),
         }

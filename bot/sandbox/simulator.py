@@ -43,6 +43,11 @@ Choices where the upstream spec is silent (clients must not rely on more than th
   latency is a real ``asyncio.sleep`` (wall time, not the sim clock) before processing; a
   drop performs the request's effect and then aborts the connection with no response.
   Faults are consumed only by requests that pass auth, account state and rate limiting.
+  A ``late`` purchase fault (the late purchase) validates the body, then cuts the
+  connection (or answers its 5xx ``status``) and carries the purchase out ``late``
+  simulator seconds later, with the server's checks at that time and that time as the
+  order's ``created_at``; ``/_sim/state`` lists them under ``late_purchases`` (pending)
+  and ``late_done`` (the activation ids created).
 * Auto-SMS (``auto_sms=(min, max)``): each purchase gets, with probability
   ``auto_sms_ratio``, a random 6-digit code due at purchase + uniform(min, max); due
   deliveries are applied lazily whenever a request (or a state read) is handled. A code
@@ -214,8 +219,14 @@ class Simulator:
         message: str | None = None,
         latency: float = 0.0,
         drop: bool = False,
+        late: float | None = None,
     ) -> Fault:
-        """The next ``count`` requests to ``endpoint`` fail / are slowed / are dropped."""
+        """The next ``count`` requests to ``endpoint`` fail / are slowed / are dropped.
+
+        ``late`` (purchase only): the late purchase. The request gets no answer (the
+        connection is cut at once) or, with ``status``, that 5xx error; the server
+        carries the purchase out ``late`` seconds of simulator time later (its own
+        checks then; the order's ``created_at`` is that time)."""
         return self.core.add_fault(
             endpoint,
             count=count,
@@ -224,6 +235,7 @@ class Simulator:
             message=message,
             latency=latency,
             drop=drop,
+            late=late,
         )
 
     def set_random_faults(
@@ -309,6 +321,15 @@ class Simulator:
             if bucket is not None:
                 core.hit_rate_limit(acct, bucket, endpoint)
             fault = core.take_fault(endpoint)
+            if fault is not None and fault.late is not None:
+                args = await self._purchase_args(request)  # a malformed one fails now
+                core.add_late_purchase(acct, core.now() + fault.late, **args)
+                if fault.status is not None:
+                    return fail(fault.status, fault.code or "SERVER_ERROR",
+                                fault.message or "Error.")
+                if request.transport is not None:
+                    request.transport.abort()
+                return web.Response(status=500)
             if fault is not None and fault.latency > 0:
                 if request.can_read_body:
                     await request.read()  # cached: the work goes on if the client gives up
@@ -341,6 +362,21 @@ class Simulator:
         return ok(self.core.apps_view())
 
     async def _purchase(self, acct: Account, request: web.Request) -> web.Response:
+        act = self.core.purchase(acct, **await self._purchase_args(request))
+        return ok(
+            {
+                "activation_id": act.aid,
+                "phone_number": act.phone,
+                "service": act.service_label,
+                "country": act.country_label,
+                "amount_charged": act.price,
+                "balance_after": acct.balance,
+            },
+            "Number purchased successfully.",
+        )
+
+    @staticmethod
+    async def _purchase_args(request: web.Request) -> dict[str, Any]:
         body = await _json_body(request)
         if not isinstance(body, dict):
             body = {}
@@ -360,25 +396,13 @@ class Simulator:
         pid = body.get("provider_id")
         if pid is not None and (isinstance(pid, bool) or not isinstance(pid, str | int)):
             raise _validation("The provider_id field must be a string.")
-        act = self.core.purchase(
-            acct,
-            country=fields["country"] or "",
-            app=fields["app"] or "",
-            provider_id=None if pid is None or pid == "" else str(pid),
-            app_name=fields["app_name"],
-            country_name=fields["country_name"],
-        )
-        return ok(
-            {
-                "activation_id": act.aid,
-                "phone_number": act.phone,
-                "service": act.service_label,
-                "country": act.country_label,
-                "amount_charged": act.price,
-                "balance_after": acct.balance,
-            },
-            "Number purchased successfully.",
-        )
+        return {
+            "country": fields["country"] or "",
+            "app": fields["app"] or "",
+            "provider_id": None if pid is None or pid == "" else str(pid),
+            "app_name": fields["app_name"],
+            "country_name": fields["country_name"],
+        }
 
     async def _check(self, acct: Account, request: web.Request) -> web.Response:
         act = self.core.find(acct, request.match_info["id"])
@@ -533,6 +557,7 @@ class Simulator:
                 or "status" in body
                 or "code" in body
                 or "drop" in body
+                or "late" in body
                 or ("latency" in body)
             ):
                 self.core.add_fault(
@@ -543,6 +568,7 @@ class Simulator:
                     message=body.get("message"),
                     latency=float(body.get("latency") or 0.0),
                     drop=bool(body.get("drop", False)),
+                    late=float(body["late"]) if body.get("late") is not None else None,
                 )
         except (TypeError, ValueError, IndexError) as exc:
             raise ControlError(422, f"bad fault specification: {exc}") from None

@@ -339,6 +339,12 @@ EN: dict[str, str] = {
         "<i>completed / finished (completed, refunded or failed); open orders apart</i>\n"
         "{services}"
     ),
+    "admin_strays": (
+        "\n\n<b>Orders nobody got</b> (DaisySim finished them after the bot gave up)\n"
+        "• cancelled and refunded: {refunded_count} ({refunded})\n"
+        "• refund pending: {open_count} ({open})\n"
+        "• lost, the code came first: {lost_count} ({lost})"
+    ),
     "admin_state_line": "• {state}: {count}",
     "admin_service_line": "• {name}{pool}: {completed}/{finished} ({rate}%){open}",
     "admin_service_line_unfinished": "• {name}{pool}: no finished order yet{open}",

@@ -505,6 +505,20 @@ def stats(lang: str, s: Stats) -> Screen:
         states=Raw("\n".join(states) or none),
         services=Raw("\n".join(services) or none),
     )
+    if s.strays_cancelling[0] or s.strays_refunded[0] or s.strays_lost[0]:
+        text = Raw(
+            text
+            + t(
+                lang,
+                "admin_strays",
+                refunded_count=s.strays_refunded[0],
+                refunded=s.strays_refunded[1],
+                open_count=s.strays_cancelling[0],
+                open=s.strays_cancelling[1],
+                lost_count=s.strays_lost[0],
+                lost=s.strays_lost[1],
+            )
+        )
     return Screen(text)
 
 

@@ -1,0 +1,186 @@
+"""Late purchases: DaisySim finishes a purchase after the client gave up *and* after
+the reconciliation window. Regression (issue 9.1): the row became "not bought",
+the hold was released and the upstream order was never cancelled, so the key's
+owner paid for a number nobody used. Now the write-off is watched and the
+stray-order sweep (bot/core/sweep.py) cancels the late order for the refund as soon
+as the cancel lock allows, or records it as a loss when its code came first.
+
+Also issue 9.5: a purchase under reconciliation with /history down blocks only the
+purchases of the same service, not every purchase on the account.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from bot.core.api import (
+    ActivationState,
+    EventKind,
+    PurchasePending,
+    UpstreamUnavailable,
+)
+from bot.ui import views
+from tests.core.conftest import ADMIN, ALICE, BOB, OP_KEY, USER_KEY, Harness
+
+LATE = 150.0  # > the 60-s reconciliation window after sending
+
+
+def _late_ids(h: Harness) -> list[str]:
+    return list(h.sim.state()["late_done"])
+
+
+async def test_operator_late_order_is_cancelled_and_refunded_upstream(h: Harness) -> None:
+    eng = await h.engine("operator")
+    await eng.admin_adjust(ADMIN, ALICE, Decimal("10"), "top-up")
+    operator_before = h.sim_balance(OP_KEY)
+    h.sim.add_fault("purchase", late=LATE)
+    with pytest.raises(PurchasePending) as info:
+        await eng.buy(ALICE, "Signal", None, Decimal("0.6"), request_id="r1")
+    pending = info.value.activation
+    assert pending.state == ActivationState.PURCHASING
+    assert await eng.wallets.balance(ALICE) == Decimal("9.4")  # held, not spent
+
+    await h.run_for(eng, 100)  # the reconciliation window passes: written off
+    [row] = await eng.repos.activations.list_all()
+    assert row.state == "failed" and row.remote_id is None
+    assert row.watch_until == row.purchase_sent_at + eng.give_up
+    assert await eng.wallets.balance(ALICE) == Decimal("10")  # the hold is released
+    assert EventKind.FAILED in h.kinds(row.id)
+
+    await h.run_for(eng, 900)  # the order appears at +150 s; lock until +330 s
+    [late_id] = _late_ids(h)
+    assert h.sim.activation(late_id).refunded  # cancelled upstream, refunded once
+    assert h.sim_refunds() == {late_id: 1}
+    assert h.sim_balance(OP_KEY) == operator_before  # the operator is not out of pocket
+    assert await eng.wallets.balance(ALICE) == Decimal("10")  # and Alice never paid
+    [stray] = await eng.repos.strays.all()
+    assert (stray.remote_id, stray.state, stray.activation_id) == (late_id, "refunded", row.id)
+    assert stray.refund == Decimal("0.6")
+    stats = await eng.stats(ADMIN)
+    assert stats.strays_refunded == (1, Decimal("0.6"))
+    assert stats.strays_lost == (0, Decimal(0))
+    # The cancel waited for the lock (never TOO_EARLY-hammered) and nothing hit a 429.
+    cancels = h.transport.times("/cancel/" + late_id)
+    assert len(cancels) == 1 and cancels[0] >= stray.ordered_at + eng.cancel_lock
+    assert not h.sim.stats.rate_limited
+    assert eng.next_due() is None or eng.tracked() == {}
+
+
+async def test_operator_late_order_whose_code_came_first_is_a_loss_in_stats(
+    h: Harness,
+) -> None:
+    eng = await h.engine("operator")
+    await eng.admin_adjust(ADMIN, ALICE, Decimal("10"), "top-up")
+    operator_before = h.sim_balance(OP_KEY)
+    h.sim.add_fault("purchase", late=LATE)
+    with pytest.raises(PurchasePending):
+        await eng.buy(ALICE, "Signal", None, Decimal("0.6"), request_id="r1")
+    await h.run_for(eng, LATE + 40)  # written off; the late order exists now
+    [late_id] = _late_ids(h)
+    h.sim.deliver_sms(late_id, "424242")  # before the 180-s lock lets us cancel
+    await h.run_for(eng, 900)
+
+    [stray] = await eng.repos.strays.all()
+    assert (stray.remote_id, stray.state, stray.code) == (late_id, "lost", "424242")
+    assert h.sim_refunds() == {}
+    assert h.sim_balance(OP_KEY) == operator_before - Decimal("0.6")  # the loss
+    assert await eng.wallets.balance(ALICE) == Decimal("10")  # never the user's
+    stats = await eng.stats(ADMIN)
+    assert stats.strays_lost == (1, Decimal("0.6"))
+    text = views.stats("en", stats).text
+    assert "lost" in text and "$0.60" in text
+
+
+async def test_own_key_sweep_touches_only_the_bots_own_late_order(h: Harness) -> None:
+    eng = await h.engine("own_key")
+    await eng.link_key(ALICE, USER_KEY)
+    user_acct = h.sim.core.accounts[USER_KEY]
+    # Alice's own orders on her key, bought elsewhere: one of the same service long
+    # before the bot's attempt, one of another service at the same time.
+    before = h.sim.core.purchase(user_acct, country="USA", app="Signal", provider_id=None,
+                                 app_name=None, country_name=None)
+    await h.run_for(eng, 120)
+    h.sim.add_fault("purchase", late=LATE)
+    with pytest.raises(PurchasePending):
+        await eng.buy(ALICE, "Signal", None, Decimal("0.6"), request_id="r1")
+    await h.run_for(eng, 30)
+    other = h.sim.core.purchase(user_acct, country="USA", app="Telegram", provider_id=None,
+                                app_name=None, country_name=None)
+    balance_after_own = h.sim_balance(USER_KEY)
+
+    await h.run_for(eng, 1200)
+
+    [late_id] = _late_ids(h)
+    assert h.sim.activation(late_id).refunded
+    assert h.sim_refunds(USER_KEY) == {late_id: 1}
+    for foreign in (before, other):  # left alone
+        assert not h.sim.activation(foreign.aid).refunded
+        assert h.sim.activation(foreign.aid).cancelled_at is None
+    assert [s.remote_id for s in await eng.repos.strays.all()] == [late_id]
+    # The late order was charged and refunded: net, the bot cost Alice nothing.
+    assert h.sim_balance(USER_KEY) == balance_after_own
+
+
+async def test_sweep_is_exactly_once_across_restarts(h: Harness) -> None:
+    eng = await h.engine("operator")
+    await eng.admin_adjust(ADMIN, ALICE, Decimal("10"), "top-up")
+    operator_before = h.sim_balance(OP_KEY)
+    h.sim.add_fault("purchase", late=LATE)
+    with pytest.raises(PurchasePending):
+        await eng.buy(ALICE, "Signal", None, Decimal("0.6"), request_id="r1")
+    await h.run_for(eng, 100)  # written off, watched
+    await eng.close()  # restart while the purchase is only watched
+
+    eng2 = await h.engine("operator")
+    await h.run_for(eng2, LATE)  # the order appears; the new process finds it
+    [stray] = await eng2.repos.strays.all()
+    assert stray.state == "cancelling"
+    # The cancel goes through upstream but its answer is lost, and the process
+    # dies before it learns anything.
+    h.sim.add_fault("cancel", drop=True)
+    await h.run_until(eng2, stray.ordered_at + eng2.cancel_lock + 1)
+    [late_id] = _late_ids(h)
+    assert h.sim.activation(late_id).refunded
+    assert (await eng2.repos.strays.all())[0].state == "cancelling"
+    await eng2.close()
+
+    eng3 = await h.engine("operator")
+    await h.run_for(eng3, 600)
+    [stray] = await eng3.repos.strays.all()
+    assert stray.state == "refunded"
+    assert h.sim_refunds() == {late_id: 1}  # refunded once, whatever the attempts
+    assert h.sim_balance(OP_KEY) == operator_before
+    assert await eng3.wallets.balance(ALICE) == Decimal("10")
+    assert len(await eng3.repos.ledger.for_activation(stray.activation_id or 0)) == 2
+
+
+async def test_history_down_blocks_only_purchases_of_the_same_service(h: Harness) -> None:
+    eng = await h.engine("operator")
+    for user in (ALICE, BOB):
+        await eng.admin_adjust(ADMIN, user, Decimal("10"), "top-up")
+    h.sim.add_fault("purchase", drop=True)  # the answer is lost...
+    h.sim.add_fault("history", status=502, count=1000)  # ...and /history is down
+    with pytest.raises(PurchasePending):
+        await eng.buy(ALICE, "Signal", None, Decimal("0.6"), request_id="a1")
+    [sim_signal] = h.sim.state()["activations"]
+
+    # Another service goes ahead, for another user and for the same user.
+    bob = await eng.buy(BOB, "Telegram", None, Decimal("1.4"), request_id="b1")
+    assert bob.state == ActivationState.WAITING
+    alice2 = await eng.buy(ALICE, "sb_tg", None, Decimal("0.45"), request_id="a2")
+    assert alice2.state == ActivationState.WAITING
+    # The same service waits: it could be confused with the purchase in doubt.
+    with pytest.raises(UpstreamUnavailable) as info:
+        await eng.buy(BOB, "Signal", None, Decimal("0.6"), request_id="b2")
+    assert not isinstance(info.value, PurchasePending)
+    assert len(h.sim.state()["activations"]) == 3  # nothing was sent for it
+    assert await eng.wallets.balance(BOB) == Decimal("8.6")  # no hold left behind
+
+    h.sim.clear_faults()  # /history is back: the doubt resolves, Signal buys again
+    await h.run_for(eng, 20)
+    first = await eng.get_activation(ALICE, 1)
+    assert first.remote_id == sim_signal["id"]
+    bob2 = await eng.buy(BOB, "Signal", None, Decimal("0.6"), request_id="b3")
+    assert bob2.state == ActivationState.WAITING and bob2.remote_id != first.remote_id
