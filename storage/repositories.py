@@ -190,13 +190,28 @@ class AccountRepo:
             > 0
         )
 
-    async def removed_keys_without_open_activations(self) -> list[AccountRow]:
+    async def removed_keys_without_open_activations(
+        self, now: float | None = None
+    ) -> list[AccountRow]:
+        """Unlinked accounts whose key is no longer needed. With ``now``, a key is
+        also kept while a written-off purchase of the account is watched or one of
+        its stray orders is still to be cancelled."""
+        sweep = ""
+        params: list[Any] = list(OPEN_STATES)
+        if now is not None:
+            sweep = (
+                " AND NOT EXISTS (SELECT 1 FROM activations w WHERE w.account_id = a.id"
+                "  AND w.state = 'failed' AND w.remote_id IS NULL AND w.watch_until > ?)"
+                " AND NOT EXISTS (SELECT 1 FROM stray_orders s WHERE s.account_id = a.id"
+                "  AND s.state = 'cancelling')"
+            )
+            params.append(now)
         rows = await self.db.fetchall(
             "SELECT * FROM accounts a WHERE a.removed_at IS NOT NULL"
             " AND a.key_encrypted IS NOT NULL AND NOT EXISTS ("
             f"  SELECT 1 FROM activations t WHERE t.account_id = a.id"
-            f"  AND t.state IN ({_marks(len(OPEN_STATES))}))",
-            OPEN_STATES,
+            f"  AND t.state IN ({_marks(len(OPEN_STATES))})){sweep}",
+            params,
         )
         return [AccountRow.from_row(r) for r in rows]
 

@@ -591,6 +591,8 @@ class Engine:
             logger.exception("account %d: stray-order sweep failed", account_id)
             when = now + 60.0
         self._timers.set(("sweep", account_id), when)
+        if when is None:  # nothing watched any more: an unlinked key can go
+            await self._maybe_wipe(account_id)
 
     def _sweep_soon(self, account_id: int, when: float) -> None:
         current = self._timers.get(("sweep", account_id))
@@ -669,7 +671,8 @@ class Engine:
         return acc.client
 
     async def _wipe_unused_keys(self) -> None:
-        for row in await self.repos.accounts.removed_keys_without_open_activations():
+        now = self.clock.now()
+        for row in await self.repos.accounts.removed_keys_without_open_activations(now):
             if await self.repos.accounts.wipe_key(row.id):
                 logger.info("account %d (%s): key wiped after unlink", row.id, row.key_masked)
             acc = self._accounts.pop(row.id, None)
@@ -1494,7 +1497,7 @@ class Engine:
         (reconciliation matches the service): they do not hold it up."""
         labels = _labels(app_info)
         pending: list[_Track] = []
-        for t in self._tracks.values():
+        for t in list(self._tracks.values()):
             if t.account_id != acc.id or t.state != "purchasing":
                 continue
             row = await self.repos.activations.get(t.id)

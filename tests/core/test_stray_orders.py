@@ -184,3 +184,25 @@ async def test_history_down_blocks_only_purchases_of_the_same_service(h: Harness
     assert first.remote_id == sim_signal["id"]
     bob2 = await eng.buy(BOB, "Signal", None, Decimal("0.6"), request_id="b3")
     assert bob2.state == ActivationState.WAITING and bob2.remote_id != first.remote_id
+
+
+async def test_operator_sweep_also_cancels_orders_the_bot_does_not_know(h: Harness) -> None:
+    """The operator's key belongs to the bot: an order on it that no activation owns
+    (e.g. its row was lost), seen by the sweep, is cancelled for the refund too."""
+    eng = await h.engine("operator")
+    await eng.admin_adjust(ADMIN, ALICE, Decimal("10"), "top-up")
+    operator_before = h.sim_balance(OP_KEY)
+    h.sim.add_fault("purchase", late=LATE)
+    with pytest.raises(PurchasePending):
+        await eng.buy(ALICE, "Signal", None, Decimal("0.6"), request_id="r1")
+    await h.run_for(eng, 20)
+    unknown = h.sim.core.purchase(h.sim.core.accounts[OP_KEY], country="USA", app="Telegram",
+                                  provider_id=None, app_name=None, country_name=None)
+    await h.run_for(eng, 1200)
+    [late_id] = _late_ids(h)
+    assert {s.remote_id: s.activation_id for s in await eng.repos.strays.all()} == {
+        late_id: 1, unknown.aid: None,
+    }
+    assert h.sim_refunds() == {late_id: 1, unknown.aid: 1}
+    assert h.sim_balance(OP_KEY) == operator_before
+    assert (await eng.stats(ADMIN)).strays_refunded == (2, Decimal("2.0"))
