@@ -140,7 +140,7 @@ from bot.core.poller import (
     split_batches,
 )
 from bot.core.pricing import quantize, user_price
-from bot.core.sweep import AccountRef, Sweeper
+from bot.core.sweep import SWEEP_INTERVAL, AccountRef, Sweeper
 from bot.core.wallets import Wallets
 from bot.daisysim import errors as ds
 from bot.daisysim.client import DaisySimClient
@@ -1133,7 +1133,10 @@ class Engine:
                 done = await self.repos.activations.transition(
                     activation_id, ["purchasing"], "failed", finished_at=now,
                     failure_reason=reason[:200],
-                    watch_until=row.purchase_sent_at + self.give_up if watch else None,
+                    watch_until=(
+                        max(row.purchase_sent_at + self.give_up, now + 2 * SWEEP_INTERVAL)
+                        if watch else None
+                    ),
                 )
                 if done and self.mode is FundingMode.OPERATOR:
                     await self.wallets.release(row.user_id, activation_id)

@@ -237,6 +237,9 @@ class RandomFaults:
     kinds: tuple[str, ...] = ("error", "latency", "drop")
     latency: tuple[float, float] = (0.05, 0.3)
     errors: tuple[tuple[int, str], ...] = RANDOM_ERRORS
+    # kind "late" (purchases only; other endpoints get no fault from it): the late
+    # purchase, carried out uniform(*late) sim seconds after the request.
+    late: tuple[float, float] = (90.0, 150.0)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -244,6 +247,7 @@ class RandomFaults:
             "endpoints": list(self.endpoints),
             "kinds": list(self.kinds),
             "latency": list(self.latency),
+            "late": list(self.late),
             "errors": [list(e) for e in self.errors],
         }
 
@@ -519,15 +523,18 @@ class SimState:
         kinds: tuple[str, ...] | list[str] = ("error", "latency", "drop"),
         latency: tuple[float, float] = (0.05, 0.3),
         errors: tuple[tuple[int, str], ...] | None = None,
+        late: tuple[float, float] = (90.0, 150.0),
     ) -> RandomFaults:
+        if not 0.0 < late[0] <= late[1]:
+            raise ControlError(422, "late must be [min, max] with 0 < min <= max")
         if not 0.0 <= rate <= 1.0:
             raise ControlError(422, "rate must be within 0..1")
         for e in endpoints:
             if e not in FAULT_ENDPOINTS:
                 raise ControlError(422, f"unknown endpoint {e!r}")
         for k in kinds:
-            if k not in ("error", "latency", "drop"):
-                raise ControlError(422, f"unknown kind {k!r} (error, latency, drop)")
+            if k not in ("error", "latency", "drop", "late"):
+                raise ControlError(422, f"unknown kind {k!r} (error, latency, drop, late)")
         if not kinds:
             raise ControlError(422, "kinds must not be empty")
         lo, hi = float(latency[0]), float(latency[1])
@@ -540,6 +547,7 @@ class SimState:
             kinds=tuple(kinds),
             latency=(lo, hi),
             errors=tuple((int(s), str(c)) for s, c in errors) if errors else RANDOM_ERRORS,
+            late=(float(late[0]), float(late[1])),
         )
         return self.random_faults
 
@@ -562,6 +570,10 @@ class SimState:
         if rf is not None and ("any" in rf.endpoints or endpoint in rf.endpoints):
             if rf.rng.random() < rf.rate:
                 kind = rf.rng.choice(rf.kinds)
+                if kind == "late":
+                    if endpoint != "purchase":
+                        return None
+                    return FaultAction(drop=True, late=rf.rng.uniform(*rf.late))
                 if kind == "latency":
                     return FaultAction(latency=rf.rng.uniform(*rf.latency))
                 if kind == "drop":

@@ -247,10 +247,14 @@ class Simulator:
         kinds: tuple[str, ...] | list[str] = ("error", "latency", "drop"),
         latency: tuple[float, float] = (0.05, 0.3),
         errors: tuple[tuple[int, str], ...] | None = None,
+        late: tuple[float, float] = (90.0, 150.0),
     ) -> RandomFaults:
-        """Each request fails with probability ``rate`` (a seeded mix of kinds)."""
+        """Each request fails with probability ``rate`` (a seeded mix of kinds;
+        ``"late"``: a purchase is answered by a cut connection and carried out
+        uniform(*late) simulator seconds later — the late purchase)."""
         return self.core.set_random_faults(
-            rate, seed=seed, endpoints=endpoints, kinds=kinds, latency=latency, errors=errors
+            rate, seed=seed, endpoints=endpoints, kinds=kinds, latency=latency, errors=errors,
+            late=late,
         )
 
     def clear_faults(self) -> None:
@@ -542,6 +546,7 @@ class Simulator:
                 elif isinstance(rnd, dict):
                     lat = rnd.get("latency", (0.05, 0.3))
                     errs = rnd.get("errors")
+                    late = rnd.get("late", (90.0, 150.0))
                     self.core.set_random_faults(
                         float(rnd.get("rate", 0.1)),
                         seed=rnd.get("seed"),
@@ -549,6 +554,7 @@ class Simulator:
                         kinds=tuple(rnd.get("kinds", ("error", "latency", "drop"))),
                         latency=(float(lat[0]), float(lat[1])),
                         errors=tuple((int(s), str(c)) for s, c in errs) if errs else None,
+                        late=(float(late[0]), float(late[1])),
                     )
                 else:
                     raise ControlError(422, "random must be an object or null")

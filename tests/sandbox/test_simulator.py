@@ -560,6 +560,19 @@ async def test_late_purchase_fault(env: Env) -> None:
         err(await env.raw.post("/_sim/faults", json=bad), 422, "CONTROL_ERROR")
 
 
+async def test_random_late_purchases(env: Env) -> None:
+    r = await env.raw.post("/_sim/faults", json={"random": {
+        "rate": 1.0, "seed": 3, "kinds": ["late"], "late": [30, 40]}})
+    assert r.status_code == 200 and r.json()["data"]["random"]["late"] == [30.0, 40.0]
+    assert (await env.c.get("/balance")).status_code == 200  # not a purchase: no fault
+    with pytest.raises(httpx.RemoteProtocolError):
+        await env.c.post("/purchase", json={"country": "USA", "app": "Signal"})
+    [late] = env.sim.state()["late_purchases"]
+    assert 30 <= late["due"] - env.clock.now() <= 40
+    env.advance(40)
+    assert len(env.sim.state()["late_done"]) == 1
+
+
 async def test_latency_fault(env: Env) -> None:
     env.sim.add_fault("countries", latency=0.5)
     with pytest.raises(httpx.ReadTimeout):
