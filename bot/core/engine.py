@@ -140,7 +140,7 @@ from bot.core.poller import (
     split_batches,
 )
 from bot.core.pricing import quantize, user_price
-from bot.core.sweep import SWEEP_INTERVAL, AccountRef, Sweeper
+from bot.core.sweep import AccountRef, Sweeper
 from bot.core.wallets import Wallets
 from bot.daisysim import errors as ds
 from bot.daisysim.client import DaisySimClient
@@ -578,6 +578,10 @@ class Engine:
                 self._timers.set(("events",), now + 30.0)
 
     # ------------------------------------------------------------------ sweep
+    @property
+    def _sweep_interval(self) -> float:
+        return self._sweeper.interval if self._sweeper is not None else 30.0
+
     async def _account_ref(self, account_id: int) -> AccountRef:
         acc = await self._account(account_id)
         return AccountRef(acc.row, acc.client)
@@ -1134,7 +1138,7 @@ class Engine:
                     activation_id, ["purchasing"], "failed", finished_at=now,
                     failure_reason=reason[:200],
                     watch_until=(
-                        max(row.purchase_sent_at + self.give_up, now + 2 * SWEEP_INTERVAL)
+                        max(row.purchase_sent_at + self.give_up, now + 2 * self._sweep_interval)
                         if watch else None
                     ),
                 )

@@ -9,9 +9,10 @@ watched, this sweep reads the account's /history:
 
 * at most :data:`SWEEP_MAX_PAGES` pages of 100 orders per sweep, newest first,
   down to the oldest watched purchase, and at most once per
-  :data:`SWEEP_INTERVAL` per account (/history has no published limit; this is
-  our own bound); cancels take the key's cancel budget only when it has a free
-  slot, so the sweep never causes a 429;
+  :data:`SWEEP_INTERVAL` per account (half the cancel lock if that is shorter;
+  /history has no published limit; this is our own bound); cancels take the
+  key's cancel budget only when it has a free slot, so the sweep never causes a
+  429;
 * an order no activation owns whose service is that of a watched purchase and
   that was created in its window (from ``purchase_sent_at`` − 10 s to the end of
   the watch) is that purchase's late order: recorded in ``stray_orders`` (one per
@@ -51,6 +52,7 @@ __all__ = ["SWEEP_INTERVAL", "SWEEP_MAX_PAGES", "AccountRef", "Sweeper"]
 logger = logging.getLogger("bot.core.sweep")
 
 SWEEP_INTERVAL = 30.0  # while a purchase is watched, read /history this often
+MIN_SWEEP_INTERVAL = 2.0
 SWEEP_MAX_PAGES = 3  # /history pages (100 orders each) per sweep at most
 MATCH_SLACK = 10.0  # an order may carry a created_at this much before the request
 CODE_RETRY = 15.0  # CODE_RECEIVED without a code in the answer: ask again then
@@ -104,6 +106,8 @@ class Sweeper:
         self._operator = operator_mode
         self._account = account
         self._state: dict[int, _State] = {}
+        # No later than needed to cancel soon after the lock opens.
+        self.interval = max(MIN_SWEEP_INTERVAL, min(SWEEP_INTERVAL, cancel_lock / 2))
 
     async def accounts(self) -> list[int]:
         """Accounts that need the sweep now (at start-up)."""
@@ -122,14 +126,14 @@ class Sweeper:
         watches = await self._repos.strays.watches(account_id, now)
         if watches:
             walk_at = (
-                now if state.last_walk is None else state.last_walk + SWEEP_INTERVAL
+                now if state.last_walk is None else state.last_walk + self.interval
             )
             if state.failures:
                 walk_at = max(walk_at, (state.last_walk or now) + _backoff(state.failures))
             if walk_at <= now:
                 await self._walk(ref, client, watches, state)
                 walk_at = self._clock.now() + (
-                    _backoff(state.failures) if state.failures else SWEEP_INTERVAL
+                    _backoff(state.failures) if state.failures else self.interval
                 )
             if await self._repos.strays.watches(account_id, self._clock.now()):
                 due.append(walk_at)
