@@ -206,3 +206,22 @@ async def test_operator_sweep_also_cancels_orders_the_bot_does_not_know(h: Harne
     assert h.sim_refunds() == {late_id: 1, unknown.aid: 1}
     assert h.sim_balance(OP_KEY) == operator_before
     assert (await eng.stats(ADMIN)).strays_refunded == (2, Decimal("2.0"))
+
+
+async def test_a_5xx_purchase_the_server_finishes_late_is_swept_too(h: Harness) -> None:
+    """A 502 answer and an empty /history used to be taken as proof: written off at
+    once, never looked at again. It is watched now like any unproven write-off."""
+    eng = await h.engine("operator")
+    await eng.admin_adjust(ADMIN, ALICE, Decimal("10"), "top-up")
+    operator_before = h.sim_balance(OP_KEY)
+    h.sim.add_fault("purchase", late=LATE, status=502)
+    with pytest.raises(UpstreamUnavailable) as info:
+        await eng.buy(ALICE, "Signal", None, Decimal("0.6"), request_id="r1")
+    assert not isinstance(info.value, PurchasePending)
+    [row] = await eng.repos.activations.list_all()
+    assert row.state == "failed" and row.watch_until is not None
+    assert await eng.wallets.balance(ALICE) == Decimal("10")
+    await h.run_for(eng, 900)
+    [late_id] = _late_ids(h)
+    assert h.sim_refunds() == {late_id: 1}
+    assert h.sim_balance(OP_KEY) == operator_before
