@@ -578,10 +578,6 @@ class Engine:
                 self._timers.set(("events",), now + 30.0)
 
     # ------------------------------------------------------------------ sweep
-    @property
-    def _sweep_interval(self) -> float:
-        return self._sweeper.interval if self._sweeper is not None else 30.0
-
     async def _account_ref(self, account_id: int) -> AccountRef:
         acc = await self._account(account_id)
         return AccountRef(acc.row, acc.client)
@@ -1128,7 +1124,7 @@ class Engine:
     ) -> None:
         """``purchasing`` → ``failed`` (hold released). ``watch``: the write-off is
         not proven (the request may have reached DaisySim): the sweep looks for a
-        late order until the give-up window after sending has passed."""
+        late order for a give-up window from now."""
         now = self.clock.now()
         async with self.db.transaction():
             row = await self.repos.activations.get(activation_id)
@@ -1137,10 +1133,9 @@ class Engine:
                 done = await self.repos.activations.transition(
                     activation_id, ["purchasing"], "failed", finished_at=now,
                     failure_reason=reason[:200],
-                    watch_until=(
-                        max(row.purchase_sent_at + self.give_up, now + 2 * self._sweep_interval)
-                        if watch else None
-                    ),
+                    # A late order may appear any time after the write-off and lives
+                    # a give-up window: watch that long.
+                    watch_until=now + self.give_up if watch else None,
                 )
                 if done and self.mode is FundingMode.OPERATOR:
                     await self.wallets.release(row.user_id, activation_id)

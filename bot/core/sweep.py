@@ -3,9 +3,9 @@
 A purchase whose answer was lost is reconciled through /history for a while
 (engine: ``MIN_PURCHASE_SETTLE``) and then written off as "not bought": the
 user's hold is released. DaisySim may still finish it later. Such a write-off is
-*watched* (``activations.watch_until``, the give-up window after sending: as long
-as such a number could still exist), and while any purchase of an account is
-watched, this sweep reads the account's /history:
+*watched* (``activations.watch_until``: a give-up window from the write-off, as
+long as such a number could still exist), and while any purchase of an account
+is watched, this sweep reads the account's /history:
 
 * at most :data:`SWEEP_MAX_PAGES` pages of 100 orders per sweep, newest first,
   down to the oldest watched purchase, and at most once per
