@@ -638,15 +638,20 @@ class StrayRepo:
         )
         return sorted({int(r[0]) for r in rows})
 
-    async def purchasing_labels(self, account_id: int) -> set[str]:
+    async def purchasing_labels(self, account_id: int) -> dict[str, float]:
         """Service code and name of every purchase of the account still in doubt or
-        on the wire: their orders may not be known yet."""
+        on the wire (their orders may not be known yet) -> the earliest time such a
+        purchase was sent."""
         rows = await self.db.fetchall(
-            "SELECT service_code, service_name FROM activations"
+            "SELECT service_code, service_name, purchase_sent_at FROM activations"
             " WHERE account_id = ? AND state = 'purchasing'",
             (account_id,),
         )
-        return {str(r[0]) for r in rows} | {str(r[1]) for r in rows}
+        out: dict[str, float] = {}
+        for r in rows:
+            for label in (str(r[0]), str(r[1])):
+                out[label] = min(out.get(label, float(r[2])), float(r[2]))
+        return out
 
     async def known_ids(self, account_id: int) -> set[str]:
         """Every upstream id of the account the bot owns: activations and strays."""

@@ -23,8 +23,8 @@ is watched, this sweep reads the account's /history:
   in the same span, after the account was registered, is recorded and cancelled
   too. In own-key mode only orders that match a purchase the bot sent are
   touched: a user's other orders on their own key are left alone;
-* orders of a service with a purchase still in ``purchasing`` are never taken
-  (that purchase may be about to claim them).
+* an order that a purchase still in ``purchasing`` could claim (same service,
+  created from its sending on) is left for that purchase's reconciliation.
 
 Every change is a guarded transition (``UPDATE … WHERE state = 'cancelling'``),
 committed before the next request, so a restart anywhere repeats nothing: a
@@ -191,12 +191,19 @@ class Sweeper:
         busy = await self._repos.strays.purchasing_labels(ref.row.id)
         known = await self._repos.strays.known_ids(ref.row.id)
         known |= set(client.limiter.purchases.known)
+
+        def maybe_theirs(order: Order) -> bool:
+            # A purchase still in doubt claims only orders created from its sending
+            # on (minus the client's slack): older ones cannot be its order.
+            sent = busy.get(order.service)
+            return sent is not None and order.created_at.timestamp() >= sent - MATCH_SLACK
+
         candidates = sorted(
             (
                 o for o in orders
                 if o.activation_id not in known
                 and o.created_at.timestamp() >= since
-                and o.service not in busy
+                and not maybe_theirs(o)
             ),
             key=lambda o: (o.created_at, o.activation_id),
         )
