@@ -226,3 +226,28 @@ async def test_a_5xx_purchase_the_server_finishes_late_is_swept_too(h: Harness) 
     [late_id] = _late_ids(h)
     assert h.sim_refunds() == {late_id: 1}
     assert h.sim_balance(OP_KEY) == operator_before
+
+
+async def test_a_newer_purchase_in_doubt_does_not_starve_the_sweep(h: Harness) -> None:
+    """Soak finding: while any purchase of the same service was in doubt, every order
+    of that service was left alone, and with steady buying the watch ran out before
+    the late order was taken. Only orders that purchase could claim wait now."""
+    eng = await h.engine("operator")
+    await eng.admin_adjust(ADMIN, ALICE, Decimal("10"), "top-up")
+    h.sim.add_fault("purchase", late=125.0)
+    with pytest.raises(PurchasePending):
+        await eng.buy(ALICE, "Signal", None, Decimal("0.6"), request_id="r1")
+    sent = h.clock.now()
+    # Written off at +60 s and swept every 30 s; the late order is created at +125 s
+    # but not seen before the sweep at +150 s.
+    await h.run_until(eng, sent + 140)
+    assert await eng.repos.strays.all() == []
+    # Another Signal purchase is now (and stays) in doubt: e.g. on the wire.
+    await eng.repos.activations.insert_purchasing(
+        user_id=ALICE, account_id=1, service_code="Signal", service_name="Signal",
+        provider_id=None, price=Decimal("0.6"), request_id="r2", sent_at=h.clock.now(),
+    )
+    await h.run_for(eng, 600)
+    [late_id] = _late_ids(h)
+    [stray] = await eng.repos.strays.all()
+    assert (stray.remote_id, stray.state) == (late_id, "refunded")
