@@ -201,7 +201,7 @@ class AccountRepo:
         if now is not None:
             sweep = (
                 " AND NOT EXISTS (SELECT 1 FROM activations w WHERE w.account_id = a.id"
-                "  AND w.state = 'failed' AND w.remote_id IS NULL AND w.watch_until > ?)"
+                "  AND w.watch_until > ?)"
                 " AND NOT EXISTS (SELECT 1 FROM stray_orders s WHERE s.account_id = a.id"
                 "  AND s.state = 'cancelling')"
             )
@@ -608,31 +608,24 @@ class StrayRepo:
         self.db = db
 
     async def watches(self, account_id: int, now: float) -> list[ActivationRow]:
-        """Purchases written off without proof, still inside their watch window and
-        not matched to an order yet; oldest first."""
+        """Purchases whose outcome was in doubt (written off without proof, or
+        matched to an order by reconciliation, which may have taken another
+        purchase's order), still inside their watch window and not matched to a
+        stray order yet; oldest first."""
         rows = await self.db.fetchall(
-            "SELECT * FROM activations a WHERE a.account_id = ? AND a.state = 'failed'"
-            " AND a.remote_id IS NULL AND a.watch_until IS NOT NULL AND a.watch_until > ?"
+            "SELECT * FROM activations a WHERE a.account_id = ?"
+            " AND a.watch_until IS NOT NULL AND a.watch_until > ?"
             " AND NOT EXISTS (SELECT 1 FROM stray_orders s WHERE s.activation_id = a.id)"
             " ORDER BY a.purchase_sent_at, a.id",
             (account_id, now),
         )
         return [ActivationRow.from_row(r) for r in rows]
 
-    async def next_watch_end(self, account_id: int, now: float) -> float | None:
-        value = await self.db.fetchval(
-            "SELECT MAX(watch_until) FROM activations a WHERE a.account_id = ?"
-            " AND a.state = 'failed' AND a.remote_id IS NULL AND a.watch_until > ?"
-            " AND NOT EXISTS (SELECT 1 FROM stray_orders s WHERE s.activation_id = a.id)",
-            (account_id, now),
-        )
-        return None if value is None else float(value)
-
     async def accounts_to_sweep(self, now: float) -> list[int]:
         """Accounts with a watched purchase or an order still to cancel."""
         rows = await self.db.fetchall(
-            "SELECT account_id FROM activations WHERE state = 'failed' AND remote_id IS NULL"
-            " AND watch_until IS NOT NULL AND watch_until > ?"
+            "SELECT account_id FROM activations WHERE watch_until IS NOT NULL"
+            " AND watch_until > ?"
             " UNION SELECT account_id FROM stray_orders WHERE state = 'cancelling'",
             (now,),
         )

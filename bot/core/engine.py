@@ -1171,6 +1171,9 @@ class Engine:
                     cost=purchase.amount_charged, purchased_at=purchased_at,
                     cancel_after=purchased_at + self.cancel_lock,
                     expires_at=purchased_at + self.give_up,
+                    # Matched by service and time: it may be another lost purchase's
+                    # order, and its own may still come. The sweep watches it.
+                    watch_until=now + self.give_up if purchase.reconciled else None,
                 )
                 if done and self.mode is FundingMode.OPERATOR:
                     held = await self.wallets.held(activation_id)
@@ -1200,6 +1203,9 @@ class Engine:
             track.unrecorded = None
         if late:
             self._events_now()
+        if purchase.reconciled:
+            self._sweep_soon(row.account_id, now)
+            self._notify()
         settled = await self._sync(activation_id)
         assert settled is not None
         return settled

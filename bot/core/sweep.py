@@ -4,8 +4,10 @@ A purchase whose answer was lost is reconciled through /history for a while
 (engine: ``MIN_PURCHASE_SETTLE``) and then written off as "not bought": the
 user's hold is released. DaisySim may still finish it later. Such a write-off is
 *watched* (``activations.watch_until``: a give-up window from the write-off, as
-long as such a number could still exist), and while any purchase of an account
-is watched, this sweep reads the account's /history:
+long as such a number could still exist). So is a purchase that reconciliation
+matched to an order (by service and time: it may have been another lost
+purchase's late order, and its own may still come). While any purchase of an
+account is watched, this sweep reads the account's /history:
 
 * at most :data:`SWEEP_MAX_PAGES` pages of 100 orders per sweep, newest first,
   down to the oldest watched purchase, and at most once per
@@ -123,7 +125,9 @@ class Sweeper:
         if client is None:
             return now + AUTH_RETRY if await self._needed(account_id, now) else None
         due: list[float] = []
-        watches = await self._repos.strays.watches(account_id, now)
+        # One more walk after a watch ends: an order created just before its end
+        # is seen by the next walk.
+        watches = await self._repos.strays.watches(account_id, now - self.interval)
         if watches:
             walk_at = (
                 now if state.last_walk is None else state.last_walk + self.interval
@@ -135,7 +139,7 @@ class Sweeper:
                 walk_at = self._clock.now() + (
                     _backoff(state.failures) if state.failures else self.interval
                 )
-            if await self._repos.strays.watches(account_id, self._clock.now()):
+            if await self._repos.strays.watches(account_id, self._clock.now() - self.interval):
                 due.append(walk_at)
         for stray in await self._repos.strays.open(account_id):
             when: float | None = (
@@ -152,7 +156,7 @@ class Sweeper:
 
     async def _needed(self, account_id: int, now: float) -> bool:
         return bool(
-            await self._repos.strays.watches(account_id, now)
+            await self._repos.strays.watches(account_id, now - self.interval)
             or await self._repos.strays.open(account_id)
         )
 

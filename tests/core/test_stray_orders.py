@@ -251,3 +251,33 @@ async def test_a_newer_purchase_in_doubt_does_not_starve_the_sweep(h: Harness) -
     [late_id] = _late_ids(h)
     [stray] = await eng.repos.strays.all()
     assert (stray.remote_id, stray.state) == (late_id, "refunded")
+
+
+async def test_a_late_order_taken_by_another_purchase_does_not_hide_that_ones_own(
+    h: Harness,
+) -> None:
+    """Soak finding: two lost purchases of one service; the second one's
+    reconciliation took the first one's late order, so its own late order, created
+    after the first one's watch, was never looked for. A purchase matched by
+    reconciliation is watched too now."""
+    eng = await h.engine("operator", give_up_minutes=1)
+    for user in (ALICE, BOB):
+        await eng.admin_adjust(ADMIN, user, Decimal("10"), "top-up")
+    operator_before = h.sim_balance(OP_KEY)
+    t0 = h.clock.now()
+    h.sim.add_fault("purchase", late=80.0)
+    with pytest.raises(PurchasePending):
+        await eng.buy(ALICE, "Signal", None, Decimal("0.6"), request_id="a")
+    await h.run_until(eng, t0 + 65)  # the first one is written off at t0 + 60
+    assert (await eng.repos.activations.get(1)).state == "failed"  # type: ignore[union-attr]
+    h.sim.add_fault("purchase", late=70.0)
+    with pytest.raises(PurchasePending):
+        await eng.buy(BOB, "Signal", None, Decimal("0.6"), request_id="c")
+    await h.run_until(eng, t0 + 900)
+    first, second = _late_ids(h)  # created at t0 + 80 and t0 + 135
+    owners = {r.remote_id: r for r in await eng.repos.activations.list_all()}
+    strays = {s.remote_id: s for s in await eng.repos.strays.all()}
+    assert first in owners and second in strays  # each one accounted for
+    assert strays[second].state == "refunded"
+    assert h.sim_refunds()[second] == 1
+    assert h.sim_balance(OP_KEY) == operator_before  # the first one expired: refunded
