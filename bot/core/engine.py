@@ -1119,6 +1119,12 @@ class Engine:
             await self._settle_purchase(track.id, found, late=True)
         return True
 
+    def _watch_until(self, row: ActivationRow, now: float) -> float:
+        """How long a purchase in doubt is watched for a late order: DaisySim may
+        finish it up to the reconciliation window after sending (or until now, if
+        later), and such a number lives a give-up window after that."""
+        return max(now, row.purchase_sent_at + self._purchase_settle) + self.give_up
+
     async def _fail_purchase(
         self, activation_id: int, reason: str, *, emit: bool, watch: bool = False
     ) -> None:
@@ -1133,9 +1139,7 @@ class Engine:
                 done = await self.repos.activations.transition(
                     activation_id, ["purchasing"], "failed", finished_at=now,
                     failure_reason=reason[:200],
-                    # A late order may appear any time after the write-off and lives
-                    # a give-up window: watch that long.
-                    watch_until=now + self.give_up if watch else None,
+                    watch_until=self._watch_until(row, now) if watch else None,
                 )
                 if done and self.mode is FundingMode.OPERATOR:
                     await self.wallets.release(row.user_id, activation_id)
@@ -1173,7 +1177,7 @@ class Engine:
                     expires_at=purchased_at + self.give_up,
                     # Matched by service and time: it may be another lost purchase's
                     # order, and its own may still come. The sweep watches it.
-                    watch_until=now + self.give_up if purchase.reconciled else None,
+                    watch_until=self._watch_until(row, now) if purchase.reconciled else None,
                 )
                 if done and self.mode is FundingMode.OPERATOR:
                     held = await self.wallets.held(activation_id)
