@@ -11,9 +11,12 @@ Durability rules
 * A purchase is first written as ``purchasing`` (with its request id and, in
   operator mode, the wallet hold) and committed, *then* sent. A lost response or a
   crash leaves the row in ``purchasing``; it is reconciled through /history (the
-  client's ``reconcile_purchase``) before the account buys anything else, at
-  start-up and on a timer. Purchases are serialised per DaisySim account so the
-  reconciliation (service name, time window, ids not known yet) is unambiguous.
+  client's ``reconcile_purchase``) before the account buys the same service
+  again, at start-up and on a timer. Purchases are serialised per DaisySim account
+  and service so the reconciliation (service name, time window, ids not known yet)
+  is unambiguous; other services go ahead. A purchase left in doubt raises
+  PurchasePending; its outcome is a ``purchased`` or ``failed`` event. Purchases in
+  doubt stay watched for a late order afterwards (see :mod:`bot.core.sweep`).
 * A cancel is first recorded (``cancelling`` / ``expired``), then sent; it is
   retried until DaisySim answers. ``NOT_FOUND`` or ``ALREADY_CANCELLED`` for a
   number we bought and are cancelling is taken as *already cancelled upstream*

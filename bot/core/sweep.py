@@ -3,8 +3,9 @@
 A purchase whose answer was lost is reconciled through /history for a while
 (engine: ``MIN_PURCHASE_SETTLE``) and then written off as "not bought": the
 user's hold is released. DaisySim may still finish it later. Such a write-off is
-*watched* (``activations.watch_until``: a give-up window from the write-off, as
-long as such a number could still exist). So is a purchase that reconciliation
+*watched* (``activations.watch_until``: a give-up window after the later of
+the write-off and the end of its reconciliation window, as long as such a number
+could still exist). So is a purchase that reconciliation
 matched to an order (by service and time: it may have been another lost
 purchase's late order, and its own may still come). While any purchase of an
 account is watched, this sweep reads the account's /history:
