@@ -13,6 +13,7 @@ __all__ = [
     "ActivationRow",
     "EventRow",
     "LedgerRow",
+    "StrayRow",
     "UserRow",
     "dec",
     "dec_or_none",
@@ -99,6 +100,8 @@ class ActivationRow:
     finished_at: float | None
     failure_reason: str | None
     cancel_available_emitted: bool
+    # A purchase written off without proof: watched for a late order until then.
+    watch_until: float | None = None
 
     @property
     def is_open(self) -> bool:
@@ -133,6 +136,7 @@ class ActivationRow:
             finished_at=row["finished_at"],
             failure_reason=row["failure_reason"],
             cancel_available_emitted=bool(row["cancel_available_emitted"]),
+            watch_until=row["watch_until"],
         )
 
 
@@ -185,4 +189,45 @@ class EventRow:
             row["attempts"],
             row["next_attempt_at"],
             row["dispatches"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StrayRow:
+    """An upstream order no activation owns (see migration 0004)."""
+
+    id: int
+    account_id: int
+    remote_id: str
+    activation_id: int | None
+    service: str
+    phone: str | None
+    amount: Decimal
+    ordered_at: float
+    found_at: float
+    state: str  # "cancelling" | "refunded" | "lost"
+    code: str | None
+    refund: Decimal | None
+    next_attempt_at: float | None
+    attempts: int
+    finished_at: float | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> StrayRow:
+        return cls(
+            id=row["id"],
+            account_id=row["account_id"],
+            remote_id=row["remote_id"],
+            activation_id=row["activation_id"],
+            service=row["service"],
+            phone=row["phone"],
+            amount=dec(row["amount"]),
+            ordered_at=row["ordered_at"],
+            found_at=row["found_at"],
+            state=row["state"],
+            code=row["code"],
+            refund=dec_or_none(row["refund"]),
+            next_attempt_at=row["next_attempt_at"],
+            attempts=row["attempts"],
+            finished_at=row["finished_at"],
         )

@@ -54,6 +54,9 @@ class EventKind(StrEnum):
     REFUNDED = "refunded"
     EXPIRED = "expired"  # give-up time reached; a REFUNDED event follows once done
     FAILED = "failed"
+    # A purchase whose outcome was in doubt (buy() raised PurchasePending, or the
+    # process died while buying) turned out bought: the number is assigned.
+    PURCHASED = "purchased"
 
 
 HistoryFilter = Literal["all", "completed", "waiting", "cancelled"]
@@ -216,6 +219,11 @@ class Stats:
     per_service: tuple[ServiceStat, ...] = field(default=())
     completed_spend: Decimal = Decimal(0)  # charges of completed orders (final)
     open_spend: Decimal = Decimal(0)  # charges of open orders (may still be refunded)
+    # Upstream orders no activation owns (late orders of written-off purchases;
+    # operator mode: any unknown order): (count, amount charged upstream).
+    strays_cancelling: tuple[int, Decimal] = (0, Decimal(0))  # refund still to come
+    strays_refunded: tuple[int, Decimal] = (0, Decimal(0))  # cancelled, money back
+    strays_lost: tuple[int, Decimal] = (0, Decimal(0))  # code came first: a loss
 
 
 # --------------------------------------------------------------------------- errors
@@ -299,6 +307,17 @@ class UpstreamUnavailable(EngineError):
     """DaisySim is down / timing out; nothing was bought (or it was reconciled)."""
 
 
+class PurchasePending(UpstreamUnavailable):
+    """DaisySim did not answer the purchase: it may or may not have gone through.
+    The money stays held (never spent for nothing) and the engine reconciles it;
+    the outcome comes as an event on ``activation`` (``purchased``, or ``failed``:
+    not bought, the hold released). The UI must not say "nothing was charged"."""
+
+    def __init__(self, message: str, *, activation: Activation) -> None:
+        super().__init__(message)
+        self.activation = activation  # state "purchasing"
+
+
 class DuplicateRequest(EngineError):
     """The same purchase request id was already used (double tap on Confirm)."""
 
@@ -373,6 +392,7 @@ class EngineAPI(Protocol):
         *,
         request_id: str,
         chat_id: int | None = None,
+        message_id: int | None = None,
         pool: str | None = None,
     ) -> Activation:
         """Buy a number. ``max_price`` is the price the user confirmed and ``pool``
@@ -383,7 +403,10 @@ class EngineAPI(Protocol):
         PriceChanged (with a fresh quote) and buys nothing.
         ``request_id`` makes the call idempotent (a second call raises
         DuplicateRequest carrying the first activation). Never retried blindly:
-        a lost response is reconciled through /history."""
+        a lost response is reconciled through /history (raises PurchasePending;
+        the outcome follows as an event). ``chat_id``/``message_id``: the pressed
+        message, stored with the purchase so every later event (also after a
+        restart mid-purchase) updates that screen."""
 
     async def set_message(self, user_id: int, activation_id: int, chat_id: int,
                           message_id: int) -> None:

@@ -11,9 +11,12 @@ Durability rules
 * A purchase is first written as ``purchasing`` (with its request id and, in
   operator mode, the wallet hold) and committed, *then* sent. A lost response or a
   crash leaves the row in ``purchasing``; it is reconciled through /history (the
-  client's ``reconcile_purchase``) before the account buys anything else, at
-  start-up and on a timer. Purchases are serialised per DaisySim account so the
-  reconciliation (service name, time window, ids not known yet) is unambiguous.
+  client's ``reconcile_purchase``) before the account buys the same service
+  again, at start-up and on a timer. Purchases are serialised per DaisySim account
+  and service so the reconciliation (service name, time window, ids not known yet)
+  is unambiguous; other services go ahead. A purchase left in doubt raises
+  PurchasePending; its outcome is a ``purchased`` or ``failed`` event. Purchases in
+  doubt stay watched for a late order afterwards (see :mod:`bot.core.sweep`).
 * A cancel is first recorded (``cancelling`` / ``expired``), then sent; it is
   retried until DaisySim answers. ``NOT_FOUND`` or ``ALREADY_CANCELLED`` for a
   number we bought and are cancelling is taken as *already cancelled upstream*
@@ -132,6 +135,7 @@ from bot.core.api import (
     OutOfStock,
     Pool,
     PriceChanged,
+    PurchasePending,
     Quote,
     RateLimited,
     RefundReason,
@@ -155,6 +159,7 @@ from bot.core.poller import (
 from bot.core.pricing import quantize, user_price
 from bot.core.quoting import purchase_choice, quote_choice
 from bot.core.rounds import Rounds
+from bot.core.sweep import AccountRef, Sweeper
 from bot.core.wallets import Wallets
 from bot.daisysim import errors as ds
 from bot.daisysim.client import DaisySimClient
@@ -276,12 +281,27 @@ class _Account:
         self.id = row.id
         self.row = row
         self.client = client
-        self.purchase_lock = asyncio.Lock()
+        # One lock per service name: purchases that reconciliation could confuse
+        # (same service) are serialised; other services go ahead.
+        self._purchase_locks: dict[str, asyncio.Lock] = {}
         self.slots: dict[int, PollSlot] = {}
         self.last_round: float | None = None
         self.poll_backoff_until = 0.0
         self.poll_failures = 0
         self.catalogue: tuple[float, list[App]] | None = None
+
+    def purchase_lock(self, service_name: str) -> asyncio.Lock:
+        lock = self._purchase_locks.get(service_name)
+        if lock is None:
+            lock = self._purchase_locks[service_name] = asyncio.Lock()
+        return lock
+
+
+def _labels(row: ActivationRow | App) -> set[str]:
+    """The ``service`` strings an order of this purchase may carry in /history."""
+    if isinstance(row, App):
+        return {row.code, row.name}
+    return {row.service_code, row.service_name}
 
 
 def _order_name(orders: dict[int, ActivationRow], activation_id: int | None) -> str | None:
@@ -388,6 +408,7 @@ class Engine:
         self.poll_rounds = Rounds(
             concurrency=POLL_CONCURRENCY, patience=POLL_PATIENCE, on_late_done=self._notify
         )
+        self._sweeper: Sweeper | None = None
 
     # ------------------------------------------------------------------ plumbing
     def _default_client(self, api_key: str) -> DaisySimClient:
@@ -451,6 +472,12 @@ class Engine:
                 track.next_cancel_at = max(now, row.next_cancel_at or now)
             self._tracks[row.id] = track
             await self._place(track, now, first_poll=max(now, self._first_poll(row)))
+        self._sweeper = Sweeper(
+            self.repos, self.clock, cancel_lock=self.cancel_lock,
+            operator_mode=self.mode is FundingMode.OPERATOR, account=self._account_ref,
+        )
+        for account_id in await self._sweeper.accounts():
+            self._timers.set(("sweep", account_id), now)
         await self._wipe_unused_keys()
         if await self.repos.events.next_attempt() is not None:
             self._timers.set(("events",), now)
@@ -554,6 +581,8 @@ class Engine:
                 polls.append(key[1])
             elif kind == "events":
                 events = True
+            elif kind == "sweep":
+                await self._sweep(key[1], now)
         if cancels:
             await self._run_cancels(cancels, now)
         if polls:  # concurrently, one slow account never holding up the others
@@ -575,6 +604,34 @@ class Engine:
             logger.exception("account %d: poll round failed", acc.id)
             acc.poll_backoff_until = now + 30.0
             self._schedule_poll(acc, now)
+
+    # ------------------------------------------------------------------ sweep
+    async def _account_ref(self, account_id: int) -> AccountRef:
+        acc = await self._account(account_id)
+        return AccountRef(acc.row, acc.client)
+
+    async def _sweep(self, account_id: int, now: float) -> None:
+        """Stray orders of one account (see :mod:`bot.core.sweep`)."""
+        assert self._sweeper is not None
+        try:
+            when = await self._sweeper.run(account_id)
+        except Exception:
+            logger.exception("account %d: stray-order sweep failed", account_id)
+            when = now + 60.0
+        self._timers.set(("sweep", account_id), when)
+        if when is None:  # nothing watched any more: an unlinked key can go
+            await self._maybe_wipe(account_id)
+
+    def _sweep_soon(self, account_id: int, when: float) -> None:
+        current = self._timers.get(("sweep", account_id))
+        if current is None or when < current:
+            self._timers.set(("sweep", account_id), when)
+
+    async def _exclude_ids(self, acc: _Account, since: float) -> list[str]:
+        """Ids a reconciliation must never claim: the account's activations and the
+        stray orders the sweep found."""
+        known = await self.repos.activations.known_remote_ids(acc.id, since)
+        return known + await self.repos.strays.ids(acc.id)
 
     # ------------------------------------------------------------------ accounts
     async def _ensure_operator_account(self, now: float) -> None:
@@ -642,7 +699,8 @@ class Engine:
         return acc.client
 
     async def _wipe_unused_keys(self) -> None:
-        for row in await self.repos.accounts.removed_keys_without_open_activations():
+        now = self.clock.now()
+        for row in await self.repos.accounts.removed_keys_without_open_activations(now):
             if await self.repos.accounts.wipe_key(row.id):
                 logger.info("account %d (%s): key wiped after unlink", row.id, row.key_masked)
             acc = self._accounts.pop(row.id, None)
@@ -1036,10 +1094,15 @@ class Engine:
     # ------------------------------------------------------------------ reconciliation
     async def _reconcile_track(self, track: _Track) -> None:
         acc = await self._account(track.account_id)
-        if acc.purchase_lock.locked():  # a purchase is on the wire: try again soon
+        row = await self.repos.activations.get(track.id)
+        if row is None or row.state != "purchasing":
+            await self._sync(track.id)
+            return
+        lock = acc.purchase_lock(row.service_name)
+        if lock.locked():  # a purchase of this service is on the wire: try again soon
             track.reconcile_at = self.clock.now() + RECONCILE_SETTLE
             return
-        async with acc.purchase_lock:
+        async with lock:
             await self._reconcile_locked(track, acc)
 
     async def _reconcile_locked(self, track: _Track, acc: _Account) -> bool:
@@ -1050,16 +1113,14 @@ class Engine:
             await self._sync(track.id)
             return True
         if track.unrecorded is not None:
-            await self._settle_purchase(track.id, track.unrecorded)
+            await self._settle_purchase(track.id, track.unrecorded, late=True)
             return True
         now = self.clock.now()
         client = acc.client
         if client is None:
             track.reconcile_at = now + AUTH_RETRY
             return False
-        exclude = await self.repos.activations.known_remote_ids(
-            acc.id, row.purchase_sent_at - RECONCILE_LOOKBACK
-        )
+        exclude = await self._exclude_ids(acc, row.purchase_sent_at - RECONCILE_LOOKBACK)
         try:
             found = await client.reconcile_purchase(
                 row.service_name, row.purchase_sent_at, exclude, app=row.service_code
@@ -1078,13 +1139,26 @@ class Engine:
                 logger.info("activation %d: no order in /history yet; checking again", track.id)
                 return False
             logger.info("activation %d: reconciled: nothing was bought", track.id)
-            await self._fail_purchase(track.id, "not bought (reconciled)", emit=True)
+            # Not proven: DaisySim may still finish it. The sweep watches /history
+            # for its order as long as such a number could exist.
+            await self._fail_purchase(track.id, "not bought (reconciled)", emit=True, watch=True)
         else:
             logger.info("activation %d: reconciled: the purchase went through", track.id)
-            await self._settle_purchase(track.id, found)
+            await self._settle_purchase(track.id, found, late=True)
         return True
 
-    async def _fail_purchase(self, activation_id: int, reason: str, *, emit: bool) -> None:
+    def _watch_until(self, row: ActivationRow, now: float) -> float:
+        """How long a purchase in doubt is watched for a late order: DaisySim may
+        finish it up to the reconciliation window after sending (or until now, if
+        later), and such a number lives a give-up window after that."""
+        return max(now, row.purchase_sent_at + self._purchase_settle) + self.give_up
+
+    async def _fail_purchase(
+        self, activation_id: int, reason: str, *, emit: bool, watch: bool = False
+    ) -> None:
+        """``purchasing`` → ``failed`` (hold released). ``watch``: the write-off is
+        not proven (the request may have reached DaisySim): the sweep looks for a
+        late order for a give-up window from now."""
         now = self.clock.now()
         async with self.db.transaction():
             row = await self.repos.activations.get(activation_id)
@@ -1093,6 +1167,7 @@ class Engine:
                 done = await self.repos.activations.transition(
                     activation_id, ["purchasing"], "failed", finished_at=now,
                     failure_reason=reason[:200],
+                    watch_until=self._watch_until(row, now) if watch else None,
                 )
                 if done and self.mode is FundingMode.OPERATOR:
                     await self.wallets.release(row.user_id, activation_id)
@@ -1100,9 +1175,17 @@ class Engine:
                     await self._emit(activation_id, EventKind.FAILED)
         if done and emit:
             self._events_now()
+        if done and watch and row is not None:
+            self._sweep_soon(row.account_id, now)
+            self._notify()
         await self._sync(activation_id)
 
-    async def _settle_purchase(self, activation_id: int, purchase: Purchase) -> ActivationRow:
+    async def _settle_purchase(
+        self, activation_id: int, purchase: Purchase, *, late: bool = False
+    ) -> ActivationRow:
+        """``purchasing`` → ``waiting`` with the number. ``late``: settled after the
+        ``buy()`` call that made it (reconciled later, or after a restart): the
+        user is waiting for the outcome, so a ``purchased`` event is written."""
         now = self.clock.now()
         row = await self.repos.activations.get(activation_id)
         assert row is not None
@@ -1129,6 +1212,9 @@ class Engine:
                     cost=purchase.amount_charged, purchased_at=purchased_at,
                     cancel_after=purchased_at + self.cancel_lock,
                     expires_at=purchased_at + self.give_up,
+                    # Matched by service and time: it may be another lost purchase's
+                    # order, and its own may still come. The sweep watches it.
+                    watch_until=self._watch_until(row, now) if purchase.reconciled else None,
                 )
                 if done and self.mode is FundingMode.OPERATOR:
                     held = await self.wallets.held(activation_id)
@@ -1141,6 +1227,8 @@ class Engine:
                     price = charged
                 if done:
                     await self.repos.activations.update(activation_id, price=price)
+                    if late:
+                        await self._emit(activation_id, EventKind.PURCHASED)
         except sqlite3.IntegrityError:
             # The same remote id twice: never attach one number to two orders.
             logger.exception("activation %d: cannot record the purchase", activation_id)
@@ -1154,6 +1242,11 @@ class Engine:
         track = self._tracks.get(activation_id)
         if track is not None:
             track.unrecorded = None
+        if late:
+            self._events_now()
+        if purchase.reconciled:
+            self._sweep_soon(row.account_id, now)
+            self._notify()
         settled = await self._sync(activation_id)
         assert settled is not None
         return settled
@@ -1398,6 +1491,7 @@ class Engine:
         *,
         request_id: str,
         chat_id: int | None = None,
+        message_id: int | None = None,
         pool: str | None = None,
     ) -> Activation:
         self._check_started()
@@ -1419,8 +1513,8 @@ class Engine:
                 "the price went up",
                 quote=await self._quote_from(user_id, acc, apps, app, provider_id),
             )
-        async with acc.purchase_lock:
-            await self._reconcile_pending(acc)
+        async with acc.purchase_lock(app_info.name):
+            await self._reconcile_pending(acc, app_info)
             budget = client.limiter.purchase
             if budget.available() <= 0:
                 raise RateLimited("purchase budget used up", retry_after=budget.wait_time())
@@ -1433,6 +1527,7 @@ class Engine:
                         # The user's choice (None: cheapest available); ``pid`` is bought.
                         provider_id=pid if provider_id is not None else None, price=price,
                         request_id=request_id, sent_at=now, chat_id=chat_id,
+                        message_id=message_id if chat_id is not None else None,
                     )
                 except DuplicateError:
                     dup = await self.repos.activations.by_request_id(request_id)
@@ -1458,13 +1553,19 @@ class Engine:
             activation=self._to_activation(row) if mine and row is not None else None,
         )
 
-    async def _reconcile_pending(self, acc: _Account) -> None:
-        """Before buying on an account, resolve its purchases left in doubt, so
-        that a later reconciliation is never ambiguous."""
-        pending = [
-            t for t in self._tracks.values()
-            if t.account_id == acc.id and t.state == "purchasing"
-        ]
+    async def _reconcile_pending(self, acc: _Account, app_info: App) -> None:
+        """Before buying a service on an account, resolve the purchases of the
+        same service left in doubt, so that a later reconciliation is never
+        ambiguous. Purchases of other services cannot be confused with this one
+        (reconciliation matches the service): they do not hold it up."""
+        labels = _labels(app_info)
+        pending: list[_Track] = []
+        for t in list(self._tracks.values()):
+            if t.account_id != acc.id or t.state != "purchasing":
+                continue
+            row = await self.repos.activations.get(t.id)
+            if row is not None and row.state == "purchasing" and _labels(row) & labels:
+                pending.append(t)
         for track in sorted(pending, key=lambda t: t.id):
             track.reconcile_at = self.clock.now()
             if not await self._reconcile_locked(track, acc):
@@ -1484,21 +1585,27 @@ class Engine:
     ) -> ActivationRow:
         resolved = False
         try:
-            exclude = await self.repos.activations.known_remote_ids(
-                acc.id, track.purchase_sent_at - RECONCILE_LOOKBACK
-            )
+            exclude = await self._exclude_ids(acc, track.purchase_sent_at - RECONCILE_LOOKBACK)
+            if client.limiter.purchase.available() <= 0:
+                # Taken by a purchase of another service meanwhile (they run
+                # concurrently): nothing was sent. No await between this check and
+                # the client taking its slot.
+                budget = client.limiter.purchase
+                await self._fail_purchase(track.id, "purchase budget used up", emit=False)
+                resolved = True
+                raise RateLimited("purchase budget used up", retry_after=budget.wait_time())
             try:
                 purchase = await self._send_purchase(client, app_info, provider_id, exclude)
             except ds.PurchaseOutcomeUnknown:
                 logger.warning("activation %d: purchase outcome unknown; will reconcile", track.id)
-                raise UpstreamUnavailable(
-                    "DaisySim did not answer; the purchase will be reconciled automatically"
-                ) from None
+                raise await self._pending_error(track.id) from None
             except ds.DaisySimError as err:
-                # Proven not bought (the client reconciles lost responses itself and
-                # raises PurchaseFailed when /history shows no order).
+                # Not bought: refused, or the client reconciled a lost response and
+                # /history showed no order (PurchaseFailed). That last one is not
+                # proven (the server may finish it late): the sweep watches it.
                 await self._fail_purchase(
-                    track.id, f"purchase refused: {err.code or type(err).__name__}", emit=False
+                    track.id, f"purchase refused: {err.code or type(err).__name__}", emit=False,
+                    watch=isinstance(err, ds.PurchaseFailed),
                 )
                 resolved = True
                 raise await self._purchase_error(
@@ -1508,7 +1615,7 @@ class Engine:
                 row = await self._settle_purchase(track.id, purchase)
             except Exception:
                 logger.exception("activation %d: bought but not recorded yet", track.id)
-                raise UpstreamUnavailable("the purchase could not be recorded yet") from None
+                raise await self._pending_error(track.id) from None
             resolved = True
             logger.info(
                 "activation %d: bought %s (%s)", track.id, app_info.code, acc.row.key_masked
@@ -1520,6 +1627,15 @@ class Engine:
                 if row_now is not None and row_now.state == "purchasing":
                     track.reconcile_at = self.clock.now() + RECONCILE_SETTLE
                     self._schedule_act(track)
+
+    async def _pending_error(self, activation_id: int) -> EngineError:
+        row = await self.repos.activations.get(activation_id)
+        if row is None or row.state != "purchasing":
+            return UpstreamUnavailable("the purchase could not be completed")
+        return PurchasePending(
+            "DaisySim did not answer; the purchase is being reconciled",
+            activation=self._to_activation(row),
+        )
 
     async def _send_purchase(
         self,
@@ -1799,6 +1915,8 @@ class Engine:
         open_spend = sum(
             (dec(r["price"]) for r in spend_rows if r["state"] != "completed"), Decimal(0)
         )
+        strays = await self.repos.strays.summary()
+        none = (0, Decimal(0))
         return Stats(
             users=await self.repos.users.count(),
             activations_by_state=await self.repos.activations.counts_by_state(),
@@ -1806,6 +1924,9 @@ class Engine:
             per_service=tuple(per_service),
             completed_spend=completed_spend,
             open_spend=open_spend,
+            strays_cancelling=strays.get("cancelling", none),
+            strays_refunded=strays.get("refunded", none),
+            strays_lost=strays.get("lost", none),
         )
 
     # ------------------------------------------------------------------ testing aids

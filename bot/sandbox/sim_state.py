@@ -179,6 +179,7 @@ class Fault:
     trickle: float = 0.0  # slow-loris: headers, then the body one byte per this many s
     patch: dict[str, Any] | None = None  # success answers: data fields replaced (raw)
     account: str | None = None  # only requests with this API key (None: any)
+    late: float | None = None  # purchase only: done this many sim seconds later
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -192,13 +193,16 @@ class Fault:
             "trickle": self.trickle,
             "patch": None if self.patch is None else {k: str(v) for k, v in self.patch.items()},
             "account": None if self.account is None else "…" + self.account[-4:],
+            "late": self.late,
         }
 
 
 @dataclass
 class FaultAction:
     """What to do with one request: sleep ``latency`` s, then fail or drop; or
-    answer with ``patch`` applied, or trickle the answer (``trickle`` s a byte)."""
+    answer with ``patch`` applied, or trickle the answer (``trickle`` s a byte).
+    ``late``: (purchase) the request gets no answer (or the error ``status``) and
+    the server carries the purchase out ``late`` seconds of sim time later."""
 
     latency: float = 0.0
     status: int | None = None
@@ -207,6 +211,16 @@ class FaultAction:
     drop: bool = False
     trickle: float = 0.0
     patch: dict[str, Any] | None = None
+    late: float | None = None
+
+
+@dataclass
+class LatePurchase:
+    """A purchase request the server finishes after the client gave up."""
+
+    due: float
+    account: str
+    args: dict[str, Any]
 
 
 DEFAULT_FAULT_MESSAGES = {
@@ -219,7 +233,7 @@ RANDOM_ERRORS: tuple[tuple[int, str], ...] = (
     (502, "PROVIDER_ERROR"),
     (409, "CONCURRENT_ERROR"),
 )
-RANDOM_KINDS = ("error", "latency", "drop", "trickle")
+RANDOM_KINDS = ("error", "latency", "drop", "trickle", "late")
 FAULT_ENDPOINTS = (
     "purchase",
     "check",
@@ -242,6 +256,9 @@ class RandomFaults:
     latency: tuple[float, float] = (0.05, 0.3)
     errors: tuple[tuple[int, str], ...] = RANDOM_ERRORS
     trickle: float = 1.0
+    # kind "late" (purchases only; other endpoints get no fault from it): the late
+    # purchase, carried out uniform(*late) sim seconds after the request.
+    late: tuple[float, float] = (90.0, 150.0)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -249,6 +266,7 @@ class RandomFaults:
             "endpoints": list(self.endpoints),
             "kinds": list(self.kinds),
             "latency": list(self.latency),
+            "late": list(self.late),
             "errors": [list(e) for e in self.errors],
             "trickle": self.trickle,
         }
@@ -348,14 +366,30 @@ class SimState:
         self.stats = Stats()
         self.faults: list[Fault] = []
         self.random_faults: RandomFaults | None = None
+        self.late_purchases: list[LatePurchase] = []
+        self.late_done: list[str] = []  # activation ids created by late purchases
 
     # ------------------------------------------------------------------ time
     def now(self) -> float:
         return self.clock.now()
 
     def tick(self) -> float:
-        """Apply every due event (auto-SMS deliveries); return the current time."""
+        """Apply every due event (late purchases, auto-SMS deliveries); return the
+        current time."""
         now = self.clock.now()
+        if self.late_purchases:
+            due_now = [p for p in self.late_purchases if p.due <= now]
+            if due_now:
+                self.late_purchases = [p for p in self.late_purchases if p.due > now]
+                for late in sorted(due_now, key=lambda p: p.due):
+                    acct = self.accounts.get(late.account)
+                    if acct is None:
+                        continue
+                    try:  # the server's own checks, at the time it gets to it
+                        act = self._purchase_at(acct, late.due, **late.args)
+                    except SimError:
+                        continue  # failed late: nothing charged
+                    self.late_done.append(act.aid)
         if self._pending_sms:
             still: list[Activation] = []
             for act in self._pending_sms:
@@ -460,7 +494,29 @@ class SimState:
         trickle: float = 0.0,
         patch: dict[str, Any] | None = None,
         account: str | None = None,
+        late: float | None = None,
     ) -> Fault:
+        if late is not None:
+            # The late purchase: no answer (or the error ``status``), the order
+            # appears ``late`` s later with that time as its created_at.
+            if endpoint != "purchase":
+                raise ControlError(422, "late applies to the purchase endpoint only")
+            if late <= 0 or drop or latency:
+                raise ControlError(422, "late must be > 0, without drop or latency")
+            if code is not None and status is None:
+                status = {"CONCURRENT_ERROR": 409, "PROVIDER_ERROR": 502}.get(code, 500)
+            if status is not None and status < 500:
+                raise ControlError(422, "a late purchase answers nothing or a 5xx status")
+            if status is not None and code is None:
+                code = {502: "PROVIDER_ERROR"}.get(status, "SERVER_ERROR")
+            if status is not None and message is None:
+                message = DEFAULT_FAULT_MESSAGES.get(code or "", "Server error.")
+            fault = Fault(endpoint, count, status, code, message, 0.0, status is None,
+                          late=float(late))
+            if count < 1:
+                raise ControlError(422, "count must be >= 1")
+            self.faults.append(fault)
+            return fault
         if endpoint not in FAULT_ENDPOINTS:
             raise ControlError(422, f"endpoint must be one of {', '.join(FAULT_ENDPOINTS)}")
         if count < 1:
@@ -506,7 +562,10 @@ class SimState:
         latency: tuple[float, float] = (0.05, 0.3),
         errors: tuple[tuple[int, str], ...] | None = None,
         trickle: float = 1.0,
+        late: tuple[float, float] = (90.0, 150.0),
     ) -> RandomFaults:
+        if not 0.0 < late[0] <= late[1]:
+            raise ControlError(422, "late must be [min, max] with 0 < min <= max")
         if not 0.0 <= rate <= 1.0:
             raise ControlError(422, "rate must be within 0..1")
         for e in endpoints:
@@ -530,6 +589,7 @@ class SimState:
             latency=(lo, hi),
             errors=tuple((int(s), str(c)) for s, c in errors) if errors else RANDOM_ERRORS,
             trickle=float(trickle),
+            late=(float(late[0]), float(late[1])),
         )
         return self.random_faults
 
@@ -551,7 +611,7 @@ class SimState:
                     self.faults.remove(fault)
                 return FaultAction(
                     fault.latency, fault.status, fault.code, fault.message, fault.drop,
-                    fault.trickle, fault.patch,
+                    fault.trickle, fault.patch, late=fault.late,
                 )
         return self.take_fault(endpoint)
 
@@ -567,12 +627,16 @@ class SimState:
                     self.faults.remove(fault)
                 return FaultAction(
                     fault.latency, fault.status, fault.code, fault.message, fault.drop,
-                    fault.trickle, fault.patch,
+                    fault.trickle, fault.patch, late=fault.late,
                 )
         rf = self.random_faults
         if rf is not None and ("any" in rf.endpoints or endpoint in rf.endpoints):
             if rf.rng.random() < rf.rate:
                 kind = rf.rng.choice(rf.kinds)
+                if kind == "late":
+                    if endpoint != "purchase":
+                        return None
+                    return FaultAction(drop=True, late=rf.rng.uniform(*rf.late))
                 if kind == "latency":
                     return FaultAction(latency=rf.rng.uniform(*rf.latency))
                 if kind == "drop":
@@ -663,6 +727,11 @@ class SimState:
                 self._phones.add(phone)
                 return phone
 
+    def add_late_purchase(self, acct: Account, due: float, **args: Any) -> LatePurchase:
+        late = LatePurchase(due, acct.api_key, dict(args))
+        self.late_purchases.append(late)
+        return late
+
     def purchase(
         self,
         acct: Account,
@@ -674,6 +743,24 @@ class SimState:
         country_name: str | None,
     ) -> Activation:
         now = self.tick()
+        act = self._purchase_at(
+            acct, now, country=country, app=app, provider_id=provider_id,
+            app_name=app_name, country_name=country_name,
+        )
+        self.tick()  # a zero auto-SMS delay delivers at once
+        return act
+
+    def _purchase_at(
+        self,
+        acct: Account,
+        now: float,
+        *,
+        country: str,
+        app: str,
+        provider_id: str | None,
+        app_name: str | None,
+        country_name: str | None,
+    ) -> Activation:
         if country != "USA":
             raise SimError(422, "INVALID_COUNTRY", MSG_INVALID_COUNTRY)
         svc = self.services.get(app)
@@ -726,7 +813,6 @@ class SimState:
             due = now + self.rng.uniform(*self.auto_sms)
             act.sms_due = (due, f"{self.rng.randrange(1_000_000):06d}")
             self._pending_sms.append(act)
-            self.tick()  # a zero delay delivers at once
         return act
 
     # ------------------------------------------------------------------- check
@@ -894,6 +980,11 @@ class SimState:
             "stock": stock,
             "removed_services": [s.code for s in self.services.values() if s.removed],
             "faults": [f.as_dict() for f in self.faults],
+            "late_purchases": [
+                {"due": p.due, "account": p.account, "app": p.args.get("app")}
+                for p in self.late_purchases
+            ],
+            "late_done": list(self.late_done),
             "random_faults": self.random_faults.as_dict() if self.random_faults else None,
             **self.stats.as_dict(),
         }

@@ -50,6 +50,11 @@ Choices where the upstream spec is silent (clients must not rely on more than th
   (wall time) until done or the client goes away. A *patch* fault performs the request
   and, if it succeeds, replaces fields of the answer's ``data`` before sending it, to
   play a careless upstream (``{"amount_charged": -5}``; paths: see :func:`apply_patch`).
+  A ``late`` purchase fault (the late purchase) validates the body, then cuts the
+  connection (or answers its 5xx ``status``) and carries the purchase out ``late``
+  simulator seconds later, with the server's checks at that time and that time as the
+  order's ``created_at``; ``/_sim/state`` lists them under ``late_purchases`` (pending)
+  and ``late_done`` (the activation ids created).
 * Auto-SMS (``auto_sms=(min, max)``): each purchase gets, with probability
   ``auto_sms_ratio``, a random 6-digit code due at purchase + uniform(min, max); due
   deliveries are applied lazily whenever a request (or a state read) is handled. A code
@@ -314,11 +319,17 @@ class Simulator:
         trickle: float = 0.0,
         patch: dict[str, Any] | None = None,
         api_key: str | None = None,
+        late: float | None = None,
     ) -> Fault:
         """The next ``count`` requests to ``endpoint`` fail / are slowed / are dropped /
         have their answer trickled one byte per ``trickle`` s / have ``patch`` applied
         to their answer (see the module docstring and :func:`apply_patch`). With
-        ``api_key``, only that account's requests."""
+        ``api_key``, only that account's requests.
+
+        ``late`` (purchase only): the late purchase. The request gets no answer (the
+        connection is cut at once) or, with ``status``, that 5xx error; the server
+        carries the purchase out ``late`` seconds of simulator time later (its own
+        checks then; the order's ``created_at`` is that time)."""
         return self.core.add_fault(
             endpoint,
             count=count,
@@ -330,6 +341,7 @@ class Simulator:
             trickle=trickle,
             patch=patch,
             account=api_key,
+            late=late,
         )
 
     def set_random_faults(
@@ -342,13 +354,15 @@ class Simulator:
         latency: tuple[float, float] = (0.05, 0.3),
         errors: tuple[tuple[int, str], ...] | None = None,
         trickle: float = 1.0,
+        late: tuple[float, float] = (90.0, 150.0),
     ) -> RandomFaults:
         """Each request fails with probability ``rate`` (a seeded mix of ``kinds``:
-        error, latency, drop, trickle — the last sends the answer one byte per
-        ``trickle`` s)."""
+        error, latency, drop, trickle — the answer sent one byte per ``trickle`` s —
+        and late: a purchase answered by a cut connection and carried out
+        uniform(*late) simulator seconds later, the late purchase)."""
         return self.core.set_random_faults(
             rate, seed=seed, endpoints=endpoints, kinds=kinds, latency=latency, errors=errors,
-            trickle=trickle,
+            trickle=trickle, late=late,
         )
 
     def clear_faults(self) -> None:
@@ -420,6 +434,15 @@ class Simulator:
             if bucket is not None:
                 core.hit_rate_limit(acct, bucket, endpoint)
             fault = core.take_fault_for(acct.api_key, endpoint)
+            if fault is not None and fault.late is not None:
+                args = await self._purchase_args(request)  # a malformed one fails now
+                core.add_late_purchase(acct, core.now() + fault.late, **args)
+                if fault.status is not None:
+                    return fail(fault.status, fault.code or "SERVER_ERROR",
+                                fault.message or "Error.")
+                if request.transport is not None:
+                    request.transport.abort()
+                return web.Response(status=500)
             if fault is not None and fault.latency > 0:
                 if request.can_read_body:
                     await request.read()  # cached: the work goes on if the client gives up
@@ -462,6 +485,21 @@ class Simulator:
         return ok(self.core.apps_view())
 
     async def _purchase(self, acct: Account, request: web.Request) -> web.Response:
+        act = self.core.purchase(acct, **await self._purchase_args(request))
+        return ok(
+            {
+                "activation_id": act.aid,
+                "phone_number": act.phone,
+                "service": act.service_label,
+                "country": act.country_label,
+                "amount_charged": act.price,
+                "balance_after": acct.balance,
+            },
+            "Number purchased successfully.",
+        )
+
+    @staticmethod
+    async def _purchase_args(request: web.Request) -> dict[str, Any]:
         body = await _json_body(request)
         if not isinstance(body, dict):
             body = {}
@@ -481,25 +519,13 @@ class Simulator:
         pid = body.get("provider_id")
         if pid is not None and (isinstance(pid, bool) or not isinstance(pid, str | int)):
             raise _validation("The provider_id field must be a string.")
-        act = self.core.purchase(
-            acct,
-            country=fields["country"] or "",
-            app=fields["app"] or "",
-            provider_id=None if pid is None or pid == "" else str(pid),
-            app_name=fields["app_name"],
-            country_name=fields["country_name"],
-        )
-        return ok(
-            {
-                "activation_id": act.aid,
-                "phone_number": act.phone,
-                "service": act.service_label,
-                "country": act.country_label,
-                "amount_charged": act.price,
-                "balance_after": acct.balance,
-            },
-            "Number purchased successfully.",
-        )
+        return {
+            "country": fields["country"] or "",
+            "app": fields["app"] or "",
+            "provider_id": None if pid is None or pid == "" else str(pid),
+            "app_name": fields["app_name"],
+            "country_name": fields["country_name"],
+        }
 
     async def _check(self, acct: Account, request: web.Request) -> web.Response:
         act = self.core.find(acct, request.match_info["id"])
@@ -658,14 +684,16 @@ class Simulator:
                 elif isinstance(rnd, dict):
                     lat = rnd.get("latency", (0.05, 0.3))
                     errs = rnd.get("errors")
+                    late = rnd.get("late", (90.0, 150.0))
                     self.core.set_random_faults(
                         float(rnd.get("rate", 0.1)),
                         seed=rnd.get("seed"),
                         endpoints=tuple(rnd.get("endpoints", ("any",))),
                         kinds=tuple(rnd.get("kinds", ("error", "latency", "drop"))),
-                            latency=(float(lat[0]), float(lat[1])),
+                        latency=(float(lat[0]), float(lat[1])),
                         errors=tuple((int(s), str(c)) for s, c in errs) if errs else None,
                         trickle=float(rnd.get("trickle", 1.0)),
+                        late=(float(late[0]), float(late[1])),
                     )
                 else:
                     raise ControlError(422, "random must be an object or null")
@@ -677,6 +705,7 @@ class Simulator:
                 or "latency" in body
                 or "trickle" in body
                 or "patch" in body
+                or "late" in body
             ):
                 self.core.add_fault(
                     str(body.get("endpoint", "any")),
@@ -689,6 +718,7 @@ class Simulator:
                     trickle=float(body.get("trickle") or 0.0),
                     patch=body.get("patch"),
                     account=body.get("api_key"),
+                    late=float(body["late"]) if body.get("late") is not None else None,
                 )
         except (TypeError, ValueError, IndexError) as exc:
             raise ControlError(422, f"bad fault specification: {exc}") from None

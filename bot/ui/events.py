@@ -5,7 +5,10 @@
 * ``cancel_available`` → the order message gets its "Cancel & refund" button.
 * ``expired``          → the order message shows "refund in progress".
 * ``refunded`` / ``failed`` → the order message is edited, plus a short notice
-  (not for a refund the user asked for: they are looking at the order).
+  (not for a refund the user asked for: they are looking at the order). A
+  ``failed`` purchase that was in doubt says "not bought, the hold is released".
+* ``purchased``        → a purchase left in doubt went through: the pressed
+  message (stored with the purchase) becomes the order, plus a short notice.
 
 The engine acknowledges an event once this handler returns and redelivers it if
 it raises. So: Forbidden (the user blocked the bot) and permanent BadRequests
@@ -31,6 +34,7 @@ import httpx
 from telegram import Message
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
+from bot.config import FundingMode
 from bot.core.api import Activation, EngineError, Event, EventKind, RetryLater
 from bot.ui import views
 from bot.ui.context import BotData, DaisyApp
@@ -71,6 +75,11 @@ class EventRenderer:
     @property
     def _data(self) -> BotData:
         return self._app.bot_data
+
+    @property
+    def _own_key(self) -> bool:
+        settings = self._data.settings
+        return settings is not None and settings.funding_mode == FundingMode.OWN_KEY
 
     def _lang(self, user_id: int) -> str:
         settings = self._data.settings
@@ -137,7 +146,11 @@ class EventRenderer:
         if kind == EventKind.REFUNDED:
             notice = views.refund_notice(lang, a)
         elif kind == EventKind.FAILED:
-            notice = views.failed_notice(lang, a)
+            notice = views.failed_notice(lang, a, own_key=self._own_key)
+        elif kind == EventKind.PURCHASED and not event.interrupted:
+            # The pressed message (pending, or "Buying…" before a restart) has just
+            # become the order; the notice makes the phone tell the user.
+            notice = views.purchased_notice(lang, a)
         if notice is not None:
             try:
                 await bot.send_message(chat_id=chat_id, text=notice, rate_limit_args=NOTICE)

@@ -156,6 +156,11 @@ EN: dict[str, str] = {
     "order_price": "Price: {price}",
     "order_status": "Status: {status}",
     "status_purchasing": "⏳ buying…",
+    "order_pending": (
+        "⏳ Checking whether the purchase went through — your money is held, not spent. "
+        "I'll tell you here as soon as I know."
+    ),
+    "status_not_bought": "⚠️ not bought",
     "status_waiting": "⏳ waiting for the SMS · expires {at}",
     "status_completed": "✅ code received",
     "status_cancelling": "⏳ cancelling…",
@@ -189,6 +194,17 @@ EN: dict[str, str] = {
     "notify_failed": "⚠️ The <b>{name}</b> purchase failed. {outcome}",
     "notify_failed_refunded": "{amount} refunded.",
     "notify_failed_nothing": "Nothing was charged.",
+    "notify_purchased": (
+        "✅ Your <b>{name}</b> purchase went through. Your number: <code>{phone}</code>"
+    ),
+    "notify_not_bought": (
+        "⚠️ The <b>{name}</b> purchase did not go through: not bought, the hold on your "
+        "money is released."
+    ),
+    "notify_not_bought_own_key": (
+        "⚠️ The <b>{name}</b> purchase did not go through: not bought. If DaisySim still "
+        "charges for it later, I cancel it for a refund."
+    ),
     "cb_refunded": "Cancelled. {amount} refunded.",
     "cb_too_early": (
         "You can cancel from {at} ({seconds} s from now; cancelling opens {lock} after "
@@ -245,6 +261,10 @@ EN: dict[str, str] = {
     "err_upstream": (
         "📡 DaisySim is not responding right now. Nothing was charged. "
         "Please try again in a minute."
+    ),
+    "err_purchase_pending": (
+        "⏳ DaisySim did not answer. Checking whether the purchase went through — your "
+        "money is held, not spent. I'll tell you here as soon as I know."
     ),
     "err_not_found": "🔎 I can't find that order.",
     "err_generic": (
@@ -351,6 +371,12 @@ EN: dict[str, str] = {
         "<b>Success rate per service and pool</b>\n"
         "<i>completed / finished (completed, refunded or failed); open orders apart</i>\n"
         "{services}"
+    ),
+    "admin_strays": (
+        "\n\n<b>Orders nobody got</b> (DaisySim finished them after the bot gave up)\n"
+        "• cancelled and refunded: {refunded_count} ({refunded})\n"
+        "• refund pending: {open_count} ({open})\n"
+        "• lost, the code came first: {lost_count} ({lost})"
     ),
     "admin_state_line": "• {state}: {count}",
     "admin_service_line": "• {name}{pool}: {completed}/{finished} ({rate}%){open}",

@@ -24,6 +24,7 @@ from bot.core.api import (
     NotAllowed,
     OutOfStock,
     PriceChanged,
+    PurchasePending,
     Quote,
     RateLimited,
     RefundReason,
@@ -267,6 +268,8 @@ def _status(lang: str, a: Activation, now: float) -> Raw:
     if state == ActivationState.FAILED:
         if a.refund_amount:
             return t(lang, "status_failed_refunded", amount=a.refund_amount)
+        if a.remote_id is None:
+            return t(lang, "status_not_bought")
         return t(lang, "status_failed")
     return t(lang, f"status_{state.value}")
 
@@ -282,6 +285,9 @@ def order(lang: str, a: Activation, now: float) -> Screen:
     lines.append(t(lang, "order_status", status=_status(lang, a, now)))
     if a.state == ActivationState.COMPLETED and a.code:
         lines.append(t(lang, "order_code", code=a.code))
+    if a.state == ActivationState.PURCHASING:
+        lines.append("")
+        lines.append(t(lang, "order_pending"))
     if a.state == ActivationState.WAITING:
         lines.append("")
         if a.cancel_available(now):
@@ -312,7 +318,16 @@ def refund_notice(lang: str, a: Activation) -> Raw | None:
     return t(lang, "notify_refunded", name=a.service_name, phone=a.phone or "", amount=amount)
 
 
-def failed_notice(lang: str, a: Activation) -> Raw:
+def purchased_notice(lang: str, a: Activation) -> Raw:
+    """A purchase left in doubt turned out bought (the order message shows it)."""
+    return t(lang, "notify_purchased", name=a.service_name, phone=a.phone or "")
+
+
+def failed_notice(lang: str, a: Activation, *, own_key: bool = False) -> Raw:
+    if a.remote_id is None and not a.refund_amount:
+        # A purchase left in doubt, reconciled as not bought.
+        key = "notify_not_bought_own_key" if own_key else "notify_not_bought"
+        return t(lang, key, name=a.service_name)
     outcome = (
         t(lang, "notify_failed_refunded", amount=a.refund_amount)
         if a.refund_amount
@@ -503,6 +518,20 @@ def stats(lang: str, s: Stats) -> Screen:
         states=Raw("\n".join(states) or none),
         services=Raw("\n".join(services) or none),
     )
+    if s.strays_cancelling[0] or s.strays_refunded[0] or s.strays_lost[0]:
+        text = Raw(
+            text
+            + t(
+                lang,
+                "admin_strays",
+                refunded_count=s.strays_refunded[0],
+                refunded=s.strays_refunded[1],
+                open_count=s.strays_cancelling[0],
+                open=s.strays_cancelling[1],
+                lost_count=s.strays_lost[0],
+                lost=s.strays_lost[1],
+            )
+        )
     return Screen(text)
 
 
@@ -564,6 +593,8 @@ def engine_error(
         return Screen(t(lang, "err_service_gone"), kb.error_kb(lang, retry=cb.buy_list(1)))
     if isinstance(exc, NotAllowed):
         return Screen(t(lang, "not_allowed"), kb.error_kb(lang))
+    if isinstance(exc, PurchasePending):  # never "nothing was charged": not known
+        return Screen(t(lang, "err_purchase_pending"), kb.error_kb(lang))
     # UpstreamUnavailable and anything new
     return Screen(t(lang, "err_upstream"), kb.error_kb(lang, retry=retry))
 
@@ -583,4 +614,6 @@ def error_alert(lang: str, exc: EngineError) -> str:
         return plain(lang, "err_rate_limited", seconds=max(1, math.ceil(exc.retry_after)))
     if isinstance(exc, AccountUnavailable):
         return plain(lang, "err_account_locked" if exc.locked else "err_account_suspended")
+    if isinstance(exc, PurchasePending):
+        return plain(lang, "err_purchase_pending")
     return plain(lang, "err_upstream")

@@ -534,6 +534,45 @@ async def test_drop_fault_effect_happens_without_response(env: Env) -> None:
     assert (await env.c.get("/balance")).json()["data"]["balance"] == 8.917
 
 
+async def test_late_purchase_fault(env: Env) -> None:
+    """The late purchase: no answer now, the order appears ``late`` s later (sim time)
+    with that time as its created_at; with a 5xx status the answer is that error."""
+    r = await env.raw.post("/_sim/faults", json={"endpoint": "purchase", "late": 90})
+    assert r.status_code == 200 and r.json()["data"]["faults"][0]["late"] == 90.0
+    with pytest.raises(httpx.RemoteProtocolError):
+        await env.c.post("/purchase", json={"country": "USA", "app": "Signal"})
+    assert env.sim.state()["activations"] == [] and len(env.sim.state()["late_purchases"]) == 1
+    env.advance(89)
+    assert (await env.c.get("/history")).json()["data"]["orders"] == []
+    env.advance(1)
+    [order] = (await env.c.get("/history")).json()["data"]["orders"]
+    assert order["created_at"] == "2026-01-01T00:01:30+00:00" and order["service"] == "Signal"
+    assert env.sim.state()["late_done"] == [order["activation_id"]]
+    assert env.sim.balance("k1") == Decimal("9.4000")
+    env.sim.add_fault("purchase", late=5, status=502)
+    err(await env.c.post("/purchase", json={"country": "USA", "app": "Telegram"}), 502,
+        "PROVIDER_ERROR")
+    env.sim.set_stock("Telegram", None, 0)  # the server's own checks when it gets to it
+    env.advance(5)
+    assert len((await env.c.get("/history")).json()["data"]["orders"]) == 1
+    for bad in ({"late": 5, "endpoint": "cancel"}, {"late": 0, "endpoint": "purchase"},
+                {"late": 5, "endpoint": "purchase", "status": 422}):
+        err(await env.raw.post("/_sim/faults", json=bad), 422, "CONTROL_ERROR")
+
+
+async def test_random_late_purchases(env: Env) -> None:
+    r = await env.raw.post("/_sim/faults", json={"random": {
+        "rate": 1.0, "seed": 3, "kinds": ["late"], "late": [30, 40]}})
+    assert r.status_code == 200 and r.json()["data"]["random"]["late"] == [30.0, 40.0]
+    assert (await env.c.get("/balance")).status_code == 200  # not a purchase: no fault
+    with pytest.raises(httpx.RemoteProtocolError):
+        await env.c.post("/purchase", json={"country": "USA", "app": "Signal"})
+    [late] = env.sim.state()["late_purchases"]
+    assert 30 <= late["due"] - env.clock.now() <= 40
+    env.advance(40)
+    assert len(env.sim.state()["late_done"]) == 1
+
+
 async def test_latency_fault(env: Env) -> None:
     env.sim.add_fault("countries", latency=0.5)
     with pytest.raises(httpx.ReadTimeout):

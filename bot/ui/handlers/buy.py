@@ -27,6 +27,7 @@ from bot.core.api import (
     DuplicateRequest,
     EngineError,
     PriceChanged,
+    PurchasePending,
     Quote,
     Service,
 )
@@ -384,8 +385,15 @@ async def _purchase(
             shown.price,
             request_id=request_id,
             chat_id=message.chat_id,
+            message_id=message.message_id,  # later events update this screen
             pool=shown.pool,
         )
+    except PurchasePending as exc:
+        # Not known whether it went through: the pressed message shows the pending
+        # order; the outcome event edits it (and notifies) once it is known.
+        bot_data.shown_prices.pop(request_id, None)
+        await show_order_in(context, message, exc.activation, lang)
+        return ConversationHandler.END
     except DuplicateRequest as exc:
         if exc.activation is not None:
             await show_order_in(context, message, exc.activation, lang)
