@@ -9,12 +9,20 @@ Meanwhile the bot is killed with SIGKILL at least ``--kills`` times — at the
 moment the simulator handles a purchase, a poll or a cancel (before or after its
 effect, so the answer is lost), or at a random moment — and restarted each time.
 A share (``--fault-rate``) of all upstream requests fails: 5xx errors, added
-latency, and dropped connections after the effect (lost purchase answers).
+latency, dropped connections after the effect (lost purchase answers), answers
+trickled one byte at a time (slow loris: the client's total deadline must cut them),
+and late purchases (the connection is cut and DaisySim carries the purchase out a
+minute or more later, after the bot wrote it off: the sweep must find the order and
+cancel it for the refund). Telegram storms too: every few seconds one user's chat
+answers 429 (retry_after 7 s) to everything for a while, and sendMessage /
+editMessageText throw short 429s.
 
 When every activation is final, the chat transcripts, the bot's database (opened
 read-only) and the simulator's state are compared. Exit status 0 only if all of
 these are zero: lost codes, codes pushed twice, numbers left unrefunded, double
-purchases, wallet mismatches (to the cent), undelivered events.
+purchases, wallet mismatches (to the cent), undelivered events, and upstream
+orders left unaccounted (every late order is either a bot order or a stray order
+refunded exactly once upstream, or recorded as a loss because its code came first).
 
 Timings are shortened on both sides (cancel lock, activation window, give-up
 time, poll interval) so that a run takes a few minutes; with ``--fast-budgets``
@@ -88,12 +96,19 @@ class SoakConfig:
     deadline: float = 900.0  # the whole run (safety net)
     kill_mid_push: bool = True  # every other kill right after an OTP message went out
     kill_kinds: tuple[str, ...] = KILL_KINDS
+    late_weight: int = 1  # weight of "late" among the random fault kinds (0: none)
+    late: tuple[float, float] = (65.0, 90.0)  # a late purchase lands this many s later
+    trickle: float = 0.5  # slow loris: seconds per byte
+    telegram_storms: bool = True  # 429 storms on one chat + short 429s on sends/edits
+    storm_gap: tuple[float, float] = (5.0, 12.0)
+    storm_seconds: float = 10.0
 
 
 CI = SoakConfig(
     purchases=15, kills=6, users=8, cancel_lock=4.0, give_up=15.0, window=25.0,
     poll_interval=2.0, auto_sms=(1.0, 14.0), auto_sms_ratio=0.7, kill_gap=(1.0, 3.0),
     wait=10.0, deadline=100.0, kill_kinds=("purchase", "poll", "cancel"),
+    late=(20.0, 35.0), storm_gap=(3.0, 6.0), storm_seconds=6.0,
 )
 
 
@@ -116,13 +131,18 @@ class Report:
     wallet_mismatches: int = 0
     undelivered_events: int = 0
     open_activations: int = 0
+    unaccounted_orders: int = 0  # upstream orders neither a bot order nor a stray order
+    strays: Counter[str] = field(default_factory=Counter)  # stray orders by final state
+    lost_amount: Decimal = Decimal(0)  # stray orders whose code came first (a loss)
+    storms: int = 0  # Telegram 429 storms started
     crashes: int = 0  # exits we did not cause (or a failed graceful stop)
     error_lines: int = 0  # ERROR lines in the bot's log (informational)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     INVARIANTS = ("lost_codes", "codes_pushed_twice", "unrefunded", "double_purchases",
-                  "wallet_mismatches", "undelivered_events", "open_activations", "crashes")
+                  "wallet_mismatches", "undelivered_events", "open_activations",
+                  "unaccounted_orders", "crashes")
 
     @property
     def ok(self) -> bool:
@@ -139,7 +159,10 @@ class Report:
             f"{self.confirms}   cancels pressed: {self.cancels_pressed}",
             f"kill -9: {sum(self.kills.values())} ({_counts(self.kills)})   "
             f"restarts: {self.restarts}",
-            f"upstream faults injected: {sum(self.faults.values())} ({_counts(self.faults)})",
+            f"upstream faults injected: {sum(self.faults.values())} ({_counts(self.faults)})"
+            f"   Telegram 429 storms: {self.storms}",
+            f"stray orders (late orders no bot order owns): {sum(self.strays.values())} "
+            f"({_counts(self.strays)}; lost to a code first: ${self.lost_amount})",
             f"codes delivered upstream: {self.codes_delivered}   pushed: {self.codes_pushed}   "
             f"numbers refunded upstream: {self.refunded_upstream}",
             "",
@@ -150,6 +173,7 @@ class Report:
             f"wallet mismatches:     {self.wallet_mismatches}",
             f"undelivered events:    {self.undelivered_events}",
             f"activations not final: {self.open_activations}",
+            f"orders unaccounted:    {self.unaccounted_orders}",
             f"bot crashes:           {self.crashes}   (ERROR lines in its log: "
             f"{self.error_lines})",
             f"=> {'OK' if self.ok else 'FAILED'} in {self.seconds:.0f} s",
@@ -335,6 +359,25 @@ async def user_loop(user: FakeUser, sh: Shared, canceler: bool) -> None:
         await asyncio.sleep(sh.rng.uniform(0.0, 0.5))
 
 
+# ------------------------------------------------------------------ telegram storms
+
+
+async def telegram_storms(fake: PushKillFake, users: list[FakeUser], sh: Shared) -> None:
+    """Every few seconds one user's chat answers 429 (retry_after 7 s) to every call
+    for a while, and sendMessage / editMessageText each throw a few short 429s."""
+    cfg, rng = sh.cfg, sh.rng
+    while not sh.stop.is_set():
+        await asyncio.sleep(rng.uniform(*cfg.storm_gap))
+        if sh.stop.is_set():
+            return
+        victim = rng.choice(users)
+        fake.inject_error("*", 429, retry_after=7, chat_id=victim.id,
+                          for_seconds=cfg.storm_seconds)
+        fake.inject_error("sendMessage", 429, retry_after=1, count=2)
+        fake.inject_error("editMessageText", 429, retry_after=1, count=2)
+        sh.report.storms += 1
+
+
 # ---------------------------------------------------------------------- supervisor
 
 
@@ -379,7 +422,8 @@ async def supervise(bot: BotProcess, fake: PushKillFake, killer: Killer, sh: Sha
 
 async def settle(bot: BotProcess, db_path: Path, sh: Shared, fake: PushKillFake) -> None:
     """Wait until every activation is final and every event delivered."""
-    deadline = time.monotonic() + sh.cfg.give_up + sh.cfg.window + 180.0
+    deadline = (time.monotonic() + 2 * sh.cfg.give_up + sh.cfg.window + sh.cfg.late[1]
+                + 240.0)
     quiet_since: float | None = None
     while time.monotonic() < deadline:
         if not bot.running:  # not killed by us: a crash
@@ -396,8 +440,17 @@ async def settle(bot: BotProcess, db_path: Path, sh: Shared, fake: PushKillFake)
                     " ('purchasing','waiting','cancelling','expired')").fetchone()[0]
                 pending = conn.execute(
                     "SELECT COUNT(*) FROM events WHERE delivered_at IS NULL").fetchone()[0]
+                # the sweep: strays being cancelled, write-offs still watched for a
+                # late order (unless it was found), late purchases not yet landed
+                open_n += conn.execute(
+                    "SELECT COUNT(*) FROM stray_orders WHERE state = 'cancelling'").fetchone()[0]
+                open_n += conn.execute(
+                    "SELECT COUNT(*) FROM activations a WHERE watch_until > ? AND NOT EXISTS"
+                    " (SELECT 1 FROM stray_orders s WHERE s.activation_id = a.id)",
+                    (time.time(),)).fetchone()[0]
             finally:
                 conn.close()
+            open_n += len(sh.sim.sim.core.late_purchases)
             busy = open_n > 0 or pending > 0 or bool(fake.pending_updates)
         if busy:
             quiet_since = None
@@ -425,18 +478,47 @@ def otp_codes(messages: list[ChatMessage]) -> list[str]:
     return out
 
 
+def verify_strays(strays: list[dict[str, Any]], sim: SimHandle, report: Report) -> set[str]:
+    """Stray orders (upstream orders no bot order owns: late orders of written-off
+    purchases) are refunded exactly once upstream, or lost with their code and never
+    refunded. Returns their upstream ids."""
+    core = sim.sim.core
+    refunds = Counter(e.activation_id for e in core.accounts[OPERATOR_KEY].ledger
+                      if e.kind == "refund")
+    for s in strays:
+        rid = str(s["remote_id"])
+        report.strays[s["state"]] += 1
+        act = core.activations.get(int(rid)) if rid.isdigit() else None
+        if act is None:
+            report.problem("unaccounted_orders", f"stray {rid} unknown upstream")
+        elif s["state"] == "refunded" and refunds[rid] != 1:
+            report.problem("unrefunded", f"stray {rid} refunded {refunds[rid]}× upstream")
+        elif s["state"] == "lost":
+            if act.code is None or refunds[rid]:
+                report.problem("unaccounted_orders", f"stray {rid} lost: code {act.code}, "
+                                                     f"refunded {refunds[rid]}×")
+            report.lost_amount += Decimal(s["amount"])
+        elif s["state"] == "cancelling":
+            report.problem("unaccounted_orders", f"stray {rid} still being cancelled")
+    return {str(s["remote_id"]) for s in strays}
+
+
 def verify(db_path: Path, sim: SimHandle, fake: PushKillFake, report: Report) -> None:
     core = sim.sim.core
-    sim_acts = {a.aid: a for a in core.activations.values() if a.account == OPERATOR_KEY}
-    report.purchases = len(sim_acts)
     conn = read_only(db_path)
     try:
         rows = [dict(r) for r in conn.execute("SELECT * FROM activations ORDER BY id")]
         ledger = [dict(r) for r in conn.execute("SELECT * FROM ledger ORDER BY id")]
+        strays = [dict(r) for r in conn.execute("SELECT * FROM stray_orders ORDER BY id")]
         report.undelivered_events = conn.execute(
             "SELECT COUNT(*) FROM events WHERE delivered_at IS NULL").fetchone()[0]
     finally:
         conn.close()
+    stray_ids = verify_strays(strays, sim, report)
+    # The checks below are about bot orders: stray orders are accounted for above.
+    sim_acts = {a.aid: a for a in core.activations.values()
+                if a.account == OPERATOR_KEY and a.aid not in stray_ids}
+    report.purchases = len(sim_acts) + len(stray_ids)
     by_remote: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         if r["remote_id"] is not None:
@@ -486,7 +568,7 @@ def verify(db_path: Path, sim: SimHandle, fake: PushKillFake, report: Report) ->
 
     # --- refunds: every number without a code refunded exactly once, both sides
     sim_refunds = Counter(e.activation_id for e in core.accounts[OPERATOR_KEY].ledger
-                          if e.kind == "refund")
+                          if e.kind == "refund" and e.activation_id not in stray_ids)
     bot_refunds = Counter(e["activation_id"] for e in ledger if e["kind"] == "refund")
     for aid, act in sim_acts.items():
         owners = by_remote.get(aid, [])
@@ -509,11 +591,16 @@ def verify(db_path: Path, sim: SimHandle, fake: PushKillFake, report: Report) ->
     for problem in sim.sim.invariant_violations():
         report.problem("wallet_mismatches", f"simulator: {problem}")
     acct = core.accounts[OPERATOR_KEY]
-    charges = sum((-e.amount for e in acct.ledger if e.kind == "charge"), Decimal(0))
-    refunds = sum((e.amount for e in acct.ledger if e.kind == "refund"), Decimal(0))
-    if acct.balance != SIM_BALANCE - charges + refunds:
-        report.problem("wallet_mismatches",
-                       f"simulator wallet {acct.balance} != {SIM_BALANCE} - {charges} + {refunds}")
+    all_charges = sum((-e.amount for e in acct.ledger if e.kind == "charge"), Decimal(0))
+    all_refunds = sum((e.amount for e in acct.ledger if e.kind == "refund"), Decimal(0))
+    if acct.balance != SIM_BALANCE - all_charges + all_refunds:
+        report.problem("wallet_mismatches", f"simulator wallet {acct.balance} != "
+                                            f"{SIM_BALANCE} - {all_charges} + {all_refunds}")
+    # the bot's users pay for bot orders only (a stray order is the operator's)
+    charges = sum((-e.amount for e in acct.ledger
+                   if e.kind == "charge" and e.activation_id not in stray_ids), Decimal(0))
+    refunds = sum((e.amount for e in acct.ledger
+                   if e.kind == "refund" and e.activation_id not in stray_ids), Decimal(0))
     by_user: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for e in ledger:
         by_user[e["user_id"]].append(e)
@@ -594,8 +681,9 @@ async def run_soak(cfg: SoakConfig, *, log: Callable[[str], None] | None = None,
         def counting_take(endpoint: str) -> Any:
             action = original_take(endpoint)
             if action is not None:
-                kind = "drop" if action.drop else (
-                    f"{action.status}" if action.status else "latency")
+                kind = ("late" if action.late is not None else "drop" if action.drop
+                        else "trickle" if action.trickle else
+                        f"{action.status}" if action.status else "latency")
                 report.faults[kind] += 1
             return action
 
@@ -620,8 +708,9 @@ async def run_soak(cfg: SoakConfig, *, log: Callable[[str], None] | None = None,
         try:
             bot.start()
             await wait_ready(fake, bot, limit=60.0)
-            sim.sim.set_random_faults(cfg.fault_rate, seed=cfg.seed,
-                                      kinds=("error", "latency", "drop"))
+            kinds = ("error", "latency", "drop", "trickle") + ("late",) * cfg.late_weight
+            sim.sim.set_random_faults(cfg.fault_rate, seed=cfg.seed, kinds=kinds,
+                                      trickle=cfg.trickle, late=cfg.late)
             users = [fake.user(FIRST_USER + i, first_name=f"User{i}") for i in range(cfg.users)]
             cancelers = set(rng.sample(range(cfg.users), round(cfg.users * cfg.cancel_ratio)))
             say(f"soak: {cfg.users} users, {len(cancelers)} cancel; target {cfg.purchases} "
@@ -629,6 +718,8 @@ async def run_soak(cfg: SoakConfig, *, log: Callable[[str], None] | None = None,
             tasks = [asyncio.ensure_future(user_loop(u, sh, i in cancelers))
                      for i, u in enumerate(users)]
             sup = asyncio.ensure_future(supervise(bot, fake, killer, sh))
+            storms = (asyncio.ensure_future(telegram_storms(fake, users, sh))
+                      if cfg.telegram_storms else None)
             deadline = started + cfg.deadline
             while time.monotonic() < deadline:
                 if all(t.done() for t in tasks) and sup.done():
@@ -637,6 +728,10 @@ async def run_soak(cfg: SoakConfig, *, log: Callable[[str], None] | None = None,
                     raise sup.exception()  # type: ignore[misc]
                 await asyncio.sleep(0.2)
             sh.stop.set()
+            if storms is not None:
+                storms.cancel()
+                await asyncio.gather(storms, return_exceptions=True)
+            fake.clear_injected()  # the storms end with the buying
             for t in tasks:
                 if not t.done():
                     t.cancel()
@@ -686,12 +781,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real-budgets", action="store_true",
                     help="keep the published 10/min purchase and cancel limits")
     ap.add_argument("--ci", action="store_true", help="the CI variant's small sizes/timings")
+    ap.add_argument("--no-late", action="store_true",
+                    help="no late purchases in the upstream fault mix")
+    ap.add_argument("--no-telegram-storms", action="store_true",
+                    help="no Telegram 429 storms")
     ap.add_argument("--keep", type=Path, default=None, help="keep the bot's files here")
     args = ap.parse_args(argv)
     base = CI if args.ci else SoakConfig()
     overrides: dict[str, Any] = {"seed": args.seed, "fault_rate": args.fault_rate,
                                  "kill_mid_push": not args.no_kill_mid_push,
-                                 "fast_budgets": not args.real_budgets}
+                                 "fast_budgets": not args.real_budgets,
+                                 "late_weight": 0 if args.no_late else base.late_weight,
+                                 "telegram_storms": not args.no_telegram_storms}
     if not args.ci:
         overrides.update(purchases=args.purchases, kills=args.kills, users=args.users)
     from dataclasses import replace
