@@ -597,6 +597,15 @@ class SimState:
         self.faults.clear()
         self.random_faults = None
 
+    def _consume(self, fault: Fault) -> FaultAction:
+        fault.remaining -= 1
+        if fault.remaining == 0:
+            self.faults.remove(fault)
+        return FaultAction(
+            fault.latency, fault.status, fault.code, fault.message, fault.drop,
+            fault.trickle, fault.patch, late=fault.late,
+        )
+
     def take_fault_for(self, api_key: str, endpoint: str) -> FaultAction | None:
         """Consume the fault (if any) that applies to this account's request: one
         added for this account first, else :meth:`take_fault`."""
@@ -606,13 +615,7 @@ class SimState:
                 and fault.remaining > 0
                 and fault.endpoint in (endpoint, "any")
             ):
-                fault.remaining -= 1
-                if fault.remaining == 0:
-                    self.faults.remove(fault)
-                return FaultAction(
-                    fault.latency, fault.status, fault.code, fault.message, fault.drop,
-                    fault.trickle, fault.patch, late=fault.late,
-                )
+                return self._consume(fault)
         return self.take_fault(endpoint)
 
     def take_fault(self, endpoint: str) -> FaultAction | None:
@@ -622,13 +625,7 @@ class SimState:
             if fault.account is None and fault.remaining > 0 and fault.endpoint in (
                 endpoint, "any"
             ):
-                fault.remaining -= 1
-                if fault.remaining == 0:
-                    self.faults.remove(fault)
-                return FaultAction(
-                    fault.latency, fault.status, fault.code, fault.message, fault.drop,
-                    fault.trickle, fault.patch, late=fault.late,
-                )
+                return self._consume(fault)
         rf = self.random_faults
         if rf is not None and ("any" in rf.endpoints or endpoint in rf.endpoints):
             if rf.rng.random() < rf.rate:
