@@ -1,6 +1,6 @@
 """A strict, faithful DaisySim (server7) API simulator: a real aiohttp HTTP server.
 
-API under ``/api/v1/server7/...`` exactly as in ``/work/shared/daisysim-api.md``;
+API under ``/api/v1/server7/...`` exactly as in the DaisySim API reference (server7);
 unauthenticated control endpoints under ``/_sim/...`` on the same port.
 
 Choices where the upstream spec is silent (clients must not rely on more than the spec):

@@ -781,8 +781,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real-budgets", action="store_true",
                     help="keep the published 10/min purchase and cancel limits")
     ap.add_argument("--ci", action="store_true", help="the CI variant's small sizes/timings")
-    ap.add_argument("--no-late", action="store_true",
-                    help="no late purchases in the upstream fault mix")
+    ap.add_argument("--late-weight", type=int, default=None,
+                    help="weight of late purchases among the random fault kinds (default 1; "
+                         "0: none)")
     ap.add_argument("--no-telegram-storms", action="store_true",
                     help="no Telegram 429 storms")
     ap.add_argument("--keep", type=Path, default=None, help="keep the bot's files here")
@@ -791,7 +792,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides: dict[str, Any] = {"seed": args.seed, "fault_rate": args.fault_rate,
                                  "kill_mid_push": not args.no_kill_mid_push,
                                  "fast_budgets": not args.real_budgets,
-                                 "late_weight": 0 if args.no_late else base.late_weight,
+                                 "late_weight": base.late_weight if args.late_weight is None
+                                 else max(0, args.late_weight),
                                  "telegram_storms": not args.no_telegram_storms}
     if not args.ci:
         overrides.update(purchases=args.purchases, kills=args.kills, users=args.users)
