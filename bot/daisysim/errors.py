@@ -63,6 +63,7 @@ __all__ = [
     "TooEarly",
     "Unauthenticated",
     "UnknownAPIError",
+    "decode_json",
     "error_from_response",
     "parse_retry_after",
     "parse_seconds_left",
@@ -372,8 +373,6 @@ def error_from_response(
     payload: Any = body
     if isinstance(body, bytes | str):
         try:
-            from bot.daisysim.models import decode_json
-
             payload = decode_json(body)
         except MalformedResponse:
             payload = None
@@ -407,3 +406,12 @@ def error_from_response(
         snippet = json.dumps(payload, default=str)[:120]
     message = f"HTTP {status}" + (f": {snippet}" if snippet else "")
     return _status_fallback(status, message, retry_after=header_wait)
+
+
+def decode_json(body: bytes | str) -> Any:
+    """Parse a body with every JSON float as an exact Decimal (money stays exact);
+    a body that is not JSON raises :class:`MalformedResponse`."""
+    try:
+        return json.loads(body, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedResponse(f"body is not JSON: {exc}") from exc

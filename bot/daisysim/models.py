@@ -41,7 +41,6 @@ field                           type             out of range
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -57,7 +56,7 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
-from bot.daisysim.errors import MalformedResponse
+from bot.daisysim.errors import MalformedResponse, decode_json
 
 __all__ = [
     "MAX_AMOUNT",
@@ -288,14 +287,6 @@ class HistoryPage(_Model):
 
 
 # --------------------------------------------------------------------------- decoding
-
-
-def decode_json(body: bytes | str) -> Any:
-    """Parse a body with every JSON float as an exact Decimal."""
-    try:
-        return json.loads(body, parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedResponse(f"body is not JSON: {exc}") from exc
 
 
 def unwrap_success(payload: Any) -> Any:
