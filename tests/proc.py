@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -39,6 +40,24 @@ def base_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in keep}
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+async def terminate(
+    proc: asyncio.subprocess.Process, readers: list[Any],
+    wait: float,
+) -> int:
+    """SIGTERM, then wait for the exit and for the output readers; the exit status."""
+    proc.send_signal(signal.SIGTERM)
+    code = await asyncio.wait_for(proc.wait(), wait)
+    await asyncio.wait_for(asyncio.gather(*readers), wait)
+    return code
+
+
+async def reap(proc: asyncio.subprocess.Process) -> None:
+    """Kill a subprocess a test leaves running (after a failure) and wait for it."""
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
 
 
 async def drain(stream: asyncio.StreamReader | None, sink: list[str]) -> None:

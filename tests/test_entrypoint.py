@@ -114,13 +114,9 @@ async def test_daisybot_run_from_env_healthcheck_start_and_sigterm(
         menu = await alice.wait_for("What would you like to do?", WAIT)
         assert "Hi Alice" in menu.text and "🛒 Buy a number" in menu.button_labels
 
-        proc.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(proc.wait(), WAIT)
-        await asyncio.wait_for(asyncio.gather(*readers), WAIT)
+        code = await subproc.terminate(proc, readers, WAIT)
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await subproc.reap(proc)
     output = "".join(out) + "".join(err)
     assert code == 0, output
     assert "long polling" in output  # its logs were captured: the checks below mean something

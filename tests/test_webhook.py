@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import signal
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -169,13 +168,9 @@ async def test_daisybot_run_webhook_mode_end_to_end(
         assert not any(p.get("chat_id") == 2 for p in fake.calls_to("sendMessage"))
         assert fake.calls_to("getUpdates") == [{}]  # only the test's own call above
 
-        proc.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(proc.wait(), WAIT)
-        await asyncio.wait_for(asyncio.gather(*readers), WAIT)
+        code = await subproc.terminate(proc, readers, WAIT)
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await subproc.reap(proc)
     output = "".join(out) + "".join(err)
     assert code == 0, output
     # The logs were captured (the checks below mean something) and filtered.
@@ -246,13 +241,9 @@ async def test_webhook_mode_healthz_follows_telegrams_webhook_info(
                               json={"url": hook, "secret_token": SECRET}) as r:
                 assert r.status == 200
             await wait_health(s, 200)
-        proc.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(proc.wait(), WAIT)
-        await asyncio.wait_for(asyncio.gather(*readers), WAIT)
+        code = await subproc.terminate(proc, readers, WAIT)
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await subproc.reap(proc)
     output = "".join(err)
     assert code == 0, output
     assert "Telegram's webhook is no longer this bot's URL" in output

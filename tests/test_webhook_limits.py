@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -187,13 +186,9 @@ async def test_webhook_refuses_from_headers_caps_bodies_and_memory_stays_flat(
         while not any(p.get("chat_id") == 12 for p in fake.calls_to("sendMessage")):
             assert proc.returncode is None and loop.time() < deadline, "".join(out)
             await asyncio.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(proc.wait(), WAIT)
-        await asyncio.wait_for(asyncio.gather(*readers), WAIT)
+        code = await subproc.terminate(proc, readers, WAIT)
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await subproc.reap(proc)
     output = "".join(out)
     assert code == 0, output
     assert "update 2 could not be decoded (TypeError); skipped" in output
