@@ -12,7 +12,7 @@ Lifecycle (``run_polling``/``run_webhook`` do this; tests call it by hand)::
     await shutdown(app)         # post_shutdown: engine.close()
     await app.shutdown()
 
-The JobQueue drives the engine (see :mod:`bot.ui.jobs`): a job named
+The JobQueue drives the engine (see :mod:`bot.telegram.jobs`): a job named
 ``engine:tick`` runs ``engine.run_due()`` at the engine's next due time.
 """
 
@@ -28,18 +28,18 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes, Defaults
 
 from bot.clock import Clock, SystemClock
 from bot.config import FundingMode, Settings
-from bot.core.api import EngineAPI
 from bot.liveness import FeedRequest, UpdateFeed
 from bot.logging_setup import install_redaction, quiet_http_loggers, register_secret
-from bot.ui import ratelimit
-from bot.ui.context import BotContext, BotData, DaisyApp, DaisyBot
-from bot.ui.events import EventRenderer
-from bot.ui.flood import flood_notifier, key_message
-from bot.ui.handlers import register_handlers
-from bot.ui.jobs import EngineScheduler, kick
-from bot.ui.ratelimit import STOP_GRACE, TelegramRateLimiter
-from bot.ui.texts import label, pick_lang
-from bot.ui.updates import PerUserUpdateProcessor
+from bot.services.api import EngineAPI
+from bot.telegram import ratelimit
+from bot.telegram.context import BotContext, BotData, DaisyApp, DaisyBot
+from bot.telegram.events import EventRenderer
+from bot.telegram.flood import flood_notifier, key_message
+from bot.telegram.handlers import register_handlers
+from bot.telegram.jobs import EngineScheduler, kick
+from bot.telegram.ratelimit import STOP_GRACE, TelegramRateLimiter
+from bot.telegram.texts import label, pick_lang
+from bot.telegram.updates import PerUserUpdateProcessor
 
 __all__ = [
     "DaisyApplication",
@@ -146,7 +146,7 @@ def build_application(
     if engine is None:
         # Constructing opens nothing (the database and HTTP clients are opened by
         # engine.start() in startup()), but it validates the configuration now.
-        from bot.core.engine import Engine
+        from bot.services.engine import Engine
 
         engine = Engine(settings, clock=data.clock, transport=daisysim_transport)
     data.engine_ = engine
@@ -183,7 +183,7 @@ async def startup(application: DaisyApp) -> None:
     if settings is None:
         raise RuntimeError("build the application with build_application()")
     if data.engine_ is None:
-        from bot.core.engine import Engine
+        from bot.services.engine import Engine
 
         data.engine_ = Engine(settings, clock=data.clock, transport=data.daisysim_transport)
         data.owns_engine = True

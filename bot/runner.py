@@ -16,7 +16,7 @@ from bot.config import Settings
 from bot.logging_setup import configure_logging
 
 if TYPE_CHECKING:
-    from bot.ui.context import DaisyApp
+    from bot.telegram.context import DaisyApp
 
 __all__ = ["main"]
 
@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, secrets)
 
     from bot.app import build_application
-    from bot.core.crypto import ConfigurationError
     from bot.health import install_health_server
+    from bot.services.crypto import ConfigurationError
     from storage.health import check_writable
 
     try:

@@ -34,7 +34,7 @@ from telegram.ext import ExtBot
 if TYPE_CHECKING:
     from bot.config import Settings
     from bot.liveness import UpdateFeed
-    from bot.ui.context import DaisyApp
+    from bot.telegram.context import DaisyApp
 
 __all__ = ["SECRET_HEADER", "WebhookServer", "run_webhook"]
 

@@ -1,4 +1,4 @@
-"""Typed rows returned by the repositories (storage-level; ``bot.core`` converts
+"""Typed rows returned by the repositories (storage-level; ``bot.services`` converts
 them to the UI's value objects). Money is :class:`~decimal.Decimal`."""
 
 from __future__ import annotations

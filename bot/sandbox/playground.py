@@ -54,8 +54,8 @@ from bot.sandbox.chat_store import CHATS_FILE, ChatStore
 from bot.sandbox.fake_telegram import FakeTelegram
 from bot.sandbox.simulator import Simulator, SimulatorServer, start_simulator
 from bot.sandbox.webchat import make_webchat_app, start_webchat
-from bot.ui.context import DaisyApp
-from bot.ui.texts import money
+from bot.telegram.context import DaisyApp
+from bot.telegram.texts import money
 
 __all__ = [
     "PLAYGROUND_TOKEN",

@@ -290,7 +290,7 @@ async def run_flood(flood: int = 100, *, slow: float = 6.0, samples: int = 5, se
     ``/start``. B's latency (sent → the fake Bot API received B's answer) during the
     flood vs. without one. ``legacy``: the update processor as before the fix (PTB's
     64-slot semaphore taken before the per-user lock, no per-user bound)."""
-    from bot.ui.texts import plain
+    from bot.telegram.texts import plain
 
     result = FloodResult(flood, slow)
     sim = await start_sim(SystemClock(), window=4 * 3600.0, seed=seed)
@@ -373,9 +373,9 @@ def _settings(tmp: Path, fake_url: str, sim_url: str, **overrides: Any) -> Any:
 async def run_bot_share(codes: int = 40, *, minutes: float = 10.0, seed: int = 1
                         ) -> ShareResult:
     from bot.app import build_application, kick, shutdown, startup
-    from bot.core.api import Event, EventHandler, EventKind
-    from bot.core.engine import Engine
     from bot.daisysim import get_limiter
+    from bot.services.api import Event, EventHandler, EventKind
+    from bot.services.engine import Engine
 
     result = ShareResult(codes)
     clock = VirtualClock()
@@ -501,7 +501,7 @@ async def run_restore(active: int = 1000, users: int = 10_000, *, seed: int = 1
     """Populate a database, then time ``Engine.start()`` and the app's start-up
     (initialize + startup: engine start, setMyCommands) on it."""
     from bot.app import build_application, shutdown, startup
-    from bot.core.engine import Engine
+    from bot.services.engine import Engine
 
     result = RestoreResult(active, users)
     sim = await start_sim(SystemClock(), window=4 * 3600.0, seed=seed)

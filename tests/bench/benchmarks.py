@@ -314,7 +314,7 @@ async def run(cfg: Config, *, seed: int = 1, log: bool = True) -> tuple[Table, s
         table.notes.append(
             f"Updates/s target missed ({upd.per_second:.0f}/s vs {TARGET_UPDATES:.0f}/s). Why: the "
             "shipped app serves users concurrently (each user's updates in order) but its flood "
-            "limiter (`bot/ui/ratelimit.py`) lets through 30 chat requests/s "
+            "limiter (`bot/telegram/ratelimit.py`) lets through 30 chat requests/s "
             "overall (Telegram's broadcast limit); each button press costs answerCallbackQuery "
             "+ editMessageText, so about 30 updates/s is the ceiling. Beyond that the bot "
             f"process needs {per_upd_cpu:.0f} ms of CPU per update (python-telegram-bot + "
@@ -329,7 +329,7 @@ async def run(cfg: Config, *, seed: int = 1, log: bool = True) -> tuple[Table, s
         "Baseline = the provider's reference flow (spec §12): each activation polled on its "
         "own with check-all every 15 s, no client-side limiter, no batching. Its ceiling is "
         "the /check budget: 60 requests/min ÷ 4 per activation = 15.",
-        "Ours = bot.core.engine.Engine: one batched check-all (≤ 20 ids) per due group, under "
+        "Ours = bot.services.engine.Engine: one batched check-all (≤ 20 ids) per due group, under "
         "the client's sliding 60/60.5 s budget; a round that does not fit waits (never a 429).",
         "Polling runs use a VirtualClock (simulated seconds); the simulator caches Waiting "
         "answers 15 s, so a code waits up to one 15-s interval by design.",

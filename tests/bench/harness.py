@@ -251,7 +251,7 @@ async def populate(
     ``active`` waiting activations (bought in the simulator's state directly, so
     its ids are real), as the engine itself would have written them: hold,
     charge and release in the ledger; the unlock event already sent."""
-    from bot.core.crypto import key_hash, mask_key
+    from bot.services.crypto import key_hash, mask_key
     from storage.db import Database
 
     db = await Database.open(db_path)  # creates + migrates

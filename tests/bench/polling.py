@@ -199,11 +199,11 @@ FIRST_USER = 1000
 
 
 async def run_ours(n: int, *, minutes: float = 10.0, seed: int = 1, users: int = 50) -> PollRun:
-    """The engine (bot.core.engine.Engine) polling ``n`` waiting activations."""
+    """The engine (bot.services.engine.Engine) polling ``n`` waiting activations."""
     import time
 
-    from bot.core.api import Event, EventKind
-    from bot.core.engine import Engine
+    from bot.services.api import Event, EventKind
+    from bot.services.engine import Engine
 
     real0 = time.perf_counter()
     clock = VirtualClock()

@@ -3,7 +3,7 @@
 [--cancel-limit N]``: ``daisybot run`` for the benchmarks' what-if variants and the soak test.
 
 ``--no-flood-limit`` turns off the outgoing pacing (the shipped
-:class:`~bot.ui.ratelimit.TelegramRateLimiter`: 30 chat requests/s overall, 1/s
+:class:`~bot.telegram.ratelimit.TelegramRateLimiter`: 30 chat requests/s overall, 1/s
 per private chat with bursts, 20/min per group); ``--ptb-rate-limiter`` puts
 python-telegram-bot's ``AIORateLimiter`` back (what the bot shipped before: first
 come first served, one 429 pauses every chat);
@@ -25,7 +25,7 @@ from typing import Any
 
 def _disable_flood_limit() -> None:
     import bot.app
-    from bot.ui.ratelimit import TelegramRateLimiter
+    from bot.telegram.ratelimit import TelegramRateLimiter
 
     class NoFloodLimit(TelegramRateLimiter):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -68,7 +68,7 @@ def _concurrent_updates(n: int) -> None:
 
 def _legacy_update_slots() -> None:
     import bot.app as app
-    from bot.ui.updates import PerUserUpdateProcessor
+    from bot.telegram.updates import PerUserUpdateProcessor
 
     def legacy(settings: Any) -> PerUserUpdateProcessor:
         # Admission bound = running bound: waiting updates hold the slots again.

@@ -28,10 +28,10 @@ from cryptography.fernet import Fernet
 from bot.app import build_application, kick, shutdown, startup
 from bot.clock import VirtualClock
 from bot.config import FundingMode, Settings
-from bot.core.api import Activation, EngineAPI
 from bot.sandbox.fake_telegram import ChatMessage, FakeTelegram, FakeUser
 from bot.sandbox.simulator import Simulator, SimulatorServer, start_simulator
-from bot.ui.context import DaisyApp
+from bot.services.api import Activation, EngineAPI
+from bot.telegram.context import DaisyApp
 
 TOKEN = "4242:e2e-test-token-not-a-real-one"
 OP_KEY = "sk_operator_e2e_0123456789abcdef0123"

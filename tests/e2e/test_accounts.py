@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from bot.config import FundingMode
-from bot.core.api import ActivationState
+from bot.services.api import ActivationState
 from tests.e2e.conftest import ADMIN, ALICE, BOB, TOKEN, USER_KEY, WAIT, Harness, HarnessFactory
 
 # --------------------------------------------------------------------- operator
@@ -276,7 +276,7 @@ async def test_unexpected_errors_are_logged_and_explained(
     monkeypatch.setattr(h.engine, "wallet", broken)
     await alice.send("/wallet")
     await alice.wait_for("Something went wrong on our side", WAIT)
-    errors = [r for r in caplog.records if r.name == "bot.ui.errors"]
+    errors = [r for r in caplog.records if r.name == "bot.telegram.errors"]
     assert errors and errors[0].exc_info is not None
     assert "database on fire" in caplog.text
     # Buttons too: the callback is answered, then the user is told.

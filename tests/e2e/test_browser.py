@@ -21,9 +21,9 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Locator, Page, async_playwright, expect
 
-from bot.core.api import ActivationState
 from bot.sandbox import sim_state
 from bot.sandbox.playground import Playground, PlaygroundOptions, start_playground
+from bot.services.api import ActivationState
 
 pytestmark = pytest.mark.browser
 

@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 
 from bot.config import FundingMode
-from bot.core.api import ActivationState
 from bot.sandbox.sim_state import Service as SimService
-from bot.ui.texts import plain
+from bot.services.api import ActivationState
+from bot.telegram.texts import plain
 from tests.e2e.conftest import ADMIN, ALICE, OP_KEY, USER_KEY, WAIT, Harness, HarnessFactory
 
 

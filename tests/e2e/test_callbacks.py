@@ -1,4 +1,4 @@
-"""Unit tests of bot/ui/callbacks.py: building, parsing, the 64-byte limit."""
+"""Unit tests of bot/telegram/callbacks.py: building, parsing, the 64-byte limit."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.ui import callbacks as cb
+from bot.telegram import callbacks as cb
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import re
 from telegram import Chat, Message, Update, User
 
 from bot.config import FundingMode
-from bot.ui.updates import FairSlots, PerUserUpdateProcessor
+from bot.telegram.updates import FairSlots, PerUserUpdateProcessor
 from tests.e2e.conftest import ALICE, BOB, WAIT, GatedTransport, Harness, HarnessFactory
 
 
@@ -192,7 +192,7 @@ async def test_one_users_flood_does_not_delay_another_users_start(
     sends 100 /help; Bob's /start is answered meanwhile, Alice's queue stays
     bounded, and every dropped /help is covered by one polite note."""
     from bot.app import MAX_QUEUED_PER_USER
-    from bot.ui.texts import plain
+    from bot.telegram.texts import plain
 
     h = await make_harness(FundingMode.OPERATOR, start=False)
     gate = GatedTransport()
@@ -236,7 +236,7 @@ async def test_one_users_flood_does_not_delay_another_users_start(
 async def test_a_flood_of_button_presses_is_answered_and_noted_once(h: Harness) -> None:
     """Dropped presses are answered (the spinner stops) with a short toast."""
     from bot.app import MAX_QUEUED_PER_USER
-    from bot.ui.texts import plain
+    from bot.telegram.texts import plain
 
     alice = h.user()
     await alice.send("/start")
@@ -262,7 +262,7 @@ def test_messages_that_may_carry_a_key_are_never_dropped_in_own_key_mode() -> No
     from cryptography.fernet import Fernet
 
     from bot.config import Settings
-    from bot.ui.flood import key_message
+    from bot.telegram.flood import key_message
 
     own = Settings(_env_file=None, bot_token="1:x", funding_mode=FundingMode.OWN_KEY,
                    encryption_key=Fernet.generate_key().decode())

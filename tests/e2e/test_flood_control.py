@@ -14,7 +14,7 @@ import pytest
 from telegram.error import RetryAfter
 
 from bot.clock import VirtualClock
-from bot.ui.ratelimit import Outgoing, Priority, TelegramRateLimiter
+from bot.telegram.ratelimit import Outgoing, Priority, TelegramRateLimiter
 from tests.e2e.conftest import WAIT, Harness, HarnessFactory
 
 CODE = Outgoing(Priority.CODE, max_wait=0.0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from bot.core.api import ActivationState
 from bot.sandbox.fake_telegram import ChatMessage, FakeUser
+from bot.services.api import ActivationState
 from tests.e2e.conftest import ALICE, BOB, WAIT, Harness, HarnessFactory
 
 CANCEL = "❌ Cancel & refund"
@@ -266,8 +266,8 @@ async def test_interrupted_code_event_updates_the_order_but_never_pushes_again(
 ) -> None:
     """After a crash mid-push the engine redelivers the event flagged
     ``interrupted``: the renderer only refreshes the order message."""
-    from bot.core.api import Event, EventKind
-    from bot.ui.events import EventRenderer
+    from bot.services.api import Event, EventKind
+    from bot.telegram.events import EventRenderer
 
     alice = h.user()
     order = await h.buy(alice, "Signal · $0.60")

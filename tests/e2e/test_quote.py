@@ -15,9 +15,9 @@ from decimal import Decimal
 import pytest
 
 from bot.config import FundingMode
-from bot.core.engine import Engine
 from bot.sandbox.fake_telegram import ChatMessage, FakeUser
-from bot.ui.texts import plain
+from bot.services.engine import Engine
+from bot.telegram.texts import plain
 from tests.e2e.conftest import (
     ADMIN,
     ALICE,
@@ -209,7 +209,7 @@ async def test_upstream_charging_above_the_quote_is_capped_or_logged(
     it), the operator's loss is logged. Own key: DaisySim debits the user's own
     wallet — the bot cannot stop that, but it asked for the pool at the price it
     saw, and it records and logs what happened."""
-    caplog.set_level(logging.WARNING, logger="bot.core")
+    caplog.set_level(logging.WARNING, logger="bot.services")
     h, alice = hm, hm.user()
     before = await alice_balance(h)
     assert before is not None

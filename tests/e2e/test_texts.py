@@ -9,35 +9,35 @@ from pathlib import Path
 import pytest
 from telegram import InlineKeyboardMarkup
 
-from bot.core.api import (
+from bot.sandbox.fake_telegram import parse_html
+from bot.services.api import (
     AccountUnavailable,
     Activation,
     ActivationNotFound,
     ActivationState,
     EngineError,
-    HistoryPage,
     InsufficientFunds,
     InvalidKey,
     KeyRequired,
     LedgerEntry,
     NotAllowed,
-    OutOfStock,
+    OrderPage,
     Pool,
     PriceChanged,
     Quote,
-    RateLimited,
     RefundReason,
     Service,
     ServiceStat,
     ServiceUnavailable,
+    SoldOut,
     Stats,
+    TooBusy,
     UpstreamUnavailable,
     WalletView,
 )
-from bot.sandbox.fake_telegram import parse_html
-from bot.ui import callbacks as cb
-from bot.ui import texts, views
-from bot.ui.texts import CATALOGUE, EN, Raw, money, placeholders, t
+from bot.telegram import callbacks as cb
+from bot.telegram import texts, views
+from bot.telegram.texts import CATALOGUE, EN, Raw, money, placeholders, t
 
 NOW = 1_767_225_600.0
 EVIL = "<b>Evil & \"co\"</b>"
@@ -51,7 +51,7 @@ def test_every_language_has_every_english_key_and_placeholder() -> None:
 
 
 def test_every_text_key_used_in_the_code_exists() -> None:
-    root = Path(__file__).resolve().parents[2] / "bot" / "ui"
+    root = Path(__file__).resolve().parents[2] / "bot" / "telegram"
     used: set[str] = set()
     for path in root.rglob("*.py"):
         source = path.read_text(encoding="utf-8")
@@ -169,9 +169,9 @@ def _all_screens() -> list[views.Screen]:
         views.otp("en", _activation(ActivationState.COMPLETED, code="<1234>")),
         views.active_list("en", [_activation(ActivationState.WAITING)], NOW),
         views.active_list("en", [], NOW),
-        views.history("en", HistoryPage((_activation(ActivationState.COMPLETED, code="1"),),
+        views.history("en", OrderPage((_activation(ActivationState.COMPLETED, code="1"),),
                                         1, 3, 11, "completed")),
-        views.history("en", HistoryPage((), 1, 1, 0)),
+        views.history("en", OrderPage((), 1, 1, 0)),
         views.wallet("en", WalletView("own_key", Decimal("14.25"), EVIL, (), 2,
                                       Decimal("3.5")), has_key=True),
         views.wallet("en", WalletView("own_key", None, None), has_key=False),
@@ -201,7 +201,7 @@ def _all_screens() -> list[views.Screen]:
         views.confirm("en", Quote(SINGLE, None, Decimal("0.74"), Decimal("0.5"),
                                   Decimal("-0.24")), cb.new_nonce(), cancel_lock_seconds=180,
                       user_id=42),
-        views.history("en", HistoryPage(tuple(
+        views.history("en", OrderPage(tuple(
             _activation(state, refund_reason=reason, refund_amount=Decimal("0.74"))
             for state in ActivationState for reason in (None, *RefundReason)
         ), 1, 1, 28)),
@@ -231,14 +231,14 @@ def _all_screens() -> list[views.Screen]:
             for now in (NOW + 10, NOW + 200, NOW + 5000):
                 screens.append(views.order("en", a, now))
     errors: list[EngineError] = [
-        OutOfStock("x", service=SERVICE),
-        OutOfStock("x", service=SINGLE),
-        OutOfStock("x", service=None),
+        SoldOut("x", service=SERVICE),
+        SoldOut("x", service=SINGLE),
+        SoldOut("x", service=None),
         InsufficientFunds("x", balance=Decimal("0.5"), price=Decimal("1.4")),
         InsufficientFunds("x", balance=None, price=Decimal("1.4")),
         PriceChanged("x", quote=QUOTE),
         PriceChanged("x", quote=None),
-        RateLimited("x", retry_after=42.2),
+        TooBusy("x", retry_after=42.2),
         KeyRequired("x"),
         InvalidKey("x"),
         AccountUnavailable("x", locked=True),
@@ -283,7 +283,7 @@ def test_cancel_button_only_after_the_lock() -> None:
 
 
 def test_cancel_lock_is_said_as_configured() -> None:
-    from bot.ui.texts import fmt_lock
+    from bot.telegram.texts import fmt_lock
 
     assert fmt_lock(180) == "3 minutes"
     assert fmt_lock(60) == "1 minute"
@@ -344,7 +344,7 @@ def test_ledger_labels_are_friendly() -> None:
 
 def test_history_and_order_use_one_vocabulary() -> None:
     def status_of(a: Activation) -> tuple[str, str]:
-        page = views.history("en", HistoryPage((a,), 1, 1, 1))
+        page = views.history("en", OrderPage((a,), 1, 1, 1))
         line = texts.strip_html(page.text).splitlines()[-1]
         order = texts.strip_html(views.order("en", a, NOW + 10).text)
         return line.rsplit(" · $0.74 · ", 1)[1], order

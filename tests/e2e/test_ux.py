@@ -10,8 +10,8 @@ from decimal import Decimal
 import pytest
 
 from bot.config import FundingMode
-from bot.ui.handlers.key import looks_like_key
-from bot.ui.texts import plain
+from bot.telegram.handlers.key import looks_like_key
+from bot.telegram.texts import plain
 from tests.e2e.conftest import ADMIN, ALICE, BOB, USER_KEY, WAIT, Harness, HarnessFactory
 
 BOGUS_KEY = "sk_bogus_not_a_real_key_000"

@@ -21,7 +21,6 @@ import pytest
 import pytest_asyncio
 
 from bot.config import FundingMode
-from bot.core.api import ActivationState
 from bot.sandbox import sim_state
 from bot.sandbox.playground import (
     PLAYGROUND_TOKEN,
@@ -30,6 +29,7 @@ from bot.sandbox.playground import (
     options_from_args,
     start_playground,
 )
+from bot.services.api import ActivationState
 
 WAIT = 15.0
 ALICE, BOB = 1001, 1002

@@ -1,0 +1,77 @@
+"""The typed PTB context: ``context.engine``, ``context.settings``, ``context.lang``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from telegram.ext import Application, CallbackContext, ExtBot, JobQueue
+
+from bot.clock import Clock, SystemClock
+from bot.config import Settings
+from bot.liveness import UpdateFeed
+from bot.services.api import EngineAPI, Quote
+from bot.telegram.ratelimit import Outgoing
+
+if TYPE_CHECKING:
+    from bot.telegram.jobs import EngineScheduler
+
+__all__ = ["BotContext", "BotData", "DaisyApp", "DaisyBot"]
+
+# TelegramRateLimiter is a BaseRateLimiter[Outgoing]: the bot's rate_limit_args.
+DaisyBot: TypeAlias = ExtBot[Outgoing]
+
+
+@dataclass
+class BotData:
+    """``application.bot_data``: shared, in-memory, per process."""
+
+    settings: Settings | None = None
+    engine_: EngineAPI | None = None
+    clock: Clock = field(default_factory=SystemClock)
+    scheduler: EngineScheduler | None = None
+    started: bool = False
+    # Telegram language per user, remembered from their updates (for event texts).
+    langs: dict[int, str] = field(default_factory=dict)
+    # Users already registered with engine.ensure_user in this process.
+    known_users: set[int] = field(default_factory=set)
+    # Given to the engine built in startup() (tests: an in-process transport).
+    daisysim_transport: Any = None
+    owns_engine: bool = False
+    # Request ids (chat:message:nonce) whose Confirm was pressed in this process.
+    confirming: dict[str, None] = field(default_factory=dict)
+    # Request id -> the quote shown on that confirmation screen (price and the pool
+    # it resolved to): its Confirm buys that pool at no more than that price.
+    shown_prices: dict[str, Quote] = field(default_factory=dict)
+    # When updates were last fetched (getUpdates / webhook): /healthz reads it.
+    feed: UpdateFeed = field(default_factory=UpdateFeed)
+
+    @property
+    def engine(self) -> EngineAPI:
+        if self.engine_ is None:
+            raise RuntimeError("the engine is not started: call bot.app.startup(application)")
+        return self.engine_
+
+
+class BotContext(CallbackContext[DaisyBot, dict[Any, Any], dict[Any, Any], BotData]):
+    """Handler context with typed shortcuts."""
+
+    @property
+    def engine(self) -> EngineAPI:
+        return self.bot_data.engine
+
+    @property
+    def settings(self) -> Settings:
+        settings = self.bot_data.settings
+        if settings is None:
+            raise RuntimeError("settings missing from bot_data")
+        return settings
+
+    @property
+    def clock(self) -> Clock:
+        return self.bot_data.clock
+
+
+DaisyApp: TypeAlias = Application[
+    DaisyBot, BotContext, dict[Any, Any], dict[Any, Any], BotData, JobQueue[BotContext]
+]

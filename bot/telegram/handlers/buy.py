@@ -1,0 +1,474 @@
+"""The Buy flow: services → pool (``sb_*``) → confirmation → purchase → order message.
+
+A ConversationHandler keeps the state that cannot live in callback data (the
+text filter while a list is shown, the timeout); every button is stateless and
+also an entry point, so buttons keep working after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+
+from telegram import Message, Update
+from telegram.error import BadRequest, Forbidden
+from telegram.ext import (
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+    filters,
+)
+
+from bot.services.api import (
+    Activation,
+    DuplicateRequest,
+    EngineError,
+    PriceChanged,
+    PurchasePending,
+    Quote,
+    Service,
+)
+from bot.telegram import callbacks as cb
+from bot.telegram import keyboards as kb
+from bot.telegram import views
+from bot.telegram.context import BotContext
+from bot.telegram.handlers.common import (
+    answer,
+    cancel_flows,
+    edit,
+    flow_conversation,
+    forget_shown_prices,
+    lang_of,
+    own_key,
+    send,
+    stop_propagation,
+    user_id_of,
+)
+from bot.telegram.texts import plain, t
+from bot.telegram.views import Screen
+
+__all__ = ["BROWSING", "build_buy_conversation", "make_live", "show_order_in"]
+
+log = logging.getLogger(__name__)
+
+BROWSING = 1
+_MAX_REMEMBERED = 4096
+_QUERY_MAX = 40
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _remember_message(context: BotContext, message: Message) -> None:
+    if context.user_data is not None:
+        context.user_data["buy_msg"] = (message.chat_id, message.message_id)
+
+
+def _forget_message(context: BotContext, message: Message) -> None:
+    if context.user_data is not None and context.user_data.get("buy_msg") == (
+        message.chat_id,
+        message.message_id,
+    ):
+        del context.user_data["buy_msg"]
+
+
+def _query_for(context: BotContext, message_id: int) -> str | None:
+    if context.user_data is None:
+        return None
+    queries = context.user_data.get("buy_queries")
+    if isinstance(queries, dict):
+        value = queries.get(message_id)
+        return value if isinstance(value, str) else None
+    return None
+
+
+def _set_query(context: BotContext, message_id: int, query: str | None) -> None:
+    if context.user_data is None:
+        return
+    queries = context.user_data.setdefault("buy_queries", {})
+    if query is None:
+        queries.pop(message_id, None)
+    else:
+        queries[message_id] = query
+        while len(queries) > 20:
+            queries.pop(next(iter(queries)))
+
+
+def _remember_quote(context: BotContext, request_id: str, quote: Quote) -> None:
+    """The quote a confirmation screen shows (price and the pool it resolved to):
+    its Confirm buys that pool at no more than that price, nothing else."""
+    quotes = context.bot_data.shown_prices
+    quotes[request_id] = quote
+    while len(quotes) > _MAX_REMEMBERED:
+        quotes.pop(next(iter(quotes)))
+
+
+def _shows(quote: Quote, data: cb.BuyConfirm) -> bool:
+    """Is ``data`` the Confirm button of the screen that showed ``quote``?"""
+    if not cb.matches(data.app, quote.service.code):
+        return False
+    if data.pool is None or quote.provider_id is None:
+        return data.pool is None and quote.provider_id is None
+    return cb.matches(data.pool, quote.provider_id)
+
+
+def _request_id(message: Message, nonce: str) -> str:
+    return f"{message.chat_id}:{message.message_id}:{nonce}"
+
+
+def _find_service(services: Sequence[Service], token: str) -> Service | None:
+    return next((s for s in services if cb.matches(token, s.code)), None)
+
+
+async def _list_screen(
+    context: BotContext, user_id: int, lang: str, page: int, query: str | None
+) -> Screen:
+    try:
+        services = await context.engine.list_services(user_id)
+        recent = await context.engine.recent_services(user_id)
+    except EngineError as exc:
+        return views.engine_error(lang, exc, own_key=own_key(context), retry=cb.buy_list(page))
+    return views.service_list(lang, services, recent, page, query)
+
+
+async def _confirm_screen(
+    context: BotContext, user_id: int, lang: str, service: Service, provider: str | None,
+    *, fresh: bool = False,
+) -> tuple[Screen, str, Quote | None]:
+    """A quote rendered as the confirmation screen: (screen, nonce, quote to
+    remember — None when the screen has no Confirm)."""
+    nonce = cb.new_nonce()
+    is_own_key = own_key(context)
+    try:
+        quote = await context.engine.quote(user_id, service.code, provider, fresh=fresh)
+    except EngineError as exc:
+        screen = views.engine_error(
+            lang,
+            exc,
+            own_key=is_own_key,
+            retry=cb.buy_pool(service.code, provider),
+            app=service.code,
+            pool=provider,
+            nonce=nonce,
+            user_id=user_id,
+            service=service,
+        )
+        shown = (
+            exc.quote
+            if isinstance(exc, PriceChanged) and exc.quote and views.can_afford(exc.quote)
+            else None
+        )
+        return screen, nonce, shown
+    screen = views.confirm(
+        lang,
+        quote,
+        nonce,
+        cancel_lock_seconds=context.settings.cancel_lock_seconds,
+        own_key=is_own_key,
+        user_id=user_id,
+    )
+    # A screen without Confirm (not enough balance) records nothing: nothing to buy.
+    return screen, nonce, quote if views.can_afford(quote) else None
+
+
+async def _choice_screen(
+    context: BotContext,
+    user_id: int,
+    lang: str,
+    app: str,
+    pool: str | None,
+    *,
+    pick_pool: bool = False,
+    retry: str | None = None,
+    fresh: bool = False,
+) -> tuple[Screen, str | None, Quote | None]:
+    """The screen for the service (and pool) tokens ``app`` / ``pool`` from callback
+    data: the pools (``pick_pool`` on a multi-pool service, or an unknown pool), else
+    the confirmation. Returns (screen, nonce, quote to remember)."""
+    try:
+        services = await context.engine.list_services(user_id)
+    except EngineError as exc:
+        return views.engine_error(lang, exc, own_key=own_key(context), retry=retry), None, None
+    service = _find_service(services, app)
+    if service is None:
+        return (
+            Screen(t(lang, "err_service_gone"), kb.error_kb(lang, retry=cb.buy_list(1))),
+            None,
+            None,
+        )
+    provider: str | None = None
+    if pick_pool and service.multi_pool:
+        return views.pools(lang, service), None, None
+    if not pick_pool and pool is not None:
+        found = next((p for p in service.pools if cb.matches(pool, p.provider_id)), None)
+        if found is None:
+            return views.pools(lang, service), None, None
+        provider = found.provider_id
+    return await _confirm_screen(context, user_id, lang, service, provider, fresh=fresh)
+
+
+async def show_order_in(
+    context: BotContext, message: Message, activation: Activation, lang: str
+) -> None:
+    """Turn ``message`` into the live order message of ``activation``."""
+    await edit(message, context, views.order(lang, activation, context.clock.now()))
+    await make_live(context, message, activation, lang)
+
+
+async def make_live(
+    context: BotContext, message: Message, activation: Activation, lang: str
+) -> None:
+    """``message`` (already showing the order) becomes the one later events edit.
+    The order's previous message, if any, says the order continues below and loses
+    its buttons, so no stale "waiting…" message stays behind."""
+    engine = context.engine
+    old_chat = activation.chat_id if activation.chat_id is not None else message.chat_id
+    old_id = activation.message_id
+    await engine.set_message(
+        activation.user_id, activation.id, message.chat_id, message.message_id
+    )
+    if old_id is not None and (old_chat, old_id) != (message.chat_id, message.message_id):
+        moved = views.order_moved(lang)
+        try:
+            await context.bot.edit_message_text(
+                chat_id=old_chat, message_id=old_id, text=moved.text, reply_markup=None
+            )
+        except (BadRequest, Forbidden) as exc:  # deleted or too old: nothing to do
+            log.debug("previous order message %s not updated: %s", old_id, exc)
+    # An event may have fired between the render and set_message: re-render.
+    fresh = await engine.get_activation(activation.user_id, activation.id)
+    if replace(fresh, chat_id=activation.chat_id, message_id=activation.message_id) != activation:
+        await edit(message, context, views.order(lang, fresh, context.clock.now()))
+
+
+# ----------------------------------------------------------------- handlers
+
+
+def _search_text(text: str) -> str | None:
+    return " ".join(text.split())[:_QUERY_MAX] or None
+
+
+@stop_propagation
+async def buy_command(update: Update, context: BotContext) -> int:
+    """``/buy`` lists the services; ``/buy whatsapp`` lists the ones matching, as
+    typing "whatsapp" under the list does."""
+    user_id = user_id_of(update)
+    lang = lang_of(update, context)
+    query = _search_text(" ".join(context.args or []))
+    screen = await _list_screen(context, user_id, lang, 1, query)
+    message = await send(update, context, screen)
+    _set_query(context, message.message_id, query)
+    _remember_message(context, message)
+    return BROWSING
+
+
+@stop_propagation
+async def buy_text(update: Update, context: BotContext) -> int:
+    """Typing while the list is shown filters the services (a new list message)."""
+    user_id = user_id_of(update)
+    lang = lang_of(update, context)
+    query = _search_text((update.message.text if update.message else None) or "")
+    screen = await _list_screen(context, user_id, lang, 1, query)
+    message = await send(update, context, screen)
+    _set_query(context, message.message_id, query)
+    _remember_message(context, message)
+    return BROWSING
+
+
+@stop_propagation
+async def buy_callback(update: Update, context: BotContext) -> int | None:
+    query = update.callback_query
+    if query is None:
+        return None
+    lang = lang_of(update, context)
+    message = query.message
+    try:
+        data = cb.parse(query.data)
+    except cb.CallbackError:
+        await answer(query, plain(lang, "cb_stale"))
+        return None
+    if not isinstance(message, Message):
+        await answer(query, plain(lang, "cb_stale"))
+        return None
+    user_id = user_id_of(update)
+    if isinstance(data, cb.BuyConfirm):
+        return await _purchase(update, context, data, message, lang)
+    await answer(query)
+
+    async def render(screen: Screen) -> Message:
+        """Edit the pressed message, except for "Buy again" on an order (or code)
+        message: that one stays, the flow continues in a new message."""
+        if isinstance(data, cb.BuyAgain):
+            target = await send(update, context, screen)
+        else:
+            await edit(message, context, screen)
+            target = message
+        _remember_message(context, target)
+        return target
+
+    if isinstance(data, cb.MenuCb | cb.BuyList):
+        if isinstance(data, cb.MenuCb):  # a fresh list: forget this message's filter
+            page, search = 1, None
+            _set_query(context, message.message_id, None)
+        else:
+            page, search = data.page, _query_for(context, message.message_id)
+        await render(await _list_screen(context, user_id, lang, page, search))
+        return BROWSING
+
+    if not isinstance(data, cb.BuyService | cb.BuyPool | cb.BuyAgain):
+        return None
+    screen, nonce, quote = await _choice_screen(
+        context,
+        user_id,
+        lang,
+        data.app,
+        None if isinstance(data, cb.BuyService) else data.pool,
+        pick_pool=isinstance(data, cb.BuyService),
+        retry=query.data if isinstance(query.data, str) else None,
+    )
+    target = await render(screen)
+    if nonce is not None and quote is not None:
+        _remember_quote(context, _request_id(target, nonce), quote)
+    return BROWSING
+
+
+async def _purchase(
+    update: Update, context: BotContext, data: cb.BuyConfirm, message: Message, lang: str
+) -> int | None:
+    query = update.callback_query
+    assert query is not None
+    user_id = user_id_of(update)
+    bot_data = context.bot_data
+    request_id = _request_id(message, data.nonce)
+    if request_id in bot_data.confirming:
+        await answer(query, plain(lang, "cb_already_buying"))
+        return ConversationHandler.END
+    shown = bot_data.shown_prices.get(request_id)
+    if shown is None or not _shows(shown, data):
+        # Not a confirmation screen we remember showing (forged, or from before a
+        # restart, a /cancel or a timeout): nothing is bought and no "Buying…" is
+        # said; the current price (fresh) is shown to be confirmed again.
+        await answer(query, plain(lang, "cb_confirm_again"))
+        screen, nonce, quote = await _choice_screen(
+            context, user_id, lang, data.app, data.pool, retry=cb.buy_list(1), fresh=True
+        )
+        await edit(message, context, screen)
+        if nonce is not None and quote is not None:
+            _remember_quote(context, _request_id(message, nonce), quote)
+        _remember_message(context, message)
+        return BROWSING
+    bot_data.confirming[request_id] = None
+    while len(bot_data.confirming) > _MAX_REMEMBERED:
+        bot_data.confirming.pop(next(iter(bot_data.confirming)))
+    await answer(query, plain(lang, "cb_buying"))
+    _forget_message(context, message)  # it becomes the order message: never time it out
+    engine = context.engine
+    is_own_key = own_key(context)
+    service = shown.service
+
+    def failed() -> None:
+        bot_data.confirming.pop(request_id, None)
+        bot_data.shown_prices.pop(request_id, None)  # its Confirm is gone from the screen
+        _remember_message(context, message)  # still a buy screen
+
+    try:
+        await edit(message, context, Screen(t(lang, "buy_buying", name=service.name)))
+        # The engine re-reads the prices fresh and buys the quoted pool, at no more
+        # than the price shown; a price is never taken from the button.
+        activation = await engine.buy(
+            user_id,
+            service.code,
+            shown.provider_id,
+            shown.price,
+            request_id=request_id,
+            chat_id=message.chat_id,
+            message_id=message.message_id,  # later events update this screen
+            pool=shown.pool,
+        )
+    except PurchasePending as exc:
+        # Not known whether it went through: the pressed message shows the pending
+        # order; the outcome event edits it (and notifies) once it is known.
+        bot_data.shown_prices.pop(request_id, None)
+        await show_order_in(context, message, exc.activation, lang)
+        return ConversationHandler.END
+    except DuplicateRequest as exc:
+        if exc.activation is not None:
+            await show_order_in(context, message, exc.activation, lang)
+        else:
+            await edit(message, context, Screen(t(lang, "cb_already_buying")))
+        return ConversationHandler.END
+    except EngineError as exc:
+        failed()
+        nonce = cb.new_nonce()
+        screen = views.engine_error(
+            lang,
+            exc,
+            own_key=is_own_key,
+            retry=cb.buy_pool(service.code, shown.provider_id),
+            app=service.code,
+            pool=shown.provider_id,
+            nonce=nonce,
+            user_id=user_id,
+            service=service,
+        )
+        if (
+            isinstance(exc, PriceChanged)
+            and exc.quote is not None
+            and views.can_afford(exc.quote)
+        ):
+            _remember_quote(context, _request_id(message, nonce), exc.quote)
+        await edit(message, context, screen)
+        return BROWSING
+    bot_data.shown_prices.pop(request_id, None)
+    await show_order_in(context, message, activation, lang)
+    return ConversationHandler.END
+
+
+async def buy_cancel(update: Update, context: BotContext) -> int:
+    """``/cancel``: the flow's message says "Cancelled" without buttons and no
+    confirmation screen shown in this chat can buy any more."""
+    lang = lang_of(update, context)
+    if update.effective_chat is not None:
+        await cancel_flows(context, lang, update.effective_chat.id)
+    if update.message is not None:
+        await update.message.reply_text(t(lang, "cancelled"))
+    raise ApplicationHandlerStop(ConversationHandler.END)
+
+
+async def buy_timeout(update: object, context: BotContext) -> None:
+    ref = context.user_data.pop("buy_msg", None) if context.user_data is not None else None
+    if not (isinstance(ref, tuple) and len(ref) == 2):
+        return
+    forget_shown_prices(context, ref[0])  # a Confirm on a timed-out screen never buys
+    lang = lang_of(update, context)
+    try:
+        await context.bot.edit_message_text(
+            chat_id=ref[0], message_id=ref[1], text=t(lang, "buy_timeout")
+        )
+    except (BadRequest, Forbidden) as exc:
+        log.debug("buy timeout edit failed: %s", exc)
+
+
+BUY_PATTERN = r"^(menu:buy$|buy:)"
+
+
+def build_buy_conversation(timeout_seconds: float) -> ConversationHandler[BotContext]:
+    return flow_conversation(
+        "buy",
+        entry_points=[
+            CommandHandler("buy", buy_command),
+            CallbackQueryHandler(buy_callback, pattern=BUY_PATTERN),
+        ],
+        states={
+            BROWSING: [
+                CallbackQueryHandler(buy_callback, pattern=BUY_PATTERN),
+                MessageHandler(filters.TEXT & ~filters.COMMAND, buy_text),
+            ],
+        },
+        on_cancel=buy_cancel,
+        on_timeout=buy_timeout,
+        timeout_seconds=timeout_seconds,
+    )

@@ -1,0 +1,291 @@
+"""Helpers shared by the handlers: language, answering, editing, access gate."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import warnings
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+from telegram import CallbackQuery, Message, Update
+from telegram.constants import ChatType
+from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.ext import (
+    ApplicationHandlerStop,
+    BaseHandler,
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+from telegram.warnings import PTBUserWarning
+
+from bot.config import FundingMode
+from bot.telegram import callbacks as cb
+from bot.telegram.context import BotContext
+from bot.telegram.texts import pick_lang, plain, t
+from bot.telegram.views import Screen
+
+__all__ = [
+    "answer",
+    "cancel_flows",
+    "forget_shown_prices",
+    "gate",
+    "is_not_modified",
+    "lang_of",
+    "own_key",
+    "send",
+    "show",
+    "stop_propagation",
+    "user_id_of",
+]
+
+log = logging.getLogger(__name__)
+
+_ANSWERED_MAX = 2048
+# Per bot *instance* (keyed by identity: bots compare equal by token), dropped when
+# the bot is garbage-collected.
+_answered: dict[int, OrderedDict[str, None]] = {}
+
+
+def _answered_ids(query: CallbackQuery) -> OrderedDict[str, None]:
+    bot = query.get_bot()
+    key = id(bot)
+    ids = _answered.get(key)
+    if ids is None:
+        ids = _answered[key] = OrderedDict()
+        weakref.finalize(bot, _answered.pop, key, None)
+    return ids
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def stop_propagation(
+    func: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """For conversation callbacks: once the flow handled an update, no later handler
+    group sees it (the callback's return value still becomes the new state)."""
+
+    @functools.wraps(func)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        result = await func(*args, **kwargs)
+        raise ApplicationHandlerStop(result)
+
+    return wrapper
+
+
+def is_not_modified(exc: BaseException) -> bool:
+    return isinstance(exc, BadRequest) and "message is not modified" in str(exc).lower()
+
+
+def lang_of(update: object, context: BotContext) -> str:
+    default = context.settings.default_locale
+    if isinstance(update, Update) and update.effective_user is not None:
+        user = update.effective_user
+        lang = pick_lang(user.language_code, default)
+        context.bot_data.langs[user.id] = lang
+        return lang
+    return pick_lang(None, default)
+
+
+def user_id_of(update: Update) -> int:
+    user = update.effective_user
+    if user is None:  # the gate drops these updates
+        raise ApplicationHandlerStop
+    return user.id
+
+
+def own_key(context: BotContext) -> bool:
+    return context.settings.funding_mode == FundingMode.OWN_KEY
+
+
+async def answer(query: CallbackQuery, text: str | None = None, *, alert: bool = False) -> None:
+    """Answer a callback query exactly once (Telegram rejects a second answer)."""
+    ids = _answered_ids(query)
+    if query.id in ids:
+        return
+    ids[query.id] = None
+    while len(ids) > _ANSWERED_MAX:
+        ids.popitem(last=False)
+    try:
+        await query.answer(text=text[:200] if text else None, show_alert=alert)
+    except BadRequest as exc:  # too old / already answered: nothing to do
+        log.debug("answerCallbackQuery failed: %s", exc)
+
+
+def answered(query: CallbackQuery) -> bool:
+    return query.id in _answered_ids(query)
+
+
+async def send(update: Update, context: BotContext, screen: Screen) -> Message:
+    """Send ``screen`` as a new message in the update's chat."""
+    chat = update.effective_chat
+    if chat is None:  # pragma: no cover - gate guarantees a private chat
+        raise ApplicationHandlerStop
+    return await context.bot.send_message(
+        chat_id=chat.id, text=screen.text, reply_markup=screen.markup
+    )
+
+
+async def edit(message: Message, context: BotContext, screen: Screen) -> None:
+    """Edit ``message`` into ``screen`` ("message is not modified" is success)."""
+    try:
+        await context.bot.edit_message_text(
+            chat_id=message.chat_id,
+            message_id=message.message_id,
+            text=screen.text,
+            reply_markup=screen.markup,
+        )
+    except BadRequest as exc:
+        if not is_not_modified(exc):
+            raise
+
+
+async def show(update: Update, context: BotContext, screen: Screen) -> Message | None:
+    """Edit the pressed message (callback) or send a new message (command)."""
+    query = update.callback_query
+    if query is not None and isinstance(query.message, Message):
+        await edit(query.message, context, screen)
+        return query.message
+    return await send(update, context, screen)
+
+
+def forget_shown_prices(context: BotContext, chat_id: int) -> None:
+    """Forget every confirmation screen shown in this chat: a later Confirm press on
+    one of them re-shows the current price instead of buying."""
+    prices = context.bot_data.shown_prices
+    prefix = f"{chat_id}:"
+    for request_id in [r for r in prices if r.startswith(prefix)]:
+        del prices[request_id]
+
+
+# user_data keys of the messages the two flows (buy, key) are showing.
+FLOW_MESSAGE_KEYS = ("buy_msg", "key_msg")
+
+
+async def cancel_flows(context: BotContext, lang: str, chat_id: int) -> None:
+    """``/cancel``: the flows' messages say "Cancelled" and lose their buttons, and
+    no confirmation screen of this chat can buy any more."""
+    forget_shown_prices(context, chat_id)
+    user_data = context.user_data
+    if user_data is None:
+        return
+    for name in FLOW_MESSAGE_KEYS:
+        ref = user_data.pop(name, None)
+        if not (isinstance(ref, tuple) and len(ref) == 2):
+            continue
+        try:
+            await context.bot.edit_message_text(
+                chat_id=ref[0], message_id=ref[1], text=t(lang, "flow_cancelled")
+            )
+        except TelegramError as exc:  # deleted, too old, blocked: nothing to clean up
+            log.debug("could not mark flow message %s as cancelled: %s", ref[1], exc)
+
+
+async def gate(update: object, context: BotContext) -> None:
+    """Group -10: private chats and allowed users only; registers the user."""
+    if not isinstance(update, Update):
+        raise ApplicationHandlerStop
+    user = update.effective_user
+    chat = update.effective_chat
+    if user is None or chat is None or user.is_bot:
+        raise ApplicationHandlerStop
+    lang = lang_of(update, context)
+    if chat.type != ChatType.PRIVATE:
+        await _refuse(update, lang, "group_refusal", only_commands=True)
+        raise ApplicationHandlerStop
+    settings = context.settings
+    allowed = settings.allowed_user_ids
+    if allowed and user.id not in allowed and user.id not in settings.admin_ids:
+        log.info("refused update from user %s (not in the allowlist)", user.id)
+        await _refuse(update, lang, "access_denied", user_id=user.id)
+        raise ApplicationHandlerStop
+    if update.message is None and update.callback_query is None:
+        raise ApplicationHandlerStop  # edits, member updates...: nothing to do
+    if user.id not in context.bot_data.known_users:
+        await context.engine.ensure_user(user.id, locale=user.language_code)
+        context.bot_data.known_users.add(user.id)
+
+
+async def _refuse(
+    update: Update, lang: str, key: str, *, only_commands: bool = False, **values: object
+) -> None:
+    try:
+        if update.callback_query is not None:
+            await answer(update.callback_query, plain(lang, key, **values), alert=True)
+            return
+        message = update.message
+        if message is None:
+            return
+        if only_commands and not (message.text or "").startswith("/"):
+            return
+        await message.reply_text(t(lang, key, **values))
+    except Forbidden:
+        pass
+
+
+CbT = TypeVar("CbT")
+
+
+async def pressed(
+    update: Update, context: BotContext, kind: type[CbT], *, on_message: bool = False
+) -> tuple[CallbackQuery, str, CbT] | None:
+    """The button press of ``update`` parsed as ``kind`` — or None after answering
+    a stale/forged/foreign press politely. ``on_message``: the press must come
+    from a message the bot can still edit."""
+    query = update.callback_query
+    if query is None:
+        return None
+    lang = lang_of(update, context)
+    try:
+        data: object = cb.parse(query.data)
+    except cb.CallbackError:
+        data = None
+    if not isinstance(data, kind) or (on_message and not isinstance(query.message, Message)):
+        await answer(query, plain(lang, "cb_stale"))
+        return None
+    return query, lang, data
+
+
+async def leave(update: Update, context: BotContext) -> int:
+    """Another command or button: leave the flow silently; later groups handle it."""
+    return ConversationHandler.END
+
+
+FlowCallback = Callable[[Update, BotContext], Coroutine[Any, Any, Any]]
+
+
+def flow_conversation(
+    name: str,
+    *,
+    entry_points: list[BaseHandler[Update, BotContext, Any]],
+    states: dict[object, list[BaseHandler[Update, BotContext, Any]]],
+    on_cancel: FlowCallback,
+    on_timeout: FlowCallback,
+    timeout_seconds: float,
+) -> ConversationHandler[BotContext]:
+    """A stateless-button flow (buy, key): /cancel leaves it with ``on_cancel``, any
+    other command or button leaves it silently, an idle flow gets ``on_timeout``."""
+    with warnings.catch_warnings():
+        # per_message=False with CallbackQueryHandlers is intended: the flow is per
+        # user and every button is stateless.
+        warnings.simplefilter("ignore", PTBUserWarning)
+        return ConversationHandler(
+            entry_points=entry_points,
+            states={**states, ConversationHandler.TIMEOUT: [TypeHandler(Update, on_timeout)]},
+            fallbacks=[
+                CommandHandler("cancel", on_cancel),
+                MessageHandler(filters.COMMAND, leave),
+                CallbackQueryHandler(leave),
+            ],
+            allow_reentry=True,
+            conversation_timeout=timeout_seconds if timeout_seconds > 0 else None,
+            name=name,
+        )
