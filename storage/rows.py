@@ -7,6 +7,8 @@ import sqlite3
 from dataclasses import dataclass
 from decimal import Decimal
 
+from bot.domain.activation import OPEN_STATES
+
 __all__ = [
     "OPEN_STATES",
     "AccountRow",
@@ -18,8 +20,6 @@ __all__ = [
     "dec",
     "dec_or_none",
 ]
-
-OPEN_STATES: tuple[str, ...] = ("purchasing", "waiting", "cancelling", "expired")
 
 
 def dec(value: object) -> Decimal:

@@ -199,10 +199,15 @@ async def test_guarded_transitions_and_final_states(repos: Repositories) -> None
     assert await acts.transition(act, ["purchasing"], "waiting", remote_id="1")
     assert await acts.transition(act, ["waiting"], "completed", code="123456")
     # A completed activation cannot be refunded: not by a guarded update...
-    assert not await acts.transition(act, ["waiting", "cancelling"], "refunded")
-    # ...and not even by a careless one: the trigger refuses it.
-    with pytest.raises(sqlite3.IntegrityError, match="final state"):
+    assert not await acts.transition(act, ["cancelling", "expired"], "refunded")
+    # ...not by a careless one (the state machine has no such move)...
+    with pytest.raises(ValueError, match="not allowed"):
         await acts.transition(act, ["completed"], "refunded")
+    with pytest.raises(ValueError, match="not allowed"):
+        await acts.transition(act, ["waiting", "cancelling"], "refunded")
+    # ...and not even by raw SQL: the trigger refuses it.
+    with pytest.raises(sqlite3.IntegrityError, match="final state"):
+        await repos.db.execute("UPDATE activations SET state = 'refunded' WHERE id = ?", (act,))
     row = await acts.get(act)
     assert row is not None and row.state == "completed" and row.code == "123456"
 
@@ -210,8 +215,12 @@ async def test_guarded_transitions_and_final_states(repos: Repositories) -> None
     assert await acts.transition(act2, ["purchasing"], "waiting", remote_id="2")
     assert await acts.transition(act2, ["waiting"], "cancelling")
     assert await acts.transition(act2, ["cancelling"], "refunded", refund_reason="user_cancel")
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(ValueError, match="not allowed"):
         await acts.transition(act2, ["refunded"], "completed", code="9")
+    with pytest.raises(sqlite3.IntegrityError, match="final state"):
+        await repos.db.execute(
+            "UPDATE activations SET state = 'completed', code = '9' WHERE id = ?", (act2,)
+        )
     with pytest.raises(sqlite3.IntegrityError):  # completed needs a code
         act3 = await _activation(repos, request_id="r3")
         await acts.transition(act3, ["purchasing"], "waiting", remote_id="3")
