@@ -1,6 +1,6 @@
 """Typed async client for the DaisySim API (server7)."""
 
-from bot.daisysim.client import CHECK_ALL_MAX, DEFAULT_BASE_URL, DaisySimClient, mask_key
+from bot.daisysim.client import CHECK_ALL_MAX, DEFAULT_BASE_URL, DaisySimClient
 from bot.daisysim.errors import (
     ERROR_CODES,
     AccountLocked,
@@ -27,6 +27,7 @@ from bot.daisysim.errors import (
     UnknownAPIError,
     error_from_response,
 )
+from bot.daisysim.keys import key_fingerprint, key_hash, mask_key
 from bot.daisysim.limits import Budget, KeyLimiter, get_limiter, reset_limiters
 from bot.daisysim.models import (
     App,
@@ -84,6 +85,8 @@ __all__ = [
     "decide",
     "error_from_response",
     "get_limiter",
+    "key_fingerprint",
+    "key_hash",
     "mask_key",
     "reset_limiters",
 ]

@@ -1,7 +1,9 @@
-"""Async DaisySim client.
+"""Async DaisySim client: the endpoints, and purchase recovery.
 
-One :class:`httpx.AsyncClient` per :class:`DaisySimClient`; the transport is
-injectable (``httpx.MockTransport``, an ASGI app, the real network).
+One :class:`httpx.AsyncClient` per :class:`DaisySimClient`, held by its
+:class:`~bot.daisysim.wire.Wire` (the HTTP exchange, the deadline, the envelope
+and the retries); the transport is injectable (``httpx.MockTransport``, an ASGI
+app, the real network).
 
 * Every call to a limited endpoint first takes a slot from the key's shared
   :class:`~bot.daisysim.limits.KeyLimiter` (check and check-all share one
@@ -58,8 +60,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Collection, Iterable
-from typing import Any, Literal, Self
-from urllib.parse import quote
+from typing import Literal, Self
 
 import httpx
 
@@ -67,16 +68,14 @@ from bot.clock import Clock, SystemClock
 from bot.daisysim.errors import (
     APIConnectionError,
     APIError,
-    APITimeoutError,
     DaisySimError,
     MalformedResponse,
     OutOfStock,
     PurchaseFailed,
     PurchaseOutcomeUnknown,
-    RateLimited,
-    error_from_response,
 )
-from bot.daisysim.limits import Budget, KeyLimiter, get_limiter, key_fingerprint
+from bot.daisysim.keys import key_fingerprint
+from bot.daisysim.limits import KeyLimiter, get_limiter
 from bot.daisysim.models import (
     App,
     Balance,
@@ -87,14 +86,19 @@ from bot.daisysim.models import (
     Order,
     Purchase,
     _Model,
-    decode_json,
     parse_catalogue,
     parse_data,
-    unwrap_success,
 )
 from bot.daisysim.retry import DEFAULT_MAX_ATTEMPTS, decide
+from bot.daisysim.wire import Wire, segment
 
-__all__ = ["CHECK_ALL_MAX", "DEFAULT_BASE_URL", "DaisySimClient", "HistoryStatus", "mask_key"]
+__all__ = [
+    "CHECK_ALL_MAX",
+    "DEFAULT_BASE_URL",
+    "HISTORY_MAX_PER_PAGE",
+    "DaisySimClient",
+    "HistoryStatus",
+]
 
 logger = logging.getLogger("bot.daisysim")
 
@@ -103,24 +107,7 @@ CHECK_ALL_MAX = 20
 HISTORY_MAX_PER_PAGE = 100
 HistoryStatus = Literal["completed", "waiting", "cancelled"]
 _HISTORY_STATUSES = ("completed", "waiting", "cancelled")
-
-# Transport failures that happen before any byte of the request left.
-_NOT_SENT: tuple[type[Exception], ...] = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.UnsupportedProtocol,
-    httpx.LocalProtocolError,
-    httpx.ProxyError,
-)
-
-
 _MAX_REJECTED_LOGGED = 256  # distinct (entry, reason) pairs remembered per client
-
-
-def mask_key(api_key: str) -> str:
-    """``"…9f2a"``: enough to tell keys apart, never the key."""
-    return "…" + api_key[-4:] if len(api_key) >= 12 else "…"
 
 
 class _Countries(_Model):
@@ -157,38 +144,29 @@ class DaisySimClient:
             raise ValueError("max_attempts must be >= 1")
         if not timeout > 0:
             raise ValueError("timeout (the total deadline of a request) must be > 0")
-        self._api_key = api_key
         self._fingerprint = key_fingerprint(api_key)
         self.base_url = base_url.rstrip("/")
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._limiter = limiter if limiter is not None else get_limiter(api_key, self._clock)
         self._tracker = self._limiter.purchases
-        self._rng = rng if rng is not None else random.Random()
-        self._max_attempts = max_attempts
-        self._timeout = timeout
         self._reconcile_window = reconcile_window
         self._reconcile_delay = reconcile_delay
         self._app_names: dict[tuple[str, str], str] = {}
         self._rejected_entries: set[tuple[str, str]] = set()
-        # Set once the transport reports httpcore trace events: from then on a
-        # request that timed out before its headers were written was not sent.
-        self._traced = False
-        self._http = httpx.AsyncClient(
+        self._wire = Wire(
+            api_key,
             base_url=self.base_url,
-            headers={
-                "Authorization": f"Bearer {api_key}",
-                "Accept": "application/json",
-                "User-Agent": "daisybot",
-            },
-            timeout=httpx.Timeout(timeout),
+            clock=self._clock,
             transport=transport,
-            follow_redirects=False,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            rng=rng if rng is not None else random.Random(),
         )
 
     # ------------------------------------------------------------------ lifecycle
 
     def __repr__(self) -> str:
-        return f"DaisySimClient(base_url={self.base_url!r}, api_key={mask_key(self._api_key)!r})"
+        return f"DaisySimClient(base_url={self.base_url!r}, key={self._fingerprint!r})"
 
     @property
     def limiter(self) -> KeyLimiter:
@@ -200,10 +178,11 @@ class DaisySimClient:
 
     @property
     def key_fingerprint(self) -> str:
+        """The key's log-safe id (:func:`bot.daisysim.keys.key_fingerprint`)."""
         return self._fingerprint
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._wire.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -214,18 +193,18 @@ class DaisySimClient:
     # ------------------------------------------------------------------ endpoints
 
     async def balance(self) -> Balance:
-        data = await self._call("GET", "/balance")
+        data = await self._wire.call("GET", "/balance")
         return parse_data(Balance, data)
 
     async def countries(self) -> list[Country]:
-        data = await self._call("GET", "/countries")
+        data = await self._wire.call("GET", "/countries")
         return parse_data(_Countries, data).countries
 
     async def apps(self, country: str = "USA") -> list[App]:
         """The catalogue. An entry (app, or one pool) whose fields do not validate
         (e.g. a price of 0, below zero or 1e30) is left out, logged once per
         client and entry."""
-        data = await self._call("GET", f"/apps/{_seg(country)}")
+        data = await self._wire.call("GET", f"/apps/{segment(country)}")
         result, rejected = parse_catalogue(data)
         for entry, reason in rejected:
             if (entry, reason) in self._rejected_entries:
@@ -238,8 +217,8 @@ class DaisySimClient:
         return result
 
     async def check(self, activation_id: str) -> CheckResult:
-        data = await self._call(
-            "GET", f"/check/{_seg(str(activation_id))}", budget=self._limiter.check
+        data = await self._wire.call(
+            "GET", f"/check/{segment(str(activation_id))}", budget=self._limiter.check
         )
         return parse_data(CheckResult, data)
 
@@ -250,7 +229,7 @@ class DaisySimClient:
             raise ValueError(f"check_all takes at most {CHECK_ALL_MAX} ids, got {len(id_list)}")
         if not id_list:
             return []
-        data = await self._call(
+        data = await self._wire.call(
             "POST", "/check-all", budget=self._limiter.check, json={"ids": id_list}
         )
         result: list[CheckResult] = parse_data(list[CheckResult], data)
@@ -259,9 +238,9 @@ class DaisySimClient:
     async def cancel(self, activation_id: str) -> CancelResult:
         """Cancel with full refund. Raises TooEarly / CodeReceived / NotFound...;
         a lost response raises (APIConnectionError / ServerError): retry later."""
-        data = await self._call(
+        data = await self._wire.call(
             "POST",
-            f"/cancel/{_seg(str(activation_id))}",
+            f"/cancel/{segment(str(activation_id))}",
             budget=self._limiter.cancel,
             idempotent=False,
         )
@@ -279,7 +258,7 @@ class DaisySimClient:
         params: dict[str, str | int] = {"per_page": per_page, "page": page}
         if status is not None:
             params["status"] = status
-        data = await self._call("GET", "/history", params=params)
+        data = await self._wire.call("GET", "/history", params=params)
         return parse_data(HistoryPage, data)
 
     async def iter_history(
@@ -331,7 +310,7 @@ class DaisySimClient:
             sent_at = self._clock.now()
             self._tracker.in_flight += 1
             try:
-                data = await self._send_once("POST", "/purchase", budget=budget, json=body)
+                data = await self._wire.send_once("POST", "/purchase", budget=budget, json=body)
                 purchase: Purchase = parse_data(Purchase, data)
             except DaisySimError as err:
                 self._tracker.in_flight -= 1
@@ -345,7 +324,11 @@ class DaisySimClient:
                         exclude_ids=exclude_ids,
                     )
                 delay = decide(
-                    err, attempt, idempotent=False, rng=self._rng, max_attempts=self._max_attempts
+                    err,
+                    attempt,
+                    idempotent=False,
+                    rng=self._wire.rng,
+                    max_attempts=self._wire.max_attempts,
                 )
                 if delay is None:
                     raise
@@ -496,141 +479,11 @@ class DaisySimClient:
     async def _wait_for_other_purchases(self) -> None:
         """Let this key's other purchase requests on the wire finish (their ids
         become known) before choosing; bounded by the request timeout."""
-        deadline = time.monotonic() + self._timeout + 5.0
+        deadline = time.monotonic() + self._wire.timeout + 5.0
         # Polling (not an Event): the tracker is shared by clients that may live
         # on different event loops; requests in flight finish in real time.
         while self._tracker.in_flight > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
-
-    # ------------------------------------------------------------------ plumbing
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        budget: Budget | None = None,
-        idempotent: bool = True,
-        json: Any = None,
-        params: dict[str, str | int] | None = None,
-    ) -> Any:
-        attempt = 0
-        while True:
-            attempt += 1
-            if budget is not None:
-                await budget.acquire()
-            try:
-                return await self._send_once(method, path, budget=budget, json=json, params=params)
-            except DaisySimError as err:
-                delay = decide(
-                    err,
-                    attempt,
-                    idempotent=idempotent,
-                    rng=self._rng,
-                    max_attempts=self._max_attempts,
-                )
-                if delay is None:
-                    raise
-                logger.info(
-                    "%s %s: %s, retry %d in %.2fs",
-                    method, path, type(err).__name__, attempt, delay,
-                )
-                await self._clock.sleep(delay)
-
-    async def _send_once(
-        self,
-        method: str,
-        path: str,
-        *,
-        budget: Budget | None,
-        json: Any = None,
-        params: dict[str, str | int] | None = None,
-    ) -> Any:
-        """One HTTP exchange -> the envelope's ``data``, or a DaisySimError.
-
-        The whole exchange (pool wait, connect, writing the request, reading the
-        headers and the whole body) has one deadline of ``timeout`` seconds
-        (httpx's own timeouts bound only each phase / each gap between reads, so
-        a body trickled one byte a second would never time out). Past it:
-        :class:`APITimeoutError`, ``request_sent`` True unless the transport's
-        trace shows the request headers were never started."""
-        started = time.perf_counter()
-        probe = _SendProbe(self)
-        try:
-            async with asyncio.timeout(self._timeout):
-                response = await self._http.request(
-                    method, path, json=json, params=params, extensions={"trace": probe.trace}
-                )
-        except TimeoutError as exc:
-            elapsed = (time.perf_counter() - started) * 1000
-            logger.warning(
-                "%s %s -> deadline of %.1f s passed after %.0f ms",
-                method, path, self._timeout, elapsed,
-            )
-            raise APITimeoutError(
-                f"deadline passed on {method} {path}", request_sent=probe.maybe_sent()
-            ) from exc
-        except httpx.RequestError as exc:
-            elapsed = (time.perf_counter() - started) * 1000
-            sent = not isinstance(exc, _NOT_SENT)
-            logger.warning(
-                "%s %s -> %s after %.0f ms", method, path, type(exc).__name__, elapsed
-            )
-            message = f"{type(exc).__name__} on {method} {path}"
-            if isinstance(exc, httpx.TimeoutException):
-                raise APITimeoutError(message, request_sent=sent) from exc
-            raise APIConnectionError(message, request_sent=sent) from exc
-        elapsed = (time.perf_counter() - started) * 1000
-        status = response.status_code
-        logger.debug("%s %s -> %d in %.0f ms", method, path, status, elapsed)
-
-        error: APIError | None = None
-        if 200 <= status < 300:
-            try:
-                payload = decode_json(response.content)
-            except MalformedResponse as exc:
-                exc.status = status
-                raise
-            if isinstance(payload, dict) and payload.get("success") is False:
-                error = error_from_response(status, payload, response.headers)
-            else:
-                try:
-                    return unwrap_success(payload)
-                except MalformedResponse as exc:
-                    exc.status = status
-                    raise
-        else:
-            error = error_from_response(status, response.content, response.headers)
-        if isinstance(error, RateLimited) and budget is not None and error.retry_after:
-            budget.block_for(error.retry_after)
-        raise error
-
-
-class _SendProbe:
-    """httpcore trace events of one request: did its bytes start to leave?"""
-
-    __slots__ = ("_client", "_headers_started")
-
-    def __init__(self, client: DaisySimClient) -> None:
-        self._client = client
-        self._headers_started = False
-
-    async def trace(self, event: str, info: dict[str, Any]) -> None:
-        self._client._traced = True
-        if event.endswith(".send_request_headers.started"):
-            self._headers_started = True
-
-    def maybe_sent(self) -> bool:
-        """False only when the transport is known to trace (httpcore) and this
-        request never began writing its headers (waiting for the pool, DNS, TCP
-        or TLS): then the server cannot have seen it. Unknown counts as sent."""
-        return self._headers_started or not self._client._traced
-
-
-def _seg(value: str) -> str:
-    """One URL path segment."""
-    return quote(value, safe="")
-
 
 def _maybe_applied(err: DaisySimError) -> bool:
     """Could the purchase have happened although we did not get its answer?"""

@@ -16,7 +16,6 @@ from :func:`get_limiter` (registry keyed by a hash of the key and by clock).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 import weakref
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from pyrate_limiter import AbstractClock, InMemoryBucket, Rate, RateItem
 
 from bot.clock import Clock, SystemClock
+from bot.daisysim.keys import key_fingerprint
 
 __all__ = [
     "CANCEL_LIMIT",
@@ -37,7 +37,6 @@ __all__ = [
     "KeyLimiter",
     "PurchaseTracker",
     "get_limiter",
-    "key_fingerprint",
     "reset_limiters",
 ]
 
@@ -172,11 +171,6 @@ class KeyLimiter:
             check=Budget("check", CHECK_LIMIT, clock, window=window),
             cancel=Budget("cancel", CANCEL_LIMIT, clock, window=window),
         )
-
-
-def key_fingerprint(api_key: str) -> str:
-    """A non-reversible id for a key (registry key, safe to log)."""
-    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:16]
 
 
 # Wall-time limiters are shared by every SystemClock instance; limiters on any

@@ -1,13 +1,15 @@
-"""API-key handling: Fernet encryption at rest, a lookup hash, a masked view.
+"""API-key handling: Fernet encryption at rest and the key format check.
 
-Keys are never logged; only :func:`mask_key` output may appear anywhere visible.
+How a key is named (the stored lookup hash, the masked view shown to its owner,
+the log-safe fingerprint) lives in :mod:`bot.daisysim.keys`; ``key_hash`` and
+``mask_key`` are re-exported here. Keys are never logged.
 """
 
 from __future__ import annotations
 
-import hashlib
-
 from cryptography.fernet import Fernet, InvalidToken
+
+from bot.daisysim.keys import key_hash, mask_key
 
 __all__ = ["ConfigurationError", "KeyVault", "key_hash", "mask_key", "valid_key_format"]
 
@@ -39,20 +41,6 @@ class KeyVault:
             return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
         except (InvalidToken, ValueError):
             return None
-
-
-def key_hash(api_key: str) -> str:
-    """Stable, non-reversible id of a key (DaisySim keys are long random tokens)."""
-    return hashlib.sha256(b"daisybot-key:" + api_key.encode("utf-8")).hexdigest()
-
-
-def mask_key(api_key: str) -> str:
-    """``"sk_l…9f2a"``: first 4 + … + last 4; fewer characters for short keys."""
-    if len(api_key) >= 16:
-        return f"{api_key[:4]}…{api_key[-4:]}"
-    if len(api_key) >= 8:
-        return f"{api_key[:2]}…{api_key[-2:]}"
-    return "…"
 
 
 def valid_key_format(api_key: str) -> bool:

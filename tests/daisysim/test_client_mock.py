@@ -28,6 +28,7 @@ from bot.daisysim import (
     ServerError,
     TooEarly,
 )
+from bot.daisysim.keys import key_fingerprint
 from tests.daisysim.helpers import run_virtual
 
 KEY = "sk_live_SECRET_abcdef0123456789"
@@ -230,7 +231,9 @@ async def test_key_never_leaks(caplog: pytest.LogCaptureFixture) -> None:
         "GET /balance": [raw(500, "<html>oops</html>")] * 4,
         "POST /purchase": httpx.ConnectError("refused"),
     })
-    assert KEY not in repr(client) and "…6789" in repr(client)
+    # The repr names the key by its log-safe fingerprint only: no part of the key.
+    assert KEY not in repr(client) and "6789" not in repr(client)
+    assert key_fingerprint(KEY) in repr(client) and client.key_fingerprint in repr(client)
     async with client:
         with pytest.raises(ServerError) as err:
             await run_virtual(clock, client.balance())

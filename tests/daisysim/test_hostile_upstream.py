@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from bot.daisysim import APITimeoutError, MalformedResponse, PurchaseOutcomeUnknown
-from bot.daisysim.client import _SendProbe
+from bot.daisysim.wire import _SendProbe
 from tests.daisysim.conftest import SimEnv
 from tests.daisysim.helpers import run_virtual
 

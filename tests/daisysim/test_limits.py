@@ -8,6 +8,7 @@ import random
 import pytest
 
 from bot.clock import SystemClock, VirtualClock
+from bot.daisysim.keys import key_fingerprint
 from bot.daisysim.limits import (
     CANCEL_LIMIT,
     CHECK_LIMIT,
@@ -15,7 +16,6 @@ from bot.daisysim.limits import (
     Budget,
     KeyLimiter,
     get_limiter,
-    key_fingerprint,
 )
 
 
