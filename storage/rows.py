@@ -7,7 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 from decimal import Decimal
 
-from bot.domain.activation import OPEN_STATES
+from bot.domain.activation import OPEN_STATES, ActivationState
 
 __all__ = [
     "OPEN_STATES",
@@ -84,7 +84,7 @@ class ActivationRow:
     phone: str | None
     price: Decimal
     cost: Decimal | None
-    state: str
+    state: ActivationState
     code: str | None
     request_id: str
     purchase_sent_at: float
@@ -120,7 +120,7 @@ class ActivationRow:
             phone=row["phone"],
             price=dec(row["price"]),
             cost=dec_or_none(row["cost"]),
-            state=row["state"],
+            state=ActivationState(row["state"]),
             code=row["code"],
             request_id=row["request_id"],
             purchase_sent_at=row["purchase_sent_at"],

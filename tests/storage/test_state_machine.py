@@ -175,7 +175,7 @@ async def test_every_allowed_move_applies(
     act = await _activation_in(repos, source)
     assert await repos.activations.transition(act, [source], target, **_fields(target, act))
     row = await repos.activations.get(act)
-    assert row is not None and row.state == target
+    assert row is not None and row.state is target  # rows carry the enum member
     # Applied once: the guard sees the row moved on.
     assert not await repos.activations.transition(act, [source], target, **_fields(target, act))
 
