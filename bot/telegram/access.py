@@ -10,7 +10,7 @@ from telegram.constants import ChatType
 from telegram.error import Forbidden
 from telegram.ext import ApplicationHandlerStop
 
-from bot.telegram.common.handlers import answer, lang_of
+from bot.telegram.common.handlers import answer, lang_of, may_use
 from bot.telegram.context import BotContext
 from bot.telegram.texts import plain, t
 
@@ -31,9 +31,7 @@ async def gate(update: object, context: BotContext) -> None:
     if chat.type != ChatType.PRIVATE:
         await _refuse(update, lang, "group_refusal", only_commands=True)
         raise ApplicationHandlerStop
-    settings = context.settings
-    allowed = settings.allowed_user_ids
-    if allowed and user.id not in allowed and user.id not in settings.admin_ids:
+    if not may_use(user.id, context.settings):
         log.info("refused update from user %s (not in the allowlist)", user.id)
         await _refuse(update, lang, "access_denied", user_id=user.id)
         raise ApplicationHandlerStop

@@ -18,7 +18,7 @@ from telegram.constants import ChatType
 from telegram.error import TelegramError
 
 from bot.config import Settings
-from bot.telegram.common.handlers import answer
+from bot.telegram.common.handlers import answer, may_use
 from bot.telegram.keys.detect import looks_like_key
 from bot.telegram.texts import pick_lang, plain, t
 
@@ -31,8 +31,7 @@ def _allowed(update: Update, settings: Settings) -> bool:
     user, chat = update.effective_user, update.effective_chat
     if user is None or chat is None or user.is_bot or chat.type != ChatType.PRIVATE:
         return False
-    allowed = settings.allowed_user_ids
-    return not allowed or user.id in allowed or user.id in settings.admin_ids
+    return may_use(user.id, settings)
 
 
 def flood_notifier(settings: Settings) -> Callable[[Update, bool], Awaitable[None]]:

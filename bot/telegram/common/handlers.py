@@ -25,6 +25,7 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBUserWarning
 
+from bot.config import Settings
 from bot.telegram.common.callbacks import CallbackData, CallbackError, parse_any
 from bot.telegram.common.views import Screen
 from bot.telegram.context import BotContext
@@ -41,6 +42,7 @@ __all__ = [
     "is_not_modified",
     "lang_of",
     "leave",
+    "may_use",
     "pressed",
     "send",
     "show",
@@ -115,6 +117,12 @@ def is_admin(update: Update, context: BotContext) -> bool:
     """The one admin check: the user is in ``ADMIN_IDS``."""
     user = update.effective_user
     return user is not None and user.id in context.settings.admin_ids
+
+
+def may_use(user_id: int, settings: Settings) -> bool:
+    """The allowlist: without ``ALLOWED_USER_IDS`` everyone; admins always."""
+    allowed = settings.allowed_user_ids
+    return not allowed or user_id in allowed or user_id in settings.admin_ids
 
 
 async def answer(query: CallbackQuery, text: str | None = None, *, alert: bool = False) -> None:
