@@ -8,7 +8,14 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.services.api import Pool, Service
 from bot.telegram.buy.callbacks import buy_confirm, buy_list, buy_pool, buy_service
-from bot.telegram.common.keyboards import button, home_button, markup, nav_button, pager
+from bot.telegram.common.keyboards import (
+    back_button,
+    button,
+    home_button,
+    markup,
+    nav_button,
+    pager,
+)
 from bot.telegram.menu.callbacks import menu
 from bot.telegram.texts import label
 
@@ -31,10 +38,6 @@ _SERVICE_LABELS: dict[tuple[bool, bool], str] = {
     (True, False): "btn_service_multi",
     (True, True): "btn_service_multi_recent",
 }
-
-
-def _back(lang: str, data: str) -> InlineKeyboardButton:
-    return button(label(lang, "btn_back"), data)
 
 
 def no_match_kb(lang: str) -> InlineKeyboardMarkup:
@@ -63,7 +66,7 @@ def services_kb(
             ]
         )
     rows.append(pager(lang, page, pages, buy_list))
-    rows.append([_back(lang, menu("home"))])
+    rows.append([back_button(lang, menu("home"))])
     return markup(rows)
 
 
@@ -85,7 +88,7 @@ def pools_kb(lang: str, service: Service, *, exclude: str | None = None) -> Inli
     for pool in service.pools:
         if pool.provider_id != exclude:
             rows.append([_pool_button(lang, service, pool)])
-    rows.append([_back(lang, buy_list(1))])
+    rows.append([back_button(lang, buy_list(1))])
     return markup(rows)
 
 
@@ -107,12 +110,12 @@ def out_of_stock_kb(
             )
         for pool in others:
             rows.append([_pool_button(lang, service, pool)])
-        rows.append([_back(lang, buy_list(1))])
+        rows.append([back_button(lang, buy_list(1))])
         return markup(rows)
     return markup(
         [
             [button(label(lang, "btn_try_again"), buy_service(app))],
-            [_back(lang, buy_list(1))],
+            [back_button(lang, buy_list(1))],
         ]
     )
 
@@ -129,7 +132,7 @@ def confirm_kb(
                     buy_confirm(service.code, pool, nonce),
                 )
             ],
-            [_back(lang, back)],
+            [back_button(lang, back)],
         ]
     )
 
@@ -139,7 +142,7 @@ def insufficient_kb(lang: str, service: Service | None) -> InlineKeyboardMarkup:
     another service, the wallet, the menu."""
     rows: list[list[InlineKeyboardButton]] = []
     if service is not None and service.multi_pool:
-        rows.append([_back(lang, buy_service(service.code))])
+        rows.append([back_button(lang, buy_service(service.code))])
     rows.append([button(label(lang, "btn_pick_another"), buy_list(1))])
     rows.append([nav_button(lang, "wal"), home_button(lang)])
     return markup(rows)

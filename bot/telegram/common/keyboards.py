@@ -13,6 +13,7 @@ from bot.telegram.menu.callbacks import MenuName, menu, noop
 from bot.telegram.texts import label
 
 __all__ = [
+    "back_button",
     "back_home_kb",
     "button",
     "copy_button",
@@ -57,6 +58,11 @@ def nav_button(lang: str, name: MenuName) -> InlineKeyboardButton:
 
 def home_button(lang: str) -> InlineKeyboardButton:
     return nav_button(lang, "home")
+
+
+def back_button(lang: str, data: str) -> InlineKeyboardButton:
+    """⬅️ Back to the screen ``data`` opens."""
+    return button(label(lang, "btn_back"), data)
 
 
 def link_key_button(lang: str) -> InlineKeyboardButton:
