@@ -5,7 +5,7 @@ same grammars as the parsers (they match exactly what the parsers accept)."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from hypothesis import given
@@ -16,9 +16,9 @@ from bot.telegram.buy.callbacks import BuyAgain, BuyConfirm, BuyList, BuyPool, B
 from bot.telegram.buy.handlers import BUY_PATTERN
 from bot.telegram.common.callbacks import MAX_BYTES, CallbackData, CallbackError, parse_any
 from bot.telegram.history.callbacks import HistCb, hist
-from bot.telegram.keys.callbacks import KeyCb, key
+from bot.telegram.keys.callbacks import KeyAction, KeyCb, key
 from bot.telegram.keys.handlers import KEY_ENTRY_PATTERN
-from bot.telegram.menu.callbacks import MenuCb, Noop, menu, noop
+from bot.telegram.menu.callbacks import MenuCb, MenuName, Noop, menu, noop
 from bot.telegram.orders.callbacks import OrderCb, order
 from bot.telegram.routes import CALLBACK_TYPES
 
@@ -119,7 +119,7 @@ ids = st.integers(1, 10**12 - 1)
 
 def _values(kind: type[CallbackData]) -> st.SearchStrategy[Any]:
     return {
-        MenuCb: st.sampled_from(["home", "buy", "act", "wal", "hist", "key", "help"]).map(MenuCb),
+        MenuCb: st.builds(MenuCb, st.sampled_from(get_args(MenuName))),
         Noop: st.just(Noop()),
         BuyList: pages.map(BuyList),
         BuyService: tokens.map(BuyService),
@@ -129,7 +129,7 @@ def _values(kind: type[CallbackData]) -> st.SearchStrategy[Any]:
         OrderCb: st.builds(OrderCb, st.sampled_from(["open", "ref", "cancel"]), ids),
         HistCb: st.builds(HistCb, st.sampled_from(["all", "completed", "waiting", "cancelled"]),
                           pages),
-        KeyCb: st.sampled_from(["set", "rm", "rmyes", "rmno"]).map(KeyCb),
+        KeyCb: st.builds(KeyCb, st.sampled_from(get_args(KeyAction))),
     }[kind]
 
 
