@@ -1,4 +1,6 @@
-"""Builds the python-telegram-bot Application around the activation engine.
+"""The composition root: the engine (which opens the database and the DaisySim
+clients) and the python-telegram-bot Application around it, wired together.
+Handlers are registered by :func:`bot.telegram.routes.register`.
 
 Lifecycle (``run_polling``/``run_webhook`` do this; tests call it by hand)::
 
@@ -21,29 +23,26 @@ from __future__ import annotations
 import logging
 from typing import Any, cast
 
-from telegram import BotCommand
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
-from telegram.ext import Application, ApplicationBuilder, ContextTypes, Defaults, JobQueue
+from telegram.ext import ApplicationBuilder, ContextTypes, Defaults
 
 from bot.clock import Clock, SystemClock
-from bot.config import FundingMode, Settings
+from bot.config import Settings
 from bot.liveness import FeedRequest, UpdateFeed
 from bot.logging_setup import install_redaction, quiet_http_loggers, register_secret
 from bot.services.api import EngineAPI
-from bot.telegram import ratelimit
-from bot.telegram.context import BotContext, BotData, DaisyApp, DaisyBot
+from bot.telegram import routes
+from bot.telegram.application import DaisyApplication
+from bot.telegram.context import BotContext, BotData, DaisyApp
 from bot.telegram.events import EventRenderer
 from bot.telegram.flood import flood_notifier, key_message
-from bot.telegram.handlers import register_handlers
 from bot.telegram.jobs import EngineScheduler, kick
-from bot.telegram.ratelimit import STOP_GRACE, TelegramRateLimiter
-from bot.telegram.texts import label, pick_lang
+from bot.telegram.menu.views import bot_commands
+from bot.telegram.ratelimit import TelegramRateLimiter
 from bot.telegram.updates import PerUserUpdateProcessor
 
 __all__ = [
-    "DaisyApplication",
-    "bot_commands",
     "build_application",
     "kick",
     "shutdown",
@@ -56,33 +55,6 @@ RATE_LIMIT_RETRIES = 3
 MAX_CONCURRENT_UPDATES = 64  # users served at once (one update per user at a time)
 MAX_QUEUED_PER_USER = 8  # a user's updates waiting behind their running one; more are dropped
 POOL_TIMEOUT = 10.0  # seconds to wait for a free connection to the Bot API
-
-
-class DaisyApplication(
-    Application[DaisyBot, BotContext, dict[Any, Any], dict[Any, Any], BotData,
-                JobQueue[BotContext]]
-):
-    """The PTB Application, stopping within seconds whatever Telegram is doing.
-
-    ``Application.stop()`` waits for every update being handled and for the running
-    engine tick; under a 429 storm those would wait out ``retry_after`` after
-    ``retry_after``. So before that, the scheduler stops planning ticks and the
-    rate limiter stops waiting (:meth:`TelegramRateLimiter.begin_stopping`): what
-    cannot be sent within ``STOP_GRACE`` fails fast, and the outbox sends it again
-    after the restart."""
-
-    async def stop(self) -> None:
-        begin_stopping(cast(DaisyApp, self))
-        await super().stop()
-
-
-def begin_stopping(application: DaisyApp, grace: float = STOP_GRACE) -> None:
-    data = application.bot_data
-    if data.scheduler is not None:
-        data.scheduler.close()
-    limiter = application.bot.rate_limiter
-    if isinstance(limiter, ratelimit.TelegramRateLimiter):
-        limiter.begin_stopping(grace)
 
 
 def build_application(
@@ -150,7 +122,7 @@ def build_application(
 
         engine = Engine(settings, clock=data.clock, transport=daisysim_transport)
     data.engine_ = engine
-    register_handlers(application)
+    routes.register(application, users_bring_keys=engine.users_bring_keys)
     return application
 
 
@@ -163,15 +135,6 @@ def update_processor(settings: Settings) -> PerUserUpdateProcessor:
         on_dropped=flood_notifier(settings),
         keep=key_message(settings),
     )
-
-
-def bot_commands(settings: Settings) -> list[BotCommand]:
-    lang = pick_lang(None, settings.default_locale)
-    names = ["start", "buy", "active", "wallet", "history"]
-    if settings.funding_mode == FundingMode.OWN_KEY:
-        names.append("key")
-    names += ["help", "cancel"]
-    return [BotCommand(name, label(lang, f"cmd_{name}")) for name in names]
 
 
 async def startup(application: DaisyApp) -> None:
@@ -195,7 +158,9 @@ async def startup(application: DaisyApp) -> None:
     await engine.start()
     data.started = True
     try:
-        await application.bot.set_my_commands(bot_commands(settings))
+        await application.bot.set_my_commands(
+            bot_commands(settings.default_locale, users_bring_keys=engine.users_bring_keys)
+        )
     except TelegramError as exc:
         log.warning("setMyCommands failed: %s", exc)
     # First tick right away: events left undelivered before a restart go out now.

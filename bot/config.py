@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     # ... or when an event (a code, a refund notice) has waited this long for delivery.
     health_outbox_max_age_seconds: float = Field(default=600.0, gt=0)
 
+    @property
+    def users_bring_keys(self) -> bool:
+        """Own-key funding: each user links their own DaisySim key (the engine's
+        ``users_bring_keys`` says the same; this one is for what runs before it)."""
+        return self.funding_mode == FundingMode.OWN_KEY
+
     @field_validator("admin_ids", "allowed_user_ids", mode="before")
     @classmethod
     def _ids(cls, value: object) -> object:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 from telegram.ext import Application, CallbackContext, ExtBot, JobQueue
 
@@ -13,13 +13,21 @@ from bot.liveness import UpdateFeed
 from bot.services.api import EngineAPI, Quote
 from bot.telegram.ratelimit import Outgoing
 
-if TYPE_CHECKING:
-    from bot.telegram.jobs import EngineScheduler
-
-__all__ = ["BotContext", "BotData", "DaisyApp", "DaisyBot"]
+__all__ = ["BotContext", "BotData", "DaisyApp", "DaisyBot", "Scheduler"]
 
 # TelegramRateLimiter is a BaseRateLimiter[Outgoing]: the bot's rate_limit_args.
 DaisyBot: TypeAlias = ExtBot[Outgoing]
+
+
+class Scheduler(Protocol):
+    """What the application keeps of the engine's scheduler (``bot.telegram.jobs``
+    implements it; declared here so that the context does not import the jobs)."""
+
+    def wake(self, due: float) -> None: ...
+
+    async def kick(self) -> float | None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -29,7 +37,7 @@ class BotData:
     settings: Settings | None = None
     engine_: EngineAPI | None = None
     clock: Clock = field(default_factory=SystemClock)
-    scheduler: EngineScheduler | None = None
+    scheduler: Scheduler | None = None
     started: bool = False
     # Telegram language per user, remembered from their updates (for event texts).
     langs: dict[int, str] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""Renders engine events into Telegram messages.
+"""Delivers engine events to Telegram (what each says: :mod:`bot.telegram.orders.views`).
 
 * ``code_received``   → the code is pushed as a NEW message (so the phone
   notifies) with a copy button; the order message is updated too.
@@ -34,11 +34,10 @@ import httpx
 from telegram import Message
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
-from bot.config import FundingMode
 from bot.services.api import Activation, EngineError, Event, EventKind, RetryLater
-from bot.telegram import views
+from bot.telegram.common.handlers import is_not_modified
 from bot.telegram.context import BotData, DaisyApp
-from bot.telegram.handlers.common import is_not_modified
+from bot.telegram.orders import views
 from bot.telegram.ratelimit import Outgoing, Priority, retry_after_seconds
 from bot.telegram.texts import pick_lang
 
@@ -78,8 +77,7 @@ class EventRenderer:
 
     @property
     def _own_key(self) -> bool:
-        settings = self._data.settings
-        return settings is not None and settings.funding_mode == FundingMode.OWN_KEY
+        return self._data.engine.users_bring_keys
 
     def _lang(self, user_id: int) -> str:
         settings = self._data.settings
@@ -142,15 +140,7 @@ class EventRenderer:
                 log.warning("order message update after code failed for %s: %s", a.id, exc)
             return
         await self._update_order(a, lang, chat_id, COSMETIC)
-        notice = None
-        if kind == EventKind.REFUNDED:
-            notice = views.refund_notice(lang, a)
-        elif kind == EventKind.FAILED:
-            notice = views.failed_notice(lang, a, own_key=self._own_key)
-        elif kind == EventKind.PURCHASED and not event.interrupted:
-            # The pressed message (pending, or "Buying…" before a restart) has just
-            # become the order; the notice makes the phone tell the user.
-            notice = views.purchased_notice(lang, a)
+        notice = views.event_notice(lang, event, own_key=self._own_key)
         if notice is not None:
             try:
                 await bot.send_message(chat_id=chat_id, text=notice, rate_limit_args=NOTICE)

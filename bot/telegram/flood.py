@@ -17,9 +17,9 @@ from telegram import Update
 from telegram.constants import ChatType
 from telegram.error import TelegramError
 
-from bot.config import FundingMode, Settings
-from bot.telegram.handlers.common import answer
-from bot.telegram.handlers.key import looks_like_key
+from bot.config import Settings
+from bot.telegram.common.handlers import answer, may_use
+from bot.telegram.keys.detect import looks_like_key
 from bot.telegram.texts import pick_lang, plain, t
 
 __all__ = ["flood_notifier", "key_message"]
@@ -31,8 +31,7 @@ def _allowed(update: Update, settings: Settings) -> bool:
     user, chat = update.effective_user, update.effective_chat
     if user is None or chat is None or user.is_bot or chat.type != ChatType.PRIVATE:
         return False
-    allowed = settings.allowed_user_ids
-    return not allowed or user.id in allowed or user.id in settings.admin_ids
+    return may_use(user.id, settings)
 
 
 def flood_notifier(settings: Settings) -> Callable[[Update, bool], Awaitable[None]]:
@@ -58,7 +57,7 @@ def key_message(settings: Settings) -> Callable[[object], bool]:
     message that looks like a key) — never dropped."""
 
     def keep(update: object) -> bool:
-        if settings.funding_mode != FundingMode.OWN_KEY or not isinstance(update, Update):
+        if not settings.users_bring_keys or not isinstance(update, Update):
             return False
         message = update.message
         if message is None or not message.text:

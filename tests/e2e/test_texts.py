@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -35,9 +36,19 @@ from bot.services.api import (
     UpstreamUnavailable,
     WalletView,
 )
-from bot.telegram import callbacks as cb
-from bot.telegram import texts, views
+from bot.telegram import texts
+from bot.telegram.admin import views as admin_views
+from bot.telegram.buy import callbacks as buy_cb
+from bot.telegram.buy import views as buy_views
+from bot.telegram.common import views as common_views
+from bot.telegram.common.callbacks import parse_any
+from bot.telegram.common.views import Screen
+from bot.telegram.history import views as history_views
+from bot.telegram.menu import views as menu_views
+from bot.telegram.orders import views as orders_views
+from bot.telegram.routes import CALLBACK_TYPES
 from bot.telegram.texts import CATALOGUE, EN, Raw, money, placeholders, t
+from bot.telegram.wallet import views as wallet_views
 
 NOW = 1_767_225_600.0
 EVIL = "<b>Evil & \"co\"</b>"
@@ -50,15 +61,55 @@ def test_every_language_has_every_english_key_and_placeholder() -> None:
             assert placeholders(template) == placeholders(EN[key]), (lang, key)
 
 
+TELEGRAM = Path(__file__).resolve().parents[2] / "bot" / "telegram"
+FEATURES = ("common", "menu", "buy", "orders", "wallet", "history", "keys", "admin")
+
+
+def _code_modules() -> list[Path]:
+    """Every module of the Telegram layer (every feature package included) except
+    the catalogues themselves."""
+    paths = [p for p in sorted(TELEGRAM.rglob("*.py")) if p.name != "texts.py"]
+    assert {p.parent.name for p in paths} >= set(FEATURES), "the scan covers every feature"
+    return paths
+
+
+def _string_constants(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)
+            and isinstance(n.value, str)}
+
+
 def test_every_text_key_used_in_the_code_exists() -> None:
-    root = Path(__file__).resolve().parents[2] / "bot" / "telegram"
     used: set[str] = set()
-    for path in root.rglob("*.py"):
+    for path in _code_modules():
         source = path.read_text(encoding="utf-8")
-        used |= set(re.findall(r"\b(?:t|label|plain)\(\s*lang,\s*\"([a-z_0-9]+)\"", source))
+        used |= set(re.findall(r"\b(?:t|label|plain|notice|with_home)\(\s*lang,\s*\"([a-z_0-9]+)\"",
+                               source))
     assert used, "the scan found the text calls"
     missing = used - set(EN)
     assert not missing, missing
+
+
+def test_every_text_key_is_used_in_the_code() -> None:
+    """A key no module names is dead copy (and a translator would translate it for
+    nothing). Keys are always written out whole in the code — tables like
+    ``{ActivationState.EXPIRED: "status_expired"}``, never ``f"status_{state}"`` —
+    so this scan sees every one."""
+    constants: set[str] = set()
+    for path in _code_modules():
+        constants |= _string_constants(path)
+    unused = set(EN) - constants
+    assert not unused, sorted(unused)
+
+
+def test_each_feature_keeps_its_own_texts_and_no_key_is_defined_twice() -> None:
+    assert set(texts.FEATURE_TEXTS) == set(FEATURES)
+    for name in FEATURES:
+        assert (TELEGRAM / name / "texts.py").is_file(), name
+        assert texts.FEATURE_TEXTS[name], name
+    assert sum(len(table) for table in texts.FEATURE_TEXTS.values()) == len(EN)
+    with pytest.raises(ValueError, match="'btn_home' is defined in both common and extra"):
+        texts.merge_catalogues({"common": {"btn_home": "x"}, "extra": {"btn_home": "y"}})
 
 
 def test_every_template_is_valid_html_with_values() -> None:
@@ -134,7 +185,7 @@ SINGLE = Service("whatsapp-(us)5", "WhatsApp 2", Decimal("0.74"))
 QUOTE = Quote(SERVICE, "3109", Decimal("1.083"), Decimal("10"), Decimal("8.917"))
 
 
-def _check(screen: views.Screen) -> None:
+def _check(screen: Screen) -> None:
     parse_html(screen.text)
     assert EVIL not in screen.text  # always escaped
     markup = screen.markup
@@ -146,36 +197,36 @@ def _check(screen: views.Screen) -> None:
             if button.callback_data is not None:
                 data = str(button.callback_data)
                 assert len(data.encode()) <= 64
-                cb.parse(data)  # every button we make parses
+                parse_any(data, CALLBACK_TYPES)  # every button we make parses
 
 
-def _all_screens() -> list[views.Screen]:
+def _all_screens() -> list[Screen]:
     screens = [
-        views.main_menu("en", own_key=True, first_name=EVIL),
-        views.main_menu("en", own_key=False),
-        views.help_screen("en", own_key=True, give_up_minutes=20, cancel_lock_seconds=180),
-        views.service_list("en", [SERVICE, SINGLE] * 5, ["sb_wa"], 2),
-        views.service_list("en", [SERVICE, SINGLE], [], 1, query=EVIL),
-        views.service_list("en", [], [], 1),
-        views.pools("en", SERVICE),
-        views.confirm("en", QUOTE, cb.new_nonce(), cancel_lock_seconds=180),
-        views.confirm(
+        menu_views.main_menu("en", own_key=True, first_name=EVIL),
+        menu_views.main_menu("en", own_key=False),
+        menu_views.help_screen("en", own_key=True, give_up_minutes=20, cancel_lock_seconds=180),
+        buy_views.service_list("en", [SERVICE, SINGLE] * 5, ["sb_wa"], 2),
+        buy_views.service_list("en", [SERVICE, SINGLE], [], 1, query=EVIL),
+        buy_views.service_list("en", [], [], 1),
+        buy_views.pools("en", SERVICE),
+        buy_views.confirm("en", QUOTE, buy_cb.new_nonce(), cancel_lock_seconds=180),
+        buy_views.confirm(
             "en",
             Quote(SINGLE, None, Decimal("0.74"), None, None),
-            cb.new_nonce(),
+            buy_cb.new_nonce(),
             cancel_lock_seconds=30,
         ),
-        views.price_changed("en", QUOTE, cb.new_nonce()),
-        views.otp("en", _activation(ActivationState.COMPLETED, code="<1234>")),
-        views.active_list("en", [_activation(ActivationState.WAITING)], NOW),
-        views.active_list("en", [], NOW),
-        views.history("en", OrderPage((_activation(ActivationState.COMPLETED, code="1"),),
+        buy_views.price_changed("en", QUOTE, buy_cb.new_nonce()),
+        orders_views.otp("en", _activation(ActivationState.COMPLETED, code="<1234>")),
+        orders_views.active_list("en", [_activation(ActivationState.WAITING)], NOW),
+        orders_views.active_list("en", [], NOW),
+        history_views.history("en", OrderPage((_activation(ActivationState.COMPLETED, code="1"),),
                                         1, 3, 11, "completed")),
-        views.history("en", OrderPage((), 1, 1, 0)),
-        views.wallet("en", WalletView("own_key", Decimal("14.25"), EVIL, (), 2,
+        history_views.history("en", OrderPage((), 1, 1, 0)),
+        wallet_views.wallet("en", WalletView("own_key", Decimal("14.25"), EVIL, (), 2,
                                       Decimal("3.5")), has_key=True),
-        views.wallet("en", WalletView("own_key", None, None), has_key=False),
-        views.wallet(
+        wallet_views.wallet("en", WalletView("own_key", None, None), has_key=False),
+        wallet_views.wallet(
             "en",
             WalletView("operator", Decimal("5"), None, (
                 LedgerEntry(1, Decimal("10"), "credit", EVIL, None, NOW),
@@ -184,28 +235,28 @@ def _all_screens() -> list[views.Screen]:
             )),
             has_key=True,
         ),
-        views.stats("en", Stats(3, {"completed": 2, "refunded": 1}, Decimal("2.5"),
+        admin_views.stats("en", Stats(3, {"completed": 2, "refunded": 1}, Decimal("2.5"),
                                 (ServiceStat(EVIL, "3109", 3, 2), ServiceStat("x", None, 0, 0)))),
-        views.stats("en", Stats(1, {}, Decimal("1"), (
+        admin_views.stats("en", Stats(1, {}, Decimal("1"), (
             ServiceStat(EVIL, None, 2, 0, open=2, multi_pool=True),
             ServiceStat(EVIL, None, 3, 1, open=1, refunded=1),
         ))),
-        views.unknown_command("en", EVIL, own_key=True, is_admin=True),
-        views.unknown_command("en", "/x", own_key=False, is_admin=True),
-        views.help_screen("en", own_key=False, give_up_minutes=20, cancel_lock_seconds=180,
+        menu_views.unknown_command("en", EVIL, own_key=True, is_admin=True),
+        menu_views.unknown_command("en", "/x", own_key=False, is_admin=True),
+        menu_views.help_screen("en", own_key=False, give_up_minutes=20, cancel_lock_seconds=180,
                           is_admin=True),
-        views.order_moved("en"),
-        views.insufficient("en", Decimal("0.6"), Decimal("0.5"), own_key=False, user_id=42,
+        orders_views.order_moved("en"),
+        buy_views.insufficient("en", Decimal("0.6"), Decimal("0.5"), own_key=False, user_id=42,
                            service=SERVICE),
-        views.insufficient("en", Decimal("0.6"), None, own_key=True),
-        views.confirm("en", Quote(SINGLE, None, Decimal("0.74"), Decimal("0.5"),
-                                  Decimal("-0.24")), cb.new_nonce(), cancel_lock_seconds=180,
+        buy_views.insufficient("en", Decimal("0.6"), None, own_key=True),
+        buy_views.confirm("en", Quote(SINGLE, None, Decimal("0.74"), Decimal("0.5"),
+                                  Decimal("-0.24")), buy_cb.new_nonce(), cancel_lock_seconds=180,
                       user_id=42),
-        views.history("en", OrderPage(tuple(
+        history_views.history("en", OrderPage(tuple(
             _activation(state, refund_reason=reason, refund_amount=Decimal("0.74"))
             for state in ActivationState for reason in (None, *RefundReason)
         ), 1, 1, 28)),
-        views.wallet(
+        wallet_views.wallet(
             "en",
             WalletView("operator", Decimal("5"), None, tuple(
                 LedgerEntry(i, Decimal("1"), kind, note, 7, NOW, service_name=EVIL,
@@ -229,7 +280,7 @@ def _all_screens() -> list[views.Screen]:
                             refund_reason=reason,
                             refund_amount=Decimal("0.74") if reason else None)
             for now in (NOW + 10, NOW + 200, NOW + 5000):
-                screens.append(views.order("en", a, now))
+                screens.append(orders_views.order("en", a, now))
     errors: list[EngineError] = [
         SoldOut("x", service=SERVICE),
         SoldOut("x", service=SINGLE),
@@ -250,9 +301,9 @@ def _all_screens() -> list[views.Screen]:
     ]
     for exc in errors:
         for own_key in (True, False):
-            screens.append(views.engine_error("en", exc, own_key=own_key,
-                                              retry=cb.buy_list(1), app="sb_wa", pool="3109"))
-            assert len(views.error_alert("en", exc)) <= 200
+            screens.append(buy_views.purchase_error("en", exc, own_key=own_key,
+                                              retry=buy_cb.buy_list(1), app="sb_wa", pool="3109"))
+            assert len(common_views.error_alert("en", exc)) <= 200
     return screens
 
 
@@ -265,10 +316,10 @@ def test_every_screen_is_valid_html_with_parseable_buttons() -> None:
 
 def test_cancel_button_only_after_the_lock() -> None:
     waiting = _activation(ActivationState.WAITING)
-    before = views.order("en", waiting, NOW + 179.9)
-    after = views.order("en", waiting, NOW + 180)
+    before = orders_views.order("en", waiting, NOW + 179.9)
+    after = orders_views.order("en", waiting, NOW + 180)
 
-    def labels(screen: views.Screen) -> list[str]:
+    def labels(screen: Screen) -> list[str]:
         assert screen.markup is not None
         return [b.text for row in screen.markup.inline_keyboard for b in row]
 
@@ -278,7 +329,7 @@ def test_cancel_button_only_after_the_lock() -> None:
     assert not any(label.startswith("🔒") for label in labels(after))
     assert "❌ Cancel & refund" in labels(after)
     assert "❌ Cancel & refund" not in labels(
-        views.order("en", _activation(ActivationState.CANCELLING), NOW + 500)
+        orders_views.order("en", _activation(ActivationState.CANCELLING), NOW + 500)
     )
 
 
@@ -289,16 +340,17 @@ def test_cancel_lock_is_said_as_configured() -> None:
     assert fmt_lock(60) == "1 minute"
     assert fmt_lock(30) == "30 seconds"
     assert fmt_lock(90) == "90 seconds"
-    demo = views.confirm("en", QUOTE, cb.new_nonce(), cancel_lock_seconds=30).text
+    demo = buy_views.confirm("en", QUOTE, buy_cb.new_nonce(), cancel_lock_seconds=30).text
     assert "you can cancel for a full refund 30 seconds after purchase" in demo
     assert "3 minutes" not in demo
-    helped = views.help_screen("en", own_key=False, give_up_minutes=3, cancel_lock_seconds=30)
+    helped = menu_views.help_screen("en", own_key=False, give_up_minutes=3, cancel_lock_seconds=30)
     assert "30 seconds after purchase" in helped.text
 
 
 def test_confirm_never_offers_a_negative_balance() -> None:
     poor = Quote(SINGLE, None, Decimal("0.60"), Decimal("0.50"), Decimal("-0.10"))
-    screen = views.confirm("en", poor, cb.new_nonce(), cancel_lock_seconds=180, user_id=1002)
+    screen = buy_views.confirm("en", poor, buy_cb.new_nonce(), cancel_lock_seconds=180,
+                               user_id=1002)
     assert "Not enough balance: you have $0.50, this costs $0.60" in texts.strip_html(
         screen.text
     )
@@ -307,11 +359,11 @@ def test_confirm_never_offers_a_negative_balance() -> None:
     labels = [b.text for row in screen.markup.inline_keyboard for b in row]
     assert not any("Confirm" in label for label in labels)
     assert "⬅️ Pick another service" in labels and "⬅️ Back" not in labels  # single provider
-    own = views.confirm("en", poor, cb.new_nonce(), cancel_lock_seconds=180, own_key=True)
+    own = buy_views.confirm("en", poor, buy_cb.new_nonce(), cancel_lock_seconds=180, own_key=True)
     assert "Top up your DaisySim wallet" in own.text and "your ID" not in own.text
     exact = Quote(SINGLE, None, Decimal("0.60"), Decimal("0.60"), Decimal("0"))
-    assert "Confirm your purchase" in views.confirm(
-        "en", exact, cb.new_nonce(), cancel_lock_seconds=180
+    assert "Confirm your purchase" in buy_views.confirm(
+        "en", exact, buy_cb.new_nonce(), cancel_lock_seconds=180
     ).text
 
 
@@ -321,7 +373,7 @@ def test_ledger_labels_are_friendly() -> None:
         return LedgerEntry(1, Decimal("1"), kind, note, 7 if name else None, NOW,
                            service_name=name, refund_reason=reason)
 
-    label = views.ledger_label
+    label = wallet_views.ledger_label
     assert label("en", entry("charge", "purchase")) == "WhatsApp 3 · purchase"
     assert label("en", entry("refund", "refund (user_cancel)", RefundReason.USER_CANCEL)) == (
         "WhatsApp 3 · refund · you cancelled"
@@ -344,9 +396,9 @@ def test_ledger_labels_are_friendly() -> None:
 
 def test_history_and_order_use_one_vocabulary() -> None:
     def status_of(a: Activation) -> tuple[str, str]:
-        page = views.history("en", OrderPage((a,), 1, 1, 1))
+        page = history_views.history("en", OrderPage((a,), 1, 1, 1))
         line = texts.strip_html(page.text).splitlines()[-1]
-        order = texts.strip_html(views.order("en", a, NOW + 10).text)
+        order = texts.strip_html(orders_views.order("en", a, NOW + 10).text)
         return line.rsplit(" · $0.74 · ", 1)[1], order
 
     cancelled = _activation(ActivationState.REFUNDED, refund_reason=RefundReason.USER_CANCEL,
@@ -377,7 +429,7 @@ def test_absolute_times_in_utc() -> None:
     assert texts.fmt_time(NOW + 180 + 1e-9, round_up=True) == "00:03 UTC"  # float noise
     assert texts.fmt_clock(NOW + 221) == "2026-01-01 00:03:41"
     assert texts.fmt_clock(NOW + 180) == "2026-01-01 00:03"
-    waiting = views.order("en", _activation(ActivationState.WAITING, cancel_after=NOW + 190),
+    waiting = orders_views.order("en", _activation(ActivationState.WAITING, cancel_after=NOW + 190),
                           NOW + 70)
     text = texts.strip_html(waiting.text)
     assert "expires 00:20 UTC" in text
@@ -394,7 +446,7 @@ def test_every_stated_cancel_time_agrees_and_is_never_early(now_offset: float) -
     cancel_after = purchased + 180  # the button opens at 00:03:11.3
     a = _activation(ActivationState.WAITING, cancel_after=cancel_after)
     now = purchased + now_offset
-    text = texts.strip_html(views.order("en", a, now).text)
+    text = texts.strip_html(orders_views.order("en", a, now).text)
     found = re.search(r"available from (\d\d):(\d\d):(\d\d) UTC \(in (\d+):(\d\d) as of "
                       r"(\d\d):(\d\d):(\d\d) UTC\)", text)
     assert found, text
@@ -405,7 +457,7 @@ def test_every_stated_cancel_time_agrees_and_is_never_early(now_offset: float) -
     assert as_of <= now < as_of + 1  # the second "now" is in
     assert at - as_of == lm * 60 + ls  # the three numbers agree exactly
     assert (hh, mm, ss) == (0, 3, 12)
-    markup = views.order("en", a, now).markup
+    markup = orders_views.order("en", a, now).markup
     assert markup is not None
     labels = [b.text for row in markup.inline_keyboard for b in row]
     assert "🔒 Cancel from 00:03:12 UTC" in labels
@@ -414,7 +466,7 @@ def test_every_stated_cancel_time_agrees_and_is_never_early(now_offset: float) -
 
 
 def test_stats_rate_counts_finished_orders_only() -> None:
-    screen = views.stats("en", Stats(2, {"completed": 1, "refunded": 1, "waiting": 2},
+    screen = admin_views.stats("en", Stats(2, {"completed": 1, "refunded": 1, "waiting": 2},
                                      Decimal("3"), (
         ServiceStat("WhatsApp 3", None, 3, 1, open=1, refunded=1, multi_pool=True),
         ServiceStat("Signal", None, 1, 0, open=1),

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from telegram import Update
 
-from bot.telegram import callbacks as cb
-from bot.telegram import keyboards as kb
-from bot.telegram import views
+from bot.telegram.common.handlers import (
+    answer,
+    is_admin,
+    lang_of,
+    pressed,
+    send,
+    show,
+    user_id_of,
+    users_bring_keys,
+)
 from bot.telegram.context import BotContext
-from bot.telegram.handlers.common import answer, lang_of, own_key, pressed, send, show, user_id_of
-from bot.telegram.handlers.orders import active_command
-from bot.telegram.handlers.wallet import history_command, wallet_command
-from bot.telegram.texts import plain, t
-from bot.telegram.views import Screen
+from bot.telegram.history.handlers import history_command
+from bot.telegram.menu import views
+from bot.telegram.menu.callbacks import MenuCb
+from bot.telegram.orders.handlers import active_command
+from bot.telegram.texts import plain
+from bot.telegram.wallet.handlers import wallet_command
 
 __all__ = [
     "cancel_command",
@@ -33,7 +41,7 @@ async def start_command(update: Update, context: BotContext) -> None:
     lang = lang_of(update, context)
     user = update.effective_user
     screen = views.main_menu(
-        lang, own_key=own_key(context), first_name=user.first_name if user else None
+        lang, own_key=users_bring_keys(context), first_name=user.first_name if user else None
     )
     await send(update, context, screen)
 
@@ -44,22 +52,17 @@ async def help_command(update: Update, context: BotContext) -> None:
         await answer(update.callback_query)
     screen = views.help_screen(
         lang,
-        own_key=own_key(context),
+        own_key=users_bring_keys(context),
         give_up_minutes=context.settings.give_up_minutes,
         cancel_lock_seconds=context.settings.cancel_lock_seconds,
-        is_admin=_is_admin(update, context),
+        is_admin=is_admin(update, context),
     )
     await show(update, context, screen)
 
 
-def _is_admin(update: Update, context: BotContext) -> bool:
-    user = update.effective_user
-    return user is not None and user.id in context.settings.admin_ids
-
-
 async def menu_callback(update: Update, context: BotContext) -> None:
     """``menu:home|act|wal|hist|help`` (``menu:buy`` and ``menu:key`` start their flows)."""
-    press = await pressed(update, context, cb.MenuCb)
+    press = await pressed(update, context, MenuCb)
     if press is None:
         return
     query, lang, data = press
@@ -73,7 +76,7 @@ async def menu_callback(update: Update, context: BotContext) -> None:
         await help_command(update, context)
     else:  # "home" (and "buy"/"key" if their conversation did not take them)
         await answer(query)
-        await show(update, context, views.main_menu(lang, own_key=own_key(context)))
+        await show(update, context, views.main_menu(lang, own_key=users_bring_keys(context)))
 
 
 async def noop_callback(update: Update, context: BotContext) -> None:
@@ -89,7 +92,7 @@ async def stale_callback(update: Update, context: BotContext) -> None:
 
 async def cancel_command(update: Update, context: BotContext) -> None:
     lang = lang_of(update, context)
-    await send(update, context, Screen(t(lang, "nothing_to_cancel")))
+    await send(update, context, views.nothing_to_cancel(lang))
 
 
 async def unknown_command(update: Update, context: BotContext) -> None:
@@ -98,12 +101,11 @@ async def unknown_command(update: Update, context: BotContext) -> None:
     text = (update.message.text if update.message else None) or "/"
     command = text.split(maxsplit=1)[0].split("@", 1)[0][:_COMMAND_SHOWN_MAX]
     screen = views.unknown_command(
-        lang, command, own_key=own_key(context), is_admin=_is_admin(update, context)
+        lang, command, own_key=users_bring_keys(context), is_admin=is_admin(update, context)
     )
     await send(update, context, screen)
 
 
 async def unknown_message(update: Update, context: BotContext) -> None:
     lang = lang_of(update, context)
-    markup = kb.main_menu_kb(lang, own_key=own_key(context))
-    await send(update, context, Screen(t(lang, "unknown_text"), markup))
+    await send(update, context, views.unknown_text(lang, own_key=users_bring_keys(context)))

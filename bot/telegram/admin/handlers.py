@@ -12,11 +12,11 @@ from telegram import Update
 from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot.services.api import EngineError, InsufficientFunds, NotAllowed
-from bot.telegram import views
+from bot.telegram.admin import views
+from bot.telegram.common.handlers import is_admin, lang_of, send, user_id_of, users_bring_keys
+from bot.telegram.common.views import engine_error, notice
 from bot.telegram.context import BotContext
-from bot.telegram.handlers.common import lang_of, own_key, send, user_id_of
 from bot.telegram.texts import pick_lang, t
-from bot.telegram.views import Screen
 
 __all__ = ["AdjustError", "adjust_command", "admin_command", "parse_adjustment"]
 
@@ -57,20 +57,17 @@ def parse_adjustment(args: list[str]) -> tuple[int, Decimal, str] | AdjustError:
     return int(args[0]), amount, note
 
 
-def _is_admin(context: BotContext, user_id: int) -> bool:
-    return user_id in context.settings.admin_ids
-
-
 async def admin_command(update: Update, context: BotContext) -> None:
+    """``/admin``: the statistics (admins only; the engine checks again)."""
     user_id = user_id_of(update)
     lang = lang_of(update, context)
-    if not _is_admin(context, user_id):
-        await send(update, context, Screen(t(lang, "not_allowed")))
+    if not is_admin(update, context):
+        await send(update, context, notice(lang, "not_allowed"))
         return
     try:
         stats = await context.engine.stats(user_id)
     except NotAllowed:
-        await send(update, context, Screen(t(lang, "not_allowed")))
+        await send(update, context, notice(lang, "not_allowed"))
         return
     await send(update, context, views.stats(lang, stats))
 
@@ -83,46 +80,37 @@ async def adjust_command(update: Update, context: BotContext) -> None:
     if message is None or message.text is None:
         return
     debit = message.text.lstrip("/").lower().startswith("debit")
-    if not _is_admin(context, user_id):
-        await send(update, context, Screen(t(lang, "not_allowed")))
+    if not is_admin(update, context):
+        await send(update, context, notice(lang, "not_allowed"))
         return
-    if own_key(context):
-        await send(update, context, Screen(t(lang, "admin_operator_only")))
+    if users_bring_keys(context):
+        await send(update, context, notice(lang, "admin_operator_only"))
         return
-    usage = t(lang, "admin_usage_debit" if debit else "admin_usage_credit")
     parsed = parse_adjustment(list(context.args or []))
     if isinstance(parsed, AdjustError):
-        if parsed.reason == "user_id":
-            text = t(lang, "admin_bad_user_id", usage=usage)
-        elif parsed.reason == "amount":
-            text = t(lang, "admin_bad_amount", usage=usage)
-        else:
-            text = usage
-        await send(update, context, Screen(text))
+        await send(update, context, views.adjust_refused(lang, parsed.reason, debit=debit))
         return
     target, amount, note = parsed
     engine = context.engine
     # Only users who started the bot have a wallet: a typo must not create one.
     if not await engine.user_exists(target):
-        await send(update, context, Screen(t(lang, "admin_unknown_user", user_id=target)))
+        await send(update, context, notice(lang, "admin_unknown_user", user_id=target))
         return
     signed = -amount if debit else amount
     try:
         balance = await engine.admin_adjust(user_id, target, signed, note)
     except InsufficientFunds:
-        await send(update, context,
-                   Screen(t(lang, "admin_debit_too_much", amount=amount, user_id=target)))
+        await send(update, context, notice(lang, "admin_debit_too_much", amount=amount,
+                                           user_id=target))
         return
     except NotAllowed:
-        await send(update, context, Screen(t(lang, "not_allowed")))
+        await send(update, context, notice(lang, "not_allowed"))
         return
     except EngineError as exc:
-        await send(update, context, views.engine_error(lang, exc, own_key=False))
+        await send(update, context, engine_error(lang, exc))
         return
     log.info("admin %s adjusted wallet of %s by %s", user_id, target, signed)
-    key = "admin_debited" if debit else "admin_credited"
-    await send(update, context, Screen(t(lang, key, amount=amount, user_id=target,
-                                         balance=balance)))
+    await send(update, context, views.adjusted(lang, amount, target, balance, debit=debit))
     if not debit:
         await _notify_credit(context, target, amount, balance)
 

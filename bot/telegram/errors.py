@@ -1,4 +1,4 @@
-"""The application's error handler."""
+"""The application's one error handler."""
 
 from __future__ import annotations
 
@@ -8,9 +8,16 @@ from telegram import Update
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
 from bot.services.api import EngineError
-from bot.telegram import views
+from bot.telegram.buy.views import purchase_error
+from bot.telegram.common.handlers import (
+    answer,
+    answered,
+    is_not_modified,
+    lang_of,
+    users_bring_keys,
+)
+from bot.telegram.common.views import error_alert
 from bot.telegram.context import BotContext
-from bot.telegram.handlers.common import answer, answered, is_not_modified, lang_of, own_key
 from bot.telegram.texts import plain, t
 
 __all__ = ["on_error"]
@@ -46,11 +53,11 @@ async def on_error(update: object, context: BotContext) -> None:
     lang = lang_of(update, context)
     if isinstance(error, EngineError):
         user = update.effective_user
-        screen = views.engine_error(
-            lang, error, own_key=own_key(context), user_id=user.id if user else None
+        screen = purchase_error(
+            lang, error, own_key=users_bring_keys(context), user_id=user.id if user else None
         )
         text, markup = screen.text, screen.markup
-        alert = views.error_alert(lang, error)
+        alert = error_alert(lang, error)
     else:
         text, markup = t(lang, "err_generic"), None
         alert = plain(lang, "err_generic")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
 
 from telegram import Message, Update
 from telegram.error import BadRequest, Forbidden
@@ -23,7 +22,6 @@ from telegram.ext import (
 )
 
 from bot.services.api import (
-    Activation,
     DuplicateRequest,
     EngineError,
     PriceChanged,
@@ -31,26 +29,39 @@ from bot.services.api import (
     Quote,
     Service,
 )
-from bot.telegram import callbacks as cb
-from bot.telegram import keyboards as kb
-from bot.telegram import views
-from bot.telegram.context import BotContext
-from bot.telegram.handlers.common import (
+from bot.telegram.buy import views
+from bot.telegram.buy.callbacks import (
+    BUY_TYPES,
+    BuyAgain,
+    BuyConfirm,
+    BuyList,
+    BuyPool,
+    BuyService,
+    buy_list,
+    buy_pool,
+    matches,
+    new_nonce,
+)
+from bot.telegram.common.callbacks import CallbackError, parse_any, pattern_of
+from bot.telegram.common.handlers import (
     answer,
     cancel_flows,
     edit,
     flow_conversation,
     forget_shown_prices,
     lang_of,
-    own_key,
     send,
     stop_propagation,
     user_id_of,
+    users_bring_keys,
 )
+from bot.telegram.common.views import Screen, notice
+from bot.telegram.context import BotContext
+from bot.telegram.menu.callbacks import MenuCb
+from bot.telegram.orders.handlers import show_order_in
 from bot.telegram.texts import plain, t
-from bot.telegram.views import Screen
 
-__all__ = ["BROWSING", "build_buy_conversation", "make_live", "show_order_in"]
+__all__ = ["BROWSING", "BUY_PATTERN", "build_buy_conversation"]
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +117,13 @@ def _remember_quote(context: BotContext, request_id: str, quote: Quote) -> None:
         quotes.pop(next(iter(quotes)))
 
 
-def _shows(quote: Quote, data: cb.BuyConfirm) -> bool:
+def _shows(quote: Quote, data: BuyConfirm) -> bool:
     """Is ``data`` the Confirm button of the screen that showed ``quote``?"""
-    if not cb.matches(data.app, quote.service.code):
+    if not matches(data.app, quote.service.code):
         return False
     if data.pool is None or quote.provider_id is None:
         return data.pool is None and quote.provider_id is None
-    return cb.matches(data.pool, quote.provider_id)
+    return matches(data.pool, quote.provider_id)
 
 
 def _request_id(message: Message, nonce: str) -> str:
@@ -120,7 +131,7 @@ def _request_id(message: Message, nonce: str) -> str:
 
 
 def _find_service(services: Sequence[Service], token: str) -> Service | None:
-    return next((s for s in services if cb.matches(token, s.code)), None)
+    return next((s for s in services if matches(token, s.code)), None)
 
 
 async def _list_screen(
@@ -130,7 +141,9 @@ async def _list_screen(
         services = await context.engine.list_services(user_id)
         recent = await context.engine.recent_services(user_id)
     except EngineError as exc:
-        return views.engine_error(lang, exc, own_key=own_key(context), retry=cb.buy_list(page))
+        return views.purchase_error(
+            lang, exc, own_key=users_bring_keys(context), retry=buy_list(page)
+        )
     return views.service_list(lang, services, recent, page, query)
 
 
@@ -140,16 +153,16 @@ async def _confirm_screen(
 ) -> tuple[Screen, str, Quote | None]:
     """A quote rendered as the confirmation screen: (screen, nonce, quote to
     remember — None when the screen has no Confirm)."""
-    nonce = cb.new_nonce()
-    is_own_key = own_key(context)
+    nonce = new_nonce()
+    is_own_key = users_bring_keys(context)
     try:
         quote = await context.engine.quote(user_id, service.code, provider, fresh=fresh)
     except EngineError as exc:
-        screen = views.engine_error(
+        screen = views.purchase_error(
             lang,
             exc,
             own_key=is_own_key,
-            retry=cb.buy_pool(service.code, provider),
+            retry=buy_pool(service.code, provider),
             app=service.code,
             pool=provider,
             nonce=nonce,
@@ -191,57 +204,20 @@ async def _choice_screen(
     try:
         services = await context.engine.list_services(user_id)
     except EngineError as exc:
-        return views.engine_error(lang, exc, own_key=own_key(context), retry=retry), None, None
+        screen = views.purchase_error(lang, exc, own_key=users_bring_keys(context), retry=retry)
+        return screen, None, None
     service = _find_service(services, app)
     if service is None:
-        return (
-            Screen(t(lang, "err_service_gone"), kb.error_kb(lang, retry=cb.buy_list(1))),
-            None,
-            None,
-        )
+        return views.service_gone(lang), None, None
     provider: str | None = None
     if pick_pool and service.multi_pool:
         return views.pools(lang, service), None, None
     if not pick_pool and pool is not None:
-        found = next((p for p in service.pools if cb.matches(pool, p.provider_id)), None)
+        found = next((p for p in service.pools if matches(pool, p.provider_id)), None)
         if found is None:
             return views.pools(lang, service), None, None
         provider = found.provider_id
     return await _confirm_screen(context, user_id, lang, service, provider, fresh=fresh)
-
-
-async def show_order_in(
-    context: BotContext, message: Message, activation: Activation, lang: str
-) -> None:
-    """Turn ``message`` into the live order message of ``activation``."""
-    await edit(message, context, views.order(lang, activation, context.clock.now()))
-    await make_live(context, message, activation, lang)
-
-
-async def make_live(
-    context: BotContext, message: Message, activation: Activation, lang: str
-) -> None:
-    """``message`` (already showing the order) becomes the one later events edit.
-    The order's previous message, if any, says the order continues below and loses
-    its buttons, so no stale "waiting…" message stays behind."""
-    engine = context.engine
-    old_chat = activation.chat_id if activation.chat_id is not None else message.chat_id
-    old_id = activation.message_id
-    await engine.set_message(
-        activation.user_id, activation.id, message.chat_id, message.message_id
-    )
-    if old_id is not None and (old_chat, old_id) != (message.chat_id, message.message_id):
-        moved = views.order_moved(lang)
-        try:
-            await context.bot.edit_message_text(
-                chat_id=old_chat, message_id=old_id, text=moved.text, reply_markup=None
-            )
-        except (BadRequest, Forbidden) as exc:  # deleted or too old: nothing to do
-            log.debug("previous order message %s not updated: %s", old_id, exc)
-    # An event may have fired between the render and set_message: re-render.
-    fresh = await engine.get_activation(activation.user_id, activation.id)
-    if replace(fresh, chat_id=activation.chat_id, message_id=activation.message_id) != activation:
-        await edit(message, context, views.order(lang, fresh, context.clock.now()))
 
 
 # ----------------------------------------------------------------- handlers
@@ -286,22 +262,22 @@ async def buy_callback(update: Update, context: BotContext) -> int | None:
     lang = lang_of(update, context)
     message = query.message
     try:
-        data = cb.parse(query.data)
-    except cb.CallbackError:
+        data = parse_any(query.data, (MenuCb, *BUY_TYPES))
+    except CallbackError:
         await answer(query, plain(lang, "cb_stale"))
         return None
     if not isinstance(message, Message):
         await answer(query, plain(lang, "cb_stale"))
         return None
     user_id = user_id_of(update)
-    if isinstance(data, cb.BuyConfirm):
+    if isinstance(data, BuyConfirm):
         return await _purchase(update, context, data, message, lang)
     await answer(query)
 
     async def render(screen: Screen) -> Message:
         """Edit the pressed message, except for "Buy again" on an order (or code)
         message: that one stays, the flow continues in a new message."""
-        if isinstance(data, cb.BuyAgain):
+        if isinstance(data, BuyAgain):
             target = await send(update, context, screen)
         else:
             await edit(message, context, screen)
@@ -309,8 +285,8 @@ async def buy_callback(update: Update, context: BotContext) -> int | None:
         _remember_message(context, target)
         return target
 
-    if isinstance(data, cb.MenuCb | cb.BuyList):
-        if isinstance(data, cb.MenuCb):  # a fresh list: forget this message's filter
+    if isinstance(data, MenuCb | BuyList):
+        if isinstance(data, MenuCb):  # a fresh list: forget this message's filter
             page, search = 1, None
             _set_query(context, message.message_id, None)
         else:
@@ -318,15 +294,15 @@ async def buy_callback(update: Update, context: BotContext) -> int | None:
         await render(await _list_screen(context, user_id, lang, page, search))
         return BROWSING
 
-    if not isinstance(data, cb.BuyService | cb.BuyPool | cb.BuyAgain):
+    if not isinstance(data, BuyService | BuyPool | BuyAgain):
         return None
     screen, nonce, quote = await _choice_screen(
         context,
         user_id,
         lang,
         data.app,
-        None if isinstance(data, cb.BuyService) else data.pool,
-        pick_pool=isinstance(data, cb.BuyService),
+        None if isinstance(data, BuyService) else data.pool,
+        pick_pool=isinstance(data, BuyService),
         retry=query.data if isinstance(query.data, str) else None,
     )
     target = await render(screen)
@@ -336,7 +312,7 @@ async def buy_callback(update: Update, context: BotContext) -> int | None:
 
 
 async def _purchase(
-    update: Update, context: BotContext, data: cb.BuyConfirm, message: Message, lang: str
+    update: Update, context: BotContext, data: BuyConfirm, message: Message, lang: str
 ) -> int | None:
     query = update.callback_query
     assert query is not None
@@ -353,7 +329,7 @@ async def _purchase(
         # said; the current price (fresh) is shown to be confirmed again.
         await answer(query, plain(lang, "cb_confirm_again"))
         screen, nonce, quote = await _choice_screen(
-            context, user_id, lang, data.app, data.pool, retry=cb.buy_list(1), fresh=True
+            context, user_id, lang, data.app, data.pool, retry=buy_list(1), fresh=True
         )
         await edit(message, context, screen)
         if nonce is not None and quote is not None:
@@ -366,7 +342,7 @@ async def _purchase(
     await answer(query, plain(lang, "cb_buying"))
     _forget_message(context, message)  # it becomes the order message: never time it out
     engine = context.engine
-    is_own_key = own_key(context)
+    is_own_key = users_bring_keys(context)
     service = shown.service
 
     def failed() -> None:
@@ -375,7 +351,7 @@ async def _purchase(
         _remember_message(context, message)  # still a buy screen
 
     try:
-        await edit(message, context, Screen(t(lang, "buy_buying", name=service.name)))
+        await edit(message, context, notice(lang, "buy_buying", name=service.name))
         # The engine re-reads the prices fresh and buys the quoted pool, at no more
         # than the price shown; a price is never taken from the button.
         activation = await engine.buy(
@@ -398,16 +374,16 @@ async def _purchase(
         if exc.activation is not None:
             await show_order_in(context, message, exc.activation, lang)
         else:
-            await edit(message, context, Screen(t(lang, "cb_already_buying")))
+            await edit(message, context, notice(lang, "cb_already_buying"))
         return ConversationHandler.END
     except EngineError as exc:
         failed()
-        nonce = cb.new_nonce()
-        screen = views.engine_error(
+        nonce = new_nonce()
+        screen = views.purchase_error(
             lang,
             exc,
             own_key=is_own_key,
-            retry=cb.buy_pool(service.code, shown.provider_id),
+            retry=buy_pool(service.code, shown.provider_id),
             app=service.code,
             pool=shown.provider_id,
             nonce=nonce,
@@ -452,7 +428,8 @@ async def buy_timeout(update: object, context: BotContext) -> None:
         log.debug("buy timeout edit failed: %s", exc)
 
 
-BUY_PATTERN = r"^(menu:buy$|buy:)"
+# The flow's buttons: menu:buy and every buy:* type (derived from their grammars).
+BUY_PATTERN = pattern_of(MenuCb.pattern(name="buy"), *(kind.pattern() for kind in BUY_TYPES))
 
 
 def build_buy_conversation(timeout_seconds: float) -> ConversationHandler[BotContext]:

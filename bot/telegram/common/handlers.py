@@ -1,4 +1,5 @@
-"""Helpers shared by the handlers: language, answering, editing, access gate."""
+"""What every handler uses: language, answering a press, edit-in-place, the user id,
+the admin check, and the two flows' shared plumbing (leave, /cancel, timeout)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 from telegram import CallbackQuery, Message, Update
-from telegram.constants import ChatType
-from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
     ApplicationHandlerStop,
     BaseHandler,
@@ -25,24 +25,30 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBUserWarning
 
-from bot.config import FundingMode
-from bot.telegram import callbacks as cb
+from bot.config import Settings
+from bot.telegram.common.callbacks import CallbackData, CallbackError, parse_any
+from bot.telegram.common.views import Screen
 from bot.telegram.context import BotContext
 from bot.telegram.texts import pick_lang, plain, t
-from bot.telegram.views import Screen
 
 __all__ = [
     "answer",
+    "answered",
     "cancel_flows",
+    "edit",
+    "flow_conversation",
     "forget_shown_prices",
-    "gate",
+    "is_admin",
     "is_not_modified",
     "lang_of",
-    "own_key",
+    "leave",
+    "may_use",
+    "pressed",
     "send",
     "show",
     "stop_propagation",
     "user_id_of",
+    "users_bring_keys",
 ]
 
 log = logging.getLogger(__name__)
@@ -102,8 +108,21 @@ def user_id_of(update: Update) -> int:
     return user.id
 
 
-def own_key(context: BotContext) -> bool:
-    return context.settings.funding_mode == FundingMode.OWN_KEY
+def users_bring_keys(context: BotContext) -> bool:
+    """Own-key funding: each user links their DaisySim key (the engine decides)."""
+    return context.engine.users_bring_keys
+
+
+def is_admin(update: Update, context: BotContext) -> bool:
+    """The one admin check: the user is in ``ADMIN_IDS``."""
+    user = update.effective_user
+    return user is not None and user.id in context.settings.admin_ids
+
+
+def may_use(user_id: int, settings: Settings) -> bool:
+    """The allowlist: without ``ALLOWED_USER_IDS`` everyone; admins always."""
+    allowed = settings.allowed_user_ids
+    return not allowed or user_id in allowed or user_id in settings.admin_ids
 
 
 async def answer(query: CallbackQuery, text: str | None = None, *, alert: bool = False) -> None:
@@ -189,66 +208,25 @@ async def cancel_flows(context: BotContext, lang: str, chat_id: int) -> None:
             log.debug("could not mark flow message %s as cancelled: %s", ref[1], exc)
 
 
-async def gate(update: object, context: BotContext) -> None:
-    """Group -10: private chats and allowed users only; registers the user."""
-    if not isinstance(update, Update):
-        raise ApplicationHandlerStop
-    user = update.effective_user
-    chat = update.effective_chat
-    if user is None or chat is None or user.is_bot:
-        raise ApplicationHandlerStop
-    lang = lang_of(update, context)
-    if chat.type != ChatType.PRIVATE:
-        await _refuse(update, lang, "group_refusal", only_commands=True)
-        raise ApplicationHandlerStop
-    settings = context.settings
-    allowed = settings.allowed_user_ids
-    if allowed and user.id not in allowed and user.id not in settings.admin_ids:
-        log.info("refused update from user %s (not in the allowlist)", user.id)
-        await _refuse(update, lang, "access_denied", user_id=user.id)
-        raise ApplicationHandlerStop
-    if update.message is None and update.callback_query is None:
-        raise ApplicationHandlerStop  # edits, member updates...: nothing to do
-    if user.id not in context.bot_data.known_users:
-        await context.engine.ensure_user(user.id, locale=user.language_code)
-        context.bot_data.known_users.add(user.id)
-
-
-async def _refuse(
-    update: Update, lang: str, key: str, *, only_commands: bool = False, **values: object
-) -> None:
-    try:
-        if update.callback_query is not None:
-            await answer(update.callback_query, plain(lang, key, **values), alert=True)
-            return
-        message = update.message
-        if message is None:
-            return
-        if only_commands and not (message.text or "").startswith("/"):
-            return
-        await message.reply_text(t(lang, key, **values))
-    except Forbidden:
-        pass
-
-
-CbT = TypeVar("CbT")
+CbT = TypeVar("CbT", bound=CallbackData)
 
 
 async def pressed(
-    update: Update, context: BotContext, kind: type[CbT], *, on_message: bool = False
+    update: Update, context: BotContext, *kinds: type[CbT], on_message: bool = False
 ) -> tuple[CallbackQuery, str, CbT] | None:
-    """The button press of ``update`` parsed as ``kind`` — or None after answering
-    a stale/forged/foreign press politely. ``on_message``: the press must come
-    from a message the bot can still edit."""
+    """The button press of ``update`` parsed as one of ``kinds`` — or None after
+    answering a stale/forged/foreign press politely. ``on_message``: the press
+    must come from a message the bot can still edit."""
     query = update.callback_query
     if query is None:
         return None
     lang = lang_of(update, context)
     try:
-        data: object = cb.parse(query.data)
-    except cb.CallbackError:
-        data = None
-    if not isinstance(data, kind) or (on_message and not isinstance(query.message, Message)):
+        data = parse_any(query.data, kinds)
+    except CallbackError:
+        await answer(query, plain(lang, "cb_stale"))
+        return None
+    if on_message and not isinstance(query.message, Message):
         await answer(query, plain(lang, "cb_stale"))
         return None
     return query, lang, data

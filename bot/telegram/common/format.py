@@ -1,0 +1,109 @@
+"""Formatting shared by every screen: money, durations, UTC times, :class:`Raw`.
+
+Re-exported by :mod:`bot.telegram.texts` (the public entry point).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+__all__ = [
+    "Raw",
+    "fmt_clock",
+    "fmt_duration",
+    "fmt_lock",
+    "fmt_time",
+    "fmt_wait",
+    "money",
+    "seconds_until",
+]
+
+
+class Raw(str):
+    """A string that is already safe HTML (not escaped again by :func:`t`)."""
+
+    __slots__ = ()
+
+
+_CENT = Decimal("0.01")
+_FOUR = Decimal("0.0001")
+
+
+def money(amount: Decimal | None, *, signed: bool = False) -> str:
+    """``Decimal("1.0830")`` → ``"$1.083"``; at least 2 and at most 4 decimals."""
+    if amount is None:
+        return "—"
+    value = amount.quantize(_FOUR, rounding=ROUND_HALF_UP)
+    text = f"{abs(value):f}"
+    whole, _, frac = text.partition(".")
+    frac = frac.rstrip("0")
+    if len(frac) < 2:
+        frac = frac.ljust(2, "0")
+    sign = "-" if value < 0 else ("+" if signed and value > 0 else "")
+    return f"{sign}${whole}.{frac}"
+
+
+def fmt_duration(seconds: float) -> str:
+    """A wait, exact to the second (rounded up: never shorter than the truth):
+    ``161`` → ``"2:41"``, ``1200`` → ``"20:00"``, ``3725`` → ``"1:02:05"``."""
+    secs = max(0, math.ceil(seconds - 1e-9))
+    hours, rest = divmod(secs, 3600)
+    if hours:
+        return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+    return f"{rest // 60}:{rest % 60:02d}"
+
+
+def fmt_lock(seconds: float) -> str:
+    """The cancel lock in words: ``180`` → ``"3 minutes"``, ``30`` → ``"30 seconds"``."""
+    secs = max(0, round(seconds))
+    if secs and secs % 60 == 0:
+        minutes = secs // 60
+        return "1 minute" if minutes == 1 else f"{minutes} minutes"
+    return "1 second" if secs == 1 else f"{secs} seconds"
+
+
+# Times are exact to the precision they show: a whole second is rounded in the
+# direction that keeps the sentence true (an "available from" time up — never early;
+# "now", "expires" and past events down), and the minute-only form is used only
+# when the time is exactly on the minute. (Issue 9: "available at 08:03" for a
+# button that opened at 08:02:11 was false.)
+
+
+def _whole_second(timestamp: float, round_up: bool) -> int:
+    # 1e-6: a float sum like 1000.0 + 180.0000000001 must not jump a second
+    return math.ceil(timestamp - 1e-6) if round_up else math.floor(timestamp + 1e-6)
+
+
+def _exact(seconds: int, minute_form: str, second_form: str) -> str:
+    when = datetime.fromtimestamp(seconds, tz=UTC)
+    return when.strftime(minute_form if when.second == 0 else second_form)
+
+
+def fmt_clock(timestamp: float) -> str:
+    """A past event's UTC date and time: ``2026-01-01 00:03`` on the whole minute,
+    else ``2026-01-01 00:03:41`` (screens say once that times are UTC)."""
+    return _exact(_whole_second(timestamp, False), "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S")
+
+
+def fmt_time(timestamp: float, *, round_up: bool = False) -> str:
+    """A UTC time of day: ``"17:42 UTC"`` on the whole minute, else
+    ``"17:42:05 UTC"``. ``round_up``: for "from" times (the whole second at or
+    after ``timestamp``: never early); otherwise the second it falls in."""
+    return _exact(_whole_second(timestamp, round_up), "%H:%M UTC", "%H:%M:%S UTC")
+
+
+def fmt_wait(until: float, now: float) -> tuple[str, str, str]:
+    """``(at, left, as_of)`` for "available from {at} (in {left} as of {as_of})":
+    ``at`` rounded up, ``as_of`` down, and ``left`` exactly their difference as
+    shown, so the three always agree (and none promises a moment too early)."""
+    at = _whole_second(until, True)
+    as_of = _whole_second(now, False)
+    return fmt_time(at), fmt_duration(max(0, at - as_of)), fmt_time(as_of)
+
+
+def seconds_until(until: float, now: float) -> int:
+    """Whole seconds from the second ``now`` is in to the first whole second at or
+    after ``until`` (what :func:`fmt_wait` shows as ``left``); at least 1."""
+    return max(1, _whole_second(until, True) - _whole_second(now, False))
