@@ -63,11 +63,8 @@ Choices where the upstream spec is silent (clients must not rely on more than th
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import json
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -76,9 +73,19 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.clock import Clock, SystemClock, VirtualClock
+from bot.clock import Clock, SystemClock
+from bot.sandbox.sim_control import ControlRoutes
+from bot.sandbox.sim_http import (
+    Handler,
+    _json_body,
+    _patched,
+    _trickle,
+    _validation,
+    apply_patch,
+    fail,
+    ok,
+)
 from bot.sandbox.sim_state import (
-    FAULT_ENDPOINTS,
     Account,
     Activation,
     ControlError,
@@ -105,134 +112,7 @@ MAX_CHECK_ALL_IDS = 20
 MAX_PER_PAGE = 100
 
 
-def to_json(value: Any) -> Any:
-    """Decimals become JSON numbers rounded to 4 decimals (the JSON boundary only)."""
-    if isinstance(value, Decimal):
-        return float(round(value, 4))
-    if isinstance(value, dict):
-        return {k: to_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_json(v) for v in value]
-    return value
-
-
-def _json_response(payload: dict[str, Any], status: int = 200) -> web.Response:
-    return web.Response(
-        text=json.dumps(to_json(payload)), status=status, content_type="application/json"
-    )
-
-
-def ok(data: Any, message: str = "OK") -> web.Response:
-    return _json_response({"success": True, "message": message, "data": data})
-
-
-def fail(status: int, code: str, message: str, data: Any = None) -> web.Response:
-    body: dict[str, Any] = {"success": False, "error": message, "code": code}
-    if data is not None:
-        body["data"] = data
-    return _json_response(body, status)
-
-
-def _validation(message: str) -> SimError:
-    return SimError(422, "VALIDATION_ERROR", message)
-
-
-async def _json_body(request: web.Request) -> Any:
-    """The JSON body, or ``None`` when absent/malformed (Laravel treats it as empty)."""
-    raw = await request.read()
-    if not raw:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
-
-
-Handler = Callable[[Account, web.Request], Awaitable[web.Response]]
-
-
-def apply_patch(data: Any, path: str, value: Any) -> bool:
-    """Set ``value`` at ``path`` in a decoded answer's ``data``; True if applied.
-
-    ``path`` is ``/``-separated. On an object a segment is a key (the last one is
-    created if missing); on a list it is an index (``0``) or a selector
-    ``key=value`` (the first element whose ``key`` reads as ``value``). Examples:
-    ``amount_charged``; ``code=Signal/price``;
-    ``code=sb_tg/providers/provider_id=2266/price``; ``orders/0/amount_charged``."""
-    parts = path.split("/")
-    node = data
-    for index, part in enumerate(parts):
-        last = index == len(parts) - 1
-        if isinstance(node, dict):
-            if last:
-                node[part] = value
-                return True
-            node = node.get(part)
-        elif isinstance(node, list):
-            if "=" in part:
-                key, _, wanted = part.partition("=")
-                pos = next(
-                    (i for i, item in enumerate(node)
-                     if isinstance(item, dict) and str(item.get(key)) == wanted),
-                    None,
-                )
-            else:
-                try:
-                    pos = int(part)
-                except ValueError:
-                    return False
-                if not -len(node) <= pos < len(node):
-                    pos = None
-            if pos is None:
-                return False
-            if last:
-                node[pos] = value
-                return True
-            node = node[pos]
-        else:
-            return False
-    return False
-
-
-def _patched(response: web.Response, patch: dict[str, Any]) -> web.Response:
-    """The answer with ``patch`` applied to its ``data``. A Decimal value is sent
-    as that exact JSON number (``Decimal("1E+30")`` -> ``1E+30``)."""
-    assert response.text is not None
-    payload = json.loads(response.text)
-    raw: dict[str, str] = {}
-    for n, (path, value) in enumerate(patch.items()):
-        if isinstance(value, Decimal):
-            marker = f"@@raw{n}@@"
-            raw[json.dumps(marker)] = str(value)
-            value = marker
-        apply_patch(payload.get("data"), path, value)
-    text = json.dumps(payload)
-    for marker, number in raw.items():
-        text = text.replace(marker, number)
-    return web.Response(text=text, status=response.status, content_type="application/json")
-
-
-async def _trickle(
-    request: web.Request, response: web.Response, interval: float
-) -> web.StreamResponse:
-    """Slow loris: the headers now, then the body one byte per ``interval`` s."""
-    body = response.body if isinstance(response.body, bytes) else b""
-    stream = web.StreamResponse(
-        status=response.status, headers={"Content-Type": "application/json; charset=utf-8"}
-    )
-    stream.content_length = len(body)
-    await stream.prepare(request)
-    try:
-        for i in range(len(body)):
-            await asyncio.sleep(interval)
-            await stream.write(body[i : i + 1])
-        await stream.write_eof()
-    except (ConnectionError, RuntimeError):
-        pass  # the client gave up: the effect stands, nobody hears the rest
-    return stream
-
-
-class Simulator:
+class Simulator(ControlRoutes):
     """The simulator: state + an aiohttp application serving it."""
 
     def __init__(
@@ -387,14 +267,7 @@ class Simulator:
         r.add_post(f"{p}/check-all", self._wrap("check-all", "check", self._check_all))
         r.add_post(f"{p}/cancel/{{id}}", self._wrap("cancel", "cancel", self._cancel))
         r.add_get(f"{p}/history", self._wrap("history", None, self._history))
-        r.add_post("/_sim/accounts", self._ctl_accounts)
-        r.add_post("/_sim/sms", self._ctl_sms)
-        r.add_post("/_sim/advance", self._ctl_advance)
-        r.add_post("/_sim/stock", self._ctl_stock)
-        r.add_post("/_sim/price", self._ctl_price)
-        r.add_post("/_sim/faults", self._ctl_faults)
-        r.add_post("/_sim/services", self._ctl_services)
-        r.add_get("/_sim/state", self._ctl_state)
+        self.add_control_routes(r)
         return app
 
     @web.middleware
@@ -586,162 +459,6 @@ class Simulator:
         page = int_param("page", 1)
         return ok(self.core.history(acct, status, page, per_page))
 
-    # -------------------------------------------------------- control handlers
-    @staticmethod
-    async def _ctl_body(request: web.Request) -> dict[str, Any]:
-        body = await _json_body(request)
-        if not isinstance(body, dict):
-            raise ControlError(422, "a JSON object body is required")
-        return body
-
-    @staticmethod
-    def _ctl_ok(data: Any) -> web.Response:
-        return _json_response({"success": True, "message": "OK", "data": data})
-
-    async def _ctl_accounts(self, request: web.Request) -> web.Response:
-        body = await self._ctl_body(request)
-        key = body.get("api_key")
-        if not isinstance(key, str) or not key:
-            raise ControlError(422, "api_key (string) is required")
-        balance = body.get("balance")
-        if balance is not None and (
-            isinstance(balance, bool) or not isinstance(balance, str | int | float)
-        ):
-            raise ControlError(422, "balance must be a number or a decimal string")
-        try:
-            acct = self.core.upsert_account(
-                key,
-                str(balance) if balance is not None else None,
-                body.get("email"),
-                body.get("state"),
-            )
-        except ArithmeticError:
-            raise ControlError(422, "balance is not a valid decimal") from None
-        return self._ctl_ok(
-            {
-                "api_key": acct.api_key,
-                "balance": str(acct.balance),
-                "email": acct.email,
-                "state": acct.state,
-            }
-        )
-
-    async def _ctl_sms(self, request: web.Request) -> web.Response:
-        body = await self._ctl_body(request)
-        aid, code = body.get("activation_id"), body.get("code")
-        if aid is None or code is None:
-            raise ControlError(422, "activation_id and code are required")
-        act = self.core.deliver_sms(aid, str(code))
-        return self._ctl_ok({"activation_id": act.aid, "code": act.code})
-
-    async def _ctl_advance(self, request: web.Request) -> web.Response:
-        body = await self._ctl_body(request)
-        if not isinstance(self.clock, VirtualClock):
-            raise ControlError(409, "the simulator is not running on a virtual clock")
-        seconds = body.get("seconds")
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-            raise ControlError(422, "seconds must be a number >= 0")
-        self.clock.advance(float(seconds))
-        now = self.core.tick()
-        return self._ctl_ok({"now": now})
-
-    async def _ctl_stock(self, request: web.Request) -> web.Response:
-        body = await self._ctl_body(request)
-        app, count = body.get("app"), body.get("count")
-        if not isinstance(app, str) or isinstance(count, bool) or not isinstance(count, int):
-            raise ControlError(422, "app (string) and count (integer) are required")
-        self.core.set_stock(app, body.get("provider_id"), count)
-        return self._ctl_ok(self.core.snapshot()["stock"][app])
-
-    async def _ctl_price(self, request: web.Request) -> web.Response:
-        body = await self._ctl_body(request)
-        app, price, listed = body.get("app"), body.get("price"), body.get("listed")
-        if not isinstance(app, str) or not all(
-            v is None or (isinstance(v, str | int | float) and not isinstance(v, bool))
-            for v in (price, listed)
-        ) or price is None:
-            raise ControlError(422, "app (string) and price (number or string) are required")
-        try:
-            self.core.set_price(
-                app, body.get("provider_id"), str(price),
-                listed=None if listed is None else str(listed),
-            )
-        except ArithmeticError:
-            raise ControlError(422, "price is not a valid decimal") from None
-        return self._ctl_ok(
-            [a for a in self.core.apps_view() if a["code"] == app] or None
-        )
-
-    async def _ctl_faults(self, request: web.Request) -> web.Response:
-        body = await self._ctl_body(request)
-        try:
-            if body.get("clear"):
-                self.core.clear_faults()
-            if "random" in body:
-                rnd = body["random"]
-                if rnd is None:
-                    self.core.random_faults = None
-                elif isinstance(rnd, dict):
-                    lat = rnd.get("latency", (0.05, 0.3))
-                    errs = rnd.get("errors")
-                    late = rnd.get("late", (90.0, 150.0))
-                    self.core.set_random_faults(
-                        float(rnd.get("rate", 0.1)),
-                        seed=rnd.get("seed"),
-                        endpoints=tuple(rnd.get("endpoints", ("any",))),
-                        kinds=tuple(rnd.get("kinds", ("error", "latency", "drop"))),
-                        latency=(float(lat[0]), float(lat[1])),
-                        errors=tuple((int(s), str(c)) for s, c in errs) if errs else None,
-                        trickle=float(rnd.get("trickle", 1.0)),
-                        late=(float(late[0]), float(late[1])),
-                    )
-                else:
-                    raise ControlError(422, "random must be an object or null")
-            if (
-                "endpoint" in body
-                or "status" in body
-                or "code" in body
-                or "drop" in body
-                or "latency" in body
-                or "trickle" in body
-                or "patch" in body
-                or "late" in body
-            ):
-                self.core.add_fault(
-                    str(body.get("endpoint", "any")),
-                    count=int(body.get("count", 1)),
-                    status=int(body["status"]) if body.get("status") is not None else None,
-                    code=body.get("code"),
-                    message=body.get("message"),
-                    latency=float(body.get("latency") or 0.0),
-                    drop=bool(body.get("drop", False)),
-                    trickle=float(body.get("trickle") or 0.0),
-                    patch=body.get("patch"),
-                    account=body.get("api_key"),
-                    late=float(body["late"]) if body.get("late") is not None else None,
-                )
-        except (TypeError, ValueError, IndexError) as exc:
-            raise ControlError(422, f"bad fault specification: {exc}") from None
-        rf = self.core.random_faults
-        return self._ctl_ok(
-            {
-                "faults": [f.as_dict() for f in self.core.faults],
-                "random": rf.as_dict() if rf else None,
-                "endpoints": list(FAULT_ENDPOINTS),
-            }
-        )
-
-    async def _ctl_services(self, request: web.Request) -> web.Response:
-        body = await self._ctl_body(request)
-        app = body.get("app")
-        if not isinstance(app, str):
-            raise ControlError(422, "app (string) is required")
-        self.core.set_removed(app, bool(body.get("remove", True)))
-        return self._ctl_ok({"app": app, "removed": self.core.services[app].removed})
-
-    async def _ctl_state(self, request: web.Request) -> web.Response:
-        return self._ctl_ok(self.core.snapshot())
-
 
 @dataclass
 class SimulatorServer:
@@ -773,107 +490,11 @@ async def start_simulator(
     return SimulatorServer(sim, runner, host, int(bound))
 
 
-# ---------------------------------------------------------------------- CLI
-def _parse_account(spec: str) -> tuple[str, str, str | None]:
-    parts = spec.split(":", 2)
-    if len(parts) < 2 or not parts[0]:
-        raise argparse.ArgumentTypeError(f"expected KEY:BALANCE[:EMAIL], got {spec!r}")
-    try:
-        Decimal(parts[1])
-    except ArithmeticError:
-        raise argparse.ArgumentTypeError(f"bad balance in {spec!r}") from None
-    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
-
-
-def _parse_range(spec: str) -> tuple[float, float]:
-    lo, sep, hi = spec.partition("-")
-    try:
-        a = float(lo)
-        b = float(hi) if sep else a
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected MIN-MAX seconds, got {spec!r}") from None
-    if not 0 <= a <= b:
-        raise argparse.ArgumentTypeError(f"expected 0 <= MIN <= MAX, got {spec!r}")
-    return a, b
-
-
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="daisybot simulator", description="A local DaisySim (server7) API simulator."
-    )
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8765)
-    ap.add_argument(
-        "--account",
-        action="append",
-        type=_parse_account,
-        default=[],
-        metavar="KEY:BALANCE[:EMAIL]",
-        help="an account (repeatable)",
-    )
-    ap.add_argument(
-        "--auto-sms",
-        type=_parse_range,
-        default=None,
-        metavar="MIN-MAX",
-        help="deliver a random code MIN..MAX seconds after each purchase",
-    )
-    ap.add_argument(
-        "--auto-sms-ratio",
-        type=float,
-        default=1.0,
-        metavar="R",
-        help="fraction of numbers that ever get a code (0..1)",
-    )
-    ap.add_argument("--cancel-lock", type=float, default=180.0, metavar="SECONDS")
-    ap.add_argument(
-        "--window",
-        type=float,
-        default=1200.0,
-        metavar="SECONDS",
-        help="activation window before a number expires",
-    )
-    ap.add_argument(
-        "--virtual-clock", action="store_true", help="time moves only via POST /_sim/advance"
-    )
-    ap.add_argument("--seed", type=int, default=None)
-    return ap
-
-
-async def _serve(args: argparse.Namespace) -> None:
-    clock: Clock = VirtualClock() if args.virtual_clock else SystemClock()
-    sim = Simulator(
-        clock,
-        cancel_lock=args.cancel_lock,
-        window=args.window,
-        auto_sms=args.auto_sms,
-        auto_sms_ratio=args.auto_sms_ratio,
-        seed=args.seed,
-    )
-    for key, balance, email in args.account:
-        sim.add_account(key, balance, email)
-    server = await start_simulator(sim, args.host, args.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    print(server.base_url, flush=True)
-    print(f"control endpoints: {server.url}/_sim/", file=sys.stderr, flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await server.close()
-
-
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    if not 0.0 <= args.auto_sms_ratio <= 1.0:
-        print("--auto-sms-ratio must be within 0..1", file=sys.stderr)
-        return 2
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args))
-    return 0
+    """``daisybot simulator`` (see :mod:`bot.sandbox.sim_cli`)."""
+    from bot.sandbox.sim_cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":
