@@ -50,12 +50,12 @@ from bot.sandbox.chat_store import CHATS_FILE, ChatStore
 from bot.sandbox.fake_telegram import FakeTelegram
 from bot.sandbox.playground_data import (
     STATE_FILE,
-    _fernet_key,
-    _last_message_ids,
-    _load_state,
-    _max_remote_id,
-    _remove_database,
-    _write_private,
+    fernet_key,
+    last_message_ids,
+    load_state,
+    max_remote_id,
+    remove_database,
+    write_private,
 )
 from bot.sandbox.simulator import Simulator, SimulatorServer, start_simulator
 from bot.sandbox.webchat import make_webchat_app, start_webchat
@@ -311,11 +311,11 @@ def _prepare_data_dir(
     data_dir.mkdir(parents=True, exist_ok=True)
     db_path = data_dir / DB_NAME
     if options.fresh:
-        _remove_database(db_path)
+        remove_database(db_path)
         with contextlib.suppress(FileNotFoundError):
             (data_dir / CHATS_FILE).unlink()  # the chats go with the database
-    fernet = _fernet_key(data_dir)
-    saved = _load_state(data_dir)
+    fernet = fernet_key(data_dir)
+    saved = load_state(data_dir)
     raw_keys = saved.get("demo_keys")
     saved_keys: dict[str, Any] = raw_keys if isinstance(raw_keys, dict) else {}
     demo_keys: dict[str, str] = {}
@@ -336,7 +336,7 @@ def _prepare_data_dir(
         state["demo_keys"] = {**saved_keys, **demo_keys}
     if operator_key is not None:
         state["operator_key"] = operator_key
-    _write_private(data_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")
+    write_private(data_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")
     return db_path, fernet, demo_keys, operator_key
 
 
@@ -366,7 +366,7 @@ async def start_playground(options: PlaygroundOptions) -> Playground:
             auto_sms_ratio=options.auto_sms_ratio,
             seed=options.seed,
         )
-        sim.core._next_id = max(sim.core._next_id, _max_remote_id(db_path) + 1)
+        sim.core._next_id = max(sim.core._next_id, max_remote_id(db_path) + 1)
         for name, key in demo_keys.items():
             sim.add_account(key, options.demo_balance, email=f"{name.lower()}@demo.daisysim")
         if operator_key is not None:
@@ -385,7 +385,7 @@ async def start_playground(options: PlaygroundOptions) -> Playground:
         store.load()
         store.start()
         closers.append(store.close)  # runs after the bot stopped, before fake.close
-        last_ids = _last_message_ids(db_path)
+        last_ids = last_message_ids(db_path)
         for uid, name in users:
             fake.user(uid, name)
             tg_chat = fake.state.chat(uid)

@@ -20,7 +20,7 @@ KEY_FILE = "encryption.key"
 STATE_FILE = "playground.json"
 
 
-def _load_state(data_dir: Path) -> dict[str, Any]:
+def load_state(data_dir: Path) -> dict[str, Any]:
     path = data_dir / STATE_FILE
     try:
         loaded = json.loads(path.read_text(encoding="utf-8"))
@@ -29,7 +29,7 @@ def _load_state(data_dir: Path) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -37,7 +37,7 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _fernet_key(data_dir: Path) -> str:
+def fernet_key(data_dir: Path) -> str:
     path = data_dir / KEY_FILE
     with contextlib.suppress(OSError):
         key = path.read_text(encoding="ascii").strip()
@@ -47,17 +47,17 @@ def _fernet_key(data_dir: Path) -> str:
         except (ValueError, TypeError):
             log.warning("%s is not a valid Fernet key; generating a new one", path)
     key = Fernet.generate_key().decode("ascii")
-    _write_private(path, key + "\n")
+    write_private(path, key + "\n")
     return key
 
 
-def _remove_database(path: Path) -> None:
+def remove_database(path: Path) -> None:
     for suffix in ("", "-wal", "-shm", "-journal"):
         with contextlib.suppress(FileNotFoundError):
             Path(str(path) + suffix).unlink()
 
 
-def _last_message_ids(db_path: Path) -> dict[int, int]:
+def last_message_ids(db_path: Path) -> dict[int, int]:
     """chat id -> highest bot message id the database remembers (order messages).
 
     The fake Bot API is in memory and numbers each chat's messages from 1 again;
@@ -80,7 +80,7 @@ def _last_message_ids(db_path: Path) -> dict[int, int]:
     return {int(chat): int(mid) for chat, mid in rows if chat is not None and mid is not None}
 
 
-def _max_remote_id(db_path: Path) -> int:
+def max_remote_id(db_path: Path) -> int:
     """Highest DaisySim activation id already in the database (0 if none).
 
     The simulator is in memory and numbers its activations from 32886 again at

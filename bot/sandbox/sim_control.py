@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.clock import Clock, VirtualClock
-from bot.sandbox.sim_http import _json_body, _json_response
+from bot.sandbox.sim_http import json_body, json_response
 from bot.sandbox.sim_state import FAULT_ENDPOINTS, ControlError, SimState
 
 
@@ -31,14 +31,14 @@ class ControlRoutes:
 
     @staticmethod
     async def _ctl_body(request: web.Request) -> dict[str, Any]:
-        body = await _json_body(request)
+        body = await json_body(request)
         if not isinstance(body, dict):
             raise ControlError(422, "a JSON object body is required")
         return body
 
     @staticmethod
     def _ctl_ok(data: Any) -> web.Response:
-        return _json_response({"success": True, "message": "OK", "data": data})
+        return json_response({"success": True, "message": "OK", "data": data})
 
     async def _ctl_accounts(self, request: web.Request) -> web.Response:
         body = await self._ctl_body(request)

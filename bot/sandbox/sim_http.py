@@ -26,28 +26,28 @@ def to_json(value: Any) -> Any:
     return value
 
 
-def _json_response(payload: dict[str, Any], status: int = 200) -> web.Response:
+def json_response(payload: dict[str, Any], status: int = 200) -> web.Response:
     return web.Response(
         text=json.dumps(to_json(payload)), status=status, content_type="application/json"
     )
 
 
 def ok(data: Any, message: str = "OK") -> web.Response:
-    return _json_response({"success": True, "message": message, "data": data})
+    return json_response({"success": True, "message": message, "data": data})
 
 
 def fail(status: int, code: str, message: str, data: Any = None) -> web.Response:
     body: dict[str, Any] = {"success": False, "error": message, "code": code}
     if data is not None:
         body["data"] = data
-    return _json_response(body, status)
+    return json_response(body, status)
 
 
-def _validation(message: str) -> SimError:
+def validation_error(message: str) -> SimError:
     return SimError(422, "VALIDATION_ERROR", message)
 
 
-async def _json_body(request: web.Request) -> Any:
+async def json_body(request: web.Request) -> Any:
     """The JSON body, or ``None`` when absent/malformed (Laravel treats it as empty)."""
     raw = await request.read()
     if not raw:
@@ -104,7 +104,7 @@ def apply_patch(data: Any, path: str, value: Any) -> bool:
     return False
 
 
-def _patched(response: web.Response, patch: dict[str, Any]) -> web.Response:
+def patch_answer(response: web.Response, patch: dict[str, Any]) -> web.Response:
     """The answer with ``patch`` applied to its ``data``. A Decimal value is sent
     as that exact JSON number (``Decimal("1E+30")`` -> ``1E+30``)."""
     assert response.text is not None
@@ -122,7 +122,7 @@ def _patched(response: web.Response, patch: dict[str, Any]) -> web.Response:
     return web.Response(text=text, status=response.status, content_type="application/json")
 
 
-async def _trickle(
+async def trickle_body(
     request: web.Request, response: web.Response, interval: float
 ) -> web.StreamResponse:
     """Slow loris: the headers now, then the body one byte per ``interval`` s."""

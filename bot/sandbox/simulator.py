@@ -63,8 +63,10 @@ Choices where the upstream spec is silent (clients must not rely on more than th
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import json
+import contextlib
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -73,17 +75,15 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.clock import Clock, SystemClock
+from bot.clock import Clock, SystemClock, VirtualClock
+from bot.sandbox.sim_api import ApiRoutes
 from bot.sandbox.sim_control import ControlRoutes
 from bot.sandbox.sim_http import (
     Handler,
-    _json_body,
-    _patched,
-    _trickle,
-    _validation,
     apply_patch,
     fail,
-    ok,
+    patch_answer,
+    trickle_body,
 )
 from bot.sandbox.sim_state import (
     Account,
@@ -108,11 +108,9 @@ __all__ = [
 ]
 
 API_PREFIX = "/api/v1/server7"
-MAX_CHECK_ALL_IDS = 20
-MAX_PER_PAGE = 100
 
 
-class Simulator(ControlRoutes):
+class Simulator(ApiRoutes, ControlRoutes):
     """The simulator: state + an aiohttp application serving it."""
 
     def __init__(
@@ -338,127 +336,12 @@ class Simulator(ControlRoutes):
             except SimError as exc:
                 response = fail(exc.status, exc.code, exc.message, exc.data)
             if fault.patch and 200 <= response.status < 300:
-                response = _patched(response, fault.patch)
+                response = patch_answer(response, fault.patch)
             if fault.trickle:
-                return await _trickle(request, response, fault.trickle)
+                return await trickle_body(request, response, fault.trickle)
             return response
 
         return wrapped
-
-    # ------------------------------------------------------------ API handlers
-    async def _balance(self, acct: Account, request: web.Request) -> web.Response:
-        return ok({"balance": acct.balance, "currency": "USD", "email": acct.email})
-
-    async def _countries(self, acct: Account, request: web.Request) -> web.Response:
-        return ok({"countries": [{"id": "USA", "name": "USA"}]})
-
-    async def _apps(self, acct: Account, request: web.Request) -> web.Response:
-        if request.match_info["country"] != "USA":
-            raise SimError(422, "INVALID_COUNTRY", "Country not supported")
-        return ok(self.core.apps_view())
-
-    async def _purchase(self, acct: Account, request: web.Request) -> web.Response:
-        act = self.core.purchase(acct, **await self._purchase_args(request))
-        return ok(
-            {
-                "activation_id": act.aid,
-                "phone_number": act.phone,
-                "service": act.service_label,
-                "country": act.country_label,
-                "amount_charged": act.price,
-                "balance_after": acct.balance,
-            },
-            "Number purchased successfully.",
-        )
-
-    @staticmethod
-    async def _purchase_args(request: web.Request) -> dict[str, Any]:
-        body = await _json_body(request)
-        if not isinstance(body, dict):
-            body = {}
-        fields: dict[str, str | None] = {}
-        for name in ("country", "app"):
-            value = body.get(name)
-            if value is None or value == "":
-                raise _validation(f"The {name} field is required.")
-            if not isinstance(value, str):
-                raise _validation(f"The {name} field must be a string.")
-            fields[name] = value
-        for name in ("app_name", "country_name"):
-            value = body.get(name)
-            if value is not None and not isinstance(value, str):
-                raise _validation(f"The {name} field must be a string.")
-            fields[name] = value or None
-        pid = body.get("provider_id")
-        if pid is not None and (isinstance(pid, bool) or not isinstance(pid, str | int)):
-            raise _validation("The provider_id field must be a string.")
-        return {
-            "country": fields["country"] or "",
-            "app": fields["app"] or "",
-            "provider_id": None if pid is None or pid == "" else str(pid),
-            "app_name": fields["app_name"],
-            "country_name": fields["country_name"],
-        }
-
-    async def _check(self, acct: Account, request: web.Request) -> web.Response:
-        act = self.core.find(acct, request.match_info["id"])
-        if act is None:
-            raise SimError(404, "NOT_FOUND", "Activation not found.")
-        return ok(self.core.check_one(act))
-
-    async def _check_all(self, acct: Account, request: web.Request) -> web.Response:
-        body = await _json_body(request)
-        ids = body.get("ids") if isinstance(body, dict) else None
-        if ids is None:
-            raise _validation("The ids field is required.")
-        if not isinstance(ids, list):
-            raise _validation("The ids field must be an array.")
-        if not ids:
-            raise _validation("The ids field is required.")
-        if len(ids) > MAX_CHECK_ALL_IDS:
-            raise _validation(f"The ids field must not have more than {MAX_CHECK_ALL_IDS} items.")
-        items: list[dict[str, Any]] = []
-        for raw in ids:
-            if not (isinstance(raw, str) and raw.isascii() and raw.isdigit()):
-                shown = raw if isinstance(raw, str) else json.dumps(raw)
-                items.append({"activation_id": shown, "status": "Invalid", "code": None})
-                continue
-            act = self.core.find(acct, raw)
-            if act is None:
-                items.append({"activation_id": raw, "status": "Not Found", "code": None})
-            else:
-                items.append(self.core.check_one(act))
-        return ok(items)
-
-    async def _cancel(self, acct: Account, request: web.Request) -> web.Response:
-        act, refund = self.core.cancel(acct, request.match_info["id"])
-        return ok(
-            {"activation_id": act.aid, "refund": refund, "balance_after": acct.balance},
-            "Activation cancelled and refunded.",
-        )
-
-    async def _history(self, acct: Account, request: web.Request) -> web.Response:
-        q = request.query
-        status = q.get("status") or None
-        if status is not None and status not in ("completed", "waiting", "cancelled"):
-            raise _validation("The selected status is invalid.")
-
-        def int_param(name: str, default: int) -> int:
-            raw = q.get(name)
-            if raw is None or raw == "":
-                return default
-            try:
-                value = int(raw)
-            except ValueError:
-                raise _validation(f"The {name} field must be an integer.") from None
-            if value < 1:
-                raise _validation(f"The {name} field must be at least 1.")
-            return value
-
-        per_page = min(int_param("per_page", 20), MAX_PER_PAGE)
-        page = int_param("page", 1)
-        return ok(self.core.history(acct, status, page, per_page))
-
 
 @dataclass
 class SimulatorServer:
@@ -490,11 +373,108 @@ async def start_simulator(
     return SimulatorServer(sim, runner, host, int(bound))
 
 
-def main(argv: list[str]) -> int:
-    """``daisybot simulator`` (see :mod:`bot.sandbox.sim_cli`)."""
-    from bot.sandbox.sim_cli import main as cli_main
+# ---------------------------------------------------------------------- CLI
+def _parse_account(spec: str) -> tuple[str, str, str | None]:
+    parts = spec.split(":", 2)
+    if len(parts) < 2 or not parts[0]:
+        raise argparse.ArgumentTypeError(f"expected KEY:BALANCE[:EMAIL], got {spec!r}")
+    try:
+        Decimal(parts[1])
+    except ArithmeticError:
+        raise argparse.ArgumentTypeError(f"bad balance in {spec!r}") from None
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
 
-    return cli_main(argv)
+
+def _parse_range(spec: str) -> tuple[float, float]:
+    lo, sep, hi = spec.partition("-")
+    try:
+        a = float(lo)
+        b = float(hi) if sep else a
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN-MAX seconds, got {spec!r}") from None
+    if not 0 <= a <= b:
+        raise argparse.ArgumentTypeError(f"expected 0 <= MIN <= MAX, got {spec!r}")
+    return a, b
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="daisybot simulator", description="A local DaisySim (server7) API simulator."
+    )
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument(
+        "--account",
+        action="append",
+        type=_parse_account,
+        default=[],
+        metavar="KEY:BALANCE[:EMAIL]",
+        help="an account (repeatable)",
+    )
+    ap.add_argument(
+        "--auto-sms",
+        type=_parse_range,
+        default=None,
+        metavar="MIN-MAX",
+        help="deliver a random code MIN..MAX seconds after each purchase",
+    )
+    ap.add_argument(
+        "--auto-sms-ratio",
+        type=float,
+        default=1.0,
+        metavar="R",
+        help="fraction of numbers that ever get a code (0..1)",
+    )
+    ap.add_argument("--cancel-lock", type=float, default=180.0, metavar="SECONDS")
+    ap.add_argument(
+        "--window",
+        type=float,
+        default=1200.0,
+        metavar="SECONDS",
+        help="activation window before a number expires",
+    )
+    ap.add_argument(
+        "--virtual-clock", action="store_true", help="time moves only via POST /_sim/advance"
+    )
+    ap.add_argument("--seed", type=int, default=None)
+    return ap
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    clock: Clock = VirtualClock() if args.virtual_clock else SystemClock()
+    sim = Simulator(
+        clock,
+        cancel_lock=args.cancel_lock,
+        window=args.window,
+        auto_sms=args.auto_sms,
+        auto_sms_ratio=args.auto_sms_ratio,
+        seed=args.seed,
+    )
+    for key, balance, email in args.account:
+        sim.add_account(key, balance, email)
+    server = await start_simulator(sim, args.host, args.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    print(server.base_url, flush=True)
+    print(f"control endpoints: {server.url}/_sim/", file=sys.stderr, flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await server.close()
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if not 0.0 <= args.auto_sms_ratio <= 1.0:
+        print("--auto-sms-ratio must be within 0..1", file=sys.stderr)
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args))
+    return 0
+
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.sandbox.fake_telegram.errors import JSON, EntityParseError, bad
-from bot.sandbox.fake_telegram.html import _entity, parse_html
-from bot.sandbox.fake_telegram.urls import _u16, check_url, utf16_len
+from bot.sandbox.fake_telegram.html import make_entity, parse_html
+from bot.sandbox.fake_telegram.urls import check_url, u16_width, utf16_len
 
 MARKDOWN_REFUSED = (
     'parse_mode "{mode}" is not supported by this fake Bot API: it parses HTML only '
@@ -48,7 +48,7 @@ def find_auto_entities(text: str, existing: Sequence[JSON] = ()) -> list[JSON]:
     # prefix sums: python index -> utf16 offset
     pref = [0]
     for ch in text:
-        pref.append(pref[-1] + _u16(ch))
+        pref.append(pref[-1] + u16_width(ch))
     for etype, pattern in _AUTO_PATTERNS:
         for m in pattern.finditer(text):
             start, end = m.start(), m.end()
@@ -66,7 +66,7 @@ def find_auto_entities(text: str, existing: Sequence[JSON] = ()) -> list[JSON]:
             o, e = pref[start], pref[end]
             if e <= o or any(o < be and bs < e for bs, be in blocked):
                 continue
-            found.append(_entity(etype, o, e - o))
+            found.append(make_entity(etype, o, e - o))
             blocked.append((o, e))
     return found
 
@@ -165,7 +165,7 @@ def _validate_entities(text: str, raw: Any) -> list[JSON]:
                 f"entity beginning at UTF-16 offset {offset} ends after the end of the text at "
                 f"UTF-16 offset {offset + length}"
             )
-        clean = _entity(etype, offset, length)
+        clean = make_entity(etype, offset, length)
         if etype == "text_link":
             url = ent.get("url")
             if url is None:

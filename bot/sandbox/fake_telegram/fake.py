@@ -10,9 +10,9 @@ from types import TracebackType
 from aiohttp import web
 
 from bot.clock import Clock
-from bot.sandbox.fake_telegram import persistence
 from bot.sandbox.fake_telegram.errors import JSON
 from bot.sandbox.fake_telegram.faults import Faults, InjectedError
+from bot.sandbox.fake_telegram.persistence import STATE_VERSION, export_state, import_state
 from bot.sandbox.fake_telegram.server import FakeBotServer
 from bot.sandbox.fake_telegram.snapshots import (
     CallbackAnswer,
@@ -35,7 +35,7 @@ from bot.sandbox.fake_telegram.users import (
 class FakeTelegram:
     """The fake Bot API server plus the test-side API (users, transcripts, injections)."""
 
-    STATE_VERSION = persistence.STATE_VERSION
+    STATE_VERSION = STATE_VERSION
 
     def __init__(
         self,
@@ -242,11 +242,11 @@ class FakeTelegram:
     # -- persistence (the playground keeps its chats across restarts) ---------------
     def export_state(self) -> JSON:
         """See :func:`bot.sandbox.fake_telegram.persistence.export_state`."""
-        return persistence.export_state(self.state)
+        return export_state(self.state)
 
     def import_state(self, state: JSON) -> None:
         """See :func:`bot.sandbox.fake_telegram.persistence.import_state`."""
-        persistence.import_state(self.state, state)
+        import_state(self.state, state)
 
     # -- failures --------------------------------------------------------------------
     def inject_error(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.sandbox.fake_telegram.errors import JSON, EntityParseError
-from bot.sandbox.fake_telegram.urls import _byte_offset, _u16, check_url
+from bot.sandbox.fake_telegram.urls import byte_offset, check_url, u16_width
 
 _SPACES = " \t\r\n\0\v\f"
 
@@ -20,18 +20,18 @@ def _is_space(ch: str) -> bool:
     return ch in _SPACES
 
 
-def _entity(etype: str, offset: int, length: int, **extra: Any) -> JSON:
+def make_entity(etype: str, offset: int, length: int, **extra: Any) -> JSON:
     ent: JSON = {"type": etype, "offset": offset, "length": length}
     ent.update({k: v for k, v in extra.items() if v is not None})
     return ent
 
 
-def _link_entity(url: str, offset: int, length: int) -> JSON | None:
+def link_entity(url: str, offset: int, length: int) -> JSON | None:
     try:
         normalised = check_url(url)
     except ValueError:
         return None  # Telegram silently drops links with invalid URLs
-    return _entity("text_link", offset, length, url=normalised)
+    return make_entity("text_link", offset, length, url=normalised)
 
 
 _HTML_TAGS = frozenset(
@@ -113,7 +113,7 @@ def parse_html(text: str) -> tuple[str, list[JSON]]:
         return text[k] if k < n else "\0"
 
     def bo(k: int) -> int:
-        return _byte_offset(text, k)
+        return byte_offset(text, k)
 
     out: list[str] = []
     u16 = 0
@@ -126,12 +126,12 @@ def parse_html(text: str) -> tuple[str, list[JSON]]:
             dec = _decode_html_entity(text, i)
             if dec is not None:
                 out.append(dec[0])
-                u16 += _u16(dec[0])
+                u16 += u16_width(dec[0])
                 i = dec[1]
                 continue
         if c != "<":
             out.append(c)
-            u16 += _u16(c)
+            u16 += u16_width(c)
             i += 1
             continue
         begin = i
@@ -237,22 +237,24 @@ def parse_html(text: str) -> tuple[str, list[JSON]]:
             off, length = top.u16, u16 - top.u16
             tag = top.tag
             if tag in ("i", "em"):
-                entities.append(_entity("italic", off, length))
+                entities.append(make_entity("italic", off, length))
             elif tag in ("b", "strong"):
-                entities.append(_entity("bold", off, length))
+                entities.append(make_entity("bold", off, length))
             elif tag in ("s", "strike", "del"):
-                entities.append(_entity("strikethrough", off, length))
+                entities.append(make_entity("strikethrough", off, length))
             elif tag in ("u", "ins"):
-                entities.append(_entity("underline", off, length))
+                entities.append(make_entity("underline", off, length))
             elif tag in ("tg-spoiler", "span"):
-                entities.append(_entity("spoiler", off, length))
+                entities.append(make_entity("spoiler", off, length))
             elif tag == "tg-emoji":
                 if not top.argument.isdigit() or int(top.argument) >= 2**63:
                     raise EntityParseError("Invalid custom emoji identifier specified")
-                entities.append(_entity("custom_emoji", off, length, custom_emoji_id=top.argument))
+                entities.append(
+                    make_entity("custom_emoji", off, length, custom_emoji_id=top.argument)
+                )
             elif tag == "a":
                 url = top.argument or "".join(out[top.out_index :])
-                link = _link_entity(url, off, length)
+                link = link_entity(url, off, length)
                 if link is not None:
                     entities.append(link)
             elif tag == "pre":
@@ -266,7 +268,7 @@ def parse_html(text: str) -> tuple[str, list[JSON]]:
                 ):
                     last["type"] = "pre"
                 else:
-                    entities.append(_entity("pre", off, length))
+                    entities.append(make_entity("pre", off, length))
             elif tag == "code":
                 last = entities[-1] if entities else None
                 if (
@@ -278,10 +280,10 @@ def parse_html(text: str) -> tuple[str, list[JSON]]:
                 ):
                     last["language"] = top.argument
                 else:
-                    entities.append(_entity("code", off, length, language=top.argument or None))
+                    entities.append(make_entity("code", off, length, language=top.argument or None))
             elif tag == "blockquote":
                 etype = "expandable_blockquote" if top.argument else "blockquote"
-                entities.append(_entity(etype, off, length))
+                entities.append(make_entity(etype, off, length))
         nested.pop()
         i += 1
     if nested:

@@ -15,11 +15,11 @@ def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
-def _u16(ch: str) -> int:
+def u16_width(ch: str) -> int:
     return 2 if ord(ch) > 0xFFFF else 1
 
 
-def _byte_offset(text: str, index: int) -> int:
+def byte_offset(text: str, index: int) -> int:
     return len(text[:index].encode("utf-8", "surrogatepass"))
 
 
@@ -28,7 +28,7 @@ def _u16_to_index_map(text: str) -> list[int]:
     mapping: list[int] = []
     for i, ch in enumerate(text):
         mapping.append(i)
-        if _u16(ch) == 2:
+        if u16_width(ch) == 2:
             mapping.append(i)
     mapping.append(len(text))
     return mapping
