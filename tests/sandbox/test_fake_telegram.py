@@ -14,6 +14,7 @@ import httpx
 import pytest
 import pytest_asyncio
 import telegram
+from aiohttp import web
 from telegram import (
     CopyTextButton,
     InlineKeyboardButton,
@@ -1024,3 +1025,28 @@ async def test_chats_survive_a_restart_through_export_and_import(
         FakeTelegram(TOKEN).import_state({"version": 99})
     with pytest.raises(ValueError):
         FakeTelegram(TOKEN).import_state({"version": 1, "chats": [{"user": {}}]})
+
+
+async def test_a_subclass_can_wrap_every_request() -> None:
+    """FakeTelegram._handle is the one entry of every Bot API request, so a subclass
+    can wrap it (the benchmarks' TimedFakeTelegram stamps each request this way)."""
+    seen: list[tuple[str, int]] = []
+
+    class Stamping(FakeTelegram):
+        async def _handle(self, request: web.Request) -> web.Response:
+            response = await super()._handle(request)
+            seen.append((request.match_info["method"], response.status))
+            return response
+
+    fake = Stamping(TOKEN)
+    await fake.start()
+    try:
+        async with telegram.Bot(TOKEN, base_url=fake.api_base) as bot:
+            await bot.get_me()
+            with pytest.raises(BadRequest):
+                await bot.send_message(999, "x")
+    finally:
+        await fake.close()
+    assert ("getMe", 200) in seen
+    assert ("sendMessage", 400) in seen
+    assert len(seen) == len(fake.calls)

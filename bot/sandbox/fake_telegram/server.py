@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -22,9 +23,17 @@ from bot.sandbox.fake_telegram.webhook import start_delivery, stop_delivery
 class FakeBotServer:
     """Serves the Bot API methods of :mod:`~bot.sandbox.fake_telegram.methods` over HTTP."""
 
-    def __init__(self, state: BotState, faults: Faults) -> None:
+    def __init__(
+        self,
+        state: BotState,
+        faults: Faults,
+        entry: Callable[[web.Request], Awaitable[web.Response]] | None = None,
+    ) -> None:
+        """``entry``: what the ``/bot<TOKEN>/<method>`` route calls (default:
+        :meth:`handle`); the facade routes through its own overridable hook."""
         self.state = state
         self.faults = faults
+        self._entry = entry or self.handle
         self.requests: list[RecordedRequest] = []
         self.calls: list[RecordedCall] = []
         self._call_seq = itertools.count(1)
@@ -34,7 +43,7 @@ class FakeBotServer:
     # -- lifecycle -------------------------------------------------------------------
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=8 * 1024 * 1024)
-        app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_route("*", "/bot{token}/{method}", self._entry)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         return app
 
@@ -97,7 +106,8 @@ class FakeBotServer:
                 # uploaded files are ignored (no media support)
         return normalise_params(raw)
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.Response:
+        """One Bot API request: checks, the method, the reply, the records."""
         state = self.state
         token = request.match_info["token"]
         method_raw = request.match_info["method"]
