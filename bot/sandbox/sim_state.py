@@ -2,7 +2,7 @@
 
 Everything is synchronous and runs on the event loop thread, so every operation is
 atomic with respect to other requests. Money is :class:`~decimal.Decimal` throughout;
-floats appear only at the JSON boundary (see ``simulator.py``).
+floats appear only at the JSON boundary (see ``sim_http.py``).
 
 Time is read from an injectable :class:`~bot.clock.Clock`. Nothing happens in the
 background: "due" events (auto-SMS deliveries) are applied lazily by :meth:`SimState.tick`,

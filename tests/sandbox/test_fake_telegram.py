@@ -1050,3 +1050,30 @@ async def test_a_subclass_can_wrap_every_request() -> None:
     assert ("getMe", 200) in seen
     assert ("sendMessage", 400) in seen
     assert len(seen) == len(fake.calls)
+
+
+async def test_a_subclass_can_wrap_one_bot_api_method() -> None:
+    """Each Bot API method is also FakeTelegram._m_<snake_name>, and requests go through
+    it: the soak's PushKillFake wraps _m_send_message to kill the bot right after an OTP
+    message was stored."""
+    sent: list[str] = []
+
+    class Wrapping(FakeTelegram):
+        def _m_send_message(self, p: dict[str, Any]) -> Any:
+            result = super()._m_send_message(p)  # type: ignore[misc]
+            sent.append(result["text"])
+            return result
+
+    fake = Wrapping(TOKEN)
+    await fake.start()
+    try:
+        user = fake.user(1001)
+        await user.send("/start")
+        async with telegram.Bot(TOKEN, base_url=fake.api_base) as bot:
+            await bot.send_message(user.id, "<b>hello</b>", parse_mode="HTML")
+            updates = await bot.get_updates(timeout=0)  # an async method, also hooked
+    finally:
+        await fake.close()
+    assert sent == ["hello"]
+    assert user.last().text == "hello"
+    assert [u.message.text for u in updates if u.message] == ["/start"]

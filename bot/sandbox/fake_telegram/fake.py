@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 from types import TracebackType
+from typing import Any
 
 from aiohttp import web
 
 from bot.clock import Clock
 from bot.sandbox.fake_telegram.errors import JSON
 from bot.sandbox.fake_telegram.faults import Faults, InjectedError
+from bot.sandbox.fake_telegram.methods import HOOK_NAMES, METHODS, Method
 from bot.sandbox.fake_telegram.persistence import STATE_VERSION, export_state, import_state
 from bot.sandbox.fake_telegram.server import FakeBotServer
 from bot.sandbox.fake_telegram.snapshots import (
@@ -66,10 +68,15 @@ class FakeTelegram:
             webhook_retry_delay=webhook_retry_delay,
         )
         self.faults = Faults(self.state)
-        self.server = FakeBotServer(self.state, self.faults, entry=self._route)
+        self.server = FakeBotServer(
+            self.state, self.faults, entry=self._route, dispatch=self._dispatch
+        )
 
     async def _route(self, request: web.Request) -> web.Response:
         return await self._handle(request)
+
+    def _dispatch(self, method: str, params: JSON) -> Any:
+        return getattr(self, HOOK_NAMES[method])(params)
 
     async def _handle(self, request: web.Request) -> web.Response:
         """Every Bot API request goes through here: a subclass may wrap it (the
@@ -298,3 +305,18 @@ class FakeTelegram:
 
     def clear_injected(self) -> None:
         self.faults.clear()
+
+
+def _method_hook(method: Method) -> Any:
+    def hook(self: FakeTelegram, params: JSON) -> Any:
+        return method(self.state, params)
+
+    return hook
+
+
+# Test hooks: every Bot API method is also ``FakeTelegram._m_<snake_name>(params)``
+# (``_m_send_message``, ``_m_answer_callback_query``, ...) and requests are dispatched
+# through it, so a subclass may wrap one (the soak's PushKillFake wraps
+# _m_send_message to kill the bot right after an OTP message was stored).
+for _name, _method in METHODS.items():
+    setattr(FakeTelegram, HOOK_NAMES[_name], _method_hook(_method))

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from bot.sandbox.fake_telegram.errors import JSON, TelegramApiError, bad
 from bot.sandbox.fake_telegram.faults import Faults
-from bot.sandbox.fake_telegram.methods import canonical_name, find_method
+from bot.sandbox.fake_telegram.methods import METHODS, canonical_name, find_method
 from bot.sandbox.fake_telegram.params import normalise_params
 from bot.sandbox.fake_telegram.snapshots import RecordedCall, RecordedRequest
 from bot.sandbox.fake_telegram.state import TOKEN_RE, BotState
@@ -28,12 +28,16 @@ class FakeBotServer:
         state: BotState,
         faults: Faults,
         entry: Callable[[web.Request], Awaitable[web.Response]] | None = None,
+        dispatch: Callable[[str, JSON], Any] | None = None,
     ) -> None:
         """``entry``: what the ``/bot<TOKEN>/<method>`` route calls (default:
-        :meth:`handle`); the facade routes through its own overridable hook."""
+        :meth:`handle`); ``dispatch(method, params)``: runs one Bot API method
+        (default: the table in :mod:`.methods`). The facade routes both through its
+        own overridable hooks."""
         self.state = state
         self.faults = faults
         self._entry = entry or self.handle
+        self._dispatch = dispatch or (lambda method, params: METHODS[method](state, params))
         self.requests: list[RecordedRequest] = []
         self.calls: list[RecordedCall] = []
         self._call_seq = itertools.count(1)
@@ -134,7 +138,7 @@ class FakeBotServer:
             inj = self.faults.take(method, params)
             if inj is not None and not inj.drop:
                 raise inj.reply(state.now())
-            result = handler(state, params)
+            result = self._dispatch(method, params)
             if asyncio.iscoroutine(result):
                 result = await result
             body: JSON = {"ok": True, "result": result}

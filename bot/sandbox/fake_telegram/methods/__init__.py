@@ -7,6 +7,7 @@ Each method is a function ``(state, params) -> result`` (or a coroutine); a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,9 @@ METHODS: dict[str, Method] = {
 }
 
 _BY_LOWER = {name.lower(): name for name in METHODS}
+
+# sendMessage -> _m_send_message: the facade's per-method hooks (see fake.py)
+HOOK_NAMES = {name: "_m_" + re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() for name in METHODS}
 
 
 def canonical_name(method: str) -> str:
