@@ -9,11 +9,18 @@
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-# Only what the package needs (never .env, .venv, playground-data, tests).
+# Only what the package needs (never .env, .venv, playground-data, tests). The test
+# stand-ins (bot/sandbox) are kept out twice: .dockerignore leaves them out of the
+# build context, and the wheel excludes them (pyproject.toml).
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY storage ./storage
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install .
+# A wheel, installed (not editable): the image runs what the wheel carries.
+RUN pip wheel --no-deps --wheel-dir /wheels . \
+    && python -m venv /opt/venv \
+    && /opt/venv/bin/pip install /wheels/daisybot-*.whl \
+    && cd / && /opt/venv/bin/python -c "import importlib.util as u, sys; \
+sys.exit('test stand-ins in the image' if u.find_spec('bot.sandbox') else 0)"
 
 # ---------------------------------------------------------------- runtime
 FROM python:3.11-slim-bookworm AS runtime

@@ -15,6 +15,28 @@ USAGE = """usage: daisybot {run,playground,simulator} [options]
 """
 
 
+# The wheel and the Docker image leave the test stand-ins (bot/sandbox) out.
+SANDBOX_MISSING = (
+    "daisybot {command}: the sandbox (bot/sandbox) is not in this install (the wheel and "
+    "the Docker image leave it out); in a source checkout run: python3 -m venv .venv && "
+    ".venv/bin/pip install -e . && .venv/bin/daisybot {command}"
+)
+
+
+def _sandbox_main(command: str, rest: list[str]) -> int:
+    try:
+        if command == "playground":
+            from bot.sandbox.playground import main as sandbox_main
+        else:
+            from bot.sandbox.simulator import main as sandbox_main
+    except ModuleNotFoundError as exc:
+        if exc.name != "bot.sandbox":
+            raise
+        print(SANDBOX_MISSING.format(command=command), file=sys.stderr)
+        return 2
+    return sandbox_main(rest)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
@@ -25,14 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         from bot.runner import main as run_main
 
         return run_main(rest)
-    if command == "playground":
-        from bot.sandbox.playground import main as playground_main
-
-        return playground_main(rest)
-    if command == "simulator":
-        from bot.sandbox.simulator import main as simulator_main
-
-        return simulator_main(rest)
+    if command in ("playground", "simulator"):
+        return _sandbox_main(command, rest)
     if command == "healthcheck":
         from bot.health import healthcheck_main
 

@@ -19,7 +19,7 @@ message ids, update offsets) are kept in ``--data`` too (``telegram.json``, see
 what it says right after a restart reaches the chat. The simulator's activation
 ids continue after the highest one the database remembers
 (``sim.core._next_id``; for a data dir from before chats were kept, so do each
-chat's message ids: ``fake._chat(uid).next_message_id``). Numbers still open
+chat's message ids: ``fake.state.chat(uid).next_message_id``). Numbers still open
 when the playground stopped vanish with the old simulator: the bot finds them
 "Not Found", marks them failed (operator mode: the user's wallet is refunded) and
 says so in the chat.
@@ -32,11 +32,9 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
 import secrets
 import signal
-import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -44,14 +42,21 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from cryptography.fernet import Fernet
-
 from bot.clock import SystemClock
 from bot.config import FundingMode, Settings
 from bot.logging_setup import configure_logging
 from bot.sandbox import sim_state
 from bot.sandbox.chat_store import CHATS_FILE, ChatStore
 from bot.sandbox.fake_telegram import FakeTelegram
+from bot.sandbox.playground_data import (
+    STATE_FILE,
+    fernet_key,
+    last_message_ids,
+    load_state,
+    max_remote_id,
+    remove_database,
+    write_private,
+)
 from bot.sandbox.simulator import Simulator, SimulatorServer, start_simulator
 from bot.sandbox.webchat import make_webchat_app, start_webchat
 from bot.telegram.context import DaisyApp
@@ -76,8 +81,6 @@ PLAYGROUND_TOKEN = "123456:PLAYGROUND"
 USER_NAMES = ("Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan")
 FIRST_USER_ID = 1001
 DB_NAME = "playground.sqlite3"
-KEY_FILE = "encryption.key"
-STATE_FILE = "playground.json"
 
 
 @dataclass
@@ -111,97 +114,6 @@ def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:g} s"
     return f"{seconds / 60:g} min"
-
-
-# --------------------------------------------------------------------------- data dir
-
-
-def _load_state(data_dir: Path) -> dict[str, Any]:
-    path = data_dir / STATE_FILE
-    try:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return loaded if isinstance(loaded, dict) else {}
-
-
-def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
-def _fernet_key(data_dir: Path) -> str:
-    path = data_dir / KEY_FILE
-    with contextlib.suppress(OSError):
-        key = path.read_text(encoding="ascii").strip()
-        try:
-            Fernet(key.encode("ascii"))
-            return key
-        except (ValueError, TypeError):
-            log.warning("%s is not a valid Fernet key; generating a new one", path)
-    key = Fernet.generate_key().decode("ascii")
-    _write_private(path, key + "\n")
-    return key
-
-
-def _remove_database(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        with contextlib.suppress(FileNotFoundError):
-            Path(str(path) + suffix).unlink()
-
-
-def _last_message_ids(db_path: Path) -> dict[int, int]:
-    """chat id -> highest bot message id the database remembers (order messages).
-
-    The fake Bot API is in memory and numbers each chat's messages from 1 again;
-    the bot still edits the order messages it remembers, so new messages must not
-    reuse those ids (after a restart, edits of vanished messages fail cleanly).
-    """
-    if not db_path.exists():
-        return {}
-    try:
-        conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
-        try:
-            rows = conn.execute(
-                "SELECT chat_id, max(message_id) FROM activations "
-                "WHERE chat_id IS NOT NULL AND message_id IS NOT NULL GROUP BY chat_id"
-            ).fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return {}
-    return {int(chat): int(mid) for chat, mid in rows if chat is not None and mid is not None}
-
-
-def _max_remote_id(db_path: Path) -> int:
-    """Highest DaisySim activation id already in the database (0 if none).
-
-    The simulator is in memory and numbers its activations from 32886 again at
-    every start; a persisted database already holds those ids for the same demo
-    accounts (UNIQUE per account), so the new simulator must continue after them.
-    """
-    if not db_path.exists():
-        return 0
-    try:
-        conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
-        try:
-            rows = conn.execute(
-                "SELECT remote_id FROM activations WHERE remote_id IS NOT NULL"
-            ).fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return 0
-    best = 0
-    for (raw,) in rows:
-        if isinstance(raw, str) and raw.isdigit():
-            best = max(best, int(raw))
-        elif isinstance(raw, int):
-            best = max(best, raw)
-    return best
 
 
 # --------------------------------------------------------------------------- panel
@@ -399,11 +311,11 @@ def _prepare_data_dir(
     data_dir.mkdir(parents=True, exist_ok=True)
     db_path = data_dir / DB_NAME
     if options.fresh:
-        _remove_database(db_path)
+        remove_database(db_path)
         with contextlib.suppress(FileNotFoundError):
             (data_dir / CHATS_FILE).unlink()  # the chats go with the database
-    fernet = _fernet_key(data_dir)
-    saved = _load_state(data_dir)
+    fernet = fernet_key(data_dir)
+    saved = load_state(data_dir)
     raw_keys = saved.get("demo_keys")
     saved_keys: dict[str, Any] = raw_keys if isinstance(raw_keys, dict) else {}
     demo_keys: dict[str, str] = {}
@@ -424,7 +336,7 @@ def _prepare_data_dir(
         state["demo_keys"] = {**saved_keys, **demo_keys}
     if operator_key is not None:
         state["operator_key"] = operator_key
-    _write_private(data_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")
+    write_private(data_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")
     return db_path, fernet, demo_keys, operator_key
 
 
@@ -454,7 +366,7 @@ async def start_playground(options: PlaygroundOptions) -> Playground:
             auto_sms_ratio=options.auto_sms_ratio,
             seed=options.seed,
         )
-        sim.core._next_id = max(sim.core._next_id, _max_remote_id(db_path) + 1)
+        sim.core._next_id = max(sim.core._next_id, max_remote_id(db_path) + 1)
         for name, key in demo_keys.items():
             sim.add_account(key, options.demo_balance, email=f"{name.lower()}@demo.daisysim")
         if operator_key is not None:
@@ -473,13 +385,13 @@ async def start_playground(options: PlaygroundOptions) -> Playground:
         store.load()
         store.start()
         closers.append(store.close)  # runs after the bot stopped, before fake.close
-        last_ids = _last_message_ids(db_path)
+        last_ids = last_message_ids(db_path)
         for uid, name in users:
             fake.user(uid, name)
-            tg_chat = fake._chat(uid)
+            tg_chat = fake.state.chat(uid)
             if uid in last_ids and tg_chat.next_message_id <= last_ids[uid]:
                 # A data dir from before chats were kept: never reuse a remembered
-                # message id. (FakeTelegram has no public "first message id".)
+                # message id.
                 tg_chat.next_message_id = last_ids[uid] + 1
 
         # The first chat user is an admin in both modes (own key: /admin's stats, and

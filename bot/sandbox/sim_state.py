@@ -2,7 +2,7 @@
 
 Everything is synchronous and runs on the event loop thread, so every operation is
 atomic with respect to other requests. Money is :class:`~decimal.Decimal` throughout;
-floats appear only at the JSON boundary (see ``simulator.py``).
+floats appear only at the JSON boundary (see ``sim_http.py``).
 
 Time is read from an injectable :class:`~bot.clock.Clock`. Nothing happens in the
 background: "due" events (auto-SMS deliveries) are applied lazily by :meth:`SimState.tick`,
@@ -18,16 +18,74 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from bot.clock import Clock
+from bot.sandbox.sim_catalogue import CatalogueMixin, Pool, Service, default_catalogue
+from bot.sandbox.sim_faults import (
+    DEFAULT_FAULT_MESSAGES,
+    FAULT_ENDPOINTS,
+    RANDOM_ERRORS,
+    RANDOM_KINDS,
+    Fault,
+    FaultAction,
+    FaultsMixin,
+    LatePurchase,
+    RandomFaults,
+)
+from bot.sandbox.sim_models import (
+    ACCOUNT_STATES,
+    CENT4,
+    FIRST_ACTIVATION_ID,
+    MSG_INSUFFICIENT,
+    MSG_INVALID_COUNTRY,
+    MSG_OUT_OF_STOCK,
+    MSG_PRICE_VERIFICATION,
+    Account,
+    Activation,
+    ControlError,
+    LedgerEntry,
+    SimError,
+    Stats,
+    iso,
+    money,
+)
 
-CENT4 = Decimal("0.0001")
-ACCOUNT_STATES = ("active", "suspended", "locked")
-FIRST_ACTIVATION_ID = 32886
+__all__ = [
+    "ACCOUNT_STATES",
+    "CENT4",
+    "DEFAULT_FAULT_MESSAGES",
+    "FAULT_ENDPOINTS",
+    "FIRST_ACTIVATION_ID",
+    "MSG_INSUFFICIENT",
+    "MSG_INVALID_COUNTRY",
+    "MSG_OUT_OF_STOCK",
+    "MSG_PRICE_VERIFICATION",
+    "RANDOM_ERRORS",
+    "RANDOM_KINDS",
+    "RATE_LIMITS",
+    "RATE_WINDOW_SECONDS",
+    "WAITING_CACHE_SECONDS",
+    "Account",
+    "Activation",
+    "ControlError",
+    "Fault",
+    "FaultAction",
+    "LatePurchase",
+    "LedgerEntry",
+    "Pool",
+    "RandomFaults",
+    "Service",
+    "SimError",
+    "SimState",
+    "Stats",
+    "default_catalogue",
+    "iso",
+    "money",
+]
+
+# Read at run time from this module (tests monkeypatch them here).
 WAITING_CACHE_SECONDS = 15.0
 RATE_WINDOW_SECONDS = 60.0
 
@@ -38,304 +96,8 @@ RATE_LIMITS: dict[str, tuple[int, str]] = {
     "cancel": (10, "Too many cancel attempts. Please wait {n}s."),
 }
 
-MSG_INSUFFICIENT = "Insufficient wallet balance."
-MSG_OUT_OF_STOCK = "No numbers available right now. Please try again shortly."
-MSG_PRICE_VERIFICATION = "Price verification failed. Please refresh the app list and try again."
-MSG_INVALID_COUNTRY = "Country not supported"
 
-
-def money(value: Decimal | str | int | float) -> Decimal:
-    """Parse a money amount (floats via ``str``) and round to 4 decimals."""
-    if isinstance(value, float):
-        value = str(value)
-    return Decimal(value).quantize(CENT4)
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
-
-
-class SimError(Exception):
-    """An API error: rendered as the error envelope with ``status``."""
-
-    def __init__(
-        self, status: int, code: str, message: str, data: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.data = data
-
-
-class ControlError(Exception):
-    """A refused control operation (``/_sim/...`` or the Python control API)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-@dataclass
-class LedgerEntry:
-    kind: str  # "deposit" | "adjust" | "charge" | "refund"
-    amount: Decimal  # signed: charges negative
-    at: float
-    activation_id: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "amount": str(self.amount),
-            "at": self.at,
-            "activation_id": self.activation_id,
-        }
-
-
-@dataclass
-class Account:
-    api_key: str
-    balance: Decimal
-    email: str
-    state: str = "active"
-    ledger: list[LedgerEntry] = field(default_factory=list)
-
-
-@dataclass
-class Pool:
-    provider_id: str
-    price: Decimal  # what /purchase charges
-    count: int
-    # What /apps shows when it lags behind ``price`` (DaisySim's 5-minute price view
-    # cache); None = ``price``. Set with ``set_price(..., listed=...)``.
-    listed: Decimal | None = None
-
-    @property
-    def shown(self) -> Decimal:
-        return self.price if self.listed is None else self.listed
-
-
-@dataclass
-class Service:
-    code: str
-    name: str
-    price: Decimal | None = None  # single-provider services
-    stock: int | None = None  # single-provider: None = ample
-    pools: list[Pool] = field(default_factory=list)  # sb_* services
-    removed: bool = False
-    listed: Decimal | None = None  # single-provider: as Pool.listed
-
-    @property
-    def multi(self) -> bool:
-        return bool(self.pools)
-
-    def sorted_pools(self) -> list[Pool]:
-        return sorted(self.pools, key=lambda p: (p.price, p.provider_id))
-
-
-@dataclass
-class Activation:
-    id: int
-    account: str
-    app: str
-    pool: str | None
-    price: Decimal
-    phone: str
-    service_label: str
-    country_label: str
-    purchased_at: float
-    expires_at: float
-    code: str | None = None
-    code_at: float | None = None
-    cancelled_at: float | None = None
-    refunded: bool = False
-    sms_due: tuple[float, str] | None = None  # pending auto-SMS (due time, code)
-    cache_until: float | None = None  # 15-s Waiting cache
-
-    @property
-    def aid(self) -> str:
-        return str(self.id)
-
-    def status(self, now: float) -> str:
-        if self.code is not None:
-            return "Completed"
-        if self.cancelled_at is not None:
-            return "Cancelled"
-        if now >= self.expires_at:
-            return "Expired"
-        return "Waiting"
-
-
-@dataclass
-class Fault:
-    endpoint: str
-    remaining: int
-    status: int | None = None
-    code: str | None = None
-    message: str | None = None
-    latency: float = 0.0
-    drop: bool = False
-    trickle: float = 0.0  # slow-loris: headers, then the body one byte per this many s
-    patch: dict[str, Any] | None = None  # success answers: data fields replaced (raw)
-    account: str | None = None  # only requests with this API key (None: any)
-    late: float | None = None  # purchase only: done this many sim seconds later
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "endpoint": self.endpoint,
-            "remaining": self.remaining,
-            "status": self.status,
-            "code": self.code,
-            "message": self.message,
-            "latency": self.latency,
-            "drop": self.drop,
-            "trickle": self.trickle,
-            "patch": None if self.patch is None else {k: str(v) for k, v in self.patch.items()},
-            "account": None if self.account is None else "…" + self.account[-4:],
-            "late": self.late,
-        }
-
-
-@dataclass
-class FaultAction:
-    """What to do with one request: sleep ``latency`` s, then fail or drop; or
-    answer with ``patch`` applied, or trickle the answer (``trickle`` s a byte).
-    ``late``: (purchase) the request gets no answer (or the error ``status``) and
-    the server carries the purchase out ``late`` seconds of sim time later."""
-
-    latency: float = 0.0
-    status: int | None = None
-    code: str | None = None
-    message: str | None = None
-    drop: bool = False
-    trickle: float = 0.0
-    patch: dict[str, Any] | None = None
-    late: float | None = None
-
-
-@dataclass
-class LatePurchase:
-    """A purchase request the server finishes after the client gave up."""
-
-    due: float
-    account: str
-    args: dict[str, Any]
-
-
-DEFAULT_FAULT_MESSAGES = {
-    "SERVER_ERROR": "Internal server error.",
-    "PROVIDER_ERROR": "Upstream provider error. Please retry in a few seconds.",
-    "CONCURRENT_ERROR": "Concurrent transaction detected. Please retry.",
-}
-RANDOM_ERRORS: tuple[tuple[int, str], ...] = (
-    (500, "SERVER_ERROR"),
-    (502, "PROVIDER_ERROR"),
-    (409, "CONCURRENT_ERROR"),
-)
-RANDOM_KINDS = ("error", "latency", "drop", "trickle", "late")
-FAULT_ENDPOINTS = (
-    "purchase",
-    "check",
-    "check-all",
-    "cancel",
-    "balance",
-    "apps",
-    "history",
-    "countries",
-    "any",
-)
-
-
-@dataclass
-class RandomFaults:
-    rate: float
-    rng: random.Random
-    endpoints: tuple[str, ...] = ("any",)
-    kinds: tuple[str, ...] = ("error", "latency", "drop")
-    latency: tuple[float, float] = (0.05, 0.3)
-    errors: tuple[tuple[int, str], ...] = RANDOM_ERRORS
-    trickle: float = 1.0
-    # kind "late" (purchases only; other endpoints get no fault from it): the late
-    # purchase, carried out uniform(*late) sim seconds after the request.
-    late: tuple[float, float] = (90.0, 150.0)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "rate": self.rate,
-            "endpoints": list(self.endpoints),
-            "kinds": list(self.kinds),
-            "latency": list(self.latency),
-            "late": list(self.late),
-            "errors": [list(e) for e in self.errors],
-            "trickle": self.trickle,
-        }
-
-
-class Stats:
-    """Per-account request counters (every authenticated request) and 429 counts."""
-
-    def __init__(self) -> None:
-        self.requests: defaultdict[str, defaultdict[str, int]] = defaultdict(
-            lambda: defaultdict(int)
-        )
-        self.rate_limited: defaultdict[str, int] = defaultdict(int)
-        self.rate_limited_by_endpoint: defaultdict[str, defaultdict[str, int]] = defaultdict(
-            lambda: defaultdict(int)
-        )
-        self.unauthenticated = 0
-
-    def count(self, account: str, endpoint: str) -> int:
-        per = self.requests.get(account)
-        return per.get(endpoint, 0) if per is not None else 0
-
-    def total(self, account: str) -> int:
-        per = self.requests.get(account)
-        return sum(per.values()) if per is not None else 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "requests": {k: dict(v) for k, v in self.requests.items()},
-            "rate_limited": dict(self.rate_limited),
-            "rate_limited_by_endpoint": {
-                k: dict(v) for k, v in self.rate_limited_by_endpoint.items()
-            },
-            "unauthenticated": self.unauthenticated,
-        }
-
-
-def default_catalogue() -> dict[str, Service]:
-    d = Decimal
-    services = [
-        Service("WhatsApp", "WhatsApp", price=d("1.8500")),
-        Service("whatsapp-(us)5", "WhatsApp 2", price=d("0.7400")),
-        Service("Signal", "Signal", price=d("0.6000")),
-        Service("Telegram", "Telegram", price=d("1.4000")),
-        Service(
-            "sb_wa",
-            "WhatsApp 3",
-            pools=[
-                Pool("3109", d("1.0830"), 4000),
-                Pool("2266", d("1.0920"), 4296),
-                Pool("3170", d("1.3810"), 1000),
-                Pool("2617", d("3.6000"), 344),
-            ],
-        ),
-        Service(
-            "sb_tg",
-            "Telegram 2",
-            pools=[Pool("2266", d("0.4500"), 1820), Pool("3109", d("0.6000"), 980)],
-        ),
-        Service(
-            "sb_fb",
-            "Facebook",
-            pools=[Pool("3109", d("0.5000"), 2100), Pool("2266", d("0.6500"), 890)],
-        ),
-    ]
-    return {s.code: s for s in services}
-
-
-class SimState:
+class SimState(CatalogueMixin, FaultsMixin):
     def __init__(
         self,
         clock: Clock,
@@ -479,242 +241,6 @@ class SimState:
             self.stats.rate_limited_by_endpoint[acct.api_key][endpoint] += 1
             raise SimError(429, "RATE_LIMITED", template.format(n=wait))
         self._windows[(acct.api_key, bucket)] = (start, used + 1)
-
-    # ---------------------------------------------------------------- faults
-    def add_fault(
-        self,
-        endpoint: str = "any",
-        *,
-        count: int = 1,
-        status: int | None = None,
-        code: str | None = None,
-        message: str | None = None,
-        latency: float = 0.0,
-        drop: bool = False,
-        trickle: float = 0.0,
-        patch: dict[str, Any] | None = None,
-        account: str | None = None,
-        late: float | None = None,
-    ) -> Fault:
-        if late is not None:
-            # The late purchase: no answer (or the error ``status``), the order
-            # appears ``late`` s later with that time as its created_at.
-            if endpoint != "purchase":
-                raise ControlError(422, "late applies to the purchase endpoint only")
-            if late <= 0 or drop or latency:
-                raise ControlError(422, "late must be > 0, without drop or latency")
-            if code is not None and status is None:
-                status = {"CONCURRENT_ERROR": 409, "PROVIDER_ERROR": 502}.get(code, 500)
-            if status is not None and status < 500:
-                raise ControlError(422, "a late purchase answers nothing or a 5xx status")
-            if status is not None and code is None:
-                code = {502: "PROVIDER_ERROR"}.get(status, "SERVER_ERROR")
-            if status is not None and message is None:
-                message = DEFAULT_FAULT_MESSAGES.get(code or "", "Server error.")
-            fault = Fault(endpoint, count, status, code, message, 0.0, status is None,
-                          late=float(late))
-            if count < 1:
-                raise ControlError(422, "count must be >= 1")
-            self.faults.append(fault)
-            return fault
-        if endpoint not in FAULT_ENDPOINTS:
-            raise ControlError(422, f"endpoint must be one of {', '.join(FAULT_ENDPOINTS)}")
-        if count < 1:
-            raise ControlError(422, "count must be >= 1")
-        if latency < 0:
-            raise ControlError(422, "latency must be >= 0")
-        if code is not None and status is None:
-            status = {"CONCURRENT_ERROR": 409, "PROVIDER_ERROR": 502}.get(code, 500)
-        if status is not None and code is None:
-            code = {409: "CONCURRENT_ERROR", 502: "PROVIDER_ERROR"}.get(status, "SERVER_ERROR")
-        if trickle < 0:
-            raise ControlError(422, "trickle must be >= 0")
-        if account is not None and not isinstance(account, str):
-            raise ControlError(422, "api_key must be a string")
-        if patch is not None and (
-            not isinstance(patch, dict) or not patch or not all(isinstance(k, str) for k in patch)
-        ):
-            raise ControlError(422, "patch must be a non-empty object of path -> value")
-        if status is not None and drop:
-            raise ControlError(422, "a fault either fails (status) or drops, not both")
-        if drop and (trickle or patch):
-            raise ControlError(422, "a dropped answer cannot be trickled or patched")
-        if status is not None and patch:
-            raise ControlError(422, "patch applies to success answers, not to a status")
-        if status is None and not drop and latency == 0 and not trickle and not patch:
-            raise ControlError(422, "a fault needs status/code, latency, drop, trickle or patch")
-        if status is not None and message is None:
-            message = DEFAULT_FAULT_MESSAGES.get(code or "", "Server error.")
-        fault = Fault(
-            endpoint, count, status, code, message, float(latency), drop, float(trickle),
-            dict(patch) if patch else None, account,
-        )
-        self.faults.append(fault)
-        return fault
-
-    def set_random_faults(
-        self,
-        rate: float,
-        *,
-        seed: int | None = None,
-        endpoints: tuple[str, ...] | list[str] = ("any",),
-        kinds: tuple[str, ...] | list[str] = ("error", "latency", "drop"),
-        latency: tuple[float, float] = (0.05, 0.3),
-        errors: tuple[tuple[int, str], ...] | None = None,
-        trickle: float = 1.0,
-        late: tuple[float, float] = (90.0, 150.0),
-    ) -> RandomFaults:
-        if not 0.0 < late[0] <= late[1]:
-            raise ControlError(422, "late must be [min, max] with 0 < min <= max")
-        if not 0.0 <= rate <= 1.0:
-            raise ControlError(422, "rate must be within 0..1")
-        for e in endpoints:
-            if e not in FAULT_ENDPOINTS:
-                raise ControlError(422, f"unknown endpoint {e!r}")
-        for k in kinds:
-            if k not in RANDOM_KINDS:
-                raise ControlError(422, f"unknown kind {k!r} ({', '.join(RANDOM_KINDS)})")
-        if trickle <= 0:
-            raise ControlError(422, "trickle must be > 0")
-        if not kinds:
-            raise ControlError(422, "kinds must not be empty")
-        lo, hi = float(latency[0]), float(latency[1])
-        if not 0 <= lo <= hi:
-            raise ControlError(422, "latency must be [min, max] with 0 <= min <= max")
-        self.random_faults = RandomFaults(
-            rate=rate,
-            rng=random.Random(seed),
-            endpoints=tuple(endpoints),
-            kinds=tuple(kinds),
-            latency=(lo, hi),
-            errors=tuple((int(s), str(c)) for s, c in errors) if errors else RANDOM_ERRORS,
-            trickle=float(trickle),
-            late=(float(late[0]), float(late[1])),
-        )
-        return self.random_faults
-
-    def clear_faults(self) -> None:
-        self.faults.clear()
-        self.random_faults = None
-
-    def _consume(self, fault: Fault) -> FaultAction:
-        fault.remaining -= 1
-        if fault.remaining == 0:
-            self.faults.remove(fault)
-        return FaultAction(
-            fault.latency, fault.status, fault.code, fault.message, fault.drop,
-            fault.trickle, fault.patch, late=fault.late,
-        )
-
-    def take_fault_for(self, api_key: str, endpoint: str) -> FaultAction | None:
-        """Consume the fault (if any) that applies to this account's request: one
-        added for this account first, else :meth:`take_fault`."""
-        for fault in self.faults:
-            if (
-                fault.account == api_key
-                and fault.remaining > 0
-                and fault.endpoint in (endpoint, "any")
-            ):
-                return self._consume(fault)
-        return self.take_fault(endpoint)
-
-    def take_fault(self, endpoint: str) -> FaultAction | None:
-        """Consume the fault (if any, not tied to an account) or the random fault
-        that applies to this request."""
-        for fault in self.faults:
-            if fault.account is None and fault.remaining > 0 and fault.endpoint in (
-                endpoint, "any"
-            ):
-                return self._consume(fault)
-        rf = self.random_faults
-        if rf is not None and ("any" in rf.endpoints or endpoint in rf.endpoints):
-            if rf.rng.random() < rf.rate:
-                kind = rf.rng.choice(rf.kinds)
-                if kind == "late":
-                    if endpoint != "purchase":
-                        return None
-                    return FaultAction(drop=True, late=rf.rng.uniform(*rf.late))
-                if kind == "latency":
-                    return FaultAction(latency=rf.rng.uniform(*rf.latency))
-                if kind == "drop":
-                    return FaultAction(drop=True)
-                if kind == "trickle":
-                    return FaultAction(trickle=rf.trickle)
-                status, code = rf.rng.choice(rf.errors)
-                return FaultAction(
-                    status=status, code=code, message=DEFAULT_FAULT_MESSAGES.get(code, "Error.")
-                )
-        return None
-
-    # --------------------------------------------------------------- catalogue
-    def service(self, app: str) -> Service:
-        svc = self.services.get(app)
-        if svc is None:
-            raise ControlError(404, f"unknown service {app!r}")
-        return svc
-
-    def set_stock(self, app: str, provider_id: str | int | None, count: int) -> None:
-        if count < 0:
-            raise ControlError(422, "count must be >= 0")
-        svc = self.service(app)
-        if not svc.multi:
-            svc.stock = count  # provider_id is ignored for single-provider services
-            return
-        pid = str(provider_id) if provider_id is not None else None
-        for pool in svc.pools:
-            if pool.provider_id == pid:
-                pool.count = count
-                return
-        raise ControlError(404, f"unknown provider_id {provider_id!r} for {app}")
-
-    def set_price(
-        self, app: str, provider_id: str | int | None, price: Decimal | str,
-        *, listed: Decimal | str | None = None,
-    ) -> None:
-        """The price /purchase charges from now on; ``listed``: the (stale) price
-        /apps keeps showing meanwhile (default: the same)."""
-        amount = money(price)
-        shown = None if listed is None else money(listed)
-        if amount <= 0 or (shown is not None and shown <= 0):
-            raise ControlError(422, "prices must be > 0")
-        svc = self.service(app)
-        if not svc.multi:
-            svc.price, svc.listed = amount, shown
-            return
-        pid = str(provider_id) if provider_id is not None else None
-        for pool in svc.pools:
-            if pool.provider_id == pid:
-                pool.price, pool.listed = amount, shown
-                return
-        raise ControlError(404, f"unknown provider_id {provider_id!r} for {app}")
-
-    def set_removed(self, app: str, removed: bool) -> None:
-        self.service(app).removed = removed
-
-    def apps_view(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for svc in self.services.values():
-            if svc.removed:
-                continue
-            if svc.multi:
-                pools = sorted(svc.pools, key=lambda p: (p.shown, p.provider_id))
-                in_stock = [p for p in pools if p.count > 0]
-                # CHOICE: price = cheapest pool with stock (cheapest overall if none has stock);
-                # empty pools stay listed with count 0.
-                price = (in_stock or pools)[0].shown
-                providers = [
-                    {"provider_id": p.provider_id, "price": p.shown, "count": p.count}
-                    for p in pools
-                ]
-                out.append(
-                    {"code": svc.code, "name": svc.name, "price": price, "providers": providers}
-                )
-            else:
-                shown = svc.price if svc.listed is None else svc.listed
-                out.append(
-                    {"code": svc.code, "name": svc.name, "price": shown, "providers": []}
-                )
-        return out
 
     # ---------------------------------------------------------------- purchase
     def _new_phone(self) -> str:

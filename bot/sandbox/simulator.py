@@ -66,7 +66,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -77,8 +76,16 @@ from typing import Any
 from aiohttp import web
 
 from bot.clock import Clock, SystemClock, VirtualClock
+from bot.sandbox.sim_api import ApiRoutes
+from bot.sandbox.sim_control import ControlRoutes
+from bot.sandbox.sim_http import (
+    Handler,
+    apply_patch,
+    fail,
+    patch_answer,
+    trickle_body,
+)
 from bot.sandbox.sim_state import (
-    FAULT_ENDPOINTS,
     Account,
     Activation,
     ControlError,
@@ -101,138 +108,9 @@ __all__ = [
 ]
 
 API_PREFIX = "/api/v1/server7"
-MAX_CHECK_ALL_IDS = 20
-MAX_PER_PAGE = 100
 
 
-def to_json(value: Any) -> Any:
-    """Decimals become JSON numbers rounded to 4 decimals (the JSON boundary only)."""
-    if isinstance(value, Decimal):
-        return float(round(value, 4))
-    if isinstance(value, dict):
-        return {k: to_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_json(v) for v in value]
-    return value
-
-
-def _json_response(payload: dict[str, Any], status: int = 200) -> web.Response:
-    return web.Response(
-        text=json.dumps(to_json(payload)), status=status, content_type="application/json"
-    )
-
-
-def ok(data: Any, message: str = "OK") -> web.Response:
-    return _json_response({"success": True, "message": message, "data": data})
-
-
-def fail(status: int, code: str, message: str, data: Any = None) -> web.Response:
-    body: dict[str, Any] = {"success": False, "error": message, "code": code}
-    if data is not None:
-        body["data"] = data
-    return _json_response(body, status)
-
-
-def _validation(message: str) -> SimError:
-    return SimError(422, "VALIDATION_ERROR", message)
-
-
-async def _json_body(request: web.Request) -> Any:
-    """The JSON body, or ``None`` when absent/malformed (Laravel treats it as empty)."""
-    raw = await request.read()
-    if not raw:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
-
-
-Handler = Callable[[Account, web.Request], Awaitable[web.Response]]
-
-
-def apply_patch(data: Any, path: str, value: Any) -> bool:
-    """Set ``value`` at ``path`` in a decoded answer's ``data``; True if applied.
-
-    ``path`` is ``/``-separated. On an object a segment is a key (the last one is
-    created if missing); on a list it is an index (``0``) or a selector
-    ``key=value`` (the first element whose ``key`` reads as ``value``). Examples:
-    ``amount_charged``; ``code=Signal/price``;
-    ``code=sb_tg/providers/provider_id=2266/price``; ``orders/0/amount_charged``."""
-    parts = path.split("/")
-    node = data
-    for index, part in enumerate(parts):
-        last = index == len(parts) - 1
-        if isinstance(node, dict):
-            if last:
-                node[part] = value
-                return True
-            node = node.get(part)
-        elif isinstance(node, list):
-            if "=" in part:
-                key, _, wanted = part.partition("=")
-                pos = next(
-                    (i for i, item in enumerate(node)
-                     if isinstance(item, dict) and str(item.get(key)) == wanted),
-                    None,
-                )
-            else:
-                try:
-                    pos = int(part)
-                except ValueError:
-                    return False
-                if not -len(node) <= pos < len(node):
-                    pos = None
-            if pos is None:
-                return False
-            if last:
-                node[pos] = value
-                return True
-            node = node[pos]
-        else:
-            return False
-    return False
-
-
-def _patched(response: web.Response, patch: dict[str, Any]) -> web.Response:
-    """The answer with ``patch`` applied to its ``data``. A Decimal value is sent
-    as that exact JSON number (``Decimal("1E+30")`` -> ``1E+30``)."""
-    assert response.text is not None
-    payload = json.loads(response.text)
-    raw: dict[str, str] = {}
-    for n, (path, value) in enumerate(patch.items()):
-        if isinstance(value, Decimal):
-            marker = f"@@raw{n}@@"
-            raw[json.dumps(marker)] = str(value)
-            value = marker
-        apply_patch(payload.get("data"), path, value)
-    text = json.dumps(payload)
-    for marker, number in raw.items():
-        text = text.replace(marker, number)
-    return web.Response(text=text, status=response.status, content_type="application/json")
-
-
-async def _trickle(
-    request: web.Request, response: web.Response, interval: float
-) -> web.StreamResponse:
-    """Slow loris: the headers now, then the body one byte per ``interval`` s."""
-    body = response.body if isinstance(response.body, bytes) else b""
-    stream = web.StreamResponse(
-        status=response.status, headers={"Content-Type": "application/json; charset=utf-8"}
-    )
-    stream.content_length = len(body)
-    await stream.prepare(request)
-    try:
-        for i in range(len(body)):
-            await asyncio.sleep(interval)
-            await stream.write(body[i : i + 1])
-        await stream.write_eof()
-    except (ConnectionError, RuntimeError):
-        pass  # the client gave up: the effect stands, nobody hears the rest
-    return stream
-
-
-class Simulator:
+class Simulator(ApiRoutes, ControlRoutes):
     """The simulator: state + an aiohttp application serving it."""
 
     def __init__(
@@ -387,14 +265,7 @@ class Simulator:
         r.add_post(f"{p}/check-all", self._wrap("check-all", "check", self._check_all))
         r.add_post(f"{p}/cancel/{{id}}", self._wrap("cancel", "cancel", self._cancel))
         r.add_get(f"{p}/history", self._wrap("history", None, self._history))
-        r.add_post("/_sim/accounts", self._ctl_accounts)
-        r.add_post("/_sim/sms", self._ctl_sms)
-        r.add_post("/_sim/advance", self._ctl_advance)
-        r.add_post("/_sim/stock", self._ctl_stock)
-        r.add_post("/_sim/price", self._ctl_price)
-        r.add_post("/_sim/faults", self._ctl_faults)
-        r.add_post("/_sim/services", self._ctl_services)
-        r.add_get("/_sim/state", self._ctl_state)
+        self.add_control_routes(r)
         return app
 
     @web.middleware
@@ -465,283 +336,12 @@ class Simulator:
             except SimError as exc:
                 response = fail(exc.status, exc.code, exc.message, exc.data)
             if fault.patch and 200 <= response.status < 300:
-                response = _patched(response, fault.patch)
+                response = patch_answer(response, fault.patch)
             if fault.trickle:
-                return await _trickle(request, response, fault.trickle)
+                return await trickle_body(request, response, fault.trickle)
             return response
 
         return wrapped
-
-    # ------------------------------------------------------------ API handlers
-    async def _balance(self, acct: Account, request: web.Request) -> web.Response:
-        return ok({"balance": acct.balance, "currency": "USD", "email": acct.email})
-
-    async def _countries(self, acct: Account, request: web.Request) -> web.Response:
-        return ok({"countries": [{"id": "USA", "name": "USA"}]})
-
-    async def _apps(self, acct: Account, request: web.Request) -> web.Response:
-        if request.match_info["country"] != "USA":
-            raise SimError(422, "INVALID_COUNTRY", "Country not supported")
-        return ok(self.core.apps_view())
-
-    async def _purchase(self, acct: Account, request: web.Request) -> web.Response:
-        act = self.core.purchase(acct, **await self._purchase_args(request))
-        return ok(
-            {
-                "activation_id": act.aid,
-                "phone_number": act.phone,
-                "service": act.service_label,
-                "country": act.country_label,
-                "amount_charged": act.price,
-                "balance_after": acct.balance,
-            },
-            "Number purchased successfully.",
-        )
-
-    @staticmethod
-    async def _purchase_args(request: web.Request) -> dict[str, Any]:
-        body = await _json_body(request)
-        if not isinstance(body, dict):
-            body = {}
-        fields: dict[str, str | None] = {}
-        for name in ("country", "app"):
-            value = body.get(name)
-            if value is None or value == "":
-                raise _validation(f"The {name} field is required.")
-            if not isinstance(value, str):
-                raise _validation(f"The {name} field must be a string.")
-            fields[name] = value
-        for name in ("app_name", "country_name"):
-            value = body.get(name)
-            if value is not None and not isinstance(value, str):
-                raise _validation(f"The {name} field must be a string.")
-            fields[name] = value or None
-        pid = body.get("provider_id")
-        if pid is not None and (isinstance(pid, bool) or not isinstance(pid, str | int)):
-            raise _validation("The provider_id field must be a string.")
-        return {
-            "country": fields["country"] or "",
-            "app": fields["app"] or "",
-            "provider_id": None if pid is None or pid == "" else str(pid),
-            "app_name": fields["app_name"],
-            "country_name": fields["country_name"],
-        }
-
-    async def _check(self, acct: Account, request: web.Request) -> web.Response:
-        act = self.core.find(acct, request.match_info["id"])
-        if act is None:
-            raise SimError(404, "NOT_FOUND", "Activation not found.")
-        return ok(self.core.check_one(act))
-
-    async def _check_all(self, acct: Account, request: web.Request) -> web.Response:
-        body = await _json_body(request)
-        ids = body.get("ids") if isinstance(body, dict) else None
-        if ids is None:
-            raise _validation("The ids field is required.")
-        if not isinstance(ids, list):
-            raise _validation("The ids field must be an array.")
-        if not ids:
-            raise _validation("The ids field is required.")
-        if len(ids) > MAX_CHECK_ALL_IDS:
-            raise _validation(f"The ids field must not have more than {MAX_CHECK_ALL_IDS} items.")
-        items: list[dict[str, Any]] = []
-        for raw in ids:
-            if not (isinstance(raw, str) and raw.isascii() and raw.isdigit()):
-                shown = raw if isinstance(raw, str) else json.dumps(raw)
-                items.append({"activation_id": shown, "status": "Invalid", "code": None})
-                continue
-            act = self.core.find(acct, raw)
-            if act is None:
-                items.append({"activation_id": raw, "status": "Not Found", "code": None})
-            else:
-                items.append(self.core.check_one(act))
-        return ok(items)
-
-    async def _cancel(self, acct: Account, request: web.Request) -> web.Response:
-        act, refund = self.core.cancel(acct, request.match_info["id"])
-        return ok(
-            {"activation_id": act.aid, "refund": refund, "balance_after": acct.balance},
-            "Activation cancelled and refunded.",
-        )
-
-    async def _history(self, acct: Account, request: web.Request) -> web.Response:
-        q = request.query
-        status = q.get("status") or None
-        if status is not None and status not in ("completed", "waiting", "cancelled"):
-            raise _validation("The selected status is invalid.")
-
-        def int_param(name: str, default: int) -> int:
-            raw = q.get(name)
-            if raw is None or raw == "":
-                return default
-            try:
-                value = int(raw)
-            except ValueError:
-                raise _validation(f"The {name} field must be an integer.") from None
-            if value < 1:
-                raise _validation(f"The {name} field must be at least 1.")
-            return value
-
-        per_page = min(int_param("per_page", 20), MAX_PER_PAGE)
-        page = int_param("page", 1)
-        return ok(self.core.history(acct, status, page, per_page))
-
-    # -------------------------------------------------------- control handlers
-    @staticmethod
-    async def _ctl_body(request: web.Request) -> dict[str, Any]:
-        body = await _json_body(request)
-        if not isinstance(body, dict):
-            raise ControlError(422, "a JSON object body is required")
-        return body
-
-    @staticmethod
-    def _ctl_ok(data: Any) -> web.Response:
-        return _json_response({"success": True, "message": "OK", "data": data})
-
-    async def _ctl_accounts(self, request: web.Request) -> web.Response:
-        body = await self._ctl_body(request)
-        key = body.get("api_key")
-        if not isinstance(key, str) or not key:
-            raise ControlError(422, "api_key (string) is required")
-        balance = body.get("balance")
-        if balance is not None and (
-            isinstance(balance, bool) or not isinstance(balance, str | int | float)
-        ):
-            raise ControlError(422, "balance must be a number or a decimal string")
-        try:
-            acct = self.core.upsert_account(
-                key,
-                str(balance) if balance is not None else None,
-                body.get("email"),
-                body.get("state"),
-            )
-        except ArithmeticError:
-            raise ControlError(422, "balance is not a valid decimal") from None
-        return self._ctl_ok(
-            {
-                "api_key": acct.api_key,
-                "balance": str(acct.balance),
-                "email": acct.email,
-                "state": acct.state,
-            }
-        )
-
-    async def _ctl_sms(self, request: web.Request) -> web.Response:
-        body = await self._ctl_body(request)
-        aid, code = body.get("activation_id"), body.get("code")
-        if aid is None or code is None:
-            raise ControlError(422, "activation_id and code are required")
-        act = self.core.deliver_sms(aid, str(code))
-        return self._ctl_ok({"activation_id": act.aid, "code": act.code})
-
-    async def _ctl_advance(self, request: web.Request) -> web.Response:
-        body = await self._ctl_body(request)
-        if not isinstance(self.clock, VirtualClock):
-            raise ControlError(409, "the simulator is not running on a virtual clock")
-        seconds = body.get("seconds")
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-            raise ControlError(422, "seconds must be a number >= 0")
-        self.clock.advance(float(seconds))
-        now = self.core.tick()
-        return self._ctl_ok({"now": now})
-
-    async def _ctl_stock(self, request: web.Request) -> web.Response:
-        body = await self._ctl_body(request)
-        app, count = body.get("app"), body.get("count")
-        if not isinstance(app, str) or isinstance(count, bool) or not isinstance(count, int):
-            raise ControlError(422, "app (string) and count (integer) are required")
-        self.core.set_stock(app, body.get("provider_id"), count)
-        return self._ctl_ok(self.core.snapshot()["stock"][app])
-
-    async def _ctl_price(self, request: web.Request) -> web.Response:
-        body = await self._ctl_body(request)
-        app, price, listed = body.get("app"), body.get("price"), body.get("listed")
-        if not isinstance(app, str) or not all(
-            v is None or (isinstance(v, str | int | float) and not isinstance(v, bool))
-            for v in (price, listed)
-        ) or price is None:
-            raise ControlError(422, "app (string) and price (number or string) are required")
-        try:
-            self.core.set_price(
-                app, body.get("provider_id"), str(price),
-                listed=None if listed is None else str(listed),
-            )
-        except ArithmeticError:
-            raise ControlError(422, "price is not a valid decimal") from None
-        return self._ctl_ok(
-            [a for a in self.core.apps_view() if a["code"] == app] or None
-        )
-
-    async def _ctl_faults(self, request: web.Request) -> web.Response:
-        body = await self._ctl_body(request)
-        try:
-            if body.get("clear"):
-                self.core.clear_faults()
-            if "random" in body:
-                rnd = body["random"]
-                if rnd is None:
-                    self.core.random_faults = None
-                elif isinstance(rnd, dict):
-                    lat = rnd.get("latency", (0.05, 0.3))
-                    errs = rnd.get("errors")
-                    late = rnd.get("late", (90.0, 150.0))
-                    self.core.set_random_faults(
-                        float(rnd.get("rate", 0.1)),
-                        seed=rnd.get("seed"),
-                        endpoints=tuple(rnd.get("endpoints", ("any",))),
-                        kinds=tuple(rnd.get("kinds", ("error", "latency", "drop"))),
-                        latency=(float(lat[0]), float(lat[1])),
-                        errors=tuple((int(s), str(c)) for s, c in errs) if errs else None,
-                        trickle=float(rnd.get("trickle", 1.0)),
-                        late=(float(late[0]), float(late[1])),
-                    )
-                else:
-                    raise ControlError(422, "random must be an object or null")
-            if (
-                "endpoint" in body
-                or "status" in body
-                or "code" in body
-                or "drop" in body
-                or "latency" in body
-                or "trickle" in body
-                or "patch" in body
-                or "late" in body
-            ):
-                self.core.add_fault(
-                    str(body.get("endpoint", "any")),
-                    count=int(body.get("count", 1)),
-                    status=int(body["status"]) if body.get("status") is not None else None,
-                    code=body.get("code"),
-                    message=body.get("message"),
-                    latency=float(body.get("latency") or 0.0),
-                    drop=bool(body.get("drop", False)),
-                    trickle=float(body.get("trickle") or 0.0),
-                    patch=body.get("patch"),
-                    account=body.get("api_key"),
-                    late=float(body["late"]) if body.get("late") is not None else None,
-                )
-        except (TypeError, ValueError, IndexError) as exc:
-            raise ControlError(422, f"bad fault specification: {exc}") from None
-        rf = self.core.random_faults
-        return self._ctl_ok(
-            {
-                "faults": [f.as_dict() for f in self.core.faults],
-                "random": rf.as_dict() if rf else None,
-                "endpoints": list(FAULT_ENDPOINTS),
-            }
-        )
-
-    async def _ctl_services(self, request: web.Request) -> web.Response:
-        body = await self._ctl_body(request)
-        app = body.get("app")
-        if not isinstance(app, str):
-            raise ControlError(422, "app (string) is required")
-        self.core.set_removed(app, bool(body.get("remove", True)))
-        return self._ctl_ok({"app": app, "removed": self.core.services[app].removed})
-
-    async def _ctl_state(self, request: web.Request) -> web.Response:
-        return self._ctl_ok(self.core.snapshot())
-
 
 @dataclass
 class SimulatorServer:
@@ -874,6 +474,7 @@ def main(argv: list[str]) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args))
     return 0
+
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import httpx
 import pytest
 import pytest_asyncio
 import telegram
+from aiohttp import web
 from telegram import (
     CopyTextButton,
     InlineKeyboardButton,
@@ -37,12 +38,11 @@ from telegram.ext import (
 
 from bot.clock import VirtualClock
 from bot.sandbox.fake_telegram import (
+    MARKDOWN_REFUSED,
     FakeTelegram,
     FakeUser,
     find_auto_entities,
     parse_html,
-    parse_markdown,
-    parse_markdown_v2,
     render_html,
     utf16_len,
 )
@@ -158,65 +158,6 @@ def test_html_parser_keeps_unknown_entities_and_drops_bad_links() -> None:
     text, ents = parse_html('a &amp b &unknown; &#65;&#x42; <a href="javascript:x">l</a>')
     assert text == "a & b &unknown; AB l"
     assert ents == []
-
-
-def test_markdown_v2_parser() -> None:
-    text, ents = parse_markdown_v2(
-        "*bold _both_* __under__ ~gone~ ||spoil|| `co\\`de` [site](https://x\\.com/\\)) "
-        "```python\nprint(1)\n``` 1\\.5\\!"
-    )
-    assert text == "bold both under gone spoil co`de site print(1)\n 1.5!"
-    assert [(e["type"], e["offset"], e["length"]) for e in ents] == [
-        ("italic", 5, 4),
-        ("bold", 0, 9),
-        ("underline", 10, 5),
-        ("strikethrough", 16, 4),
-        ("spoiler", 21, 5),
-        ("code", 27, 5),
-        ("text_link", 33, 4),
-        ("pre", 38, 9),
-    ]
-    link = next(e for e in ents if e["type"] == "text_link")
-    assert link["url"] == "https://x.com/)"
-    pre = next(e for e in ents if e["type"] == "pre")
-    assert pre["language"] == "python"
-
-
-@pytest.mark.parametrize(
-    ("source", "error"),
-    [
-        ("hello.", "Character '.' is reserved and must be escaped with the preceding '\\'"),
-        ("a-b", "Character '-' is reserved and must be escaped with the preceding '\\'"),
-        ("test()", "Character '(' is reserved and must be escaped with the preceding '\\'"),
-        ("#tag", "Character '#' is reserved and must be escaped with the preceding '\\'"),
-        ("a|b", "Character '|' is reserved and must be escaped with the preceding '\\'"),
-        ("*unclosed", "Can't find end of Bold entity at byte offset 0"),
-        ("*bold _italic\\_*", "Can't find end of Bold entity at byte offset 15"),
-        ("é _x", "Can't find end of Italic entity at byte offset 3"),
-    ],
-)
-def test_markdown_v2_parser_is_strict(source: str, error: str) -> None:
-    from bot.sandbox.fake_telegram import EntityParseError
-
-    with pytest.raises(EntityParseError) as info:
-        parse_markdown_v2(source)
-    assert str(info.value) == error
-
-
-def test_markdown_v2_blockquote() -> None:
-    text, ents = parse_markdown_v2(">quoted\n>lines\nafter")
-    assert text == "quoted\nlines\nafter"
-    assert ents == [{"type": "blockquote", "offset": 0, "length": 12}]
-
-
-def test_legacy_markdown_parser() -> None:
-    text, ents = parse_markdown("*b* _i_ `c` [l](http://x.com) 1.5 a-b")
-    assert text == "b i c l 1.5 a-b"
-    assert [e["type"] for e in ents] == ["bold", "italic", "code", "text_link"]
-    from bot.sandbox.fake_telegram import EntityParseError
-
-    with pytest.raises(EntityParseError, match=r"starting at byte offset 0$"):
-        parse_markdown("*unclosed")
 
 
 def test_auto_entities_and_render_html() -> None:
@@ -353,16 +294,6 @@ async def test_send_message_html_roundtrip(
             'Bad Request: can\'t parse entities: Unsupported start tag "blink" at byte offset 0',
         ),
         (
-            {"text": "Price: 1.50", "parse_mode": "MarkdownV2"},
-            "Bad Request: can't parse entities: Character '.' is reserved and must be escaped "
-            "with the preceding '\\'",
-        ),
-        (
-            {"text": "*unclosed", "parse_mode": "Markdown"},
-            "Bad Request: can't parse entities: Can't find end of the entity starting at byte "
-            "offset 0",
-        ),
-        (
             {"text": "hello", "entities": [MessageEntity("bold", 100, 1)]},
             "Bad Request: entity begins after the end of the text at UTF-16 offset 100",
         ),
@@ -386,6 +317,26 @@ async def test_send_message_rejections(
     assert alice.bot_messages() == []
 
 
+@pytest.mark.parametrize("mode", ["MarkdownV2", "Markdown", "markdownv2"])
+async def test_markdown_parse_modes_are_refused(
+    fake: FakeTelegram, bot: telegram.Bot, alice: FakeUser, mode: str
+) -> None:
+    """The real Telegram accepts Markdown/MarkdownV2; this stand-in parses HTML only (the
+    bot's one parse mode), so it refuses them with a clear 400 rather than pretending."""
+    expected = "Bad Request: " + MARKDOWN_REFUSED.format(mode=mode)
+    assert "HTML only" in expected
+    with pytest.raises(BadRequest):
+        await bot.send_message(alice.id, "*bold*", parse_mode=mode)
+    assert last_error(fake) == expected
+    assert alice.bot_messages() == []
+    sent = await bot.send_message(alice.id, "<b>bold</b>", parse_mode="HTML")
+    with pytest.raises(BadRequest):
+        await bot.edit_message_text("*edited*", alice.id, sent.message_id, parse_mode=mode)
+    assert last_error(fake) == expected
+    assert alice.message(sent.message_id).text == "bold"
+    assert not alice.message(sent.message_id).edited
+
+
 async def test_send_message_limits_and_trimming(
     fake: FakeTelegram, bot: telegram.Bot, alice: FakeUser
 ) -> None:
@@ -394,8 +345,6 @@ async def test_send_message_limits_and_trimming(
     trimmed = await bot.send_message(alice.id, "\n  <b>hi</b>  \n", parse_mode="HTML")
     assert trimmed.text == "hi"
     assert trimmed.entities == (MessageEntity("bold", 0, 2),)
-    v2 = await bot.send_message(alice.id, "*Total:* 1\\.50 \\$", parse_mode="MarkdownV2")
-    assert v2.text == "Total: 1.50 $" and v2.entities[0].type == "bold"
 
 
 async def test_chat_errors(fake: FakeTelegram, bot: telegram.Bot) -> None:
@@ -802,13 +751,13 @@ async def test_get_updates_long_poll(fake: FakeTelegram, bot: telegram.Bot) -> N
     assert await bot.get_updates(timeout=1) == ()
     # a long poll is woken up by a new update
     poll = asyncio.create_task(bot.get_updates(timeout=30))
-    await fake._wait_until(lambda: fake._poller, 5.0)
+    await fake.state.wait_until(lambda: fake.state.poller, 5.0)
     uid = await user.send("ping")
     got = await asyncio.wait_for(poll, 10)
     assert [u.update_id for u in got] == [uid]
     # a second poller terminates the first one with 409 Conflict
     old = asyncio.create_task(bot.get_updates(offset=uid + 1, timeout=30))
-    await fake._wait_until(lambda: fake._poller, 5.0)
+    await fake.state.wait_until(lambda: fake.state.poller, 5.0)
     other = telegram.Bot(TOKEN, base_url=fake.api_base)
     async with other:
         new = asyncio.create_task(other.get_updates(offset=uid + 1, timeout=30))
@@ -1076,3 +1025,55 @@ async def test_chats_survive_a_restart_through_export_and_import(
         FakeTelegram(TOKEN).import_state({"version": 99})
     with pytest.raises(ValueError):
         FakeTelegram(TOKEN).import_state({"version": 1, "chats": [{"user": {}}]})
+
+
+async def test_a_subclass_can_wrap_every_request() -> None:
+    """FakeTelegram._handle is the one entry of every Bot API request, so a subclass
+    can wrap it (the benchmarks' TimedFakeTelegram stamps each request this way)."""
+    seen: list[tuple[str, int]] = []
+
+    class Stamping(FakeTelegram):
+        async def _handle(self, request: web.Request) -> web.Response:
+            response = await super()._handle(request)
+            seen.append((request.match_info["method"], response.status))
+            return response
+
+    fake = Stamping(TOKEN)
+    await fake.start()
+    try:
+        async with telegram.Bot(TOKEN, base_url=fake.api_base) as bot:
+            await bot.get_me()
+            with pytest.raises(BadRequest):
+                await bot.send_message(999, "x")
+    finally:
+        await fake.close()
+    assert ("getMe", 200) in seen
+    assert ("sendMessage", 400) in seen
+    assert len(seen) == len(fake.calls)
+
+
+async def test_a_subclass_can_wrap_one_bot_api_method() -> None:
+    """Each Bot API method is also FakeTelegram._m_<snake_name>, and requests go through
+    it: the soak's PushKillFake wraps _m_send_message to kill the bot right after an OTP
+    message was stored."""
+    sent: list[str] = []
+
+    class Wrapping(FakeTelegram):
+        def _m_send_message(self, p: dict[str, Any]) -> Any:
+            result = super()._m_send_message(p)  # type: ignore[misc]
+            sent.append(result["text"])
+            return result
+
+    fake = Wrapping(TOKEN)
+    await fake.start()
+    try:
+        user = fake.user(1001)
+        await user.send("/start")
+        async with telegram.Bot(TOKEN, base_url=fake.api_base) as bot:
+            await bot.send_message(user.id, "<b>hello</b>", parse_mode="HTML")
+            updates = await bot.get_updates(timeout=0)  # an async method, also hooked
+    finally:
+        await fake.close()
+    assert sent == ["hello"]
+    assert user.last().text == "hello"
+    assert [u.message.text for u in updates if u.message] == ["/start"]
