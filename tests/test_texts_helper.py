@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from bot.telegram.texts import CATALOGUE, DEFAULT_LANG, placeholders, strip_html, t
-from tests.texts import button, button_keys, pattern, service_button, template, text
+from tests.texts import button, button_keys, lead, pattern, service_button, template, text
 
 EN = CATALOGUE[DEFAULT_LANG]
 
@@ -62,8 +62,9 @@ def test_pattern_escapes_the_literal_parts() -> None:
     # "Cancel & refund" in a text is "&amp;" in HTML; "(in {left} as of {now})" has
     # regex metacharacters; "." and "?" must match only themselves
     locked = pattern("order_cancel_locked", at="08:03 UTC")
-    assert locked.search("🔒 Cancel & refund available from 08:03 UTC (in 2:41 as of 08:00:19 UTC).")
-    assert not locked.search("🔒 Cancel & refund available from 08:03 UTC in 2:41 as of 08:00 UTC.")
+    shown = "🔒 Cancel & refund available from 08:03 UTC (in 2:41 as of 08:00:19 UTC)."
+    assert locked.search(shown)
+    assert not locked.search(shown.replace("(", "").replace(")", ""))
     menu = pattern("menu_title", full=True)
     assert menu.fullmatch("What would you like to do?")
     assert not menu.fullmatch("What would you like to do!")
@@ -87,15 +88,33 @@ def test_pattern_known_values_are_exact() -> None:
     assert pattern("order_price", price=Decimal("0.5")).search("Price: $0.50")
 
 
+def test_lead_is_the_fixed_start() -> None:
+    assert lead("buy_confirm") == "Confirm your purchase"
+    assert lead("otp_message") == "🔑 Code for"
+    assert lead("btn_confirm") == "✅ Confirm ·"
+    assert lead("order_number") == "Number:"
+    for key in EN:
+        values = _sample(key)
+        shown = button(key, **values) if key.startswith("btn_") else text(key, **values)
+        assert shown.startswith(lead(key)), key
+
+
+def test_unnamed_pattern_is_plain_regex() -> None:
+    p = pattern("status_refunded", named=False)
+    assert "?P" not in p.pattern and p.search("Status: ↩️ $0.60 refunded · cancelled by you")
+    assert not p.search("Status: ↩️ $0.60 refunded · no SMS in time")
+
+
 def test_lang_parameter_everywhere() -> None:
     assert text("menu_title", "en") == text("menu_title")
     assert button("btn_buy", lang="en") == button("btn_buy")
     assert pattern("menu_title", "en").pattern == pattern("menu_title").pattern
+    assert lead("buy_confirm", "en") == lead("buy_confirm")
     assert template("menu_title", "xx") == EN["menu_title"]  # English fallback, as the bot
 
 
 def test_unknown_key_raises() -> None:
-    for call in (text, button, pattern, template):
+    for call in (text, button, pattern, template, lead):
         with pytest.raises(KeyError, match="no_such_key"):
             call("no_such_key")
     with pytest.raises(KeyError, match="nonsense"):

@@ -11,6 +11,7 @@ user sees it in the fake Telegram client:
   only partly known: given values are matched exactly, the others match anything
   (as named groups), e.g. ``alice.press(pattern("btn_confirm"))`` (a label pattern
   matches the whole label; a text pattern is found anywhere in a message);
+* :func:`lead` — the fixed start of a text, for a prefix check;
 * :func:`service_button` — a service of the buy list, plain or "recently bought".
 
 Every function takes ``lang`` (default English). The catalogue is imported only
@@ -26,7 +27,7 @@ from decimal import Decimal
 
 from bot.telegram.texts import CATALOGUE, DEFAULT_LANG, Raw, label, money, strip_html, t
 
-__all__ = ["button", "button_keys", "pattern", "service_button", "template", "text"]
+__all__ = ["button", "button_keys", "lead", "pattern", "service_button", "template", "text"]
 
 _TRIM = " \t\n\r\v\f"  # what Telegram trims around a message text
 
@@ -62,7 +63,12 @@ def _plain_value(value: object, *, is_label: bool) -> str:
 
 
 def pattern(
-    key: str, lang: str = DEFAULT_LANG, *, full: bool | None = None, **known: object
+    key: str,
+    lang: str = DEFAULT_LANG,
+    *,
+    full: bool | None = None,
+    named: bool = True,
+    **known: object,
 ) -> re.Pattern[str]:
     """A regex matching ``key`` as rendered (message text or, for ``btn_*`` keys, the
     label), the placeholders in ``known`` exactly and every other one by anything
@@ -71,7 +77,8 @@ def pattern(
     The literal parts are escaped. ``full`` anchors the pattern to the whole string
     (the default for a ``btn_*`` label, which is always a whole string; pass it for a
     message made of this one text); otherwise it is meant for ``re.search`` (which
-    ``FakeUser.wait_for`` / ``press`` use) inside a longer message."""
+    ``FakeUser.wait_for`` / ``press`` use) inside a longer message. ``named=False``
+    leaves out the group names (a JavaScript-compatible source, for Playwright)."""
     tpl = template(key, lang)
     is_label = key.startswith("btn_")
     parts: list[str] = []
@@ -91,6 +98,8 @@ def pattern(
             raise ValueError(f"{key!r}: format specs are not supported ({name!r})")
         if name in known:
             parts.append(re.escape(_plain_value(known[name], is_label=is_label)))
+        elif not named:
+            parts.append(r"[\s\S]*?")
         elif name in seen:
             parts.append(f"(?P={name})")
         else:
@@ -105,6 +114,15 @@ def pattern(
     if full:
         body = rf"\A{body}\Z"
     return re.compile(body, re.DOTALL)
+
+
+def lead(key: str, lang: str = DEFAULT_LANG) -> str:
+    """The fixed start of text ``key`` as shown: its plain text up to the first
+    placeholder or line break ("Confirm your purchase", "🔑 Code for")."""
+    tpl = template(key, lang)
+    first = next(iter(string.Formatter().parse(tpl)), ("", None, None, None))[0] or ""
+    shown = first if key.startswith("btn_") else strip_html(first).lstrip(_TRIM)
+    return shown.split("\n", 1)[0].rstrip(_TRIM)
 
 
 def button_keys(lang: str = DEFAULT_LANG) -> list[str]:
