@@ -27,7 +27,16 @@ from decimal import Decimal
 
 from bot.telegram.texts import CATALOGUE, DEFAULT_LANG, Raw, label, money, strip_html, t
 
-__all__ = ["button", "button_keys", "lead", "pattern", "service_button", "template", "text"]
+__all__ = [
+    "button",
+    "button_keys",
+    "lead",
+    "pattern",
+    "service_button",
+    "service_label",
+    "template",
+    "text",
+]
 
 _TRIM = " \t\n\r\v\f"  # what Telegram trims around a message text
 
@@ -128,6 +137,16 @@ def lead(key: str, lang: str = DEFAULT_LANG) -> str:
 def button_keys(lang: str = DEFAULT_LANG) -> list[str]:
     """Every button key of the catalogue (``btn_*``)."""
     return sorted(k for k in CATALOGUE.get(lang, CATALOGUE[DEFAULT_LANG]) if k.startswith("btn_"))
+
+
+def service_label(
+    name: str, price: object, *, multi: bool = False, recent: bool = False,
+    lang: str = DEFAULT_LANG,
+) -> str:
+    """The exact label of service ``name`` in the buy list (``recent``: the
+    "recently bought" form; ``multi``: a service with pools, "from {price}")."""
+    key = "btn_service" + ("_multi" if multi else "") + ("_recent" if recent else "")
+    return button(key, lang, name=name, price=price)
 
 
 def service_button(
