@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from bot.telegram.texts import CATALOGUE, DEFAULT_LANG, placeholders, strip_html, t
-from tests.texts import button, button_keys, lead, pattern, service_button, template, text
+from tests.texts import button, button_keys, lead, part, pattern, service_button, template, text
 
 EN = CATALOGUE[DEFAULT_LANG]
 
@@ -86,6 +86,17 @@ def test_pattern_known_values_are_exact() -> None:
     multi = service_button("WhatsApp 3", "$1.083", multi=True)
     assert multi.search("WhatsApp 3 · from $1.083") and multi.search("🕘 WhatsApp 3 · from $1.083")
     assert pattern("order_price", price=Decimal("0.5")).search("Price: $0.50")
+
+
+def test_known_value_may_be_a_regex_and_parts_compose() -> None:
+    locked = pattern("btn_cancel_locked", at=re.compile(r"\d\d:\d\d UTC"))
+    assert locked.search("🔒 Cancel from 00:03 UTC")
+    assert not locked.search("🔒 Cancel from 00:03:07 UTC")
+    pool = part("admin_pool", pool=part("admin_pool_cheapest"))
+    assert pool == " [cheapest]"  # not trimmed: it is glued to the name
+    line = text("admin_service_line_unfinished", name="WA", pool=pool,
+                open=part("admin_service_open", count=1))
+    assert line == "• WA [cheapest]: no finished order yet · 1 waiting"
 
 
 def test_lead_is_the_fixed_start() -> None:

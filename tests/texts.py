@@ -11,6 +11,7 @@ user sees it in the fake Telegram client:
   only partly known: given values are matched exactly, the others match anything
   (as named groups), e.g. ``alice.press(pattern("btn_confirm"))`` (a label pattern
   matches the whole label; a text pattern is found anywhere in a message);
+* :func:`part` — a piece of a text that the bot composes into another one;
 * :func:`lead` — the fixed start of a text, for a prefix check;
 * :func:`service_button` — a service of the buy list, plain or "recently bought".
 
@@ -31,6 +32,7 @@ __all__ = [
     "button",
     "button_keys",
     "lead",
+    "part",
     "pattern",
     "service_button",
     "service_label",
@@ -57,6 +59,13 @@ def text(key: str, lang: str = DEFAULT_LANG, **values: object) -> str:
     return strip_html(t(lang, key, **values)).strip(_TRIM)
 
 
+def part(key: str, lang: str = DEFAULT_LANG, **values: object) -> str:
+    """Like :func:`text`, but not trimmed: a piece the bot puts into another text
+    (``" [cheapest]"``, ``" · 1 waiting"``), to pass as a value of :func:`text`."""
+    template(key, lang)
+    return strip_html(t(lang, key, **values))
+
+
 def button(key: str, lang: str = DEFAULT_LANG, **values: object) -> str:
     """The exact label of button ``key`` rendered with ``values``."""
     template(key, lang)
@@ -80,8 +89,9 @@ def pattern(
     **known: object,
 ) -> re.Pattern[str]:
     """A regex matching ``key`` as rendered (message text or, for ``btn_*`` keys, the
-    label), the placeholders in ``known`` exactly and every other one by anything
-    (a named group; a repeated placeholder must repeat the same value).
+    label), the placeholders in ``known`` exactly (a ``re.Pattern`` value: by that
+    regex) and every other one by anything (a named group; a repeated placeholder
+    must repeat the same value).
 
     The literal parts are escaped. ``full`` anchors the pattern to the whole string
     (the default for a ``btn_*`` label, which is always a whole string; pass it for a
@@ -105,7 +115,9 @@ def pattern(
             continue
         if spec or conv:
             raise ValueError(f"{key!r}: format specs are not supported ({name!r})")
-        if name in known:
+        if name in known and isinstance(known[name], re.Pattern):
+            parts.append(f"(?:{known[name].pattern})")  # type: ignore[union-attr]
+        elif name in known:
             parts.append(re.escape(_plain_value(known[name], is_label=is_label)))
         elif not named:
             parts.append(r"[\s\S]*?")
