@@ -162,14 +162,18 @@ def service_label(
 
 
 def service_button(
-    name: str, price: object, *, multi: bool = False, lang: str = DEFAULT_LANG
+    name: str, price: object = None, *, multi: bool = False, lang: str = DEFAULT_LANG
 ) -> re.Pattern[str]:
     """The whole label of service ``name`` in the buy list, in its plain or its
-    "recently bought" form; ``multi`` for a service with pools ("from {price}")."""
+    "recently bought" form; ``multi`` for a service with pools ("from {price}");
+    ``price`` None: at any price."""
     keys = (
         ("btn_service_multi", "btn_service_multi_recent")
         if multi
         else ("btn_service", "btn_service_recent")
     )
+    if price is None:
+        either = "|".join(pattern(k, lang, named=False, name=name).pattern for k in keys)
+        return re.compile(f"(?:{either})", re.DOTALL)
     either = "|".join(re.escape(button(k, lang, name=name, price=price)) for k in keys)
     return re.compile(rf"\A(?:{either})\Z")
