@@ -128,6 +128,8 @@ ALLOWED: dict[str, set[str]] = {
 
 
 def _allowed(path: Path) -> set[str]:
+    if not path.is_relative_to(ROOT):
+        return set()
     return ALLOWED.get(path.relative_to(ROOT).as_posix(), set())
 
 
@@ -140,8 +142,11 @@ def _spells(literal: str, phrase: str) -> bool:
         return literal == phrase
     if phrase in literal:
         return True
-    # a fragment of the copy: "Choose a pool", "Not enough balance"
-    return _words(literal) >= 2 and len(literal) >= 8 and literal in phrase
+    # a fragment of the copy: "Choose a pool", "Not enough balance", "✅ Confirm"
+    if literal not in phrase:
+        return False
+    emoji_and_word = not literal[0].isascii() and _words(literal) >= 1
+    return emoji_and_word or (_words(literal) >= 2 and len(literal) >= 8)
 
 
 def hits(path: Path, phrases: set[str]) -> list[tuple[int, str, str]]:
@@ -172,7 +177,7 @@ def test_no_button_label_is_spelled_in_a_test() -> None:
 
 def test_no_message_text_is_spelled_in_a_test() -> None:
     phrases = text_phrases()
-    assert "Choose a service" in phrases  # the scan sees message texts
+    assert "🛒 Choose a service" in phrases  # the scan sees message texts
     bad = [
         f"{path.relative_to(ROOT)}:{line}: {value!r} (catalogue text {phrase!r})"
         for path in SCANNED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ from tests.texts import button, button_keys, lead, part, pattern, service_button
 EN = CATALOGUE[DEFAULT_LANG]
 
 
-def _sample(key: str) -> dict[str, object]:
+def _sample(key: str) -> dict[str, Any]:
     # values with regex metacharacters and HTML specials: escaping is exercised
     return {name: f"v.{name}*(1+1)?<&>[x]" for name in placeholders(EN[key])}
 
@@ -120,11 +121,11 @@ def test_unnamed_pattern_is_plain_regex() -> None:
 
 
 def test_lang_parameter_everywhere() -> None:
-    assert text("menu_title", "en") == text("menu_title")
+    assert text("menu_title", lang="en") == text("menu_title")
     assert button("btn_buy", lang="en") == button("btn_buy")
-    assert pattern("menu_title", "en").pattern == pattern("menu_title").pattern
-    assert lead("buy_confirm", "en") == lead("buy_confirm")
-    assert template("menu_title", "xx") == EN["menu_title"]  # English fallback, as the bot
+    assert pattern("menu_title", lang="en").pattern == pattern("menu_title").pattern
+    assert lead("buy_confirm", lang="en") == lead("buy_confirm")
+    assert template("menu_title", lang="xx") == EN["menu_title"]  # English fallback, as the bot
 
 
 def test_unknown_key_raises() -> None:

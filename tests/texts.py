@@ -15,7 +15,8 @@ user sees it in the fake Telegram client:
 * :func:`lead` — the fixed start of a text, for a prefix check;
 * :func:`service_button` — a service of the buy list, plain or "recently bought".
 
-Every function takes ``lang`` (default English). The catalogue is imported only
+Every function takes ``lang=`` (a keyword, default English: the languages issue
+adds catalogues, and the same test can then run per language). The catalogue is imported only
 through :mod:`bot.telegram.texts`, the bot's public text entry point. An unknown
 key raises :class:`KeyError` (a typo must not silently match nothing).
 """
@@ -43,7 +44,7 @@ __all__ = [
 _TRIM = " \t\n\r\v\f"  # what Telegram trims around a message text
 
 
-def template(key: str, lang: str = DEFAULT_LANG) -> str:
+def template(key: str, /, *, lang: str = DEFAULT_LANG) -> str:
     """The raw catalogue template of ``key`` in ``lang`` (English fallback, as the bot)."""
     table = CATALOGUE.get(lang, CATALOGUE[DEFAULT_LANG])
     if key in table:
@@ -53,22 +54,22 @@ def template(key: str, lang: str = DEFAULT_LANG) -> str:
     raise KeyError(f"unknown text key {key!r}")
 
 
-def text(key: str, lang: str = DEFAULT_LANG, **values: object) -> str:
+def text(key: str, /, *, lang: str = DEFAULT_LANG, **values: object) -> str:
     """``key`` rendered with ``values`` as the user reads it: plain text, trimmed."""
-    template(key, lang)  # a clear KeyError for an unknown key
+    template(key, lang=lang)  # a clear KeyError for an unknown key
     return strip_html(t(lang, key, **values)).strip(_TRIM)
 
 
-def part(key: str, lang: str = DEFAULT_LANG, **values: object) -> str:
+def part(key: str, /, *, lang: str = DEFAULT_LANG, **values: object) -> str:
     """Like :func:`text`, but not trimmed: a piece the bot puts into another text
     (``" [cheapest]"``, ``" · 1 waiting"``), to pass as a value of :func:`text`."""
-    template(key, lang)
+    template(key, lang=lang)
     return strip_html(t(lang, key, **values))
 
 
-def button(key: str, lang: str = DEFAULT_LANG, **values: object) -> str:
+def button(key: str, /, *, lang: str = DEFAULT_LANG, **values: object) -> str:
     """The exact label of button ``key`` rendered with ``values``."""
-    template(key, lang)
+    template(key, lang=lang)
     return label(lang, key, **values)
 
 
@@ -82,8 +83,9 @@ def _plain_value(value: object, *, is_label: bool) -> str:
 
 def pattern(
     key: str,
-    lang: str = DEFAULT_LANG,
+    /,
     *,
+    lang: str = DEFAULT_LANG,
     full: bool | None = None,
     named: bool = True,
     **known: object,
@@ -98,7 +100,7 @@ def pattern(
     message made of this one text); otherwise it is meant for ``re.search`` (which
     ``FakeUser.wait_for`` / ``press`` use) inside a longer message. ``named=False``
     leaves out the group names (a JavaScript-compatible source, for Playwright)."""
-    tpl = template(key, lang)
+    tpl = template(key, lang=lang)
     is_label = key.startswith("btn_")
     parts: list[str] = []
     seen: set[str] = set()
@@ -115,10 +117,11 @@ def pattern(
             continue
         if spec or conv:
             raise ValueError(f"{key!r}: format specs are not supported ({name!r})")
-        if name in known and isinstance(known[name], re.Pattern):
-            parts.append(f"(?:{known[name].pattern})")  # type: ignore[union-attr]
+        value = known.get(name)
+        if isinstance(value, re.Pattern):
+            parts.append(f"(?:{value.pattern})")
         elif name in known:
-            parts.append(re.escape(_plain_value(known[name], is_label=is_label)))
+            parts.append(re.escape(_plain_value(value, is_label=is_label)))
         elif not named:
             parts.append(r"[\s\S]*?")
         elif name in seen:
@@ -137,16 +140,16 @@ def pattern(
     return re.compile(body, re.DOTALL)
 
 
-def lead(key: str, lang: str = DEFAULT_LANG) -> str:
+def lead(key: str, /, *, lang: str = DEFAULT_LANG) -> str:
     """The fixed start of text ``key`` as shown: its plain text up to the first
     placeholder or line break ("Confirm your purchase", "🔑 Code for")."""
-    tpl = template(key, lang)
+    tpl = template(key, lang=lang)
     first = next(iter(string.Formatter().parse(tpl)), ("", None, None, None))[0] or ""
     shown = first if key.startswith("btn_") else strip_html(first).lstrip(_TRIM)
     return shown.split("\n", 1)[0].rstrip(_TRIM)
 
 
-def button_keys(lang: str = DEFAULT_LANG) -> list[str]:
+def button_keys(*, lang: str = DEFAULT_LANG) -> list[str]:
     """Every button key of the catalogue (``btn_*``)."""
     return sorted(k for k in CATALOGUE.get(lang, CATALOGUE[DEFAULT_LANG]) if k.startswith("btn_"))
 
@@ -158,7 +161,7 @@ def service_label(
     """The exact label of service ``name`` in the buy list (``recent``: the
     "recently bought" form; ``multi``: a service with pools, "from {price}")."""
     key = "btn_service" + ("_multi" if multi else "") + ("_recent" if recent else "")
-    return button(key, lang, name=name, price=price)
+    return button(key, lang=lang, name=name, price=price)
 
 
 def service_button(
@@ -173,7 +176,7 @@ def service_button(
         else ("btn_service", "btn_service_recent")
     )
     if price is None:
-        either = "|".join(pattern(k, lang, named=False, name=name).pattern for k in keys)
+        either = "|".join(pattern(k, lang=lang, named=False, name=name).pattern for k in keys)
         return re.compile(f"(?:{either})", re.DOTALL)
-    either = "|".join(re.escape(button(k, lang, name=name, price=price)) for k in keys)
+    either = "|".join(re.escape(button(k, lang=lang, name=name, price=price)) for k in keys)
     return re.compile(rf"\A(?:{either})\Z")

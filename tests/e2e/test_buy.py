@@ -345,7 +345,7 @@ async def test_service_removed_upstream(h: Harness) -> None:
     ],
 )
 async def test_upstream_errors_have_their_own_message(
-    h: Harness, fault: dict[str, object], expected: str, values: dict[str, object]
+    h: Harness, fault: dict[str, object], expected: str, values: dict[str, int]
 ) -> None:
     alice = h.user()
     await alice.send("/buy")
