@@ -34,6 +34,7 @@ from bot.health import (
 from bot.sandbox.fake_telegram import FakeTelegram
 from bot.sandbox.simulator import SimulatorServer
 from tests import proc as subproc
+from tests.texts import button, text
 
 ROOT = Path(__file__).resolve().parents[1]
 # Not token-shaped enough for the generic token pattern: only the registered-secret
@@ -111,8 +112,9 @@ async def test_daisybot_run_from_env_healthcheck_start_and_sigterm(
 
         alice = fake.user(1, "Alice")
         await alice.send("/start")
-        menu = await alice.wait_for("What would you like to do?", WAIT)
-        assert "Hi Alice" in menu.text and "🛒 Buy a number" in menu.button_labels
+        menu = await alice.wait_for(text("menu_title"), WAIT)
+        assert text("welcome", name="Alice") in menu.text
+        assert button("btn_buy") in menu.button_labels
 
         code = await subproc.terminate(proc, readers, WAIT)
     finally:

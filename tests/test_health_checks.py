@@ -26,6 +26,7 @@ from cryptography.fernet import Fernet
 from bot.sandbox.fake_telegram import FakeTelegram
 from bot.sandbox.simulator import SimulatorServer
 from tests import proc as subproc
+from tests.texts import text
 
 TOKEN = "4545454:HealthTruthSecretTok_k3"
 OP_KEY = "sk_health_operator_9a8b7c6d5e4f30211203"
@@ -137,7 +138,7 @@ async def test_healthz_503_while_get_updates_fails_then_200(
                                   "outbox": True}
         assert set(body) == {"status", "checks", "uptime_seconds"}  # nothing else
         await bot.until(200, "healthy again after getUpdates recovers")
-        await alice.wait_for("What would you like to do?", WAIT)
+        await alice.wait_for(text("menu_title"), WAIT)
         assert [c.status for c in fake.calls if c.method == "getUpdates"].count(502) == 3
     finally:
         code = await bot.stop()
@@ -163,7 +164,7 @@ async def test_healthz_503_while_the_disk_is_full_then_200(
             await bot.until(200, "healthy again with space")
             alice = fake.user(1, "Alice")  # and it works: a write (a new user) commits
             await alice.send("/start")
-            await alice.wait_for("What would you like to do?", WAIT)
+            await alice.wait_for(text("menu_title"), WAIT)
         finally:
             code = await bot.stop()
         assert code == 0, bot.output

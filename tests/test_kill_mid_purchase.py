@@ -11,19 +11,21 @@ against the in-process fake Bot API and simulator, and is really SIGKILLed.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from decimal import Decimal
 from pathlib import Path
 
 from bot.sandbox.simulator import Simulator, start_simulator
 from tests.bench.harness import BotProcess, TimedFakeTelegram, wait_ready
+from tests.texts import pattern, service_button, text
 
 TOKEN = "4242:kill-mid-purchase-token-xyz"
 OP_KEY = "sk_killtest_operator_0123456789abcdef"
 ADMIN = 1000
 ALICE = 1
 WAIT = 30.0  # safety net for event-driven waits (seconds)
+BUYING = pattern("buy_buying")  # "⏳ Buying a … number…"
+NUMBER = pattern("order_number")
 
 
 async def _until(predicate: object, limit: float = WAIT) -> None:
@@ -50,36 +52,40 @@ async def test_pressed_buying_screen_becomes_the_order_after_a_kill(tmp_path: Pa
         await wait_ready(fake, bot)
         alice = fake.user(ALICE, first_name="Alice")
         await alice.send("/start")
-        await alice.wait_for("What would you like to do?", WAIT)
+        await alice.wait_for(text("menu_title"), WAIT)
         admin = fake.user(ADMIN, first_name="Admin")
         await admin.send(f"/credit {ALICE} 10")
-        await admin.wait_for("Credited", WAIT)
+        await admin.wait_for(pattern("admin_credited", user_id=ALICE), WAIT)
         await alice.send("/buy")
-        await alice.wait_for("Choose a service", WAIT)
-        await alice.press("Signal · $0.60")
-        confirm = await alice.wait_for("Confirm your purchase", WAIT)
+        await alice.wait_for(text("buy_list_title"), WAIT)
+        await alice.press(service_button("Signal", "$0.60"))
+        confirm = await alice.wait_for(pattern("buy_confirm"), WAIT)
         pressed = confirm.message_id
         # DaisySim sits on the purchase for 2 s, then carries it out anyway.
         sim.add_fault("purchase", latency=2.0)
         alice.mark()
-        await alice.press_nowait(re.compile("^✅ Confirm"), message_id=pressed)
-        await alice.wait_for(lambda m: m.message_id == pressed and "Buying" in m.text, WAIT)
+        await alice.press_nowait(pattern("btn_confirm"), message_id=pressed)
+        await alice.wait_for(
+            lambda m: m.message_id == pressed and BUYING.search(m.text) is not None, WAIT
+        )
         await _until(lambda: sim.stats.count(OP_KEY, "purchase") >= 1)
         bot.kill9()  # the request is on the wire
-        assert "Buying" in alice.message(pressed).text
+        assert BUYING.search(alice.message(pressed).text)
         await _until(lambda: bool(sim.state()["activations"]))  # bought upstream
         [bought] = sim.state()["activations"]
 
         bot.start()
         await wait_ready(fake, bot)
         order = await alice.wait_for(
-            lambda m: m.message_id == pressed and "Number:" in m.text, WAIT
+            lambda m: m.message_id == pressed and NUMBER.search(m.text) is not None, WAIT
         )
-        assert bought["phone_number"] in order.text and "Buying" not in order.text
-        notice = await alice.wait_for("purchase went through", WAIT)
+        assert bought["phone_number"] in order.text and not BUYING.search(order.text)
+        notice = await alice.wait_for(
+            pattern("notify_purchased", name="Signal", phone=bought["phone_number"]), WAIT
+        )
         assert notice.message_id != pressed
         # No second order message: the pressed one is the order.
-        orders = [m for m in alice.bot_messages() if "Number:" in m.text]
+        orders = [m for m in alice.bot_messages() if NUMBER.search(m.text)]
         assert [m.message_id for m in orders] == [pressed]
         assert sim.invariant_violations() == []
     finally:

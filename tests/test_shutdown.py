@@ -8,14 +8,15 @@ the bot must be gone well before (``EXIT_BOUND``)."""
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 from pathlib import Path
 
 from cryptography.fernet import Fernet
 
 from bot.sandbox.fake_telegram import FakeTelegram, FakeUser
+from bot.telegram.texts import strip_html
 from tests import proc as subproc
+from tests.texts import pattern, service_button, text
 
 TOKEN = "4343434:ShutdownSecretTok_q7"
 OP_KEY = "sk_shutdown_operator_0a1b2c3d4e5f60718293"
@@ -39,19 +40,23 @@ async def _start(env: dict[str, str], cwd: Path) -> tuple[asyncio.subprocess.Pro
 
 async def _buy(user: FakeUser) -> None:
     await user.send("/buy")
-    await user.wait_for("Choose a service", WAIT)
-    await user.press(re.compile(r"^(🕘 )?Signal · \$0\.60$"))
-    confirm = await user.wait_for("Confirm your purchase", WAIT)
-    await user.press(re.compile(r"^✅ Confirm"), message_id=confirm.message_id)
+    await user.wait_for(text("buy_list_title"), WAIT)
+    await user.press(service_button("Signal", "$0.60"))
+    confirm = await user.wait_for(pattern("buy_confirm"), WAIT)
+    await user.press(pattern("btn_confirm"), message_id=confirm.message_id)
+    number = pattern("order_number")
     await user.wait_for(
-        lambda m: m.message_id == confirm.message_id and "Number:" in m.text, WAIT
+        lambda m: m.message_id == confirm.message_id and number.search(m.text) is not None, WAIT
     )
+
+
+OTP = pattern("otp_message")  # "🔑 Code for …"
 
 
 def _code_pushes(fake: FakeTelegram, chat_id: int, status: int) -> int:
     return sum(1 for c in fake.calls
                if c.method == "sendMessage" and c.params.get("chat_id") == chat_id
-               and c.status == status and str(c.params.get("text", "")).startswith("🔑"))
+               and c.status == status and OTP.match(strip_html(str(c.params.get("text", "")))))
 
 
 async def test_sigterm_during_a_429_storm_exits_within_5_s_and_the_code_comes_after_restart(
@@ -76,9 +81,9 @@ async def test_sigterm_during_a_429_storm_exits_within_5_s_and_the_code_comes_af
                 2, "Bob")
             for user in (admin, alice):
                 await user.send("/start")
-                await user.wait_for("What would you like to do?", WAIT)
+                await user.wait_for(text("menu_title"), WAIT)
             await admin.send("/credit 1 10")
-            await admin.wait_for("Credited", WAIT)
+            await admin.wait_for(pattern("admin_credited", user_id=1), WAIT)
             await _buy(alice)
             [act] = list(sim_server.sim.state()["activations"])
             # The storm: every chat answers 429 "retry after 7" for the next 5 minutes.
@@ -114,7 +119,7 @@ async def test_sigterm_during_a_429_storm_exits_within_5_s_and_the_code_comes_af
         fake.clear_injected()
         proc, lines, readers = await _start(env, tmp_path)
         try:
-            got = await alice.wait_for(lambda m: m.text.startswith("🔑"), WAIT, since=0)
+            got = await alice.wait_for(lambda m: OTP.match(m.text) is not None, WAIT, since=0)
             assert CODE in got.text
             await fake.wait_idle(quiet=1.5, timeout=WAIT)
             proc.send_signal(signal.SIGTERM)
@@ -125,4 +130,4 @@ async def test_sigterm_during_a_429_storm_exits_within_5_s_and_the_code_comes_af
                 proc.kill()
                 await proc.wait()
         assert _code_pushes(fake, alice.id, 200) == 1
-        assert len([m for m in alice.bot_messages() if m.text.startswith("🔑")]) == 1
+        assert len([m for m in alice.bot_messages() if OTP.match(m.text)]) == 1

@@ -36,6 +36,7 @@ from bot.config import Settings
 from bot.sandbox.fake_telegram import FakeTelegram, WebhookDelivery
 from bot.sandbox.simulator import SimulatorServer
 from tests import proc as subproc
+from tests.texts import button, text
 
 TOKEN = "4343434:WebhookModeSecretTok_q7"
 OP_KEY = "sk_webhook_operator_0a1b2c3d4e5f60718293"
@@ -154,8 +155,9 @@ async def test_daisybot_run_webhook_mode_end_to_end(
             # The fake delivers FakeUser updates to the webhook, with the secret.
             alice = fake.user(1, "Alice")
             update_id = await alice.send("/start")
-            menu = await alice.wait_for("What would you like to do?", WAIT)
-            assert "Hi Alice" in menu.text and "🛒 Buy a number" in menu.button_labels
+            menu = await alice.wait_for(text("menu_title"), WAIT)
+            assert text("welcome", name="Alice") in menu.text
+            assert button("btn_buy") in menu.button_labels
             assert WebhookDelivery(update_id, 200, None) in fake.webhook_deliveries
             assert fake.pending_updates == []
 

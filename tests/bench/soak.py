@@ -58,17 +58,20 @@ from bot.sandbox import sim_state
 from bot.sandbox.fake_telegram import ChatMessage, FakeUser
 from tests.bench.common import OPERATOR_KEY, SimHandle, start_sim
 from tests.bench.harness import BotProcess, TimedFakeTelegram, populate, read_only, wait_ready
+from tests.texts import button, lead, pattern, service_button, text
 
-BUY = "🛒 Buy a number"
-CANCEL = "❌ Cancel & refund"
-CONFIRM = re.compile(r"^✅ Confirm")
-OTP_PREFIX = "🔑 Code for"
-COPY_CODE = "📋 Copy code"
-SERVICES = (
-    re.compile(r"^(🕘 )?Signal · "),
-    re.compile(r"^(🕘 )?Telegram · "),
-    re.compile(r"^(🕘 )?WhatsApp 2 · "),
-)
+# The bot's texts by key (tests/texts.py), never its English copy.
+BUY = button("btn_buy")
+CANCEL = button("btn_cancel_refund")
+CONFIRM = pattern("btn_confirm")
+OTP_PREFIX = lead("otp_message")  # "🔑 Code for", also the start of the sent HTML
+COPY_CODE = button("btn_copy_code")
+SERVICES = (service_button("Signal"), service_button("Telegram"), service_button("WhatsApp 2"))
+LISTING = text("buy_list_title")
+CONFIRMING = pattern("buy_confirm")
+NUMBER = pattern("order_number")
+NUMBER_PENDING = text("order_number_pending")
+CODE = pattern("order_code")
 SIM_BALANCE = Decimal("5000")
 USER_CREDIT = Decimal("200")
 FIRST_USER = 500_000
@@ -308,12 +311,12 @@ async def buy_one(user: FakeUser, sh: Shared, service: re.Pattern[str]) -> ChatM
         menu = await user.wait_for(lambda m: m.has_button(BUY), wait)
         if not await _press(user, BUY, menu.message_id, wait):
             return None
-        lst = await user.wait_for(lambda m: "Choose a service" in m.text and any(
+        lst = await user.wait_for(lambda m: LISTING in m.text and any(
             service.search(lb) for lb in m.button_labels), wait)
         if not await _press(user, service, lst.message_id, wait):
             return None
         confirm = await user.wait_for(
-            lambda m: "Confirm your purchase" in m.text and m.has_button(CONFIRM), wait)
+            lambda m: CONFIRMING.search(m.text) is not None and m.has_button(CONFIRM), wait)
         if sh.enough():
             return None
         sh.report.confirms += 1
@@ -321,8 +324,8 @@ async def buy_one(user: FakeUser, sh: Shared, service: re.Pattern[str]) -> ChatM
             return None
         mid = confirm.message_id
         return await user.wait_for(
-            lambda m: m.message_id == mid and "Number:" in m.text and "being assigned" not in
-            m.text, wait)
+            lambda m: m.message_id == mid and NUMBER.search(m.text) is not None
+            and NUMBER_PENDING not in m.text, wait)
     except AssertionError:
         return None
 
@@ -332,7 +335,8 @@ async def cancel_when_possible(user: FakeUser, order: ChatMessage, sh: Shared) -
     mid = order.message_id
     try:
         msg = await user.wait_for(
-            lambda m: m.message_id == mid and (m.has_button(CANCEL) or "Code:" in m.text),
+            lambda m: m.message_id == mid
+            and (m.has_button(CANCEL) or CODE.search(m.text) is not None),
             sh.cfg.cancel_lock + sh.cfg.wait, since=0)
     except AssertionError:
         return

@@ -32,6 +32,7 @@ from bot.sandbox.fake_telegram import ChatMessage, FakeTelegram, FakeUser
 from bot.sandbox.simulator import Simulator, SimulatorServer, start_simulator
 from bot.services.api import Activation, EngineAPI
 from bot.telegram.context import DaisyApp
+from tests.texts import pattern, text
 
 TOKEN = "4242:e2e-test-token-not-a-real-one"
 OP_KEY = "sk_operator_e2e_0123456789abcdef0123"
@@ -153,19 +154,22 @@ class Harness:
         self, user: FakeUser, service_label: str | re.Pattern[str],
         pool_label: str | re.Pattern[str] | None = None,
     ) -> ChatMessage:
-        """/buy → service → (pool) → Confirm; returns the order message."""
-        if isinstance(service_label, str):  # also matches the "recently bought" form
-            service_label = re.compile(r"^(🕘 )?" + re.escape(service_label) + "$")
+        """/buy → service → (pool) → Confirm; returns the order message.
+
+        ``service_label``: a label, e.g. ``tests.texts.service_button("Signal", "$0.60")``
+        (which also matches the "recently bought" form)."""
         await user.send("/buy")
-        await user.wait_for("Choose a service", WAIT)
+        await user.wait_for(text("buy_list_title"), WAIT)
         await user.press(service_label)
         if pool_label is not None:
-            await user.wait_for("Choose a pool", WAIT)
+            await user.wait_for(pattern("buy_pools_title"), WAIT)
             await user.press(pool_label)
-        confirm = await user.wait_for("Confirm your purchase", WAIT)
-        await user.press(re.compile(r"^✅ Confirm"), message_id=confirm.message_id)
+        confirm = await user.wait_for(pattern("buy_confirm"), WAIT)
+        await user.press(pattern("btn_confirm"), message_id=confirm.message_id)
+        number = pattern("order_number")
         return await user.wait_for(
-            lambda m: m.message_id == confirm.message_id and "Number:" in m.text, WAIT
+            lambda m: m.message_id == confirm.message_id and number.search(m.text) is not None,
+            WAIT,
         )
 
 

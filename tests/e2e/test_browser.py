@@ -24,6 +24,8 @@ from playwright.async_api import Locator, Page, async_playwright, expect
 from bot.sandbox import sim_state
 from bot.sandbox.playground import Playground, PlaygroundOptions, start_playground
 from bot.services.api import ActivationState
+from tests.texts import button as label
+from tests.texts import lead, pattern, text
 
 pytestmark = pytest.mark.browser
 
@@ -106,8 +108,15 @@ async def run_flow(page: Page, pg: Playground) -> None:
     def button(label: str) -> Locator:
         return page.get_by_test_id("kb-button").filter(has_text=re.compile(label)).last
 
-    async def say(text: str) -> None:
-        await page.locator("#composer").fill(text)
+    def exact(shown: str) -> str:
+        return "^" + re.escape(shown) + "$"
+
+    # the page's regexes run in JavaScript: escaped text and unnamed groups only
+    number = re.escape(lead("order_number")) + r"\s*\+1"
+    code_for = re.escape(lead("otp_message"))
+
+    async def say(message: str) -> None:
+        await page.locator("#composer").fill(message)
         await page.locator("#send").click()
 
     await page.goto(pg.url + "/")
@@ -119,31 +128,31 @@ async def run_flow(page: Page, pg: Playground) -> None:
     # What the README promises a newcomer (default options): /start → Buy → WhatsApp
     # → Confirm → the number appears.
     await say("/start")
-    await expect(bot_text("What would you like to do")).to_have_count(1)
-    await button(r"Buy a number").click()
-    await button(r"^WhatsApp · \$1\.85$").click()
-    await expect(bot_text("Confirm your purchase")).to_have_count(1)
-    await button(r"^✅ Confirm").click()
-    await expect(bot_text(r"Number:\s*\+1")).to_have_count(1)
+    await expect(bot_text(re.escape(text("menu_title")))).to_have_count(1)
+    await button(re.escape(label("btn_buy"))).click()
+    await button(exact(label("btn_service", name="WhatsApp", price="$1.85"))).click()
+    await expect(bot_text(re.escape(lead("buy_confirm")))).to_have_count(1)
+    await button("^" + re.escape(lead("btn_confirm"))).click()
+    await expect(bot_text(number)).to_have_count(1)
 
     # The panel lists the number; "Deliver SMS now" → the code is pushed into the chat.
     deliver = page.get_by_test_id("deliver-sms")
     await expect(deliver).to_have_count(1)
     await deliver.click()
-    await expect(bot_text("Code for")).to_have_count(1)
+    await expect(bot_text(code_for)).to_have_count(1)
     [first] = (await pg.app.bot_data.engine.history(ALICE)).items
     assert first.state is ActivationState.COMPLETED and first.code
-    await expect(bot_text("Code for").last).to_contain_text(first.code)
+    await expect(bot_text(code_for).last).to_contain_text(first.code)
 
     # A second number gets no SMS: "Cancel & refund" appears after the (5 s) lock.
     await say("/buy")
-    await button(r"^Signal · \$0\.60$").click()
-    await button(r"^✅ Confirm").click()
-    await expect(bot_text(r"Number:\s*\+1")).to_have_count(2)
-    cancel = button(r"Cancel & refund")
+    await button(exact(label("btn_service", name="Signal", price="$0.60"))).click()
+    await button("^" + re.escape(lead("btn_confirm"))).click()
+    await expect(bot_text(number)).to_have_count(2)
+    cancel = button(re.escape(label("btn_cancel_refund")))
     await expect(cancel).to_be_visible(timeout=30_000)
     await cancel.click()
-    await expect(bot_text(r"refunded").last).to_be_visible()
+    await expect(bot_text(pattern("status_refunded", named=False).pattern).last).to_be_visible()
     await expect(page.get_by_test_id("panel-wallet")).to_contain_text("Alice: $8.15")
     second = (await pg.app.bot_data.engine.history(ALICE)).items[0]
     assert second.id != first.id and second.state is ActivationState.REFUNDED

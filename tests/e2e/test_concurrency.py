@@ -3,34 +3,38 @@
 from __future__ import annotations
 
 import asyncio
-import re
 
 from telegram import Chat, Message, Update, User
 
 from bot.config import FundingMode
 from bot.telegram.updates import FairSlots, PerUserUpdateProcessor
 from tests.e2e.conftest import ALICE, BOB, WAIT, GatedTransport, Harness, HarnessFactory
+from tests.texts import button, pattern, service_label, text
+
+HELP = pattern("help")  # the /help answer
 
 
 async def test_a_slow_purchase_does_not_block_other_users(h: Harness) -> None:
     alice, bob = h.user(), h.user(BOB, "Bob")
     await bob.send("/start")
-    await bob.wait_for("What would you like to do?", WAIT)
+    await bob.wait_for(text("menu_title"), WAIT)
     await alice.send("/buy")
-    await alice.wait_for("Choose a service", WAIT)
-    await alice.press("Signal · $0.60")
-    confirm = await alice.wait_for("Confirm your purchase", WAIT)
+    await alice.wait_for(text("buy_list_title"), WAIT)
+    await alice.press(service_label("Signal", "$0.60"))
+    confirm = await alice.wait_for(pattern("buy_confirm"), WAIT)
     h.sim.add_fault("purchase", latency=2.0)  # DaisySim takes its time
     alice_press = asyncio.create_task(
-        alice.press(re.compile("^✅ Confirm"), message_id=confirm.message_id)
+        alice.press(pattern("btn_confirm"), message_id=confirm.message_id)
     )
-    await alice.wait_for(lambda m: "Buying" in m.text, WAIT)  # Alice's purchase is on the wire
+    await alice.wait_for(pattern("buy_buying"), WAIT)  # Alice's purchase is on the wire
     await bob.send("/wallet")
-    await bob.wait_for("Wallet", WAIT)
+    await bob.wait_for(text("wallet_title"), WAIT)
     assert h.sim_activations() == []  # Bob was served while Alice's purchase was pending
     await alice_press
-    await alice.wait_for(lambda m: m.message_id == confirm.message_id and "Number:" in m.text,
-                         WAIT)
+    number = pattern("order_number")
+    await alice.wait_for(
+        lambda m: m.message_id == confirm.message_id and number.search(m.text) is not None, WAIT
+    )
     assert len(h.sim_activations()) == 1
 
 
@@ -207,19 +211,19 @@ async def test_one_users_flood_does_not_delay_another_users_start(
         for _ in range(100):
             await alice.send("/help")
         await bob.send("/start")
-        await bob.wait_for("What would you like to do?", WAIT)
+        await bob.wait_for(text("menu_title"), WAIT)
         note = await alice.wait_for(lambda m: m.text == note_text, WAIT)
         assert gate.hold, "Bob was answered while Alice's /apps call was still blocked"
-        assert not any("Choose a service" in m.text for m in alice.bot_messages())
-        assert not any("How it works" in m.text for m in alice.bot_messages())
+        assert not any(text("buy_list_title") in m.text for m in alice.bot_messages())
+        assert not any(HELP.search(m.text) for m in alice.bot_messages())
         processor = h.app.update_processor  # type: ignore[union-attr]
         assert isinstance(processor, PerUserUpdateProcessor)
         assert processor.queued(ALICE) == 1 + MAX_QUEUED_PER_USER
     finally:
         gate.release()  # also when failing: the bot can then stop
-    await alice.wait_for("Choose a service", WAIT)
+    await alice.wait_for(text("buy_list_title"), WAIT)
     await h.settle()
-    helps = [m for m in alice.bot_messages() if "How it works" in m.text]
+    helps = [m for m in alice.bot_messages() if HELP.search(m.text)]
     notes = [m for m in alice.bot_messages() if m.text == note_text]
     assert len(helps) == MAX_QUEUED_PER_USER  # the queued ones, answered in order after /buy
     assert notes == [note]  # once per burst
@@ -229,7 +233,9 @@ async def test_one_users_flood_does_not_delay_another_users_start(
     # Once the queue drained, Alice is served normally again (no note).
     last = max(m.message_id for m in alice.bot_messages())
     await alice.send("/help")
-    await alice.wait_for(lambda m: m.message_id > last and "How it works" in m.text, WAIT)
+    await alice.wait_for(
+        lambda m: m.message_id > last and HELP.search(m.text) is not None, WAIT
+    )
     assert len([m for m in alice.bot_messages() if m.text == note_text]) == 1
 
 
@@ -240,10 +246,10 @@ async def test_a_flood_of_button_presses_is_answered_and_noted_once(h: Harness) 
 
     alice = h.user()
     await alice.send("/start")
-    menu = await alice.wait_for("What would you like to do?", WAIT)
+    menu = await alice.wait_for(text("menu_title"), WAIT)
     h.sim.add_fault("apps", latency=1.0)  # the first press waits on DaisySim a little
-    first = await alice.press_nowait("🛒 Buy a number", message_id=menu.message_id)
-    queries = [await alice.press_nowait("❓ Help", message_id=menu.message_id)
+    first = await alice.press_nowait(button("btn_buy"), message_id=menu.message_id)
+    queries = [await alice.press_nowait(button("btn_help"), message_id=menu.message_id)
                for _ in range(30)]
     answers = [await h.fake.wait_callback_answer(q, WAIT) for q in [first, *queries]]
     await h.settle()
@@ -269,9 +275,9 @@ def test_messages_that_may_carry_a_key_are_never_dropped_in_own_key_mode() -> No
     operator = Settings(_env_file=None, bot_token="1:x", funding_mode=FundingMode.OPERATOR,
                         daisysim_api_key="sk_operator_0123456789")
     keep, keep_op = key_message(own), key_message(operator)
-    for text in ("/key sk_user_alice_0123456789", "/key", "/key@daisy_bot whatever",
-                 "sk_user_alice_0123456789"):
-        assert keep(_text_update(text)), text
-        assert not keep_op(_text_update(text)), text
-    for text in ("/help", "/keyboard", "hello"):
-        assert not keep(_text_update(text)), text
+    for message in ("/key sk_user_alice_0123456789", "/key", "/key@daisy_bot whatever",
+                    "sk_user_alice_0123456789"):
+        assert keep(_text_update(message)), message
+        assert not keep_op(_text_update(message)), message
+    for message in ("/help", "/keyboard", "hello"):
+        assert not keep(_text_update(message)), message

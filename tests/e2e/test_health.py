@@ -21,6 +21,7 @@ import pytest_asyncio
 from bot.health import HealthServer, bot_probe, start_health_server
 from bot.liveness import UpdateFeed
 from tests.e2e.conftest import WAIT, Harness, HarnessFactory
+from tests.texts import pattern, service_button, text
 
 OUTBOX_MAX_AGE = 120.0
 
@@ -62,7 +63,9 @@ async def test_database_that_cannot_be_written_is_503(
     # The probe's transaction was rolled back cleanly: the bot still writes.
     alice = h.user()
     await alice.send("/start")
-    await alice.wait_for("What would you like to do?", WAIT)
+    await alice.wait_for(text("menu_title"), WAIT)
+
+OTP = pattern("otp_message")
 
 
 async def test_stuck_outbox_is_503_until_the_event_is_delivered(
@@ -70,7 +73,7 @@ async def test_stuck_outbox_is_503_until_the_event_is_delivered(
 ) -> None:
     h, server = hh
     alice = h.user()
-    await h.buy(alice, "Signal · $0.60")
+    await h.buy(alice, service_button("Signal", "$0.60"))
     [act] = await h.activations()
     assert act.remote_id is not None
     h.fake.inject_error("sendMessage", 500, count=1000)  # the code cannot be pushed
@@ -85,7 +88,7 @@ async def test_stuck_outbox_is_503_until_the_event_is_delivered(
                               "outbox": False}
     h.fake.clear_injected()
     await h.advance(700)  # the next retry (backoff) delivers it
-    await alice.wait_for(lambda m: m.text.startswith("🔑 Code for"), WAIT, since=0)
+    await alice.wait_for(lambda m: OTP.match(m.text) is not None, WAIT, since=0)
     status, body = await _health(server)
     assert status == 200, body
 
@@ -112,7 +115,7 @@ async def test_database_probe_that_hangs_is_503_and_is_not_cancelled(
     assert status == 200, body
     alice = h.user()
     await alice.send("/start")
-    await alice.wait_for("What would you like to do?", WAIT)
+    await alice.wait_for(text("menu_title"), WAIT)
 
 
 def test_update_feed_rules() -> None:

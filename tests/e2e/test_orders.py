@@ -8,13 +8,24 @@ from decimal import Decimal
 from bot.sandbox.fake_telegram import ChatMessage, FakeUser
 from bot.services.api import ActivationState
 from tests.e2e.conftest import ALICE, BOB, WAIT, Harness, HarnessFactory
+from tests.texts import button, lead, pattern, service_button, text
 
-CANCEL = "❌ Cancel & refund"
-LOCKED = re.compile(r"^🔒 Cancel from \d\d:\d\d UTC$")
+CANCEL = button("btn_cancel_refund")
+LOCKED = pattern("btn_cancel_locked", at=re.compile(r"\d\d:\d\d UTC"))
+BUY_AGAIN = button("btn_buy_again")
+OTP = pattern("otp_message")  # "🔑 Code for …"
+NUMBER = pattern("order_number")  # the order view
+CONFIRMING = pattern("buy_confirm")  # the confirmation screen
+SIGNAL = service_button("Signal", "$0.60")
+TELEGRAM = service_button("Telegram", "$1.40")
+
+
+def is_otp(message: ChatMessage) -> bool:
+    return OTP.match(message.text) is not None
 
 
 def otp_messages(user: FakeUser) -> list[ChatMessage]:
-    return [m for m in user.bot_messages() if m.text.startswith("🔑 Code for")]
+    return [m for m in user.bot_messages() if is_otp(m)]
 
 
 async def remote_id(h: Harness) -> str:
@@ -25,38 +36,41 @@ async def remote_id(h: Harness) -> str:
 
 async def test_code_is_pushed_as_new_message_and_order_updated(h: Harness) -> None:
     alice = h.user()
-    order = await h.buy(alice, "Signal · $0.60")
+    order = await h.buy(alice, SIGNAL)
     h.sim.deliver_sms(await remote_id(h), "847261")
     alice.mark()
     await h.advance(15)  # the next poll round sees the code
-    push = await alice.wait_for(lambda m: m.text.startswith("🔑 Code for"), WAIT)
+    push = await alice.wait_for(is_otp, WAIT)
     assert push.message_id > order.message_id  # a new message: the phone notifies
     assert "847261" in push.entity_texts("code")
-    copy = push.button("📋 Copy code")
+    copy = push.button(button("btn_copy_code"))
     assert copy.kind == "copy_text" and copy.copy_text == "847261"
-    assert push.has_button("🔁 Buy again")
+    assert push.has_button(BUY_AGAIN)
     updated = alice.message(order.message_id)
-    assert "code received" in updated.text and "847261" in updated.entity_texts("code")
-    assert not updated.has_button(CANCEL) and updated.has_button("🔁 Buy again")
+    assert text("order_status", status=text("status_completed")) in updated.text
+    assert "847261" in updated.entity_texts("code")
+    assert not updated.has_button(CANCEL) and updated.has_button(BUY_AGAIN)
     await h.advance(600)
     assert len(otp_messages(alice)) == 1  # exactly once
     [act] = await h.activations()
     assert act.state == ActivationState.COMPLETED and act.code == "847261"
 
     # Buy again → a new confirmation message with a fresh quote.
-    await alice.press("🔁 Buy again", message_id=push.message_id)
-    again = await alice.wait_for("Confirm your purchase", WAIT)
-    assert again.message_id > push.message_id and "Price: $0.60" in again.text
+    await alice.press(BUY_AGAIN, message_id=push.message_id)
+    again = await alice.wait_for(CONFIRMING, WAIT)
+    assert again.message_id > push.message_id
+    assert pattern("buy_confirm", price="$0.60").search(again.text)
 
 
 async def test_cancel_button_appears_at_the_lock_and_refunds(h: Harness) -> None:
     alice = h.user()
-    order = await h.buy(alice, "Telegram · $1.40")  # bought at 2026-01-01 00:00:00 UTC
+    order = await h.buy(alice, TELEGRAM)  # bought at 2026-01-01 00:00:00 UTC
     assert not order.has_button(CANCEL)
-    assert "Cancel & refund available from 00:03 UTC (in 3:00 as of 00:00 UTC)" in (
+    assert text("order_cancel_locked", at="00:03 UTC", left="3:00", now="00:00 UTC") in (
         order.text
     )
-    assert "expires 00:20 UTC" in order.text  # absolute times: they never go stale
+    # absolute times: they never go stale
+    assert text("status_waiting", at="00:20 UTC") in order.text
     assert order.has_button(LOCKED)  # looks disabled, a press explains why
     await h.advance(179)
     assert not alice.message(order.message_id).has_button(CANCEL)
@@ -67,11 +81,11 @@ async def test_cancel_button_appears_at_the_lock_and_refunds(h: Harness) -> None
     assert not unlocked.has_button(LOCKED)
     assert (await h.engine.wallet(ALICE)).balance == Decimal("8.60")
     answer = await alice.press(CANCEL, message_id=order.message_id)
-    assert answer.text == "Cancelled. $1.40 refunded."
-    done = await alice.wait_for(lambda m: "refunded" in m.text, WAIT)
+    assert answer.text == text("cb_refunded", amount="$1.40")
+    done = await alice.wait_for(pattern("status_refunded"), WAIT)
     assert done.message_id == order.message_id
-    assert "$1.40 refunded · cancelled by you" in done.text
-    assert not done.has_button(CANCEL) and done.has_button("🔁 Buy again")
+    assert text("status_refunded", amount="$1.40") in done.text
+    assert not done.has_button(CANCEL) and done.has_button(BUY_AGAIN)
     assert (await h.engine.wallet(ALICE)).balance == Decimal("10.00")
     [sim_act] = h.sim_activations()
     assert sim_act["refunded"]
@@ -79,37 +93,38 @@ async def test_cancel_button_appears_at_the_lock_and_refunds(h: Harness) -> None
 
 async def test_too_early_cancel_shows_seconds_left(h: Harness) -> None:
     alice = h.user()
-    order = await h.buy(alice, "Signal · $0.60")
+    order = await h.buy(alice, SIGNAL)
     [act] = await h.activations()
     await h.advance(60)
     before = alice.message(order.message_id)
     answer = await alice.press_data(f"act:cancel:{act.id}", order.message_id)
     assert answer.show_alert
-    assert answer.text is not None and re.search(
-        r"cancel from 00:03 UTC \(120 s from now", answer.text)
+    assert answer.text is not None
+    assert pattern("cb_too_early", at="00:03 UTC", seconds=120).search(answer.text)
     await h.settle()
     after = alice.message(order.message_id)
-    assert not after.has_button(CANCEL) and after.text.split("Status")[0] == before.text.split(
-        "Status"
-    )[0]
+    status = lead("order_status")  # the order above its status line is unchanged
+    assert not after.has_button(CANCEL)
+    assert after.text.split(status)[0] == before.text.split(status)[0]
     [act] = await h.activations()
     assert act.state == ActivationState.WAITING
 
 
 async def test_code_received_race_on_cancel(h: Harness) -> None:
     alice = h.user()
-    order = await h.buy(alice, "Signal · $0.60")
+    order = await h.buy(alice, SIGNAL)
     await h.advance(180)
     assert alice.message(order.message_id).has_button(CANCEL)
     # The SMS arrives upstream; no poll has seen it when the user taps Cancel.
     h.sim.deliver_sms(await remote_id(h), "555123")
     answer = await alice.press(CANCEL, message_id=order.message_id)
-    assert answer.text == "Too late to cancel — the code has just arrived!"
+    assert answer.text == text("cb_code_received")
     done = await alice.wait_for(lambda m: m.message_id == order.message_id and "555123" in m.text,
                                 WAIT)
-    assert "code received" in done.text and not done.has_button(CANCEL)
+    assert text("order_status", status=text("status_completed")) in done.text
+    assert not done.has_button(CANCEL)
     await h.advance(1)
-    await alice.wait_for(lambda m: m.text.startswith("🔑 Code for"), WAIT, since=0)
+    await alice.wait_for(is_otp, WAIT, since=0)
     await h.advance(120)
     assert len(otp_messages(alice)) == 1
     [act] = await h.activations()
@@ -119,13 +134,14 @@ async def test_code_received_race_on_cancel(h: Harness) -> None:
 
 async def test_auto_expiry_refunds(h: Harness) -> None:
     alice = h.user()
-    order = await h.buy(alice, "Telegram · $1.40")
+    order = await h.buy(alice, TELEGRAM)
     alice.mark()
     await h.advance(20 * 60 + 30)
-    notice = await alice.wait_for("No SMS arrived", WAIT)
-    assert "$1.40 refunded" in notice.text
+    no_sms = [pattern("notify_expired"), pattern("notify_refunded_expired")]
+    notice = await alice.wait_for(lambda m: any(p.search(m.text) for p in no_sms), WAIT)
+    assert pattern("notify_refunded_expired", amount="$1.40").search(notice.text)
     expired = alice.message(order.message_id)
-    assert "$1.40 refunded · no SMS in time" in expired.text, expired.describe()
+    assert text("status_refunded_expired", amount="$1.40") in expired.text, expired.describe()
     assert not expired.has_button(CANCEL)
     assert (await h.engine.wallet(ALICE)).balance == Decimal("10.00")
     [act] = await h.activations()
@@ -134,13 +150,13 @@ async def test_auto_expiry_refunds(h: Harness) -> None:
 
 async def test_restart_mid_wait_delivers_the_code_once(h: Harness) -> None:
     alice = h.user()
-    order = await h.buy(alice, "Signal · $0.60")
+    order = await h.buy(alice, SIGNAL)
     await h.advance(30)
     await h.stop_bot()
     h.sim.deliver_sms(await _remote_id_from_sim(h), "424242")
     await h.start_bot()  # same DB file, simulator and fake Telegram
     await h.advance(15)
-    await alice.wait_for(lambda m: m.text.startswith("🔑 Code for"), WAIT, since=0)
+    await alice.wait_for(is_otp, WAIT, since=0)
     await h.advance(300)
     await h.restart_bot()
     await h.advance(60)
@@ -148,9 +164,9 @@ async def test_restart_mid_wait_delivers_the_code_once(h: Harness) -> None:
     assert len(pushes) == 1 and "424242" in pushes[0].text
     assert "424242" in alice.message(order.message_id).text
     # Buttons of messages sent before the restart keep working.
-    answer = await alice.press("🔁 Buy again", message_id=pushes[0].message_id)
+    answer = await alice.press(BUY_AGAIN, message_id=pushes[0].message_id)
     assert answer.text is None
-    await alice.wait_for("Confirm your purchase", WAIT)
+    await alice.wait_for(CONFIRMING, WAIT)
 
 
 async def _remote_id_from_sim(h: Harness) -> str:
@@ -162,24 +178,23 @@ async def test_forged_callbacks_are_answered_politely(h: Harness) -> None:
     alice = h.user()
     bob = h.user(BOB, "Bob")
     await h.credit(BOB, "5")
-    order = await h.buy(alice, "Telegram · $1.40")
+    order = await h.buy(alice, TELEGRAM)
     [act] = await h.activations()
     await h.advance(200)
     await bob.send("/start")
-    menu = await bob.wait_for("What would you like to do?", WAIT)
+    menu = await bob.wait_for(text("menu_title"), WAIT)
     before_alice = [m.describe() for m in alice.chat()]
     before_sim = h.sim_activations()
 
     # Bob forges a cancel / open / refresh of Alice's activation.
     for data in (f"act:cancel:{act.id}", f"act:open:{act.id}", f"act:ref:{act.id}"):
         answer = await bob.press_data(data, menu.message_id)
-        assert answer.text == "🔎 I can't find that order.", (data, answer)
+        assert answer.text == text("err_not_found"), (data, answer)
     # Garbage, unknown prefixes, bad numbers, overlong data.
     for data in ("garbage", "act:cancel:abc", "act:nuke:1", "buy:ok:Signal:-:zz",
                  "hist:all:0", "buy:svc:" + "x" * 60, "menu:" + "a" * 100, "buy:svc:a:b"):
         answer = await bob.press_data(data, menu.message_id)
-        assert answer.text == "This button is no longer valid. Use /start for a fresh menu.", (
-            data, answer)
+        assert answer.text == text("cb_stale"), (data, answer)
     await h.settle()
     assert [m.describe() for m in alice.chat()] == before_alice
     assert h.sim_activations() == before_sim
@@ -191,16 +206,16 @@ async def test_forged_callbacks_are_answered_politely(h: Harness) -> None:
 
 async def test_active_numbers_list_opens_orders(h: Harness) -> None:
     alice = h.user()
-    await h.buy(alice, "Signal · $0.60")
-    await h.buy(alice, "Telegram · $1.40")
+    await h.buy(alice, SIGNAL)
+    await h.buy(alice, TELEGRAM)
     await alice.send("/active")
-    listing = await alice.wait_for("Active numbers", WAIT)
+    listing = await alice.wait_for(pattern("active_title"), WAIT)
     acts = await h.activations()
     phones = {a.phone for a in acts}
     open_buttons = [b for b in listing.button_labels if any(p and p in b for p in phones)]
     assert len(open_buttons) == 2
     await alice.press(open_buttons[0], message_id=listing.message_id)
-    opened = await alice.wait_for(lambda m: "Number:" in m.text and m.message_id >
+    opened = await alice.wait_for(lambda m: NUMBER.search(m.text) is not None and m.message_id >
                                   listing.message_id, WAIT)
     # The reopened message becomes the live one: the unlock edits it.
     await h.advance(180)
@@ -211,7 +226,7 @@ async def test_blocked_user_events_are_acknowledged(make_harness: HarnessFactory
     h = await make_harness()
     await h.credit(ALICE, "5")
     alice = h.user()
-    await h.buy(alice, "Signal · $0.60")
+    await h.buy(alice, SIGNAL)
     await alice.block()
     h.sim.deliver_sms(await remote_id(h), "999000")
     await h.advance(20)
@@ -224,13 +239,13 @@ async def test_blocked_user_events_are_acknowledged(make_harness: HarnessFactory
 
 async def test_transient_telegram_error_redelivers_the_code_once(h: Harness) -> None:
     alice = h.user()
-    await h.buy(alice, "Signal · $0.60")
+    await h.buy(alice, SIGNAL)
     h.fake.inject_error("sendMessage", 500, count=1)
     h.sim.deliver_sms(await remote_id(h), "777888")
     await h.advance(15)
     assert otp_messages(alice) == []  # the push failed: the engine keeps the event
     await h.advance(60)
-    await alice.wait_for(lambda m: m.text.startswith("🔑 Code for"), WAIT, since=0)
+    await alice.wait_for(is_otp, WAIT, since=0)
     await h.advance(600)
     assert len(otp_messages(alice)) == 1
 
@@ -242,7 +257,7 @@ async def test_flood_control_is_retried_by_the_rate_limiter(h: Harness) -> None:
     await h.settle()  # the 429 came; the chat waits out retry_after on the bot's clock
     assert not alice.bot_messages()
     await h.advance(1)
-    await alice.wait_for("What would you like to do?", WAIT)
+    await alice.wait_for(text("menu_title"), WAIT)
     statuses = [c.status for c in h.fake.calls if c.method == "sendMessage"]
     assert statuses[:2] == [429, 200]
 
@@ -252,7 +267,7 @@ async def test_unanswered_code_push_is_not_sent_twice(h: Harness) -> None:
     order message, which shows the code too, is updated and the push is not
     repeated."""
     alice = h.user()
-    order = await h.buy(alice, "Signal · $0.60")
+    order = await h.buy(alice, SIGNAL)
     h.fake.drop_response("sendMessage", count=1)
     h.sim.deliver_sms(await remote_id(h), "424242")
     await h.advance(15)
@@ -270,10 +285,10 @@ async def test_interrupted_code_event_updates_the_order_but_never_pushes_again(
     from bot.telegram.events import EventRenderer
 
     alice = h.user()
-    order = await h.buy(alice, "Signal · $0.60")
+    order = await h.buy(alice, SIGNAL)
     h.sim.deliver_sms(await remote_id(h), "313131")
     await h.advance(15)
-    await alice.wait_for(lambda m: m.text.startswith("🔑 Code for"), WAIT, since=0)
+    await alice.wait_for(is_otp, WAIT, since=0)
     [act] = await h.activations()
     assert h.app is not None
     sent_before = len(h.fake.calls_to("sendMessage"))
@@ -291,19 +306,20 @@ async def test_an_off_minute_purchase_states_only_true_times(h: Harness) -> None
     (before the fix: "available at 00:04 UTC", almost a minute late)."""
     alice = h.user()
     h.clock.set(h.clock.now() + 11.3)
-    order = await h.buy(alice, "Telegram · $1.40")
-    assert "Cancel & refund available from 00:03:12 UTC (in 3:01 as of 00:00:11 UTC)" in (
-        order.text
-    )
-    assert "expires 00:20:11 UTC" in order.text
-    assert order.has_button("🔒 Cancel from 00:03:12 UTC")
+    order = await h.buy(alice, TELEGRAM)
+    assert text(
+        "order_cancel_locked", at="00:03:12 UTC", left="3:01", now="00:00:11 UTC"
+    ) in order.text
+    assert text("status_waiting", at="00:20:11 UTC") in order.text
+    locked = button("btn_cancel_locked", at="00:03:12 UTC")
+    assert order.has_button(locked)
     await h.advance(150)  # 00:02:41.3
-    answer = await alice.press("🔒 Cancel from 00:03:12 UTC", message_id=order.message_id)
+    answer = await alice.press(locked, message_id=order.message_id)
     assert answer.text is not None and answer.show_alert
-    assert "You can cancel from 00:03:12 UTC (31 s from now" in answer.text, answer.text
+    assert pattern("cb_too_early", at="00:03:12 UTC", seconds=31).search(answer.text), answer.text
+    in_0_31 = text("order_cancel_locked", at="00:03:12 UTC", left="0:31", now="00:02:41 UTC")
     await alice.wait_for(
-        lambda m: m.message_id == order.message_id
-        and "available from 00:03:12 UTC (in 0:31 as of 00:02:41 UTC)" in m.text,
+        lambda m: m.message_id == order.message_id and in_0_31 in m.text,
         WAIT,
     )
     await h.advance(29.9)  # 00:03:11.2: not yet
@@ -311,5 +327,6 @@ async def test_an_off_minute_purchase_states_only_true_times(h: Harness) -> None
     await h.advance(0.1)  # 00:03:11.3: open — before 00:03:12, so "from 00:03:12" held
     assert alice.message(order.message_id).has_button(CANCEL)
     await alice.send("/wallet")
-    wallet = await alice.wait_for("Wallet", WAIT)
-    assert "2026-01-01 00:00:11 · -$1.40" in wallet.text, wallet.text
+    wallet = await alice.wait_for(text("wallet_title"), WAIT)
+    line = pattern("wallet_ledger_line", date="2026-01-01 00:00:11", amount="-$1.40")
+    assert line.search(wallet.text), wallet.text

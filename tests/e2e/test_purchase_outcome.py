@@ -11,21 +11,34 @@ the refund, or shows in /admin as a loss (issue 9.1).
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 
 from bot.sandbox.fake_telegram import FakeUser
 from tests.e2e.conftest import ADMIN, ALICE, OP_KEY, WAIT, Harness
+from tests.texts import pattern, service_label, text
 
-PENDING = "Checking whether the purchase went through — your money is held, not spent"
+# "checking whether the purchase went through — your money is held, not spent", as the
+# error screen or as the order view (pressed screen) says it
+PENDING = (text("err_purchase_pending"), text("order_pending"))
+# the regression said "📡 DaisySim is not responding right now. Nothing was charged."
+NOTHING_CHARGED = (text("err_upstream"), text("notify_failed_nothing"))
+CONFIRM = pattern("btn_confirm")
+
+
+def pending(message_text: str) -> bool:
+    return any(p in message_text for p in PENDING)
+
+
+def says_nothing_charged(message_text: str) -> bool:
+    return any(p in message_text for p in NOTHING_CHARGED)
 
 
 async def _confirm_signal(h: Harness) -> tuple[FakeUser, int]:
     alice = h.user()
     await alice.send("/buy")
-    await alice.wait_for("Choose a service", WAIT)
-    await alice.press("Signal · $0.60")
-    confirm = await alice.wait_for("Confirm your purchase", WAIT)
+    await alice.wait_for(text("buy_list_title"), WAIT)
+    await alice.press(service_label("Signal", "$0.60"))
+    confirm = await alice.wait_for(pattern("buy_confirm"), WAIT)
     return alice, confirm.message_id
 
 
@@ -33,11 +46,11 @@ async def test_unknown_outcome_says_so_and_the_number_follows(h: Harness) -> Non
     alice, pressed = await _confirm_signal(h)
     h.sim.add_fault("purchase", drop=True)  # bought upstream, the answer is lost
     h.sim.add_fault("history", status=502, count=1000)  # and /history is down
-    await alice.press(re.compile("^✅ Confirm"), message_id=pressed)
+    await alice.press(CONFIRM, message_id=pressed)
     screen = await alice.wait_for(
-        lambda m: m.message_id == pressed and PENDING in m.text, WAIT
+        lambda m: m.message_id == pressed and pending(m.text), WAIT
     )
-    assert "Nothing was charged" not in screen.text
+    assert not says_nothing_charged(screen.text)
     assert (await h.engine.wallet(ALICE)).balance == Decimal("9.40")  # held
     [bought] = h.sim_activations()
 
@@ -45,10 +58,11 @@ async def test_unknown_outcome_says_so_and_the_number_follows(h: Harness) -> Non
     alice.mark()
     await h.advance(10)
     order = alice.message(pressed)
-    assert "Number:" in order.text and bought["phone_number"] in order.text
-    assert PENDING not in order.text
-    notice = await alice.wait_for("purchase went through", WAIT)
-    assert bought["phone_number"] in notice.text and notice.message_id != pressed
+    assert pattern("order_number", phone=bought["phone_number"]).search(order.text)
+    assert not pending(order.text)
+    notice = await alice.wait_for(pattern("notify_purchased"), WAIT)
+    assert pattern("notify_purchased", phone=bought["phone_number"]).search(notice.text)
+    assert notice.message_id != pressed
     [act] = await h.activations()
     assert act.remote_id == bought["id"] and act.message_id == pressed
     h.sim.deliver_sms(bought["id"], "777111")
@@ -60,16 +74,14 @@ async def test_unknown_outcome_not_bought_then_the_late_order_is_refunded(h: Har
     alice, pressed = await _confirm_signal(h)
     operator_before = h.sim.balance(OP_KEY)
     h.sim.add_fault("purchase", late=150.0)  # no answer; DaisySim buys 150 s later
-    await alice.press(re.compile("^✅ Confirm"), message_id=pressed)
-    await alice.wait_for(
-        lambda m: m.message_id == pressed and PENDING in m.text, WAIT
-    )
+    await alice.press(CONFIRM, message_id=pressed)
+    await alice.wait_for(lambda m: m.message_id == pressed and pending(m.text), WAIT)
     alice.mark()
     await h.advance(90)  # past the reconciliation window: written off
-    notice = await alice.wait_for("did not go through", WAIT)
-    assert "not bought, the hold on your money is released" in notice.text
-    assert "Nothing was charged" not in notice.text
-    assert "not bought" in alice.message(pressed).text
+    notice = await alice.wait_for(pattern("notify_not_bought"), WAIT)
+    assert text("notify_not_bought", name="Signal") in notice.text  # the hold is released
+    assert not says_nothing_charged(notice.text)
+    assert text("status_not_bought") in alice.message(pressed).text
     assert (await h.engine.wallet(ALICE)).balance == Decimal("10.00")  # released
 
     await h.advance(600)  # the late order appears, is found and cancelled
@@ -78,16 +90,17 @@ async def test_unknown_outcome_not_bought_then_the_late_order_is_refunded(h: Har
     assert (await h.engine.wallet(ALICE)).balance == Decimal("10.00")
     admin = h.user(ADMIN, "Admin")
     await admin.send("/admin")
-    stats = await admin.wait_for("Orders nobody got", WAIT)
-    assert "cancelled and refunded: 1 ($0.60)" in stats.text
-    assert "lost, the code came first: 0" in stats.text
+    stats = await admin.wait_for(pattern("admin_strays"), WAIT)
+    assert pattern("admin_strays", refunded_count=1, refunded="$0.60", lost_count=0).search(
+        stats.text
+    )
 
 
 async def test_late_order_whose_code_came_first_shows_as_a_loss_in_admin(h: Harness) -> None:
     alice, pressed = await _confirm_signal(h)
     h.sim.add_fault("purchase", late=150.0)
-    await alice.press(re.compile("^✅ Confirm"), message_id=pressed)
-    await alice.wait_for(PENDING, WAIT)
+    await alice.press(CONFIRM, message_id=pressed)
+    await alice.wait_for(lambda m: pending(m.text), WAIT)
     await h.advance(170)
     [late] = h.sim_activations()
     h.sim.deliver_sms(late["id"], "123123")  # before the cancel lock opens
@@ -95,6 +108,6 @@ async def test_late_order_whose_code_came_first_shows_as_a_loss_in_admin(h: Harn
     assert not h.sim_activations()[0]["refunded"]
     admin = h.user(ADMIN, "Admin")
     await admin.send("/admin")
-    stats = await admin.wait_for("Orders nobody got", WAIT)
-    assert "lost, the code came first: 1 ($0.60)" in stats.text
+    stats = await admin.wait_for(pattern("admin_strays"), WAIT)
+    assert pattern("admin_strays", lost_count=1, lost="$0.60").search(stats.text)
     assert "123123" not in "".join(m.text for m in alice.chat())

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from bot.logging_setup import install_redaction
+from tests import texts
 from tests.e2e.conftest import WAIT, Harness
 
 PASTED_KEY = "sk_live_PastedByMistake_7d1c0b9a8f6e5d4c"
@@ -45,7 +46,7 @@ async def test_undecodable_update_is_skipped_by_id_and_logged_without_content(
     bad_id = h.fake.push_raw_update(undecodable(5))
     alice = h.user()
     await alice.send("/start")  # after the bad update: polling must get past it
-    await alice.wait_for("What would you like to do?", WAIT)
+    await alice.wait_for(texts.text("menu_title"), WAIT)
     await h.settle()
     text = _rendered(caplog.records)
     assert PASTED_KEY not in text and TEXT not in text

@@ -30,6 +30,7 @@ from bot.sandbox.playground import (
     start_playground,
 )
 from bot.services.api import ActivationState
+from tests.texts import button, pattern, service_button, text
 
 WAIT = 15.0
 ALICE, BOB = 1001, 1002
@@ -72,14 +73,15 @@ async def _buy_signal(pg: Playground, user_id: int) -> str:
     """/start → Buy → Signal → Confirm through the buttons; returns the phone number."""
     user = pg.fake.user(user_id)
     await user.send("/start")
-    await user.wait_for("What would you like to do?", WAIT)
-    await user.press("🛒 Buy a number")
-    await user.wait_for("Choose a service", WAIT)
-    await user.press(re.compile(r"^(🕘 )?Signal · "))
-    confirm = await user.wait_for("Confirm your purchase", WAIT)
-    await user.press(re.compile(r"^✅ Confirm"), message_id=confirm.message_id)
+    await user.wait_for(text("menu_title"), WAIT)
+    await user.press(button("btn_buy"))
+    await user.wait_for(text("buy_list_title"), WAIT)
+    await user.press(service_button("Signal", "$0.60"))
+    confirm = await user.wait_for(pattern("buy_confirm"), WAIT)
+    await user.press(pattern("btn_confirm"), message_id=confirm.message_id)
+    number = pattern("order_number")
     order = await user.wait_for(
-        lambda m: m.message_id == confirm.message_id and "Number:" in m.text, WAIT
+        lambda m: m.message_id == confirm.message_id and number.search(m.text) is not None, WAIT
     )
     [phone] = [p for p in order.entity_texts("code") if p.startswith("+1")]
     return phone
@@ -120,9 +122,9 @@ async def test_own_key_playground_end_to_end(
     # Alice links her demo key with /key, then buys through the buttons.
     alice = pg.fake.user(ALICE)
     await alice.send("/key")
-    await alice.wait_for("Send me your", WAIT)
+    await alice.wait_for(text("key_prompt"), WAIT)
     await alice.send(alice_key)
-    await alice.wait_for("Key linked", WAIT)
+    await alice.wait_for(pattern("key_linked"), WAIT)
     assert all(alice_key not in m.text for m in alice.chat())  # the key message is deleted
     phone = await _buy_signal(pg, ALICE)
 
@@ -143,7 +145,9 @@ async def test_own_key_playground_end_to_end(
     code = re.search(r"SMS (\d{6}) reached", body["result"])
     assert code is not None
     pushed = await alice.wait_for(lambda m: code.group(1) in m.text, WAIT, since=mark)
-    assert "Code for" in pushed.text or "Code:" in pushed.text
+    assert pattern("otp_message", code=code.group(1)).search(pushed.text) or (
+        text("order_code", code=code.group(1)) in pushed.text
+    )
     [act] = (await pg.app.bot_data.engine.history(ALICE)).items
     assert act.state is ActivationState.COMPLETED and act.code == code.group(1)
     # A second delivery for the same number is refused with a clear message.
@@ -245,7 +249,7 @@ async def test_the_panel_shows_balances_as_precisely_as_the_bot(playground: Fact
     assert panel["operator's DaisySim wallet"] == "$998.917"
     alice = pg.fake.user(ALICE)
     await alice.send("/wallet")
-    wallet = await alice.wait_for("Wallet", WAIT)
+    wallet = await alice.wait_for(text("wallet_title"), WAIT)
     assert "$10.917" in wallet.text  # the same figure in the chat
 
 
@@ -270,10 +274,12 @@ async def test_after_a_restart_the_failure_notice_reaches_the_chat(
     pg2 = await playground(users=2)  # same --data
     alice = pg2.fake.user(ALICE)
     assert [(m.message_id, m.text) for m in alice.chat()][: len(before)] == before
-    notice = await alice.wait_for("The Signal purchase failed", WAIT, since=0)
-    assert "$0.60 refunded" in notice.text
+    notice = await alice.wait_for(pattern("notify_failed", name="Signal"), WAIT, since=0)
+    refunded = text("notify_failed_refunded", amount="$0.60")
+    assert pattern("notify_failed", name="Signal", outcome=refunded).search(notice.text)
     order = alice.message(act.message_id)  # the old order message, edited in place
-    assert phone in order.text and "refunded" in order.text, order.describe()
+    assert phone in order.text, order.describe()
+    assert pattern("status_failed_refunded").search(order.text), order.describe()
     assert notice.message_id > max(mid for mid, _ in before)
     assert (await pg2.app.bot_data.engine.wallet(ALICE)).balance == Decimal("10.00")
     await pg2.close()
@@ -294,9 +300,9 @@ async def test_own_key_playground_admin_gets_the_own_key_answer_to_credit(
     assert "Alice is an admin: try /admin." in " ".join((await pg.panel_provider.panel())["notes"])
     alice, bob = pg.fake.user(ALICE), pg.fake.user(BOB)
     await alice.send(f"/credit {BOB} 5")
-    reply = await alice.wait_for("Wallet adjustments", WAIT)
-    assert reply.text == "Wallet adjustments exist only in operator mode."
+    reply = await alice.wait_for(text("admin_operator_only"), WAIT)
+    assert reply.text == text("admin_operator_only")
     await alice.send("/admin")
-    await alice.wait_for("Stats", WAIT)
+    await alice.wait_for(pattern("admin_stats"), WAIT)
     await bob.send(f"/credit {ALICE} 5")
-    assert "not allowed" in (await bob.wait_for("not allowed", WAIT)).text
+    assert text("not_allowed") in (await bob.wait_for(text("not_allowed"), WAIT)).text
