@@ -289,9 +289,13 @@ class Shared:
     rng: random.Random
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    kills_done: bool = False  # the supervisor made all its kills
 
     def enough(self) -> bool:
-        return len(self.sim.sim.core.activations) >= self.cfg.purchases
+        """Users keep buying until the target is reached AND every kill is made: a
+        kill aimed at a purchase, a poll or a push needs traffic to hit (on a loaded
+        machine the target alone was reached before the last kills)."""
+        return self.kills_done and len(self.sim.sim.core.activations) >= self.cfg.purchases
 
 
 async def _press(user: FakeUser, label: Any, message_id: int, wait: float) -> bool:
@@ -422,6 +426,7 @@ async def supervise(bot: BotProcess, fake: PushKillFake, killer: Killer, sh: Sha
         bot.start()
         sh.report.restarts += 1
         await wait_ready(fake, bot, limit=60.0)
+    sh.kills_done = True
 
 
 async def settle(bot: BotProcess, db_path: Path, sh: Shared, fake: PushKillFake) -> None:
