@@ -68,6 +68,11 @@ class Quote:
     # available" resolved to (the cheapest one with numbers). None for
     # single-provider services. Pass it to ``buy(pool=...)``: that pool is bought.
     pool: str | None = None
+    # Persisted quotes (every quote the engine makes): the id ``buy_quote`` takes
+    # (0: a quote made outside the engine, e.g. in a test), and until when it
+    # may be bought at this price (clock time).
+    id: int = 0
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +239,10 @@ class ServiceUnavailable(EngineError):
     """Unknown service code / pool (not in the current catalogue)."""
 
 
+class QuoteNotFound(NotAllowed):
+    """No such quote for this user (also raised for someone else's quote id)."""
+
+
 class InsufficientFunds(EngineError):
     def __init__(self, message: str, *, balance: Decimal | None, price: Decimal) -> None:
         super().__init__(message)
@@ -248,6 +257,12 @@ class PriceChanged(EngineError):
     def __init__(self, message: str, *, quote: Quote | None) -> None:
         super().__init__(message)
         self.quote = quote  # None if the service disappeared
+
+
+class QuoteExpired(PriceChanged):
+    """The quote's lifetime is over: nothing was bought; ``quote`` is a fresh one
+    (None if the service disappeared). A PriceChanged, so a UI that asks again
+    on a changed price handles it as is."""
 
 
 class SoldOut(EngineError):
@@ -384,6 +399,22 @@ class EngineAPI(Protocol):
         the outcome follows as an event). ``chat_id``/``message_id``: the pressed
         message, stored with the purchase so every later event (also after a
         restart mid-purchase) updates that screen."""
+
+    async def buy_quote(
+        self,
+        user_id: int,
+        quote_id: int,
+        *,
+        chat_id: int | None = None,
+        message_id: int | None = None,
+    ) -> Activation:
+        """Buy what quote ``quote_id`` (``Quote.id``) priced, at no more than its
+        price. The quote is loaded from the database (so a Confirm pressed after
+        a restart works within the quote's lifetime) and re-checked server-side:
+        QuoteNotFound if it is not this user's; DuplicateRequest (with the first
+        activation) if it was bought already (a second press never buys twice);
+        QuoteExpired (with a fresh quote) once its lifetime is over. Then as
+        :meth:`buy`: fresh prices, SoldOut / PriceChanged, PurchasePending."""
 
     async def set_message(self, user_id: int, activation_id: int, chat_id: int,
                           message_id: int) -> None:

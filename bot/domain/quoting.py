@@ -1,4 +1,5 @@
-"""Which pool a quote prices and which pool a purchase buys (pure functions).
+"""Which pool a quote prices and which pool a purchase buys (pure functions; the
+values and errors are those of the UI contract, :mod:`bot.services.api`).
 
 "Cheapest available" is resolved when the quote is made: to the cheapest pool that
 has numbers. The confirmation remembers that pool and the purchase names it
