@@ -22,79 +22,15 @@ module             concern
 It buys numbers, polls them, delivers each code exactly once, refunds every number
 that gets no code exactly once, and survives restarts (``kill -9`` anywhere).
 
-It buys numbers, polls them, delivers each code exactly once, refunds every number
-that gets no code exactly once, and survives restarts (``kill -9`` anywhere).
-
-Durability rules
-----------------
-* Every state change is a guarded ``UPDATE … WHERE state IN (…)`` and is written in
-  one transaction together with its ledger entries and its outbox event; final
-  states are protected by a trigger.
-* A purchase is first written as ``purchasing`` (with its request id and, in
-  operator mode, the wallet hold) and committed, *then* sent. A lost response or a
-  crash leaves the row in ``purchasing``; it is reconciled through /history (the
-  client's ``reconcile_purchase``) before the account buys the same service
-  again, at start-up and on a timer. Purchases are serialised per DaisySim account
-  and service so the reconciliation (service name, time window, ids not known yet)
-  is unambiguous; other services go ahead. A purchase left in doubt raises
-  PurchasePending; its outcome is a ``purchased`` or ``failed`` event. Purchases in
-  doubt stay watched for a late order afterwards (see :mod:`bot.services.sweep`).
-* A cancel is first recorded (``cancelling`` / ``expired``), then sent; it is
-  retried until DaisySim answers. ``NOT_FOUND`` or ``ALREADY_CANCELLED`` for a
-  number we bought and are cancelling is taken as *already cancelled upstream*
-  (a previous attempt succeeded but its outcome was lost): the activation is
-  marked refunded, and the user's wallet refund (operator mode) is written once
-  (UNIQUE ledger entry), whatever the number of attempts.
-* Events go through the outbox (UNIQUE per activation and kind): they are emitted
-  exactly once, handed to the subscribed handler at least once, acknowledged when
-  the handler returns.
-
-Money
------
-* Operator mode: the user price is ``upstream × (1 + markup%)`` rounded to 4 dp
-  ROUND_HALF_UP, in lists, quotes and charges. The quoted price is held before the
-  purchase is sent (balance check and hold in one transaction); on success the
-  charge is the user price of ``amount_charged`` capped at the hold (the user never
-  pays more than the price confirmed) and the hold is released; a refund returns
-  the charge, once. An upstream INSUFFICIENT_BALANCE there means the operator's
-  wallet is empty: logged as an error, raised as UpstreamUnavailable.
-* Own-key mode: prices as DaisySim gives them (no markup); the wallet is the
-  DaisySim balance. The engine records every activation's price in both modes.
-* What is bought (both modes; ``bot.domain.quoting``): a quote names its pool
-  ("cheapest available" = the cheapest pool with numbers when quoted). ``buy``
-  re-reads /apps (never the 5-minute cache) and names that pool upstream: no
-  numbers there → SoldOut with the fresh pools, never another pool; a fresh
-  price above the confirmed one → PriceChanged. DaisySim charging more than its own
-  /apps said anyway is logged (operator mode: the hold caps the user's charge).
-
-Events (``subscribe(handler)``, ``async def handler(event: Event) -> None``)
--------------------------------------------------------------------------
-Each event carries an outbox id, its kind, ``created_at`` and a snapshot of the
-activation at emission time (incl. ``chat_id``/``message_id`` from ``buy`` /
-``set_message``). At most one per (activation, kind); an activation's events are
-handed over in order; a handler that raises gets the event again later (backoff
-5 s doubling to 10 min; after 20 failures it is logged and dropped), and on
-restart; an event can be handed over twice only if the process dies between the
-handler returning and the acknowledgement. Return normally for permanent
-failures (e.g. the user blocked the bot); raise :class:`RetryLater` when nothing
-was delivered and the event should come back after a delay (a flood pause: not
-counted as a failed attempt, never dropped).
-
-* ``cancel_available``: at ``purchased_at + cancel lock`` (never before), if the
-  number is still waiting and not expiring at that same moment.
-* ``code_received``: the code was seen (poll, or a cancel answered CODE_RECEIVED;
-  also after the user asked to cancel or the give-up time passed). Final.
-* ``expired``: the give-up time passed without a code; the auto-cancel follows
-  and ends in ``refunded`` (or ``code_received`` if the code wins the race).
-* ``refunded``: cancelled upstream; ``refund_amount`` (operator: returned to the
-  user's wallet; own key: DaisySim's refund) and ``refund_reason``
-  (``user_cancel`` / ``expired``). Final.
-* ``failed``: DaisySim answered Not Found / Invalid for the number (operator: the
-  charge goes back to the wallet, ``refund_reason=failed``), or a purchase left in
-  doubt was reconciled as *not bought* (``remote_id`` None). Final.
-
-User calls that change state (``cancel``) also emit their event, so every view of
-the order can be updated; render idempotently.
+Durability: every state change is one named Step of
+:data:`bot.domain.activation.TRANSITIONS`, a guarded ``UPDATE … WHERE state IN
+(…)`` written in one transaction with its ledger entries and its outbox event
+(:mod:`~bot.services.outcomes`); final states are protected by a trigger. A
+purchase is written (and its price held) before it is sent, and reconciled
+through /history when its answer is lost (:mod:`~bot.services.purchases`); a
+cancel is recorded before it is sent and retried until DaisySim answers
+(:mod:`~bot.services.cancels`). Money rules: :mod:`bot.domain.funding`. Events
+and their delivery: :mod:`~bot.services.outbox`.
 
 Scheduling
 ----------
@@ -129,7 +65,6 @@ import httpx
 from bot.clock import Clock, SystemClock, VirtualClock
 from bot.config import Settings
 from bot.daisysim.client import DaisySimClient
-from bot.domain.activation import CANCELLING_STATES, ActivationState
 from bot.services.accounts import Accounts, ClientFactory
 from bot.services.api import (
     Activation,
@@ -143,21 +78,12 @@ from bot.services.api import (
     Stats,
     WalletView,
 )
-from bot.services.cancels import Cancels
-from bot.services.catalogue import Catalogue
 from bot.services.crypto import ConfigurationError, KeyVault
 from bot.services.funding import StoredPolicy, funding_policy
 from bot.services.inspect import Inspector
-from bot.services.outbox import Outbox
-from bot.services.outcomes import Outcomes
-from bot.services.polling import Polling
-from bot.services.purchases import RECONCILE_SETTLE, Purchases
-from bot.services.reports import Reports
 from bot.services.runtime import Runtime
-from bot.services.sweep import Sweeper
-from bot.services.timers import TimerKey, Timers, Waker
-from bot.services.tracker import Tracker
-from bot.services.tracking import Track
+from bot.services.timers import Timers, Waker
+from bot.services.wiring import Services
 from storage.db import Database
 from storage.repositories import Repositories
 
@@ -166,27 +92,6 @@ __all__ = ["ConfigurationError", "Engine"]
 logger = logging.getLogger("bot.services")
 
 MAX_PASSES = 20  # run_due: passes over timers that became due while working
-S = ActivationState
-
-
-class Services:
-    """The services of one started engine (built by :meth:`Engine.start`)."""
-
-    def __init__(self, rt: Runtime, accounts: Accounts) -> None:
-        self.rt = rt
-        self.accounts = accounts
-        self.tracker = Tracker(rt, accounts)
-        self.outcomes = Outcomes(rt, self.tracker)
-        self.catalogue = Catalogue(rt, accounts)
-        self.cancels = Cancels(rt, accounts, self.tracker, self.outcomes)
-        self.purchases = Purchases(rt, accounts, self.tracker, self.outcomes, self.catalogue)
-        self.polling = Polling(rt, self.tracker, self.outcomes)
-        self.outbox = Outbox(rt)
-        self.reports = Reports(rt, accounts)
-        self.sweeper = Sweeper(
-            rt.repos, rt.clock, cancel_lock=rt.cancel_lock,
-            owns_every_order=rt.policy.owns_every_order, account=accounts.account_ref,
-        )
 
 
 class Engine:
@@ -274,23 +179,7 @@ class Engine:
             shared_transport=self._transport is not None,
         )
         s = Services(rt, accounts)
-        now = self.clock.now()
-        await self.policy.start(repos, accounts)
-        for row in await repos.activations.list_open():
-            track = s.tracker.track_from_row(row)
-            if track.state == S.PURCHASING:
-                track.reconcile_at = max(now, row.purchase_sent_at + RECONCILE_SETTLE)
-            elif track.state in CANCELLING_STATES:
-                track.next_cancel_at = max(now, row.next_cancel_at or now)
-            rt.tracks[row.id] = track
-            await s.tracker.place(track, now, first_poll=max(now, s.tracker.first_poll(row)))
-        for account_id in await s.sweeper.accounts():
-            self._timers.set(("sweep", account_id), now)
-        await accounts.wipe_unused_keys()
-        await s.catalogue.start()
-        if self._handler is not None:
-            s.outbox.subscribe(self._handler)
-        await s.outbox.start()
+        await s.load(self._handler)
         self._s = s
         logger.info(
             "engine started (%s mode): %d open activations", self.policy.name, len(rt.tracks)
@@ -339,65 +228,12 @@ class Engine:
                     keys = self._timers.pop_due(now)
                     if self._s is None or (not keys and not self._rerun):
                         break
-                    await self._run_keys(self._s, keys, now)
+                    await self._s.run(keys, now)
             finally:
                 self._in_run.reset(token)
         due = self.next_due()
         self._waker.reported = due
         return due
-
-    async def _run_keys(self, s: Services, keys: list[TimerKey], now: float) -> None:
-        cancels: list[Track] = []
-        polls: list[int] = []
-        events = False
-        for key in keys:
-            assert isinstance(key, tuple)
-            kind = key[0]
-            if kind == "act":
-                track = s.rt.tracks.get(key[1])
-                if track is None:
-                    continue
-                try:
-                    if track.state == S.PURCHASING:
-                        await s.purchases.reconcile(track)
-                    elif track.state == S.WAITING:
-                        await s.cancels.waiting_due(track, now)
-                    elif track.state in CANCELLING_STATES:
-                        cancels.append(track)
-                        continue
-                except Exception:
-                    logger.exception("activation %d: scheduled work failed", track.id)
-                    self._timers.set(("act", track.id), now + 30.0)
-                    continue
-                if track.id in s.rt.tracks:
-                    s.tracker.schedule_act(track)
-            elif kind == "poll":
-                polls.append(key[1])
-            elif kind == "events":
-                events = True
-            elif kind == "sweep":
-                await self._sweep(s, key[1], now)
-        if cancels:
-            await s.cancels.run(cancels, now)
-        if polls:
-            await s.polling.run(polls, now)
-        if events:
-            try:
-                await s.outbox.dispatch(now)
-            except Exception:
-                logger.exception("event dispatch failed")
-                self._timers.set(("events",), now + 30.0)
-
-    async def _sweep(self, s: Services, account_id: int, now: float) -> None:
-        """Stray orders of one account (see :mod:`bot.services.sweep`)."""
-        try:
-            when = await s.sweeper.run(account_id)
-        except Exception:
-            logger.exception("account %d: stray-order sweep failed", account_id)
-            when = now + 60.0
-        self._timers.set(("sweep", account_id), when)
-        if when is None:  # nothing watched any more: an unlinked key can go
-            await s.accounts.maybe_wipe(account_id)
 
     # ================================================================== public API
     @property

@@ -7,6 +7,27 @@ min; after :data:`EVENT_MAX_ATTEMPTS` failures it is logged and dropped), and on
 restart; :class:`~bot.services.api.RetryLater` defers it without counting a
 failed attempt. An event can be handed over twice only if the process dies
 between the handler returning and the acknowledgement (``Event.interrupted``).
+Return normally for permanent failures (e.g. the user blocked the bot).
+
+Each event carries a snapshot of the activation at emission time (incl.
+``chat_id``/``message_id`` from ``buy`` / ``set_message``):
+
+* ``cancel_available``: at ``purchased_at + cancel lock`` (never before), if the
+  number is still waiting and not expiring at that same moment.
+* ``code_received``: the code was seen (poll, or a cancel answered CODE_RECEIVED;
+  also after the user asked to cancel or the give-up time passed). Final.
+* ``expired``: the give-up time passed without a code; the auto-cancel follows
+  and ends in ``refunded`` (or ``code_received`` if the code wins the race).
+* ``refunded``: cancelled upstream; ``refund_amount`` (operator: returned to the
+  user's wallet; own key: DaisySim's refund) and ``refund_reason``
+  (``user_cancel`` / ``expired``). Final.
+* ``failed``: DaisySim answered Not Found / Invalid for the number (operator: the
+  charge goes back to the wallet, ``refund_reason=failed``), or a purchase left in
+  doubt was reconciled as *not bought* (``remote_id`` None). Final.
+* ``purchased``: a purchase whose outcome was in doubt turned out bought.
+
+User calls that change state (``cancel``) also emit their event, so every view of
+the order can be updated; render idempotently.
 """
 
 from __future__ import annotations
