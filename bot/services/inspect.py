@@ -2,7 +2,7 @@
 UI): what it tracks, its stored rows, events, ledger and stray orders.
 
 ``engine.inspect.repos`` is the engine's own storage, for tests that inject
-faults into it, and ``poll_rounds`` its round runner (tests shorten its
+faults into it (``db`` too), and ``poll_rounds`` its round runner (tests shorten its
 patience); everything else only reads.
 """
 
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from bot.daisysim.client import DaisySimClient
 from bot.services.rounds import Rounds
+from storage.db import Database
 from storage.repositories import Repositories
 from storage.rows import ActivationRow, EventRow, LedgerRow, StrayRow
 
@@ -29,6 +30,11 @@ class Inspector:
     @property
     def repos(self) -> Repositories:
         return self._engine.services.rt.repos
+
+    @property
+    def db(self) -> Database:
+        """The engine's database (tests inject faults, e.g. ``PRAGMA query_only``)."""
+        return self._engine.services.rt.db
 
     @property
     def db_path(self) -> str:
