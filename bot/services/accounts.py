@@ -8,6 +8,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from bot.config import Settings
 from bot.daisysim import errors as ds
 from bot.daisysim.client import DaisySimClient
 from bot.services.api import InvalidKey, KeyInfo, NotAllowed
@@ -49,9 +50,13 @@ class Accounts:
     async def user_exists(self, user_id: int) -> bool:
         return await self.rt.repos.users.get(user_id) is not None
 
-    def require_admin(self, user_id: int) -> None:
+    @staticmethod
+    def is_admin(settings: Settings, user_id: int) -> bool:
         """Admin rights come from the settings (``ADMIN_IDS``) and nowhere else."""
-        if user_id not in self.rt.settings.admin_ids:
+        return user_id in settings.admin_ids
+
+    def require_admin(self, user_id: int) -> None:
+        if not self.is_admin(self.rt.settings, user_id):
             raise NotAllowed("admins only")
 
     # ------------------------------------------------------------------ clients

@@ -350,6 +350,10 @@ class EngineAPI(Protocol):
         """True when each user links their own DaisySim key (own-key funding);
         the UI shows key screens only then."""
 
+    def is_admin(self, user_id: int) -> bool:
+        """May this user use the admin commands? Decided once, in the engine
+        (``ADMIN_IDS``); admin calls re-check it and raise NotAllowed."""
+
     # users / keys ----------------------------------------------------------
     async def ensure_user(self, user_id: int, *, locale: str | None = None) -> None: ...
 

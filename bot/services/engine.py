@@ -240,6 +240,9 @@ class Engine:
     def users_bring_keys(self) -> bool:
         return self.policy.users_bring_keys
 
+    def is_admin(self, user_id: int) -> bool:
+        return Accounts.is_admin(self.settings, user_id)
+
     async def ensure_user(self, user_id: int, *, locale: str | None = None) -> None:
         await self.services.accounts.ensure_user(user_id, locale=locale)
 

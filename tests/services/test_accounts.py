@@ -157,6 +157,15 @@ async def test_admin_adjust_refused_in_own_key_mode(h: Harness) -> None:
         await eng.admin_adjust(ADMIN, ALICE, Decimal("1"), "x")
 
 
+async def test_admin_rights_are_decided_by_the_engine(h: Harness) -> None:
+    """One decision (ADMIN_IDS), asked by the UI and re-checked by admin calls."""
+    eng = await h.engine("operator")
+    assert eng.is_admin(ADMIN) and not eng.is_admin(ALICE)
+    with pytest.raises(NotAllowed):
+        await eng.stats(ALICE)
+    assert (await eng.stats(ADMIN)).users >= 0
+
+
 async def test_views_history_wallet_stats(h: Harness) -> None:
     eng = await h.engine("operator")
     await eng.admin_adjust(ADMIN, ALICE, Decimal("20"), "top-up")
