@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -106,7 +107,7 @@ async def test_one_trickling_account_does_not_hold_up_another(h: Harness) -> Non
     """Alice's check-all trickles (and her deadline is long): Bob's code is still
     delivered. Used to: the rounds ran one after the other inside run_due, so
     Bob waited for Alice's whole trickle. Alice's code then arrives exactly once."""
-    settings = {"daisysim_timeout_seconds": 60.0}
+    settings: dict[str, Any] = {"daisysim_timeout_seconds": 60.0}
     eng = await h.engine("own_key", **settings)
     eng.inspect.poll_rounds.patience = 0.3
     await eng.link_key(ALICE, USER_KEY)
