@@ -19,6 +19,14 @@ from typing import Literal, Protocol
 # The state machine lives in the domain; re-exported here for the UI.
 from bot.domain.activation import ActivationState, RefundReason
 
+# The catalogue's values and the errors the pure quote rules raise live in the
+# domain too; re-exported here: this module stays the UI's one contract.
+from bot.domain.catalogue import EngineError as EngineError
+from bot.domain.catalogue import Pool as Pool
+from bot.domain.catalogue import Service as Service
+from bot.domain.catalogue import ServiceUnavailable as ServiceUnavailable
+from bot.domain.catalogue import SoldOut as SoldOut
+
 
 class EventKind(StrEnum):
     CODE_RECEIVED = "code_received"
@@ -34,25 +42,6 @@ class EventKind(StrEnum):
 HistoryFilter = Literal["all", "completed", "waiting", "cancelled"]
 
 # --------------------------------------------------------------------------- values
-
-
-@dataclass(frozen=True, slots=True)
-class Pool:
-    provider_id: str
-    price: Decimal  # what this user pays (markup included in operator mode)
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class Service:
-    code: str  # DaisySim app code, e.g. "sb_wa"
-    name: str  # e.g. "WhatsApp 3"
-    price: Decimal  # what this user pays; for sb_* the cheapest pool
-    pools: tuple[Pool, ...] = ()  # empty for single-provider services
-
-    @property
-    def multi_pool(self) -> bool:
-        return bool(self.pools)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,11 +195,6 @@ class Stats:
 # --------------------------------------------------------------------------- errors
 
 
-class EngineError(Exception):
-    """Base for everything the engine raises to the UI. Message is for logs only;
-    the UI renders each subclass from its own text catalogue."""
-
-
 class NotAllowed(EngineError):
     """The user may not do this (not an admin, blocked...)."""
 
@@ -233,10 +217,6 @@ class AccountUnavailable(EngineError):
     def __init__(self, message: str, *, locked: bool) -> None:
         super().__init__(message)
         self.locked = locked
-
-
-class ServiceUnavailable(EngineError):
-    """Unknown service code / pool (not in the current catalogue)."""
 
 
 class QuoteNotFound(NotAllowed):
@@ -263,15 +243,6 @@ class QuoteExpired(PriceChanged):
     """The quote's lifetime is over: nothing was bought; ``quote`` is a fresh one
     (None if the service disappeared). A PriceChanged, so a UI that asks again
     on a changed price handles it as is."""
-
-
-class SoldOut(EngineError):
-    def __init__(
-        self, message: str, *, service: Service | None, pool: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.service = service  # refreshed, so the UI can offer other pools
-        self.pool = pool  # the pool that has no numbers (None: the service / every pool)
 
 
 class TooBusy(EngineError):
