@@ -19,6 +19,14 @@ from typing import Literal, Protocol
 # The state machine lives in the domain; re-exported here for the UI.
 from bot.domain.activation import ActivationState, RefundReason
 
+# The catalogue's values and the errors the pure quote rules raise live in the
+# domain too; re-exported here: this module stays the UI's one contract.
+from bot.domain.catalogue import EngineError as EngineError
+from bot.domain.catalogue import Pool as Pool
+from bot.domain.catalogue import Service as Service
+from bot.domain.catalogue import ServiceUnavailable as ServiceUnavailable
+from bot.domain.catalogue import SoldOut as SoldOut
+
 
 class EventKind(StrEnum):
     CODE_RECEIVED = "code_received"
@@ -37,25 +45,6 @@ HistoryFilter = Literal["all", "completed", "waiting", "cancelled"]
 
 
 @dataclass(frozen=True, slots=True)
-class Pool:
-    provider_id: str
-    price: Decimal  # what this user pays (markup included in operator mode)
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class Service:
-    code: str  # DaisySim app code, e.g. "sb_wa"
-    name: str  # e.g. "WhatsApp 3"
-    price: Decimal  # what this user pays; for sb_* the cheapest pool
-    pools: tuple[Pool, ...] = ()  # empty for single-provider services
-
-    @property
-    def multi_pool(self) -> bool:
-        return bool(self.pools)
-
-
-@dataclass(frozen=True, slots=True)
 class Quote:
     """The exact price shown on the confirmation screen."""
 
@@ -68,6 +57,11 @@ class Quote:
     # available" resolved to (the cheapest one with numbers). None for
     # single-provider services. Pass it to ``buy(pool=...)``: that pool is bought.
     pool: str | None = None
+    # Persisted quotes (every quote the engine makes): the id ``buy_quote`` takes
+    # (0: a quote made outside the engine, e.g. in a test), and until when it
+    # may be bought at this price (clock time).
+    id: int = 0
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,11 +195,6 @@ class Stats:
 # --------------------------------------------------------------------------- errors
 
 
-class EngineError(Exception):
-    """Base for everything the engine raises to the UI. Message is for logs only;
-    the UI renders each subclass from its own text catalogue."""
-
-
 class NotAllowed(EngineError):
     """The user may not do this (not an admin, blocked...)."""
 
@@ -230,8 +219,8 @@ class AccountUnavailable(EngineError):
         self.locked = locked
 
 
-class ServiceUnavailable(EngineError):
-    """Unknown service code / pool (not in the current catalogue)."""
+class QuoteNotFound(NotAllowed):
+    """No such quote for this user (also raised for someone else's quote id)."""
 
 
 class InsufficientFunds(EngineError):
@@ -250,13 +239,10 @@ class PriceChanged(EngineError):
         self.quote = quote  # None if the service disappeared
 
 
-class SoldOut(EngineError):
-    def __init__(
-        self, message: str, *, service: Service | None, pool: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.service = service  # refreshed, so the UI can offer other pools
-        self.pool = pool  # the pool that has no numbers (None: the service / every pool)
+class QuoteExpired(PriceChanged):
+    """The quote's lifetime is over: nothing was bought; ``quote`` is a fresh one
+    (None if the service disappeared). A PriceChanged, so a UI that asks again
+    on a changed price handles it as is."""
 
 
 class TooBusy(EngineError):
@@ -335,6 +321,10 @@ class EngineAPI(Protocol):
         """True when each user links their own DaisySim key (own-key funding);
         the UI shows key screens only then."""
 
+    def is_admin(self, user_id: int) -> bool:
+        """May this user use the admin commands? Decided once, in the engine
+        (``ADMIN_IDS``); admin calls re-check it and raise NotAllowed."""
+
     # users / keys ----------------------------------------------------------
     async def ensure_user(self, user_id: int, *, locale: str | None = None) -> None: ...
 
@@ -384,6 +374,22 @@ class EngineAPI(Protocol):
         the outcome follows as an event). ``chat_id``/``message_id``: the pressed
         message, stored with the purchase so every later event (also after a
         restart mid-purchase) updates that screen."""
+
+    async def buy_quote(
+        self,
+        user_id: int,
+        quote_id: int,
+        *,
+        chat_id: int | None = None,
+        message_id: int | None = None,
+    ) -> Activation:
+        """Buy what quote ``quote_id`` (``Quote.id``) priced, at no more than its
+        price. The quote is loaded from the database (so a Confirm pressed after
+        a restart works within the quote's lifetime) and re-checked server-side:
+        QuoteNotFound if it is not this user's; DuplicateRequest (with the first
+        activation) if it was bought already (a second press never buys twice);
+        QuoteExpired (with a fresh quote) once its lifetime is over. Then as
+        :meth:`buy`: fresh prices, SoldOut / PriceChanged, PurchasePending."""
 
     async def set_message(self, user_id: int, activation_id: int, chat_id: int,
                           message_id: int) -> None:

@@ -48,6 +48,9 @@ from bot.clock import Clock
 from bot.daisysim import errors as ds
 from bot.daisysim.client import HISTORY_MAX_PER_PAGE, DaisySimClient
 from bot.daisysim.models import Order
+from bot.domain.strays import StrayState
+from bot.services.errors import already_cancelled
+from bot.services.timers import backoff
 from storage.repositories import Repositories
 from storage.rows import AccountRow, ActivationRow, StrayRow
 
@@ -78,16 +81,6 @@ class _State:
     failures: int = 0
 
 
-def _backoff(attempt: int, base: float = 5.0, cap: float = 300.0) -> float:
-    return min(cap, base * (2 ** max(0, attempt - 1)))
-
-
-def _already_cancelled(err: ds.DaisySimError) -> bool:
-    if isinstance(err, ds.NotFound):
-        return True
-    return isinstance(err, ds.APIError) and (err.code or "").upper() == "ALREADY_CANCELLED"
-
-
 def _cancelled(order: Order) -> bool:
     return not order.completed and "cancel" in order.status.strip().lower()
 
@@ -101,13 +94,13 @@ class Sweeper:
         clock: Clock,
         *,
         cancel_lock: float,
-        operator_mode: bool,
+        owns_every_order: bool,
         account: Callable[[int], Awaitable[AccountRef]],
     ) -> None:
         self._repos = repos
         self._clock = clock
         self._cancel_lock = cancel_lock
-        self._operator = operator_mode
+        self._owns_every_order = owns_every_order
         self._account = account
         self._state: dict[int, _State] = {}
         # No later than needed to cancel soon after the lock opens.
@@ -135,11 +128,11 @@ class Sweeper:
                 now if state.last_walk is None else state.last_walk + self.interval
             )
             if state.failures:
-                walk_at = max(walk_at, (state.last_walk or now) + _backoff(state.failures))
+                walk_at = max(walk_at, (state.last_walk or now) + backoff(state.failures))
             if walk_at <= now:
                 await self._walk(ref, client, watches, state)
                 walk_at = self._clock.now() + (
-                    _backoff(state.failures) if state.failures else self.interval
+                    backoff(state.failures) if state.failures else self.interval
                 )
             if await self._repos.strays.watches(account_id, self._clock.now() - self.interval):
                 due.append(walk_at)
@@ -227,7 +220,7 @@ class Sweeper:
                     claimed.add(order.activation_id)
                     await self._record(ref, order, watch)
                     break
-        if not self._operator:
+        if not self._owns_every_order:
             return
         floor = max(since, ref.row.created_at - MATCH_SLACK)
         for order in candidates:
@@ -244,12 +237,13 @@ class Sweeper:
     ) -> None:
         now = self._clock.now()
         created = order.created_at.timestamp()
+        state: StrayState
         if order.completed:
-            state, next_at = "lost", None
+            state, next_at = StrayState.LOST, None
         elif _cancelled(order):
-            state, next_at = "refunded", None  # refunded upstream already
+            state, next_at = StrayState.REFUNDED, None  # refunded upstream already
         else:
-            state, next_at = "cancelling", max(now, created + self._cancel_lock)
+            state, next_at = StrayState.CANCELLING, max(now, created + self._cancel_lock)
         stray_id = await self._repos.strays.insert(
             account_id=ref.row.id,
             remote_id=order.activation_id,
@@ -272,7 +266,7 @@ class Sweeper:
             f"the late order of written-off purchase {watch.id}"
             if watch is not None else "an order the bot does not know"
         )
-        if state == "lost":
+        if state == StrayState.LOST:
             logger.error(
                 "account %d: %s (%s, %s) already has its code: recorded as a loss",
                 ref.row.id, whose, order.activation_id, order.amount_charged,
@@ -280,7 +274,7 @@ class Sweeper:
         else:
             logger.warning(
                 "account %d: found %s (%s); %s", ref.row.id, whose, order.activation_id,
-                "cancelling it for the refund" if state == "cancelling"
+                "cancelling it for the refund" if state == StrayState.CANCELLING
                 else "already cancelled upstream",
             )
 
@@ -297,7 +291,7 @@ class Sweeper:
         except ds.CodeReceived as err:
             if err.code_value:
                 if await strays.transition(
-                    stray.id, ["cancelling"], "lost", code=err.code_value,
+                    stray.id, [StrayState.CANCELLING], StrayState.LOST, code=err.code_value,
                     finished_at=self._clock.now(), next_attempt_at=None,
                 ):
                     logger.error(
@@ -316,19 +310,19 @@ class Sweeper:
         except (ds.Unauthenticated, ds.AccountSuspended, ds.AccountLocked):
             return await self._retry(stray, self._clock.now() + AUTH_RETRY)
         except ds.DaisySimError as err:
-            if _already_cancelled(err):
+            if already_cancelled(err):
                 # An earlier cancel went through and its answer was lost.
                 await strays.transition(
-                    stray.id, ["cancelling"], "refunded", refund=stray.amount,
+                    stray.id, [StrayState.CANCELLING], StrayState.REFUNDED, refund=stray.amount,
                     finished_at=self._clock.now(), next_attempt_at=None,
                 )
                 logger.warning("stray order %s: already cancelled upstream", stray.remote_id)
                 return None
             return await self._retry(
-                stray, self._clock.now() + _backoff(stray.attempts + 1, 5.0, 120.0)
+                stray, self._clock.now() + backoff(stray.attempts + 1, 5.0, 120.0)
             )
         if await strays.transition(
-            stray.id, ["cancelling"], "refunded", refund=result.refund,
+            stray.id, [StrayState.CANCELLING], StrayState.REFUNDED, refund=result.refund,
             finished_at=self._clock.now(), next_attempt_at=None,
         ):
             logger.warning(
@@ -339,7 +333,7 @@ class Sweeper:
 
     async def _retry(self, stray: StrayRow, when: float, *, count: bool = True) -> float:
         await self._repos.strays.transition(
-            stray.id, ["cancelling"], "cancelling", next_attempt_at=when,
+            stray.id, [StrayState.CANCELLING], StrayState.CANCELLING, next_attempt_at=when,
             attempts=stray.attempts + (1 if count else 0),
         )
         return when

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ async def test_absurd_catalogue_prices_are_left_out_not_crashing(h: Harness) -> 
     assert all(s.price > 0 for s in services.values())
     act = await eng.buy(ALICE, "WhatsApp", None, Decimal("2.035"), request_id="r1")
     assert act.price == Decimal("2.035")
-    assert await eng.wallets.balance(ALICE) == Decimal("7.965")
+    assert await eng.inspect.balance(ALICE) == Decimal("7.965")
 
 
 @pytest.mark.parametrize("amount", ABSURD, ids=str)
@@ -98,7 +99,7 @@ async def test_purchase_hitting_the_deadline_is_reconciled(h: Harness) -> None:
     )
     [sim_act] = h.sim.state()["activations"]
     assert act.state == ActivationState.WAITING and act.remote_id == sim_act["id"]
-    assert await eng.wallets.balance(ALICE) == Decimal("9.4")
+    assert await eng.inspect.balance(ALICE) == Decimal("9.4")
     assert h.sim_balance(OP_KEY) == operator_before - Decimal("0.6")  # bought once
 
 
@@ -106,9 +107,9 @@ async def test_one_trickling_account_does_not_hold_up_another(h: Harness) -> Non
     """Alice's check-all trickles (and her deadline is long): Bob's code is still
     delivered. Used to: the rounds ran one after the other inside run_due, so
     Bob waited for Alice's whole trickle. Alice's code then arrives exactly once."""
-    settings = {"daisysim_timeout_seconds": 60.0}
+    settings: dict[str, Any] = {"daisysim_timeout_seconds": 60.0}
     eng = await h.engine("own_key", **settings)
-    eng.poll_rounds.patience = 0.3
+    eng.inspect.poll_rounds.patience = 0.3
     await eng.link_key(ALICE, USER_KEY)
     await eng.link_key(BOB, USER_KEY_B)
     alice = await eng.buy(ALICE, "Signal", None, Decimal("0.6"), request_id="a")
@@ -137,7 +138,7 @@ async def test_a_slow_round_left_running_wakes_the_engine_when_done(h: Harness) 
     calls the waker, so its codes are dispatched without waiting for the next
     scheduled time."""
     eng = await h.engine("operator", daisysim_timeout_seconds=60.0)
-    eng.poll_rounds.patience = 0.1
+    eng.inspect.poll_rounds.patience = 0.1
     await eng.admin_adjust(ADMIN, ALICE, Decimal("10"), "top-up")
     act = await eng.buy(ALICE, "Signal", None, Decimal("0.6"), request_id="r1")
     h.sms(act, "333333")

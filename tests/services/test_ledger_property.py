@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from bot.clock import VirtualClock
 from bot.services.api import InsufficientFunds
-from bot.services.wallets import Wallets
+from bot.services.funding import Ledger
 from storage.db import Database
 from storage.repositories import Repositories
 
@@ -57,7 +57,7 @@ async def scenario(ops: list[tuple[str, int, Decimal]]) -> None:
     db = await Database.open(":memory:")
     try:
         repos = Repositories(db)
-        wallets = Wallets(repos, clock)
+        wallets = Ledger(repos, clock)
         for user in USERS:
             await repos.users.ensure(user, clock.now())
         account = await repos.accounts.insert(

@@ -47,7 +47,7 @@ def key_of(mode: str, user: int = ALICE) -> str:
 
 async def balance(eng: Engine, h: Harness, mode: str, user: int = ALICE) -> Decimal:
     if mode == "operator":
-        return await eng.wallets.balance(user)
+        return await eng.inspect.balance(user)
     return h.sim_balance(key_of(mode, user))
 
 
@@ -150,7 +150,7 @@ async def test_code_arrives_on_cancel(h: Harness, mode: str) -> None:
     assert h.events[-1].activation.code == "555111"
     assert h.sim_refunds(key_of(mode)) == {}
     if mode == "operator":
-        assert await eng.wallets.balance(ALICE) == Decimal("10") - Decimal("1.4000")
+        assert await eng.inspect.balance(ALICE) == Decimal("10") - Decimal("1.4000")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -184,7 +184,7 @@ async def test_code_before_auto_cancel_wins(h: Harness, mode: str) -> None:
     t0 = h.clock.now()
     act = await eng.buy(ALICE, "Signal", None, Decimal("1"), request_id="win")
     await h.run_until(eng, t0 + 239)
-    client = eng._accounts[next(iter(eng._accounts))].client
+    [client] = eng.inspect.clients()
     assert client is not None
     while client.limiter.cancel.try_acquire():  # the key's cancel budget is used elsewhere
         pass
@@ -214,7 +214,7 @@ async def test_not_found_upstream_fails_and_refunds(h: Harness, mode: str) -> No
     assert h.kinds(act.id) == [EventKind.FAILED]
     if mode == "operator":
         assert final.refund_amount == Decimal("0.6000")
-        assert await eng.wallets.balance(ALICE) == before  # the user got the money back
+        assert await eng.inspect.balance(ALICE) == before  # the user got the money back
     else:
         assert final.refund_amount is None  # own key: nothing of ours to refund
     checks = h.transport.count("/check-all")
@@ -291,7 +291,7 @@ async def test_insufficient_funds_operator(h: Harness) -> None:
         await eng.buy(ALICE, "WhatsApp", None, Decimal("1.85"), request_id="poor")
     assert info.value.balance == Decimal("1.0000") and info.value.price == Decimal("1.8500")
     assert h.transport.count("/purchase") == 0  # refused before DaisySim was asked
-    assert await eng.wallets.balance(ALICE) == Decimal("1.00")
+    assert await eng.inspect.balance(ALICE) == Decimal("1.00")
 
 
 async def test_concurrent_buys_cannot_overdraw(h: Harness) -> None:
@@ -303,7 +303,7 @@ async def test_concurrent_buys_cannot_overdraw(h: Harness) -> None:
         return_exceptions=True,
     )
     assert sum(isinstance(r, InsufficientFunds) for r in results) == 1
-    assert await eng.wallets.balance(ALICE) == Decimal("0.1500")
+    assert await eng.inspect.balance(ALICE) == Decimal("0.1500")
     assert h.transport.count("/purchase") == 1
 
 
@@ -353,7 +353,7 @@ async def test_markup_applies_to_prices_and_charges(h: Harness) -> None:
     assert quote.price == Decimal("2.0350") and quote.balance_after == Decimal("2.9650")
     act = await eng.buy(ALICE, "WhatsApp", None, quote.price, request_id="m")
     assert act.price == Decimal("2.0350")
-    assert await eng.wallets.balance(ALICE) == Decimal("2.9650")
+    assert await eng.inspect.balance(ALICE) == Decimal("2.9650")
     assert h.sim_balance() == Decimal("500") - Decimal("1.85")
 
 
@@ -367,7 +367,7 @@ async def test_duplicate_request_id(h: Harness) -> None:
         await eng.buy(BOB, "Signal", None, Decimal("1"), request_id="dup")
     assert other.value.activation is None  # never someone else's order
     assert h.transport.count("/purchase") == 1
-    assert await eng.wallets.balance(ALICE) == Decimal("10") - Decimal("0.6")
+    assert await eng.inspect.balance(ALICE) == Decimal("10") - Decimal("0.6")
 
 
 async def test_purchase_rate_limit_is_local(h: Harness) -> None:

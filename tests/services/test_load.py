@@ -30,7 +30,7 @@ async def test_300_waiting_on_one_account(h: Harness) -> None:
         except TooBusy as exc:
             await h.run_for(eng, exc.retry_after)
     all_bought = h.clock.now()
-    assert len(eng.tracked()) == N
+    assert len(eng.inspect.tracked()) == N
 
     # Everything waits for two minutes, then the codes trickle in over 20 minutes.
     await h.run_for(eng, 120)
@@ -44,7 +44,7 @@ async def test_300_waiting_on_one_account(h: Harness) -> None:
     codes = [e for e in h.events if e.kind is EventKind.CODE_RECEIVED]
     assert Counter(e.activation.id for e in codes) == {a.id: 1 for a in acts}
     assert all(e.activation.code == f"{e.activation.id:06d}" for e in codes)
-    assert eng.tracked() == {}
+    assert eng.inspect.tracked() == {}
     assert h.sim_refunds() == {}
 
     # The budget: never a 429, never more than 60 check requests in 60 s.

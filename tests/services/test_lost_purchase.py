@@ -26,7 +26,7 @@ async def test_purchase_finished_after_the_timeout_is_tracked_and_refunded(h: Ha
     h.sim.add_fault("purchase", latency=1.0)
     with pytest.raises(UpstreamUnavailable):
         await eng.buy(ALICE, "Signal", None, Decimal("0.6"), request_id="r1")
-    [row] = await eng.repos.activations.list_all()
+    [row] = await eng.inspect.repos.activations.list_all()
     assert row.state == "purchasing"  # in doubt, not "failed"
     for _ in range(100):  # let the server finish (real time)
         if h.sim.state()["activations"]:
@@ -41,7 +41,7 @@ async def test_purchase_finished_after_the_timeout_is_tracked_and_refunded(h: Ha
     assert act.state == ActivationState.REFUNDED
     assert h.sim.activation(sim_act["id"]).refunded
     assert h.sim_balance(OP_KEY) == operator_before  # the operator got its money back
-    assert await eng.wallets.balance(ALICE) == Decimal("10")  # and so did Alice
+    assert await eng.inspect.balance(ALICE) == Decimal("10")  # and so did Alice
 
 
 async def test_lost_purchase_with_no_order_fails_only_after_the_settle_time(
@@ -54,14 +54,14 @@ async def test_lost_purchase_with_no_order_fails_only_after_the_settle_time(
     h.sim.set_stock("Signal", None, 0)
     with pytest.raises(UpstreamUnavailable):
         await eng.buy(ALICE, "Signal", None, Decimal("0.6"), request_id="r1")
-    [row] = await eng.repos.activations.list_all()
+    [row] = await eng.inspect.repos.activations.list_all()
     assert row.state == "purchasing"
     await h.run_for(eng, 30)
-    [row] = await eng.repos.activations.list_all()
+    [row] = await eng.inspect.repos.activations.list_all()
     assert row.state == "purchasing"  # still in doubt: 30 s < settle time
-    assert await eng.wallets.balance(ALICE) == Decimal("9.4")  # the hold stays
+    assert await eng.inspect.balance(ALICE) == Decimal("9.4")  # the hold stays
     await h.run_for(eng, 120)
-    [row] = await eng.repos.activations.list_all()
+    [row] = await eng.inspect.repos.activations.list_all()
     assert row.state == "failed"
-    assert await eng.wallets.balance(ALICE) == Decimal("10")  # hold released once
+    assert await eng.inspect.balance(ALICE) == Decimal("10")  # hold released once
     assert h.sim.state()["activations"] == []

@@ -1,4 +1,4 @@
-"""Which pool a quote prices and a purchase buys (bot.services.quoting, pure)."""
+"""Which pool a quote prices and a purchase buys (bot.domain.quoting, pure)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
+from bot.domain.quoting import Choice, cheapest_in_stock, purchase_choice, quote_choice
 from bot.services.api import Pool, Service, ServiceUnavailable, SoldOut
-from bot.services.quoting import Choice, cheapest_in_stock, purchase_choice, quote_choice
 
 D = Decimal
 TG = Service("sb_tg", "Telegram 2", D("0.45"), (Pool("2266", D("0.45"), 1820),

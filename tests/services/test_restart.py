@@ -12,6 +12,7 @@ import pytest
 
 from bot.services.api import ActivationState, Event, EventKind, RefundReason, UpstreamUnavailable
 from bot.services.engine import Engine
+from bot.services.funding import Ledger
 from tests.services.conftest import ADMIN, ALICE, BOB, OP_KEY, Harness
 
 
@@ -157,15 +158,15 @@ async def test_restart_mid_cancel_refunds_once(h: Harness) -> None:
     result = await eng.cancel(ALICE, act.id)
     assert result.outcome == "pending"
     assert h.sim_refunds() == {act.remote_id: 1}  # it did happen upstream
-    assert await eng.wallets.balance(ALICE) == Decimal("4.4")  # not refunded locally yet
+    assert await eng.inspect.balance(ALICE) == Decimal("4.4")  # not refunded locally yet
 
     eng = await restart(h, eng)
     await h.run_for(eng, 120)
     final = await eng.get_activation(ALICE, act.id)
     assert final.state is ActivationState.REFUNDED
     assert final.refund_reason is RefundReason.USER_CANCEL
-    assert await eng.wallets.balance(ALICE) == Decimal("5")
-    refunds = [e for e in await eng.repos.ledger.for_activation(act.id) if e.kind == "refund"]
+    assert await eng.inspect.balance(ALICE) == Decimal("5")
+    refunds = [e for e in await eng.inspect.ledger(act.id) if e.kind == "refund"]
     assert len(refunds) == 1
     assert h.sim_refunds() == {act.remote_id: 1}
     assert h.kinds(act.id) == [EventKind.CANCEL_AVAILABLE, EventKind.REFUNDED]
@@ -177,12 +178,12 @@ async def test_restart_after_cancel_recorded_but_not_sent(h: Harness) -> None:
     act = await eng.buy(ALICE, "Signal", None, Decimal("1"), request_id="ns")
     await h.run_until(eng, t0 + 200)
     # The process wrote "cancelling" and died before the request left.
-    assert await eng.repos.activations.transition(act.id, ["waiting"], "cancelling")
+    assert await eng.inspect.repos.activations.transition(act.id, ["waiting"], "cancelling")
     eng = await restart(h, eng)
     await h.run_for(eng, 5)
     assert (await eng.get_activation(ALICE, act.id)).state is ActivationState.REFUNDED
     assert h.sim_refunds() == {act.remote_id: 1}
-    assert await eng.wallets.balance(ALICE) == Decimal("5")
+    assert await eng.inspect.balance(ALICE) == Decimal("5")
 
 
 async def test_restart_with_lost_purchase_response(h: Harness) -> None:
@@ -194,9 +195,9 @@ async def test_restart_with_lost_purchase_response(h: Harness) -> None:
     h.sim.add_fault("history", status=500)
     with pytest.raises(UpstreamUnavailable, match="reconciled"):
         await eng.buy(ALICE, "Signal", None, Decimal("1"), request_id="lost")
-    [row] = await eng.repos.activations.list_open()
+    [row] = await eng.inspect.repos.activations.list_open()
     assert row.state == "purchasing"
-    assert await eng.wallets.balance(ALICE) == Decimal("4.4")  # held
+    assert await eng.inspect.balance(ALICE) == Decimal("4.4")  # held
     [remote] = h.sim.state()["activations"]
     assert remote["account"] == OP_KEY
 
@@ -205,8 +206,8 @@ async def test_restart_with_lost_purchase_response(h: Harness) -> None:
     act = await eng.get_activation(ALICE, row.id)
     assert act.state is ActivationState.WAITING
     assert act.remote_id == remote["id"] and act.phone == remote["phone_number"]
-    assert await eng.wallets.balance(ALICE) == Decimal("4.4")  # charged now, hold released
-    kinds = [e.kind for e in await eng.repos.ledger.for_activation(row.id)]
+    assert await eng.inspect.balance(ALICE) == Decimal("4.4")  # charged now, hold released
+    kinds = [e.kind for e in await eng.inspect.repos.ledger.for_activation(row.id)]
     assert sorted(kinds) == ["charge", "hold", "release"]
     h.sim.deliver_sms(remote["id"], "321321")
     await h.run_for(eng, 60)
@@ -225,14 +226,14 @@ async def test_lost_purchase_reconciled_on_next_buy(h: Harness) -> None:
     assert len(acts) == 2 and all(a.state is ActivationState.WAITING for a in acts.values())
     assert len({a.remote_id for a in acts.values()}) == 2
     assert second.remote_id == "32887"
-    assert await eng.wallets.balance(ALICE) == Decimal("3.8")
+    assert await eng.inspect.balance(ALICE) == Decimal("3.8")
 
 
 async def test_restart_before_purchase_was_sent(h: Harness) -> None:
     """Row committed in purchasing (hold taken), process died before the request:
     once /history has shown no order for the settle time -> failed, hold released."""
     eng = await funded(h, "5")
-    repos = eng.repos
+    repos = eng.inspect.repos
     account = await repos.accounts.active_operator()
     assert account is not None
     async with repos.db.transaction():
@@ -241,16 +242,16 @@ async def test_restart_before_purchase_was_sent(h: Harness) -> None:
             provider_id=None, price=Decimal("0.6"), request_id="never-sent",
             sent_at=h.clock.now(),
         )
-        await eng.wallets.hold(ALICE, act_id, Decimal("0.6"))
-    assert await eng.wallets.balance(ALICE) == Decimal("4.4")
+        await Ledger(repos, h.clock).hold(ALICE, act_id, Decimal("0.6"))
+    assert await eng.inspect.balance(ALICE) == Decimal("4.4")
     eng = await restart(h, eng)
     await h.run_for(eng, 10)
-    row = await eng.repos.activations.get(act_id)
+    row = await eng.inspect.repos.activations.get(act_id)
     assert row is not None and row.state == "purchasing"  # no order yet: still in doubt
     await h.run_for(eng, 60)  # past the settle time: nothing was bought
-    row = await eng.repos.activations.get(act_id)
+    row = await eng.inspect.repos.activations.get(act_id)
     assert row is not None and row.state == "failed" and row.remote_id is None
-    assert await eng.wallets.balance(ALICE) == Decimal("5")
+    assert await eng.inspect.balance(ALICE) == Decimal("5")
     assert h.kinds(act_id) == [EventKind.FAILED]
     assert h.sim.state()["activations"] == []
 
@@ -268,7 +269,7 @@ async def test_expiry_while_down(h: Harness) -> None:
     assert final.refund_reason is RefundReason.EXPIRED
     # Straight to expiry: no stale cancel_available for a number being cancelled.
     assert h.kinds(act.id) == [EventKind.EXPIRED, EventKind.REFUNDED]
-    assert await eng.wallets.balance(ALICE) == Decimal("5")
+    assert await eng.inspect.balance(ALICE) == Decimal("5")
     assert h.sim_refunds() == {act.remote_id: 1}
 
 
@@ -278,7 +279,7 @@ async def test_state_change_and_event_are_atomic(h: Harness) -> None:
     eng = await funded(h, "5")
     act = await eng.buy(ALICE, "Signal", None, Decimal("1"), request_id="atomic")
     h.sms(act, "777888")
-    original = eng.repos.events.add
+    original = eng.inspect.repos.events.add
     calls = {"n": 0}
 
     async def failing_add(*args: object, **kwargs: object) -> int | None:
@@ -287,9 +288,9 @@ async def test_state_change_and_event_are_atomic(h: Harness) -> None:
             raise OSError("disk full")
         return await original(*args, **kwargs)  # type: ignore[arg-type]
 
-    eng.repos.events.add = failing_add  # type: ignore[method-assign]
+    eng.inspect.repos.events.add = failing_add  # type: ignore[method-assign]
     await h.run_for(eng, 15)
-    row = await eng.repos.activations.get(act.id)
+    row = await eng.inspect.repos.activations.get(act.id)
     assert row is not None and row.state == "waiting" and row.code is None
     await h.run_for(eng, 60)
     assert (await eng.get_activation(ALICE, act.id)).code == "777888"
@@ -342,13 +343,13 @@ async def test_many_restarts_exactly_once(h: Harness) -> None:
     assert refunded_events == {a.id: 1 for a in no_code}
     assert h.sim_refunds() == {a.remote_id: 1 for a in no_code}
     for a in acts:
-        final = await eng.repos.activations.get(a.id)
+        final = await eng.inspect.repos.activations.get(a.id)
         assert final is not None
         assert final.state == ("completed" if a.id in code_at else "refunded")
-        refunds = [e for e in await eng.repos.ledger.for_activation(a.id) if e.kind == "refund"]
+        refunds = [e for e in await eng.inspect.ledger(a.id) if e.kind == "refund"]
         assert len(refunds) == (0 if a.id in code_at else 1)
     spent = Decimal("0.6") * len(code_at)
-    assert await eng.wallets.balance(ALICE) + await eng.wallets.balance(BOB) == (
+    assert await eng.inspect.balance(ALICE) + await eng.inspect.balance(BOB) == (
         Decimal("20") - spent
     )
     assert h.sim_balance() == Decimal("500") - spent
@@ -359,7 +360,7 @@ async def test_bought_but_not_recorded_is_settled_later(h: Harness) -> None:
     stays purchasing and is settled from memory on the next run, never reconciled
     away as "not bought" (this process already knows the id)."""
     eng = await funded(h, "5")
-    original = eng.repos.activations.transition
+    original = eng.inspect.repos.activations.transition
     calls = {"n": 0}
 
     async def flaky(*args: object, **kwargs: object) -> bool:
@@ -368,15 +369,15 @@ async def test_bought_but_not_recorded_is_settled_later(h: Harness) -> None:
             raise OSError("disk I/O error")
         return await original(*args, **kwargs)  # type: ignore[arg-type]
 
-    eng.repos.activations.transition = flaky  # type: ignore[method-assign]
+    eng.inspect.repos.activations.transition = flaky  # type: ignore[method-assign]
     with pytest.raises(UpstreamUnavailable):
         await eng.buy(ALICE, "Signal", None, Decimal("1"), request_id="nr")
-    [row] = await eng.repos.activations.list_open()
+    [row] = await eng.inspect.repos.activations.list_open()
     assert row.state == "purchasing"
     await h.run_for(eng, 10)
     act = await eng.get_activation(ALICE, row.id)
     assert act.state is ActivationState.WAITING and act.remote_id == "32886"
-    assert await eng.wallets.balance(ALICE) == Decimal("4.4")
+    assert await eng.inspect.balance(ALICE) == Decimal("4.4")
     h.sms(act, "2468")
     await h.run_for(eng, 30)
     assert delivered_codes(h) == {row.id: 1}

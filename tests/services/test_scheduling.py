@@ -112,7 +112,7 @@ async def test_expiry_cancels_respect_the_cancel_budget(h: Harness) -> None:
         await eng.buy(ALICE, "Signal", None, Decimal("1"), request_id=f"e{i}") for i in range(10)
     ]
     await h.run_until(eng, t0 + 299)
-    client = next(iter(eng._accounts.values())).client
+    [client] = eng.inspect.clients()
     assert client is not None
     for _ in range(6):  # the key spent 6 cancels elsewhere just now
         assert client.limiter.cancel.try_acquire()
@@ -127,5 +127,5 @@ async def test_expiry_cancels_respect_the_cancel_budget(h: Harness) -> None:
         assert h.kinds(a.id)[-2:] == [EventKind.EXPIRED, EventKind.REFUNDED]
     assert h.sim.state()["rate_limited"] == {}
     assert h.sim_refunds() == {a.remote_id: 1 for a in acts}
-    assert await eng.wallets.balance(ALICE) == Decimal("50")
+    assert await eng.inspect.balance(ALICE) == Decimal("50")
     assert h.sim_balance(OP_KEY) == Decimal("500")

@@ -40,14 +40,14 @@ async def test_operator_late_order_is_cancelled_and_refunded_upstream(h: Harness
         await eng.buy(ALICE, "Signal", None, Decimal("0.6"), request_id="r1")
     pending = info.value.activation
     assert pending.state == ActivationState.PURCHASING
-    assert await eng.wallets.balance(ALICE) == Decimal("9.4")  # held, not spent
+    assert await eng.inspect.balance(ALICE) == Decimal("9.4")  # held, not spent
 
     await h.run_for(eng, 100)  # the reconciliation window passes: written off
-    [row] = await eng.repos.activations.list_all()
+    [row] = await eng.inspect.repos.activations.list_all()
     assert row.state == "failed" and row.remote_id is None
     assert row.finished_at is not None  # watched as long as such a number could exist
     assert row.watch_until == row.finished_at + eng.give_up
-    assert await eng.wallets.balance(ALICE) == Decimal("10")  # the hold is released
+    assert await eng.inspect.balance(ALICE) == Decimal("10")  # the hold is released
     assert EventKind.FAILED in h.kinds(row.id)
 
     await h.run_for(eng, 900)  # the order appears at +150 s; lock until +330 s
@@ -55,8 +55,8 @@ async def test_operator_late_order_is_cancelled_and_refunded_upstream(h: Harness
     assert h.sim.activation(late_id).refunded  # cancelled upstream, refunded once
     assert h.sim_refunds() == {late_id: 1}
     assert h.sim_balance(OP_KEY) == operator_before  # the operator is not out of pocket
-    assert await eng.wallets.balance(ALICE) == Decimal("10")  # and Alice never paid
-    [stray] = await eng.repos.strays.all()
+    assert await eng.inspect.balance(ALICE) == Decimal("10")  # and Alice never paid
+    [stray] = await eng.inspect.repos.strays.all()
     assert (stray.remote_id, stray.state, stray.activation_id) == (late_id, "refunded", row.id)
     assert stray.refund == Decimal("0.6")
     stats = await eng.stats(ADMIN)
@@ -66,7 +66,7 @@ async def test_operator_late_order_is_cancelled_and_refunded_upstream(h: Harness
     cancels = h.transport.times("/cancel/" + late_id)
     assert len(cancels) == 1 and cancels[0] >= stray.ordered_at + eng.cancel_lock
     assert not h.sim.stats.rate_limited
-    assert eng.next_due() is None or eng.tracked() == {}
+    assert eng.next_due() is None or eng.inspect.tracked() == {}
 
 
 async def test_operator_late_order_whose_code_came_first_is_a_loss_in_stats(
@@ -83,11 +83,11 @@ async def test_operator_late_order_whose_code_came_first_is_a_loss_in_stats(
     h.sim.deliver_sms(late_id, "424242")  # before the 180-s lock lets us cancel
     await h.run_for(eng, 900)
 
-    [stray] = await eng.repos.strays.all()
+    [stray] = await eng.inspect.repos.strays.all()
     assert (stray.remote_id, stray.state, stray.code) == (late_id, "lost", "424242")
     assert h.sim_refunds() == {}
     assert h.sim_balance(OP_KEY) == operator_before - Decimal("0.6")  # the loss
-    assert await eng.wallets.balance(ALICE) == Decimal("10")  # never the user's
+    assert await eng.inspect.balance(ALICE) == Decimal("10")  # never the user's
     stats = await eng.stats(ADMIN)
     assert stats.strays_lost == (1, Decimal("0.6"))
     text = views.stats("en", stats).text
@@ -119,7 +119,7 @@ async def test_own_key_sweep_touches_only_the_bots_own_late_order(h: Harness) ->
     for foreign in (before, other):  # left alone
         assert not h.sim.activation(foreign.aid).refunded
         assert h.sim.activation(foreign.aid).cancelled_at is None
-    assert [s.remote_id for s in await eng.repos.strays.all()] == [late_id]
+    assert [s.remote_id for s in await eng.inspect.repos.strays.all()] == [late_id]
     # The late order was charged and refunded: net, the bot cost Alice nothing.
     assert h.sim_balance(USER_KEY) == balance_after_own
 
@@ -136,7 +136,7 @@ async def test_sweep_is_exactly_once_across_restarts(h: Harness) -> None:
 
     eng2 = await h.engine("operator")
     await h.run_for(eng2, LATE)  # the order appears; the new process finds it
-    [stray] = await eng2.repos.strays.all()
+    [stray] = await eng2.inspect.repos.strays.all()
     assert stray.state == "cancelling"
     # The cancel goes through upstream but its answer is lost, and the process
     # dies before it learns anything.
@@ -144,17 +144,17 @@ async def test_sweep_is_exactly_once_across_restarts(h: Harness) -> None:
     await h.run_until(eng2, stray.ordered_at + eng2.cancel_lock + 1)
     [late_id] = _late_ids(h)
     assert h.sim.activation(late_id).refunded
-    assert (await eng2.repos.strays.all())[0].state == "cancelling"
+    assert (await eng2.inspect.repos.strays.all())[0].state == "cancelling"
     await eng2.close()
 
     eng3 = await h.engine("operator")
     await h.run_for(eng3, 600)
-    [stray] = await eng3.repos.strays.all()
+    [stray] = await eng3.inspect.repos.strays.all()
     assert stray.state == "refunded"
     assert h.sim_refunds() == {late_id: 1}  # refunded once, whatever the attempts
     assert h.sim_balance(OP_KEY) == operator_before
-    assert await eng3.wallets.balance(ALICE) == Decimal("10")
-    assert len(await eng3.repos.ledger.for_activation(stray.activation_id or 0)) == 2
+    assert await eng3.inspect.balance(ALICE) == Decimal("10")
+    assert len(await eng3.inspect.repos.ledger.for_activation(stray.activation_id or 0)) == 2
 
 
 async def test_history_down_blocks_only_purchases_of_the_same_service(h: Harness) -> None:
@@ -177,7 +177,7 @@ async def test_history_down_blocks_only_purchases_of_the_same_service(h: Harness
         await eng.buy(BOB, "Signal", None, Decimal("0.6"), request_id="b2")
     assert not isinstance(info.value, PurchasePending)
     assert len(h.sim.state()["activations"]) == 3  # nothing was sent for it
-    assert await eng.wallets.balance(BOB) == Decimal("8.6")  # no hold left behind
+    assert await eng.inspect.balance(BOB) == Decimal("8.6")  # no hold left behind
 
     h.sim.clear_faults()  # /history is back: the doubt resolves, Signal buys again
     await h.run_for(eng, 20)
@@ -201,7 +201,7 @@ async def test_operator_sweep_also_cancels_orders_the_bot_does_not_know(h: Harne
                                   provider_id=None, app_name=None, country_name=None)
     await h.run_for(eng, 1200)
     [late_id] = _late_ids(h)
-    assert {s.remote_id: s.activation_id for s in await eng.repos.strays.all()} == {
+    assert {s.remote_id: s.activation_id for s in await eng.inspect.repos.strays.all()} == {
         late_id: 1, unknown.aid: None,
     }
     assert h.sim_refunds() == {late_id: 1, unknown.aid: 1}
@@ -219,9 +219,9 @@ async def test_a_5xx_purchase_the_server_finishes_late_is_swept_too(h: Harness) 
     with pytest.raises(UpstreamUnavailable) as info:
         await eng.buy(ALICE, "Signal", None, Decimal("0.6"), request_id="r1")
     assert not isinstance(info.value, PurchasePending)
-    [row] = await eng.repos.activations.list_all()
+    [row] = await eng.inspect.repos.activations.list_all()
     assert row.state == "failed" and row.watch_until is not None
-    assert await eng.wallets.balance(ALICE) == Decimal("10")
+    assert await eng.inspect.balance(ALICE) == Decimal("10")
     await h.run_for(eng, 900)
     [late_id] = _late_ids(h)
     assert h.sim_refunds() == {late_id: 1}
@@ -241,15 +241,15 @@ async def test_a_newer_purchase_in_doubt_does_not_starve_the_sweep(h: Harness) -
     # Written off at +60 s and swept every 30 s; the late order is created at +125 s
     # but not seen before the sweep at +150 s.
     await h.run_until(eng, sent + 140)
-    assert await eng.repos.strays.all() == []
+    assert await eng.inspect.repos.strays.all() == []
     # Another Signal purchase is now (and stays) in doubt: e.g. on the wire.
-    await eng.repos.activations.insert_purchasing(
+    await eng.inspect.repos.activations.insert_purchasing(
         user_id=ALICE, account_id=1, service_code="Signal", service_name="Signal",
         provider_id=None, price=Decimal("0.6"), request_id="r2", sent_at=h.clock.now(),
     )
     await h.run_for(eng, 600)
     [late_id] = _late_ids(h)
-    [stray] = await eng.repos.strays.all()
+    [stray] = await eng.inspect.repos.strays.all()
     assert (stray.remote_id, stray.state) == (late_id, "refunded")
 
 
@@ -269,14 +269,14 @@ async def test_a_late_order_taken_by_another_purchase_does_not_hide_that_ones_ow
     with pytest.raises(PurchasePending):
         await eng.buy(ALICE, "Signal", None, Decimal("0.6"), request_id="a")
     await h.run_until(eng, t0 + 65)  # the first one is written off at t0 + 60
-    assert (await eng.repos.activations.get(1)).state == "failed"  # type: ignore[union-attr]
+    assert (await eng.inspect.repos.activations.get(1)).state == "failed"  # type: ignore[union-attr]
     h.sim.add_fault("purchase", late=70.0)
     with pytest.raises(PurchasePending):
         await eng.buy(BOB, "Signal", None, Decimal("0.6"), request_id="c")
     await h.run_until(eng, t0 + 900)
     first, second = _late_ids(h)  # created at t0 + 80 and t0 + 135
-    owners = {r.remote_id: r for r in await eng.repos.activations.list_all()}
-    strays = {s.remote_id: s for s in await eng.repos.strays.all()}
+    owners = {r.remote_id: r for r in await eng.inspect.repos.activations.list_all()}
+    strays = {s.remote_id: s for s in await eng.inspect.repos.strays.all()}
     assert first in owners and second in strays  # each one accounted for
     assert strays[second].state == "refunded"
     assert h.sim_refunds()[second] == 1

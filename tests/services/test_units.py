@@ -8,12 +8,12 @@ from decimal import Decimal
 import pytest
 from cryptography.fernet import Fernet
 
+from bot.domain.funding import user_price
 from bot.services.api import Activation, ActivationState, RefundReason
 from bot.services.crypto import ConfigurationError, KeyVault, key_hash, mask_key, valid_key_format
-from bot.services.engine import _Timers
 from bot.services.events import activation_from_json, activation_to_json
 from bot.services.poller import PollSlot, due_slots, next_round_time, round_gap, split_batches
-from bot.services.pricing import user_price
+from bot.services.timers import Timers
 
 
 def test_round_gap_fits_the_budget() -> None:
@@ -53,7 +53,7 @@ def test_next_round_time() -> None:
 
 
 def test_timer_heap_lazy_invalidation() -> None:
-    timers = _Timers()
+    timers = Timers()
     timers.set("a", 10.0)
     timers.set("b", 5.0)
     timers.set("a", 3.0)  # moved earlier

@@ -1,4 +1,5 @@
-"""Which pool a quote prices and which pool a purchase buys (pure functions).
+"""Which pool a quote prices and which pool a purchase buys (pure functions on
+:mod:`bot.domain.catalogue`'s values).
 
 "Cheapest available" is resolved when the quote is made: to the cheapest pool that
 has numbers. The confirmation remembers that pool and the purchase names it
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from bot.services.api import Pool, Service, ServiceUnavailable, SoldOut
+from bot.domain.catalogue import Pool, Service, ServiceUnavailable, SoldOut
 
 __all__ = ["Choice", "cheapest_in_stock", "purchase_choice", "quote_choice"]
 
