@@ -156,7 +156,7 @@ def store_probe(
     async def check() -> dict[str, bool]:
         data = application.bot_data
         try:
-            repo = HealthRepo(data.engine_.db)
+            repo = HealthRepo(data.engine_.database)
         except (AttributeError, RuntimeError):  # no engine, or not started (or closed)
             return {"database": False, "outbox": False}
         checks = {"database": True, "outbox": True}

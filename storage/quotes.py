@@ -86,6 +86,15 @@ class QuoteRepo:
             > 0
         )
 
+    async def withdraw(self, user_id: int, now: float) -> int:
+        """End the lifetime of every unused quote of this user now (``/cancel``, a
+        timed-out flow): a later Confirm on one of them buys nothing."""
+        return await self.db.execute(
+            "UPDATE quotes SET expires_at = ?"
+            " WHERE user_id = ? AND activation_id IS NULL AND expires_at > ?",
+            (now, user_id, now),
+        )
+
     async def prune(self, before: float) -> int:
         """Delete quotes never used that expired before ``before``."""
         return await self.db.execute(

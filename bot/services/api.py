@@ -375,6 +375,15 @@ class EngineAPI(Protocol):
         message, stored with the purchase so every later event (also after a
         restart mid-purchase) updates that screen."""
 
+    async def check_quote(self, user_id: int, quote_id: int) -> Quote:
+        """The stored quote ``quote_id`` if this user can still buy it (a cheap
+        database read, before the Confirm press is answered), else raises what
+        :meth:`buy_quote` would: QuoteNotFound, DuplicateRequest, QuoteExpired."""
+
+    async def withdraw_quotes(self, user_id: int) -> None:
+        """End every unused quote of this user now (``/cancel``, a timed-out flow):
+        a later Confirm on one of them buys nothing (QuoteExpired, fresh quote)."""
+
     async def buy_quote(
         self,
         user_id: int,

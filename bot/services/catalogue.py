@@ -137,3 +137,23 @@ class Catalogue:
 
     async def stored(self, quote_id: int) -> QuoteRow | None:
         return await self.quotes.get(quote_id)
+
+    async def shown(self, user_id: int, row: QuoteRow) -> Quote:
+        """A stored quote as the UI shows it (the service from the cached
+        catalogue; the price and pool are the stored ones, never recomputed)."""
+        acc = await self.accounts.funding_account(user_id)
+        _, service = self.find_app(await self.apps(acc), row.service_code)
+        balance = await self.user_balance(user_id, acc)
+        return Quote(
+            service=service,
+            provider_id=row.provider_id,
+            price=row.price,
+            balance=balance,
+            balance_after=None if balance is None else balance - row.price,
+            pool=row.pool,
+            id=row.id,
+            expires_at=row.expires_at,
+        )
+
+    async def withdraw(self, user_id: int) -> None:
+        await self.quotes.withdraw(user_id, self.rt.clock.now())

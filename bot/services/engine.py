@@ -152,17 +152,11 @@ class Engine:
             raise RuntimeError("Engine.start() has not been called")
         return self._s
 
-    # Kept for the e2e tests and benchmarks until they use ``inspect``.
     @property
-    def repos(self) -> Repositories:
-        return self.services.rt.repos
-
-    @property
-    def db(self) -> Database:
+    def database(self) -> Database:
+        """The engine's own connection: the health probe writes through it, so a
+        locked or full database shows up exactly as the engine would meet it."""
         return self.services.rt.db
-
-    def tracked(self) -> dict[int, str]:
-        return self.inspect.tracked()
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -282,6 +276,13 @@ class Engine:
             user_id, app, provider_id, max_price, request_id=request_id, chat_id=chat_id,
             message_id=message_id, pool=pool,
         )
+
+    async def check_quote(self, user_id: int, quote_id: int) -> Quote:
+        row = await self.services.purchases.check_quote(user_id, quote_id)
+        return await self.services.catalogue.shown(user_id, row)
+
+    async def withdraw_quotes(self, user_id: int) -> None:
+        await self.services.catalogue.withdraw(user_id)
 
     async def buy_quote(
         self,

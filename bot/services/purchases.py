@@ -42,6 +42,7 @@ from bot.services.runtime import Runtime
 from bot.services.timers import backoff
 from bot.services.tracker import Tracker
 from bot.services.tracking import Account, Track
+from storage.quotes import QuoteRow
 from storage.repositories import DuplicateError
 from storage.rows import ActivationRow
 
@@ -84,15 +85,14 @@ class Purchases:
         self.catalogue = catalogue
 
     # ------------------------------------------------------------------ buying
-    async def buy_quote(
-        self, user_id: int, quote_id: int, *, chat_id: int | None, message_id: int | None
-    ) -> Activation:
+    async def check_quote(self, user_id: int, quote_id: int) -> QuoteRow:
+        """The stored quote if it can still be bought by this user, else raise
+        QuoteNotFound / DuplicateRequest / QuoteExpired (with a fresh quote)."""
         rt = self.rt
         stored = await self.catalogue.stored(int(quote_id))
         if stored is None or stored.user_id != user_id:
             raise QuoteNotFound("no such quote")
-        request_id = quote_request_id(stored.id)
-        existing = await rt.repos.activations.by_request_id(request_id)
+        existing = await rt.repos.activations.by_request_id(quote_request_id(stored.id))
         if existing is not None or stored.consumed:
             raise self._duplicate(existing, user_id)
         if rt.clock.now() >= stored.expires_at:
@@ -103,6 +103,13 @@ class Purchases:
                     user_id, acc, stored.service_code, stored.provider_id
                 ),
             )
+        return stored
+
+    async def buy_quote(
+        self, user_id: int, quote_id: int, *, chat_id: int | None, message_id: int | None
+    ) -> Activation:
+        stored = await self.check_quote(user_id, quote_id)
+        request_id = quote_request_id(stored.id)
         return await self.buy(
             user_id, stored.service_code, stored.provider_id, stored.price,
             request_id=request_id, chat_id=chat_id, message_id=message_id,

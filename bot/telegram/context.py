@@ -10,7 +10,7 @@ from telegram.ext import Application, CallbackContext, ExtBot, JobQueue
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.liveness import UpdateFeed
-from bot.services.api import EngineAPI, Quote
+from bot.services.api import EngineAPI
 from bot.telegram.ratelimit import Outgoing
 
 __all__ = ["BotContext", "BotData", "DaisyApp", "DaisyBot", "Scheduler"]
@@ -46,11 +46,6 @@ class BotData:
     # Given to the engine built in startup() (tests: an in-process transport).
     daisysim_transport: Any = None
     owns_engine: bool = False
-    # Request ids (chat:message:nonce) whose Confirm was pressed in this process.
-    confirming: dict[str, None] = field(default_factory=dict)
-    # Request id -> the quote shown on that confirmation screen (price and the pool
-    # it resolved to): its Confirm buys that pool at no more than that price.
-    shown_prices: dict[str, Quote] = field(default_factory=dict)
     # When updates were last fetched (getUpdates / webhook): /healthz reads it.
     feed: UpdateFeed = field(default_factory=UpdateFeed)
 

@@ -518,7 +518,7 @@ async def run_restore(active: int = 1000, users: int = 10_000, *, seed: int = 1
         t = time.perf_counter()
         await engine.start()
         result.engine_start_seconds = time.perf_counter() - t
-        result.tracked = len(engine.tracked())
+        result.tracked = len(engine.inspect.tracked())
         await engine.close()
         app = build_application(settings)
         t = time.perf_counter()

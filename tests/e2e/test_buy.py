@@ -388,9 +388,35 @@ async def test_back_buttons_walk_the_flow(h: Harness) -> None:
     assert alice.message(listing.message_id).text.startswith(text("buy_list_title"))
 
 
-async def test_confirm_from_before_a_restart_shows_the_price_again(h: Harness) -> None:
-    """A confirmation screen the bot no longer remembers (e.g. shown before a
-    deploy) never buys: the current price is shown and confirmed again."""
+async def test_confirm_from_before_a_restart_buys_once_at_the_price_shown(h: Harness) -> None:
+    """The quote is stored with an id: a Confirm pressed after a restart (e.g. a
+    deploy) buys what the screen showed, once."""
+    alice = h.user()
+    await alice.send("/buy")
+    await alice.wait_for(text("buy_list_title"), WAIT)
+    await alice.press(service_label("Signal", "$0.60"))
+    confirm = await alice.wait_for(pattern("buy_confirm", price="$0.60"), WAIT)
+    data = confirm.button(CONFIRM).callback_data
+    assert data is not None
+    await h.restart_bot()
+    answer = await alice.press(CONFIRM, message_id=confirm.message_id)
+    assert answer.text == plain("en", "cb_buying")
+    await alice.wait_for(
+        lambda m: m.message_id == confirm.message_id and NUMBER.search(m.text) is not None, WAIT
+    )
+    await h.restart_bot()
+    # The same Confirm again (a stale press after a second restart): never a second buy.
+    answer = await alice.press_data(data, confirm.message_id)
+    assert answer.text == plain("en", "cb_already_buying")
+    await h.settle()
+    [bought] = h.sim_activations()
+    assert Decimal(str(bought["price"])) == Decimal("0.6")
+    assert (await h.engine.wallet(ALICE)).balance == Decimal("9.40")
+
+
+async def test_confirm_from_before_a_restart_never_pays_a_higher_price(h: Harness) -> None:
+    """The price rose while the bot was down: the Confirm from before the restart
+    buys nothing and shows the new price to be confirmed."""
     alice = h.user()
     await alice.send("/buy")
     await alice.wait_for(text("buy_list_title"), WAIT)
@@ -399,9 +425,8 @@ async def test_confirm_from_before_a_restart_shows_the_price_again(h: Harness) -
     assert pattern("buy_confirm", price="$0.60").search(confirm.text)
     h.sim.core.services["Signal"].price = Decimal("0.8000")  # upstream price rises
     await h.restart_bot()
-    await h.engine.list_services(ALICE)  # (new process: fresh price view)
     await alice.press(CONFIRM, message_id=confirm.message_id)
-    at_080 = pattern("buy_confirm", price="$0.80")
+    at_080 = pattern("err_price_changed", price="$0.80")
     again = await alice.wait_for(
         lambda m: m.message_id == confirm.message_id and at_080.search(m.text) is not None, WAIT
     )

@@ -12,7 +12,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.telegram.buy import callbacks as buy
-from bot.telegram.buy.callbacks import BuyAgain, BuyConfirm, BuyList, BuyPool, BuyService
+from bot.telegram.buy.callbacks import (
+    BuyAgain,
+    BuyConfirm,
+    BuyList,
+    BuyPool,
+    BuyQuote,
+    BuyService,
+)
 from bot.telegram.buy.handlers import BUY_PATTERN
 from bot.telegram.common.callbacks import MAX_BYTES, CallbackData, CallbackError, parse_any
 from bot.telegram.history.callbacks import HistCb, hist
@@ -37,6 +44,7 @@ VALID: list[tuple[str, CallbackData]] = [
     ("buy:pool:sb_wa:3109", BuyPool("sb_wa", "3109")),
     ("buy:pool:sb_wa:-", BuyPool("sb_wa", None)),
     ("buy:ok:Signal:-:ab12z", BuyConfirm("Signal", None, "ab12z")),
+    ("buy:q:42", BuyQuote(42)),
     ("buy:again:sb_wa:2266", BuyAgain("sb_wa", "2266")),
     ("act:cancel:17", OrderCb("cancel", 17)),  # buttons of older versions
     ("act:open:1", OrderCb("open", 1)),
@@ -124,6 +132,7 @@ def _values(kind: type[CallbackData]) -> st.SearchStrategy[Any]:
         BuyList: pages.map(BuyList),
         BuyService: tokens.map(BuyService),
         BuyPool: st.builds(BuyPool, tokens, pools),
+        BuyQuote: st.integers(1, 10**12 - 1).map(BuyQuote),
         BuyConfirm: st.builds(BuyConfirm, tokens, pools, nonces),
         BuyAgain: st.builds(BuyAgain, tokens, pools),
         OrderCb: st.builds(OrderCb, st.sampled_from(["open", "ref", "cancel"]), ids),
@@ -137,7 +146,7 @@ any_value = st.one_of([_values(kind) for kind in CALLBACK_TYPES])
 
 
 def test_every_callback_type_has_a_value_strategy() -> None:
-    assert len(CALLBACK_TYPES) == 10
+    assert len(CALLBACK_TYPES) == 11
     for kind in CALLBACK_TYPES:
         _values(kind)
 
@@ -311,8 +320,10 @@ def test_every_string_the_previous_version_accepted_parses_the_same(data: str) -
     old, new = _outcome(legacy_parse, data), _outcome(parse, data)
     if old is not None:
         assert new == old, data
-    else:  # new is only the "order:" spelling of an activation's buttons
-        assert new is None or (isinstance(new, OrderCb) and data.startswith("order:")), data
+    else:  # new: the "order:" spelling of an activation's buttons, and stored quotes
+        assert new is None or (isinstance(new, OrderCb) and data.startswith("order:")) or (
+            isinstance(new, BuyQuote) and data.startswith("buy:q:")
+        ), data
 
 
 @given(callback_strings)
@@ -326,7 +337,7 @@ def test_each_routing_pattern_matches_exactly_what_its_parser_accepts(data: str)
 @given(callback_strings)
 def test_the_flows_entry_patterns_match_exactly_their_buttons(data: str) -> None:
     parsed = _outcome(parse, data)
-    buys = (BuyList, BuyService, BuyPool, BuyConfirm, BuyAgain)
+    buys = (BuyList, BuyService, BuyPool, BuyQuote, BuyConfirm, BuyAgain)
     assert (re.match(BUY_PATTERN, data) is not None) == (
         isinstance(parsed, buys) or parsed == MenuCb("buy")
     ), data

@@ -266,6 +266,6 @@ async def test_a_storm_on_the_users_chat_defers_the_order_update_and_never_drops
         WAIT,
     )
     assert msg.edited
-    events = await h.engine.repos.events.all()  # type: ignore[attr-defined]
+    events = await h.engine.inspect.events()  # type: ignore[attr-defined]
     assert all(e.delivered_at is not None for e in events)
     assert all(e.attempts == 0 for e in events)  # deferrals are not failures

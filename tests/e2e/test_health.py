@@ -49,7 +49,7 @@ async def test_database_that_cannot_be_written_is_503(
     h, server = hh
     status, body = await _health(server)
     assert status == 200 and body["checks"]["database"] is True
-    db = h.engine.db  # type: ignore[attr-defined]
+    db = h.engine.inspect.db  # type: ignore[attr-defined]
     await db.execute("PRAGMA query_only = ON")
     try:
         status, body = await _health(server)
@@ -99,7 +99,7 @@ async def test_database_probe_that_hangs_is_503_and_is_not_cancelled(
     """Another process holds the write lock: the probe gives up (503) without cancelling
     its statement; the transaction completes later and the bot goes on writing."""
     h, server = hh
-    other = sqlite3.connect(h.engine.db.path, timeout=0.1)  # type: ignore[attr-defined]
+    other = sqlite3.connect(h.engine.inspect.db_path, timeout=0.1)  # type: ignore[attr-defined]
     other.execute("BEGIN IMMEDIATE")
     try:
         status, body = await _health(server)

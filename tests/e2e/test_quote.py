@@ -22,6 +22,7 @@ from bot.telegram.texts import plain
 from tests.e2e.conftest import (
     ADMIN,
     ALICE,
+    BOB,
     OP_KEY,
     USER_KEY,
     WAIT,
@@ -234,7 +235,7 @@ async def test_upstream_charging_above_the_quote_is_capped_or_logged(
     [act] = await h.activations()
     engine = h.engine
     assert isinstance(engine, Engine)
-    row = await engine.repos.activations.get(act.id)
+    row = await engine.inspect.activation_row(act.id)
     assert row is not None and row.cost == Decimal("0.7500")  # recorded: DaisySim's charge
     if h.mode is FundingMode.OPERATOR:
         assert text("order_price", price="$0.60") in order.text
@@ -258,11 +259,18 @@ async def test_forged_or_stale_confirm_says_nothing_about_buying(hm: Harness) ->
     shown = await alice.wait_for(_on(listing.message_id, CONFIRMING), WAIT)
     assert pattern("buy_confirm", name="Telegram 2", price="$0.45").search(shown.text)
     assert h.sim_activations() == []
-    # A remembered screen's nonce with another service: not that screen either.
-    data = shown.button(CONFIRM).callback_data
-    assert data is not None
-    nonce = data.rsplit(":", 1)[1]
-    answer = await alice.press_data(f"buy:ok:WhatsApp:-:{nonce}", listing.message_id)
+    # A quote id that was never shown, and (operator mode) someone else's quote:
+    # not Alice's to buy, and nothing is said about buying.
+    forged = ["buy:q:999999"]
+    if h.mode == FundingMode.OPERATOR:
+        bobs = await h.engine.quote(BOB, "WhatsApp", None)
+        forged.append(f"buy:q:{bobs.id}")
+    for data in forged:
+        answer = await alice.press_data(data, listing.message_id)
+        assert answer.text == plain("en", "cb_stale"), data
+    assert h.sim_activations() == []
+    # A legacy Confirm (an older version's button) for another service shows its price.
+    answer = await alice.press_data("buy:ok:WhatsApp:-:abcde", listing.message_id)
     assert answer.text == plain("en", "cb_confirm_again")
     whatsapp = await alice.wait_for(
         _on(listing.message_id, pattern("buy_confirm", price="$1.85")), WAIT

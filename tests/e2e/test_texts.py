@@ -182,7 +182,7 @@ def _activation(state: ActivationState, **kw: object) -> Activation:
 SERVICE = Service("sb_wa", EVIL, Decimal("1.083"), (Pool("3109", Decimal("1.083"), 4000),
                                                    Pool("2266", Decimal("1.092"), 0)))
 SINGLE = Service("whatsapp-(us)5", "WhatsApp 2", Decimal("0.74"))
-QUOTE = Quote(SERVICE, "3109", Decimal("1.083"), Decimal("10"), Decimal("8.917"))
+QUOTE = Quote(SERVICE, "3109", Decimal("1.083"), Decimal("10"), Decimal("8.917"), id=7)
 
 
 def _check(screen: Screen) -> None:
@@ -209,14 +209,13 @@ def _all_screens() -> list[Screen]:
         buy_views.service_list("en", [SERVICE, SINGLE], [], 1, query=EVIL),
         buy_views.service_list("en", [], [], 1),
         buy_views.pools("en", SERVICE),
-        buy_views.confirm("en", QUOTE, buy_cb.new_nonce(), cancel_lock_seconds=180),
+        buy_views.confirm("en", QUOTE, cancel_lock_seconds=180),
         buy_views.confirm(
             "en",
-            Quote(SINGLE, None, Decimal("0.74"), None, None),
-            buy_cb.new_nonce(),
+            Quote(SINGLE, None, Decimal("0.74"), None, None, id=8),
             cancel_lock_seconds=30,
         ),
-        buy_views.price_changed("en", QUOTE, buy_cb.new_nonce()),
+        buy_views.price_changed("en", QUOTE),
         orders_views.otp("en", _activation(ActivationState.COMPLETED, code="<1234>")),
         orders_views.active_list("en", [_activation(ActivationState.WAITING)], NOW),
         orders_views.active_list("en", [], NOW),
@@ -250,7 +249,7 @@ def _all_screens() -> list[Screen]:
                            service=SERVICE),
         buy_views.insufficient("en", Decimal("0.6"), None, own_key=True),
         buy_views.confirm("en", Quote(SINGLE, None, Decimal("0.74"), Decimal("0.5"),
-                                  Decimal("-0.24")), buy_cb.new_nonce(), cancel_lock_seconds=180,
+                                  Decimal("-0.24"), id=8), cancel_lock_seconds=180,
                       user_id=42),
         history_views.history("en", OrderPage(tuple(
             _activation(state, refund_reason=reason, refund_amount=Decimal("0.74"))
@@ -340,7 +339,7 @@ def test_cancel_lock_is_said_as_configured() -> None:
     assert fmt_lock(60) == "1 minute"
     assert fmt_lock(30) == "30 seconds"
     assert fmt_lock(90) == "90 seconds"
-    demo = buy_views.confirm("en", QUOTE, buy_cb.new_nonce(), cancel_lock_seconds=30).text
+    demo = buy_views.confirm("en", QUOTE, cancel_lock_seconds=30).text
     assert "you can cancel for a full refund 30 seconds after purchase" in demo
     assert "3 minutes" not in demo
     helped = menu_views.help_screen("en", own_key=False, give_up_minutes=3, cancel_lock_seconds=30)
@@ -348,8 +347,8 @@ def test_cancel_lock_is_said_as_configured() -> None:
 
 
 def test_confirm_never_offers_a_negative_balance() -> None:
-    poor = Quote(SINGLE, None, Decimal("0.60"), Decimal("0.50"), Decimal("-0.10"))
-    screen = buy_views.confirm("en", poor, buy_cb.new_nonce(), cancel_lock_seconds=180,
+    poor = Quote(SINGLE, None, Decimal("0.60"), Decimal("0.50"), Decimal("-0.10"), id=8)
+    screen = buy_views.confirm("en", poor, cancel_lock_seconds=180,
                                user_id=1002)
     assert "Not enough balance: you have $0.50, this costs $0.60" in texts.strip_html(
         screen.text
@@ -359,11 +358,11 @@ def test_confirm_never_offers_a_negative_balance() -> None:
     labels = [b.text for row in screen.markup.inline_keyboard for b in row]
     assert not any("Confirm" in label for label in labels)
     assert "⬅️ Pick another service" in labels and "⬅️ Back" not in labels  # single provider
-    own = buy_views.confirm("en", poor, buy_cb.new_nonce(), cancel_lock_seconds=180, own_key=True)
+    own = buy_views.confirm("en", poor, cancel_lock_seconds=180, own_key=True)
     assert "Top up your DaisySim wallet" in own.text and "your ID" not in own.text
-    exact = Quote(SINGLE, None, Decimal("0.60"), Decimal("0.60"), Decimal("0"))
+    exact = Quote(SINGLE, None, Decimal("0.60"), Decimal("0.60"), Decimal("0"), id=8)
     assert "Confirm your purchase" in buy_views.confirm(
-        "en", exact, buy_cb.new_nonce(), cancel_lock_seconds=180
+        "en", exact, cancel_lock_seconds=180
     ).text
 
 

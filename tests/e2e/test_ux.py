@@ -12,7 +12,7 @@ import pytest
 
 from bot.config import FundingMode
 from bot.sandbox.fake_telegram import ChatMessage
-from bot.telegram.handlers.key import looks_like_key
+from bot.telegram.keys.detect import looks_like_key
 from bot.telegram.texts import plain
 from tests.e2e.conftest import ADMIN, ALICE, BOB, USER_KEY, WAIT, Harness, HarnessFactory
 from tests.texts import button, part, pattern, service_button, service_label, text

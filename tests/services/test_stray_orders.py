@@ -21,7 +21,7 @@ from bot.services.api import (
     PurchasePending,
     UpstreamUnavailable,
 )
-from bot.telegram import views
+from bot.telegram.admin import views
 from tests.services.conftest import ADMIN, ALICE, BOB, OP_KEY, USER_KEY, Harness
 
 LATE = 150.0  # > the 60-s reconciliation window after sending

@@ -3,7 +3,9 @@
     buy:list:<page>
     buy:svc:<app>
     buy:pool:<app>:<pool|->              (- = cheapest available / single provider)
-    buy:ok:<app>:<pool|->:<nonce>         (nonce: random per rendered confirmation screen)
+    buy:q:<quote id>                     (Confirm: the engine's stored quote)
+    buy:ok:<app>:<pool|->:<nonce>         (legacy Confirm of older versions: shows the
+                                          current price to be confirmed again)
     buy:again:<app>:<pool|->
 
 ``<app>`` and ``<pool>`` are the DaisySim code / provider id when they are made
@@ -30,11 +32,13 @@ __all__ = [
     "BuyConfirm",
     "BuyList",
     "BuyPool",
+    "BuyQuote",
     "BuyService",
     "buy_again",
     "buy_confirm",
     "buy_list",
     "buy_pool",
+    "buy_quote",
     "buy_service",
     "matches",
     "new_nonce",
@@ -54,6 +58,7 @@ SAFE_TOKEN: Final = Text(_SAFE)
 PAGE: Final = Number(MAX_PAGE_DIGITS)
 APP: Final = Text(f"{_SAFE}|{_HASHED}")
 NONCE: Final = Text(f"[0-9a-z]{{{NONCE_LEN}}}")
+QUOTE_ID: Final = Number(12)
 
 
 class _Pool(Text):
@@ -91,13 +96,24 @@ class BuyPool(CallbackData):
 
 
 @dataclass(frozen=True, slots=True)
+class BuyQuote(CallbackData):
+    """Confirm: buy what the engine's stored quote priced. The id is all it carries;
+    the engine checks the owner, the quote's lifetime and that it was not bought
+    yet (one purchase per quote), so a double tap buys once and a Confirm pressed
+    after a restart still works while the quote lives."""
+
+    GRAMMAR: ClassVar = Grammar("buy:q", (QUOTE_ID,))
+    quote_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class BuyConfirm(CallbackData):
+    """The Confirm of versions before quotes were stored (still in users' chats):
+    it never buys; the handler shows the current price to be confirmed again."""
+
     GRAMMAR: ClassVar = Grammar("buy:ok", (APP, POOL, NONCE))
     app: str
     pool: str | None
-    # Random per rendered confirmation screen: the purchase request id is
-    # chat:message:nonce, so a double tap buys once while a re-confirmation on
-    # the same message (after a price change or an error) is a new request.
     nonce: str
 
 
@@ -108,7 +124,7 @@ class BuyAgain(CallbackData):
     pool: str | None
 
 
-BUY_TYPES: Final = (BuyList, BuyService, BuyPool, BuyConfirm, BuyAgain)
+BUY_TYPES: Final = (BuyList, BuyService, BuyPool, BuyQuote, BuyConfirm, BuyAgain)
 
 # --------------------------------------------------------------------- tokens
 
@@ -155,6 +171,10 @@ def buy_service(app: str) -> str:
 
 def buy_pool(app: str, pool: str | None) -> str:
     return _fit(BuyPool, app, pool)
+
+
+def buy_quote(quote_id: int) -> str:
+    return BuyQuote(quote_id).data
 
 
 def new_nonce() -> str:

@@ -24,9 +24,9 @@ from telegram.ext import (
 from bot.services.api import (
     DuplicateRequest,
     EngineError,
-    PriceChanged,
     PurchasePending,
-    Quote,
+    QuoteExpired,
+    QuoteNotFound,
     Service,
 )
 from bot.telegram.buy import views
@@ -36,11 +36,11 @@ from bot.telegram.buy.callbacks import (
     BuyConfirm,
     BuyList,
     BuyPool,
+    BuyQuote,
     BuyService,
     buy_list,
     buy_pool,
     matches,
-    new_nonce,
 )
 from bot.telegram.common.callbacks import CallbackError, parse_any, pattern_of
 from bot.telegram.common.handlers import (
@@ -48,7 +48,7 @@ from bot.telegram.common.handlers import (
     cancel_flows,
     edit,
     flow_conversation,
-    forget_shown_prices,
+    forget_quotes,
     lang_of,
     send,
     stop_propagation,
@@ -66,7 +66,6 @@ __all__ = ["BROWSING", "BUY_PATTERN", "build_buy_conversation"]
 log = logging.getLogger(__name__)
 
 BROWSING = 1
-_MAX_REMEMBERED = 4096
 _QUERY_MAX = 40
 
 
@@ -108,28 +107,6 @@ def _set_query(context: BotContext, message_id: int, query: str | None) -> None:
             queries.pop(next(iter(queries)))
 
 
-def _remember_quote(context: BotContext, request_id: str, quote: Quote) -> None:
-    """The quote a confirmation screen shows (price and the pool it resolved to):
-    its Confirm buys that pool at no more than that price, nothing else."""
-    quotes = context.bot_data.shown_prices
-    quotes[request_id] = quote
-    while len(quotes) > _MAX_REMEMBERED:
-        quotes.pop(next(iter(quotes)))
-
-
-def _shows(quote: Quote, data: BuyConfirm) -> bool:
-    """Is ``data`` the Confirm button of the screen that showed ``quote``?"""
-    if not matches(data.app, quote.service.code):
-        return False
-    if data.pool is None or quote.provider_id is None:
-        return data.pool is None and quote.provider_id is None
-    return matches(data.pool, quote.provider_id)
-
-
-def _request_id(message: Message, nonce: str) -> str:
-    return f"{message.chat_id}:{message.message_id}:{nonce}"
-
-
 def _find_service(services: Sequence[Service], token: str) -> Service | None:
     return next((s for s in services if matches(token, s.code)), None)
 
@@ -150,41 +127,28 @@ async def _list_screen(
 async def _confirm_screen(
     context: BotContext, user_id: int, lang: str, service: Service, provider: str | None,
     *, fresh: bool = False,
-) -> tuple[Screen, str, Quote | None]:
-    """A quote rendered as the confirmation screen: (screen, nonce, quote to
-    remember — None when the screen has no Confirm)."""
-    nonce = new_nonce()
-    is_own_key = users_bring_keys(context)
+) -> Screen:
+    """A fresh quote (stored by the engine with an id) as the confirmation screen."""
     try:
         quote = await context.engine.quote(user_id, service.code, provider, fresh=fresh)
     except EngineError as exc:
-        screen = views.purchase_error(
+        return views.purchase_error(
             lang,
             exc,
-            own_key=is_own_key,
+            own_key=users_bring_keys(context),
             retry=buy_pool(service.code, provider),
             app=service.code,
             pool=provider,
-            nonce=nonce,
             user_id=user_id,
             service=service,
         )
-        shown = (
-            exc.quote
-            if isinstance(exc, PriceChanged) and exc.quote and views.can_afford(exc.quote)
-            else None
-        )
-        return screen, nonce, shown
-    screen = views.confirm(
+    return views.confirm(
         lang,
         quote,
-        nonce,
         cancel_lock_seconds=context.settings.cancel_lock_seconds,
-        own_key=is_own_key,
+        own_key=users_bring_keys(context),
         user_id=user_id,
     )
-    # A screen without Confirm (not enough balance) records nothing: nothing to buy.
-    return screen, nonce, quote if views.can_afford(quote) else None
 
 
 async def _choice_screen(
@@ -197,25 +161,24 @@ async def _choice_screen(
     pick_pool: bool = False,
     retry: str | None = None,
     fresh: bool = False,
-) -> tuple[Screen, str | None, Quote | None]:
+) -> Screen:
     """The screen for the service (and pool) tokens ``app`` / ``pool`` from callback
     data: the pools (``pick_pool`` on a multi-pool service, or an unknown pool), else
-    the confirmation. Returns (screen, nonce, quote to remember)."""
+    the confirmation."""
     try:
         services = await context.engine.list_services(user_id)
     except EngineError as exc:
-        screen = views.purchase_error(lang, exc, own_key=users_bring_keys(context), retry=retry)
-        return screen, None, None
+        return views.purchase_error(lang, exc, own_key=users_bring_keys(context), retry=retry)
     service = _find_service(services, app)
     if service is None:
-        return views.service_gone(lang), None, None
+        return views.service_gone(lang)
     provider: str | None = None
     if pick_pool and service.multi_pool:
-        return views.pools(lang, service), None, None
+        return views.pools(lang, service)
     if not pick_pool and pool is not None:
         found = next((p for p in service.pools if matches(pool, p.provider_id)), None)
         if found is None:
-            return views.pools(lang, service), None, None
+            return views.pools(lang, service)
         provider = found.provider_id
     return await _confirm_screen(context, user_id, lang, service, provider, fresh=fresh)
 
@@ -270,8 +233,10 @@ async def buy_callback(update: Update, context: BotContext) -> int | None:
         await answer(query, plain(lang, "cb_stale"))
         return None
     user_id = user_id_of(update)
-    if isinstance(data, BuyConfirm):
+    if isinstance(data, BuyQuote):
         return await _purchase(update, context, data, message, lang)
+    if isinstance(data, BuyConfirm):  # an older version's Confirm: never buys
+        return await _confirm_again(update, context, data, message, lang)
     await answer(query)
 
     async def render(screen: Screen) -> Message:
@@ -296,7 +261,7 @@ async def buy_callback(update: Update, context: BotContext) -> int | None:
 
     if not isinstance(data, BuyService | BuyPool | BuyAgain):
         return None
-    screen, nonce, quote = await _choice_screen(
+    screen = await _choice_screen(
         context,
         user_id,
         lang,
@@ -305,69 +270,78 @@ async def buy_callback(update: Update, context: BotContext) -> int | None:
         pick_pool=isinstance(data, BuyService),
         retry=query.data if isinstance(query.data, str) else None,
     )
-    target = await render(screen)
-    if nonce is not None and quote is not None:
-        _remember_quote(context, _request_id(target, nonce), quote)
+    await render(screen)
+    return BROWSING
+
+
+async def _confirm_again(
+    update: Update, context: BotContext, data: BuyConfirm, message: Message, lang: str
+) -> int:
+    """A Confirm that is not a stored quote (an older version's button, or forged):
+    nothing is bought and no "Buying…" is said; the current price (fresh) is shown
+    to be confirmed again."""
+    query = update.callback_query
+    assert query is not None
+    await answer(query, plain(lang, "cb_confirm_again"))
+    screen = await _choice_screen(
+        context, user_id_of(update), lang, data.app, data.pool, retry=buy_list(1), fresh=True
+    )
+    await edit(message, context, screen)
+    _remember_message(context, message)
     return BROWSING
 
 
 async def _purchase(
-    update: Update, context: BotContext, data: BuyConfirm, message: Message, lang: str
+    update: Update, context: BotContext, data: BuyQuote, message: Message, lang: str
 ) -> int | None:
+    """Confirm: check the stored quote (a database read), answer, then buy it. The
+    engine re-checks the quote and reads the prices fresh; a price is never taken
+    from the button, and one quote buys at most once (double taps, restarts)."""
     query = update.callback_query
     assert query is not None
     user_id = user_id_of(update)
-    bot_data = context.bot_data
-    request_id = _request_id(message, data.nonce)
-    if request_id in bot_data.confirming:
+    engine = context.engine
+    own_key = users_bring_keys(context)
+    try:
+        quote = await engine.check_quote(user_id, data.quote_id)
+    except QuoteNotFound:  # someone else's, or forged: nothing to say about it
+        await answer(query, plain(lang, "cb_stale"))
+        return None
+    except DuplicateRequest as exc:  # bought already (a double tap): show the order
         await answer(query, plain(lang, "cb_already_buying"))
+        if exc.activation is not None:
+            await show_order_in(context, message, exc.activation, lang)
         return ConversationHandler.END
-    shown = bot_data.shown_prices.get(request_id)
-    if shown is None or not _shows(shown, data):
-        # Not a confirmation screen we remember showing (forged, or from before a
-        # restart, a /cancel or a timeout): nothing is bought and no "Buying…" is
-        # said; the current price (fresh) is shown to be confirmed again.
+    except QuoteExpired as exc:  # its time is over (or /cancel, a timeout): ask again
         await answer(query, plain(lang, "cb_confirm_again"))
-        screen, nonce, quote = await _choice_screen(
-            context, user_id, lang, data.app, data.pool, retry=buy_list(1), fresh=True
-        )
+        if exc.quote is None:
+            screen = views.service_gone(lang)
+        else:
+            screen = views.confirm(
+                lang, exc.quote, cancel_lock_seconds=context.settings.cancel_lock_seconds,
+                own_key=own_key, user_id=user_id,
+            )
         await edit(message, context, screen)
-        if nonce is not None and quote is not None:
-            _remember_quote(context, _request_id(message, nonce), quote)
         _remember_message(context, message)
         return BROWSING
-    bot_data.confirming[request_id] = None
-    while len(bot_data.confirming) > _MAX_REMEMBERED:
-        bot_data.confirming.pop(next(iter(bot_data.confirming)))
+    except EngineError as exc:
+        await answer(query)
+        await edit(message, context, views.purchase_error(lang, exc, own_key=own_key))
+        return BROWSING
     await answer(query, plain(lang, "cb_buying"))
     _forget_message(context, message)  # it becomes the order message: never time it out
-    engine = context.engine
-    is_own_key = users_bring_keys(context)
-    service = shown.service
-
-    def failed() -> None:
-        bot_data.confirming.pop(request_id, None)
-        bot_data.shown_prices.pop(request_id, None)  # its Confirm is gone from the screen
-        _remember_message(context, message)  # still a buy screen
-
+    service = quote.service
     try:
         await edit(message, context, notice(lang, "buy_buying", name=service.name))
-        # The engine re-reads the prices fresh and buys the quoted pool, at no more
-        # than the price shown; a price is never taken from the button.
-        activation = await engine.buy(
+        activation = await engine.buy_quote(
             user_id,
-            service.code,
-            shown.provider_id,
-            shown.price,
-            request_id=request_id,
+            quote.id,
             chat_id=message.chat_id,
             message_id=message.message_id,  # later events update this screen
-            pool=shown.pool,
         )
     except PurchasePending as exc:
         # Not known whether it went through: the pressed message shows the pending
         # order; the outcome event edits it (and notifies) once it is known.
-        bot_data.shown_prices.pop(request_id, None)
         await show_order_in(context, message, exc.activation, lang)
         return ConversationHandler.END
     except DuplicateRequest as exc:
@@ -377,28 +351,19 @@ async def _purchase(
             await edit(message, context, notice(lang, "cb_already_buying"))
         return ConversationHandler.END
     except EngineError as exc:
-        failed()
-        nonce = new_nonce()
+        _remember_message(context, message)  # still a buy screen
         screen = views.purchase_error(
             lang,
             exc,
-            own_key=is_own_key,
-            retry=buy_pool(service.code, shown.provider_id),
+            own_key=own_key,
+            retry=buy_pool(service.code, quote.provider_id),
             app=service.code,
-            pool=shown.provider_id,
-            nonce=nonce,
+            pool=quote.provider_id,
             user_id=user_id,
             service=service,
         )
-        if (
-            isinstance(exc, PriceChanged)
-            and exc.quote is not None
-            and views.can_afford(exc.quote)
-        ):
-            _remember_quote(context, _request_id(message, nonce), exc.quote)
         await edit(message, context, screen)
         return BROWSING
-    bot_data.shown_prices.pop(request_id, None)
     await show_order_in(context, message, activation, lang)
     return ConversationHandler.END
 
@@ -418,7 +383,7 @@ async def buy_timeout(update: object, context: BotContext) -> None:
     ref = context.user_data.pop("buy_msg", None) if context.user_data is not None else None
     if not (isinstance(ref, tuple) and len(ref) == 2):
         return
-    forget_shown_prices(context, ref[0])  # a Confirm on a timed-out screen never buys
+    await forget_quotes(context, ref[0])  # a Confirm on a timed-out screen never buys
     lang = lang_of(update, context)
     try:
         await context.bot.edit_message_text(

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.services.api import Pool, Service
-from bot.telegram.buy.callbacks import buy_confirm, buy_list, buy_pool, buy_service
+from bot.services.api import Pool, Quote, Service
+from bot.telegram.buy.callbacks import buy_list, buy_pool, buy_quote, buy_service
 from bot.telegram.common.keyboards import (
     back_button,
     button,
@@ -120,18 +120,13 @@ def out_of_stock_kb(
     )
 
 
-def confirm_kb(
-    lang: str, service: Service, pool: str | None, price: object, nonce: str
-) -> InlineKeyboardMarkup:
+def confirm_kb(lang: str, quote: Quote) -> InlineKeyboardMarkup:
+    """Confirm buys the stored quote (``buy:q:<id>``: no price in the data)."""
+    service = quote.service
     back = buy_service(service.code) if service.multi_pool else buy_list(1)
     return markup(
         [
-            [
-                button(
-                    label(lang, "btn_confirm", price=price),
-                    buy_confirm(service.code, pool, nonce),
-                )
-            ],
+            [button(label(lang, "btn_confirm", price=quote.price), buy_quote(quote.id))],
             [back_button(lang, back)],
         ]
     )

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from bot.services.api import EngineError, InsufficientFunds, PriceChanged, Quote, Service, SoldOut
 from bot.telegram.buy import keyboards as kb
-from bot.telegram.buy.callbacks import buy_list, new_nonce
+from bot.telegram.buy.callbacks import buy_list
 from bot.telegram.common.keyboards import back_home_kb, error_kb
 from bot.telegram.common.views import Screen, engine_error
 from bot.telegram.texts import Raw, fmt_lock, t
@@ -118,7 +118,6 @@ def _pool_line(lang: str, quote: Quote) -> Raw:
 def confirm(
     lang: str,
     quote: Quote,
-    nonce: str,
     *,
     cancel_lock_seconds: float,
     own_key: bool = False,
@@ -139,11 +138,11 @@ def confirm(
         balance_line=_balance_line(lang, quote),
         lock=fmt_lock(cancel_lock_seconds),
     )
-    return Screen(text, kb.confirm_kb(lang, service, quote.provider_id, quote.price, nonce))
+    return Screen(text, kb.confirm_kb(lang, quote))
 
 
 def price_changed(
-    lang: str, quote: Quote, nonce: str, *, own_key: bool = False, user_id: int | None = None
+    lang: str, quote: Quote, *, own_key: bool = False, user_id: int | None = None
 ) -> Screen:
     if not can_afford(quote):
         return insufficient(lang, quote.price, quote.balance, own_key=own_key, user_id=user_id,
@@ -156,9 +155,7 @@ def price_changed(
         pool_line=_pool_line(lang, quote),
         balance_line=_balance_line(lang, quote),
     )
-    return Screen(
-        text, kb.confirm_kb(lang, quote.service, quote.provider_id, quote.price, nonce)
-    )
+    return Screen(text, kb.confirm_kb(lang, quote))
 
 
 def _sold_out(
@@ -190,7 +187,6 @@ def purchase_error(
     retry: str | None = None,
     app: str | None = None,
     pool: str | None = None,
-    nonce: str | None = None,
     user_id: int | None = None,
     service: Service | None = None,
 ) -> Screen:
@@ -205,6 +201,6 @@ def purchase_error(
     if isinstance(exc, PriceChanged):
         if exc.quote is None:
             return service_gone(lang)
-        return price_changed(lang, exc.quote, nonce or new_nonce(), own_key=own_key,
+        return price_changed(lang, exc.quote, own_key=own_key,
                              user_id=user_id)
     return engine_error(lang, exc, retry=retry)

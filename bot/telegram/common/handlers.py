@@ -37,7 +37,7 @@ __all__ = [
     "cancel_flows",
     "edit",
     "flow_conversation",
-    "forget_shown_prices",
+    "forget_quotes",
     "is_admin",
     "is_not_modified",
     "lang_of",
@@ -176,13 +176,12 @@ async def show(update: Update, context: BotContext, screen: Screen) -> Message |
     return await send(update, context, screen)
 
 
-def forget_shown_prices(context: BotContext, chat_id: int) -> None:
-    """Forget every confirmation screen shown in this chat: a later Confirm press on
-    one of them re-shows the current price instead of buying."""
-    prices = context.bot_data.shown_prices
-    prefix = f"{chat_id}:"
-    for request_id in [r for r in prices if r.startswith(prefix)]:
-        del prices[request_id]
+async def forget_quotes(context: BotContext, chat_id: int) -> None:
+    """No confirmation screen shown in this (private) chat can buy any more: the
+    engine ends the user's unused quotes, so a later Confirm press on one of them
+    shows the current price instead of buying. (Private chats only: the chat id is
+    the user id.)"""
+    await context.engine.withdraw_quotes(chat_id)
 
 
 # user_data keys of the messages the two flows (buy, key) are showing.
@@ -192,7 +191,7 @@ FLOW_MESSAGE_KEYS = ("buy_msg", "key_msg")
 async def cancel_flows(context: BotContext, lang: str, chat_id: int) -> None:
     """``/cancel``: the flows' messages say "Cancelled" and lose their buttons, and
     no confirmation screen of this chat can buy any more."""
-    forget_shown_prices(context, chat_id)
+    await forget_quotes(context, chat_id)
     user_data = context.user_data
     if user_data is None:
         return
