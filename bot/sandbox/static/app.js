@@ -868,6 +868,26 @@
   el.panelBackdrop.addEventListener("click", function () { setPanelOpen(false); });
 
   // ------------------------------------------------------------------ boot
+  // "Dariush · fa · فارسی (1005)": the language each demo user's Telegram client sends
+  // (from.language_code), with its name in that language when the browser knows it.
+  function languageName(code) {
+    try {
+      var name = new Intl.DisplayNames([code], { type: "language" }).of(code);
+      return name && name.toLowerCase() !== code.toLowerCase() ? name : "";
+    } catch (e) {
+      return "";
+    }
+  }
+
+  function userLabel(u) {
+    var label = u.name;
+    if (u.language_code) {
+      var native = languageName(u.language_code);
+      label += " · " + u.language_code + (native ? " · " + native : "");
+    }
+    return label + " (" + u.id + ")";
+  }
+
   function pickInitialUser(users) {
     var fromUrl = new URLSearchParams(location.search).get("user");
     var stored = null;
@@ -891,7 +911,9 @@
       el.botAvatar.textContent = (data.bot.first_name || "B").charAt(0).toUpperCase();
       el.userPicker.textContent = "";
       data.users.forEach(function (u) {
-        el.userPicker.appendChild(h("option", { value: String(u.id), text: u.name + " (" + u.id + ")" }));
+        el.userPicker.appendChild(h("option", {
+          value: String(u.id), text: userLabel(u), "data-lang": u.language_code || null,
+        }));
       });
       if (data.panel) enablePanel(); else disablePanel();
       return selectUser(pickInitialUser(data.users));
