@@ -31,6 +31,7 @@ from bot.sandbox.playground import (
 
 WAIT = 15.0
 SHIPPED = {"en", "ru", "es", "pt-br", "fa"}  # issue 12's languages
+DARIUSH = FIRST_USER_ID + USER_NAMES.index("Dariush")
 
 
 @pytest_asyncio.fixture
@@ -45,7 +46,7 @@ async def pg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[P
                 "version": 1,
                 "chats": [
                     {
-                        "user": {"id": FIRST_USER_ID + 4, "first_name": "Dariush",
+                        "user": {"id": DARIUSH, "first_name": "Dariush",
                                  "language_code": "en"},
                         "messages": [],
                         "next_message_id": 1,
@@ -75,6 +76,8 @@ def test_the_roster_covers_every_shipped_language() -> None:
     assert {lang for _, lang in USER_LANGUAGES} >= SHIPPED
     assert USER_NAMES[:3] == ("Alice", "Bob", "Carol")  # the default picker
     assert dict(USER_LANGUAGES)["Alice"] == "en"
+    # --users 7 (the first seven) already covers every shipped language
+    assert {lang for _, lang in USER_LANGUAGES[:7]} == SHIPPED
     assert len(set(USER_NAMES)) == len(USER_NAMES)
     assert _ascii_slug("Sofía") == "sofia"  # demo keys stay ASCII
 
