@@ -79,6 +79,13 @@ async def chat_url(chromium: Path) -> AsyncIterator[str]:
                         "</tg-time>",
                         parse_mode="HTML",
                     )
+                    await bot.send_message(
+                        uid,
+                        f'Next year: <tg-time unix="{CANCEL_AT + 365 * 86400}" format="d">'
+                        f'28 May 2027</tg-time>, <tg-time unix="{CANCEL_AT}" format="wdT">'
+                        "Thu 28 May 20:26:40 UTC</tg-time>",
+                        parse_mode="HTML",
+                    )
                     await bot.send_message(uid, "🛒 💰 ✅")
             yield url
         finally:
@@ -106,7 +113,7 @@ async def open_chat(chat_url: str, chromium: Path) -> AsyncIterator[Opener]:
                 page.set_default_timeout(STEP)
                 await page.clock.install(time=PAGE_NOW)
                 await page.goto(f"{chat_url}/?user={user_id}")
-                await expect(page.get_by_test_id("tg-time")).to_have_count(4)
+                await expect(page.get_by_test_id("tg-time")).to_have_count(6)
                 return page
 
             yield opener
@@ -121,6 +128,8 @@ async def test_date_time_in_the_readers_zone_and_language_and_live(open_chat: Op
     await expect(times.nth(1)).to_have_text("4:26 PM")  # t: short time, local
     await expect(times.nth(2)).to_have_text("May 28, 2026")  # D: long date
     await expect(times.nth(3)).to_have_text("20:26 UTC")  # no format: the text as is
+    await expect(times.nth(4)).to_have_text("5/28/2027")  # d: the year as it is not this one
+    await expect(times.nth(5)).to_have_text("Thursday, 5/28, 4:26:40 PM")  # w + d + T
     # the bot's (UTC) fallback text is the tooltip; formatting around it is kept
     await expect(times.nth(0)).to_have_attribute("title", "from 20:26 UTC")
     await expect(times.nth(1)).to_have_attribute("title", "20:26 UTC")
@@ -144,6 +153,8 @@ async def test_date_time_in_russian_and_moscow_time(open_chat: Opener) -> None:
     await expect(times.nth(0)).to_have_text("через 3 минуты")
     await expect(times.nth(1)).to_have_text("23:26")
     await expect(times.nth(2)).to_have_text("28 мая 2026 г.")
+    await expect(times.nth(4)).to_have_text("28.05.2027")
+    await expect(times.nth(5)).to_have_text("четверг, 28.05, 23:26:40")
 
 
 async def test_picker_shows_each_users_language(open_chat: Opener) -> None:

@@ -183,7 +183,8 @@
   // language; the bot's fallback text stays as the tooltip. Formats (Bot API "date-time
   // entity formatting"): "r" relative ("in 3 minutes", kept live), else any of w (day of
   // the week), d (short date: year only when not this year) or D (long date), t (short
-  // time) or T (long time); "" shows the text as is (the date is in the tooltip).
+  // time) or T (long time), in the order the reader's locale puts them (one
+  // Intl.DateTimeFormat); "" shows the text as is (the date is in the tooltip).
   var TIME_REFRESH_MS = 5000;
 
   function readerLocale() {
@@ -196,7 +197,7 @@
     if (format.indexOf("w") >= 0) o.weekday = "long";
     if (format.indexOf("D") >= 0) { o.day = "numeric"; o.month = "long"; o.year = "numeric"; }
     else if (format.indexOf("d") >= 0) {
-      o.day = "numeric"; o.month = "short";
+      o.day = "numeric"; o.month = "numeric"; // "17.03.22"-like, the year only if not this one
       if (date.getFullYear() !== now.getFullYear()) o.year = "numeric";
     }
     if (format.indexOf("T") >= 0) { o.hour = "numeric"; o.minute = "2-digit"; o.second = "2-digit"; }
