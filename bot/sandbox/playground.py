@@ -36,6 +36,7 @@ import random
 import secrets
 import signal
 import sys
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -64,6 +65,7 @@ from bot.telegram.texts import money
 
 __all__ = [
     "PLAYGROUND_TOKEN",
+    "USER_LANGUAGES",
     "USER_NAMES",
     "Playground",
     "PlaygroundOptions",
@@ -78,7 +80,23 @@ log = logging.getLogger(__name__)
 
 # Deliberately not shaped like a real token (those are 8-10 digits + ':' + 35 chars).
 PLAYGROUND_TOKEN = "123456:PLAYGROUND"
-USER_NAMES = ("Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan")
+# The demo chat users and the Telegram language_code each one's client sends (IETF tags
+# as Telegram sends them), so a newcomer sees the bot in several languages. The first
+# three are the default picker; Alice and Bob stay English (tests and the README drive
+# them with English texts); --users 7 shows every shipped language.
+USER_LANGUAGES: tuple[tuple[str, str], ...] = (
+    ("Alice", "en"),
+    ("Bob", "en"),
+    ("Carol", "es"),
+    ("Dmitri", "ru"),
+    ("Sofía", "es"),
+    ("Ana", "pt-br"),
+    ("Dariush", "fa"),
+    ("Dave", "en"),
+    ("Erin", "en"),
+)
+USER_NAMES = tuple(name for name, _ in USER_LANGUAGES)
+LANGUAGE_OF = dict(USER_LANGUAGES)
 FIRST_USER_ID = 1001
 DB_NAME = "playground.sqlite3"
 
@@ -300,6 +318,12 @@ def _settings(options: PlaygroundOptions, fake: FakeTelegram, sim_url: str,
     return Settings(_env_file=None, **values)
 
 
+def _ascii_slug(name: str) -> str:
+    """"Sofía" -> "sofia": demo keys stay ASCII like real API keys."""
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    return "".join(ch for ch in plain.lower() if ch.isalnum()) or "user"
+
+
 def _prepare_data_dir(
     options: PlaygroundOptions, users: list[tuple[int, str]]
 ) -> tuple[Path, str, dict[str, str], str | None]:
@@ -324,7 +348,7 @@ def _prepare_data_dir(
         for _, name in users:
             key = saved_keys.get(name)
             if not isinstance(key, str) or not key.startswith("demo_"):
-                key = f"demo_{name.lower()}_{secrets.token_hex(6)}"
+                key = f"demo_{_ascii_slug(name)}_{secrets.token_hex(6)}"
             demo_keys[name] = key
     else:
         key = saved.get("operator_key")
@@ -387,7 +411,8 @@ async def start_playground(options: PlaygroundOptions) -> Playground:
         closers.append(store.close)  # runs after the bot stopped, before fake.close
         last_ids = last_message_ids(db_path)
         for uid, name in users:
-            fake.user(uid, name)
+            # the roster decides the language, also over a chat kept from an older run
+            fake.user(uid, name).language_code = LANGUAGE_OF.get(name, "en")
             tg_chat = fake.state.chat(uid)
             if uid in last_ids and tg_chat.next_message_id <= last_ids[uid]:
                 # A data dir from before chats were kept: never reuse a remembered

@@ -275,7 +275,14 @@ def make_webchat_app(
     user_list: list[dict[str, Any]] = []
     for uid, name in users:
         u = fake.user(uid, name)
-        user_list.append({"id": u.id, "name": u.first_name, "username": u.username})
+        user_list.append(
+            {
+                "id": u.id,
+                "name": u.first_name,
+                "username": u.username,
+                "language_code": u.language_code,
+            }
+        )
     app[_USERS] = user_list
     app[_SOCKETS] = set()
     app.router.add_get("/", _index)

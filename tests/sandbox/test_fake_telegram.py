@@ -1077,3 +1077,163 @@ async def test_a_subclass_can_wrap_one_bot_api_method() -> None:
     assert sent == ["hello"]
     assert user.last().text == "hello"
     assert [u.message.text for u in updates if u.message] == ["/start"]
+
+
+# --------------------------------------------------------------------------------------
+# date_time entities (<tg-time>, Bot API "date-time entity formatting")
+# --------------------------------------------------------------------------------------
+
+CANCEL_AT = 1_780_000_000  # 2026-05-28 20:26:40 UTC
+
+
+def test_tg_time_becomes_a_date_time_entity_in_utf16_units() -> None:
+    text, ents = parse_html(
+        f'😀 <b>Cancel from <tg-time unix="{CANCEL_AT}" format="wDT">20:26 UTC</tg-time></b>, '
+        f"refund <tg-time unix='{CANCEL_AT}' format='r'>at 20:26 UTC</tg-time>. "
+        f'Bought <tg-time unix="{CANCEL_AT - 60}">20:25 UTC</tg-time>'
+    )
+    assert text == "😀 Cancel from 20:26 UTC, refund at 20:26 UTC. Bought 20:25 UTC"
+    times = [e for e in ents if e["type"] == "date_time"]
+    assert times == [
+        {
+            "type": "date_time",
+            "offset": 15,  # the emoji is 2 UTF-16 units
+            "length": 9,
+            "unix_time": CANCEL_AT,
+            "date_time_format": "wDT",
+        },
+        {
+            "type": "date_time",
+            "offset": 33,
+            "length": 12,
+            "unix_time": CANCEL_AT,
+            "date_time_format": "r",
+        },
+        # no format: no date_time_format field (the text is shown as is)
+        {"type": "date_time", "offset": 54, "length": 9, "unix_time": CANCEL_AT - 60},
+    ]
+    # bold may contain a date_time; both survive, and render back to the same HTML
+    assert {"type": "bold", "offset": 3, "length": 21} in ents
+    assert render_html(text, ents).startswith(
+        f'😀 <b>Cancel from <tg-time unix="{CANCEL_AT}" format="wDT">20:26 UTC</tg-time></b>'
+    )
+
+
+@pytest.mark.parametrize("fmt", ["", "r", "w", "d", "D", "t", "T", "wd", "wDt", "dT", "wT", "DT"])
+def test_tg_time_accepts_every_documented_format(fmt: str) -> None:
+    _, ents = parse_html(f'<tg-time unix="0" format="{fmt}">x</tg-time>')
+    assert ents[0]["type"] == "date_time" and ents[0].get("date_time_format", "") == fmt
+
+
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        ("<tg-time>x</tg-time>", 'Tag "tg-time" must have attribute "unix"'),
+        ('<tg-time format="t">x</tg-time>', 'Tag "tg-time" must have attribute "unix"'),
+        ('<tg-time unix="">x</tg-time>', 'Tag "tg-time" must have attribute "unix"'),
+        ('<tg-time unix="soon">x</tg-time>', 'Tag "tg-time" must have attribute "unix"'),
+        ('<tg-time unix="1.5">x</tg-time>', 'Tag "tg-time" must have attribute "unix"'),
+        ('<tg-time unix="-5">x</tg-time>', 'Tag "tg-time" must have attribute "unix"'),
+        ('<tg-time unix="99999999999">x</tg-time>', 'Tag "tg-time" must have attribute "unix"'),
+        ('<tg-time unix="1" format="rt">x</tg-time>', 'Invalid date-time format "rt"'),
+        ('<tg-time unix="1" format="R">x</tg-time>', 'Invalid date-time format "R"'),
+        ('<tg-time unix="1" format="Dd">x</tg-time>', 'Invalid date-time format "Dd"'),
+        ('<tg-time unix="1" format="tw">x</tg-time>', 'Invalid date-time format "tw"'),
+        ('<tg-time unix="1" format="f">x</tg-time>', 'Invalid date-time format "f"'),
+    ],
+)
+async def test_send_message_rejects_a_bad_tg_time(
+    fake: FakeTelegram, bot: telegram.Bot, alice: FakeUser, source: str, error: str
+) -> None:
+    with pytest.raises(BadRequest):
+        await bot.send_message(alice.id, f"Cancel from {source}", parse_mode="HTML")
+    assert last_error(fake).startswith(f"Bad Request: can't parse entities: {error}")
+    assert "at byte offset 12" in last_error(fake)
+    assert [m.text for m in alice.chat()] == ["hi"]  # nothing was sent
+
+
+def test_tg_time_nesting_follows_telegram() -> None:
+    # code and pre can't contain it (the time is plain text there), it can't contain a
+    # link or code, and it may be part of / contain bold, italic, spoiler, blockquote
+    text, ents = parse_html(
+        '<code><tg-time unix="5">a</tg-time></code> '
+        '<pre><tg-time unix="5">b</tg-time></pre> '
+        '<tg-time unix="5"><a href="https://example.com">c</a></tg-time> '
+        '<tg-time unix="5"><i>d</i></tg-time> '
+        '<blockquote><tg-spoiler><tg-time unix="5" format="t">e</tg-time></tg-spoiler>'
+        "</blockquote>"
+    )
+    assert text == "a b c d e"
+    kinds = sorted((e["offset"], e["type"]) for e in ents)
+    assert kinds == [
+        (0, "code"),
+        (2, "pre"),
+        (4, "date_time"),  # the link inside it was dropped
+        (6, "date_time"),
+        (6, "italic"),
+        (8, "blockquote"),
+        (8, "date_time"),
+        (8, "spoiler"),
+    ]
+
+
+async def test_date_time_entity_reaches_ptb_and_the_transcript(
+    fake: FakeTelegram, bot: telegram.Bot, alice: FakeUser
+) -> None:
+    sent = await bot.send_message(
+        alice.id,
+        f'⏳ Cancel &amp; refund <tg-time unix="{CANCEL_AT}" format="r">from 20:26 UTC</tg-time>'
+        " — see https://example.com",
+        parse_mode="HTML",
+    )
+    raw = fake.calls[-1].response["result"]
+    msg = assert_roundtrip_message(raw, bot)  # PTB 22.8 knows every field
+    (ent,) = msg.parse_entities([MessageEntity.DATE_TIME])
+    assert msg.parse_entities([MessageEntity.DATE_TIME])[ent] == "from 20:26 UTC"
+    assert ent.unix_time == dtm.datetime.fromtimestamp(CANCEL_AT, dtm.UTC)
+    assert ent.date_time_format == "r"
+    assert sent.entities == msg.entities
+
+    last = alice.last()
+    assert last.times == [("from 20:26 UTC", CANCEL_AT, "r")]
+    assert last.times[0].unix_time == CANCEL_AT and last.times[0].format == "r"
+    assert last.entity_texts("url") == ["https://example.com"]
+    assert f'<tg-time unix="{CANCEL_AT}" format="r">from 20:26 UTC</tg-time>' in last.html
+
+    # edits keep (and re-validate) it too
+    await bot.edit_message_text(
+        f'Refunded <tg-time unix="{CANCEL_AT + 5}" format="dt">on 28 May 20:26 UTC</tg-time>',
+        chat_id=alice.id,
+        message_id=sent.message_id,
+        parse_mode="HTML",
+    )
+    assert alice.last().times == [("on 28 May 20:26 UTC", CANCEL_AT + 5, "dt")]
+    with pytest.raises(BadRequest):
+        await bot.edit_message_text(
+            '<tg-time unix="x">now</tg-time>',
+            chat_id=alice.id,
+            message_id=sent.message_id,
+            parse_mode="HTML",
+        )
+    assert alice.last().times == [("on 28 May 20:26 UTC", CANCEL_AT + 5, "dt")]
+
+
+async def test_explicit_date_time_entities_are_checked(
+    fake: FakeTelegram, bot: telegram.Bot, alice: FakeUser
+) -> None:
+    ok = {"type": "date_time", "offset": 5, "length": 5, "unix_time": CANCEL_AT}
+    await bot.send_message(alice.id, "From 20:26", entities=[MessageEntity.de_json(ok, bot)])
+    assert alice.last().times == [("20:26", CANCEL_AT, "")]
+    async with httpx.AsyncClient(base_url=fake.url) as client:
+        for bad_entity, error in [
+            ({"type": "date_time", "offset": 0, "length": 4}, 'Field "unix_time"'),
+            ({**ok, "unix_time": "soon"}, 'Field "unix_time"'),
+            ({**ok, "date_time_format": "x"}, 'invalid date-time format "x"'),
+        ]:
+            resp = await client.post(
+                f"/bot{TOKEN}/sendMessage",
+                json={"chat_id": alice.id, "text": "From 20:26", "entities": [bad_entity]},
+            )
+            assert resp.status_code == 400
+            assert error in resp.json()["description"]
+    assert len(alice.chat()) == 2  # "hi" and the good one

@@ -406,3 +406,41 @@ def test_page_has_every_element_the_script_uses() -> None:
     # text is never injected as HTML
     assert "innerHTML" not in script and "outerHTML" not in script
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+async def test_transcript_and_users_carry_what_the_page_renders(
+    client: TestClient, fake: FakeTelegram, bot: telegram.Bot
+) -> None:
+    # app.js reads date_time entities (unix_time, date_time_format) and language_code
+    # straight from these payloads: the field names are the contract
+    await client.post("/api/send", json={"user_id": ALICE, "text": "/start"})
+    await bot.send_message(
+        ALICE,
+        'Cancel <b><tg-time unix="1780000000" format="r">from 20:26 UTC</tg-time></b>',
+        parse_mode="HTML",
+    )
+    data = await (await client.get("/api/transcript", params={"user_id": ALICE})).json()
+    assert data["messages"][-1]["text"] == "Cancel from 20:26 UTC"
+    assert {
+        "type": "date_time",
+        "offset": 7,
+        "length": 14,
+        "unix_time": 1780000000,
+        "date_time_format": "r",
+    } in data["messages"][-1]["entities"]
+    users = (await (await client.get("/api/users")).json())["users"]
+    assert [u["language_code"] for u in users] == [
+        fake.user(ALICE).language_code,
+        fake.user(BOB).language_code,
+    ] == ["en", "en"]
+
+
+async def test_the_emoji_font_is_served_with_its_licence(client: TestClient) -> None:
+    font = STATIC_DIR / "fonts" / "twemoji.woff2"
+    assert font.read_bytes()[:4] == b"wOF2" and font.stat().st_size < 2_000_000
+    assert "SIL OPEN FONT LICENSE" in (STATIC_DIR / "fonts" / "LICENSE-twemoji.md").read_text()
+    r = await client.get("/static/fonts/twemoji.woff2")
+    assert r.status == 200 and await r.read() == font.read_bytes()
+    css = (STATIC_DIR / "style.css").read_text(encoding="utf-8")
+    assert 'src: url("fonts/twemoji.woff2") format("woff2")' in css
+    assert css.count('"DaisyEmoji"') >= 2  # declared, and used in the font stacks

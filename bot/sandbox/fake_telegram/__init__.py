@@ -67,6 +67,7 @@ from bot.sandbox.fake_telegram.snapshots import (
     ChatMessage,
     RecordedCall,
     RecordedRequest,
+    TimeMention,
     WebhookDelivery,
     format_transcript,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "RecordedCall",
     "RecordedRequest",
     "TelegramApiError",
+    "TimeMention",
     "WebhookDelivery",
     "check_url",
     "find_auto_entities",

@@ -9,7 +9,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.sandbox.fake_telegram.errors import JSON, EntityParseError, bad
-from bot.sandbox.fake_telegram.html import make_entity, parse_html
+from bot.sandbox.fake_telegram.html import (
+    make_entity,
+    parse_html,
+    valid_date_time_format,
+    valid_unix_time,
+)
 from bot.sandbox.fake_telegram.urls import check_url, u16_width, utf16_len
 
 MARKDOWN_REFUSED = (
@@ -34,7 +39,9 @@ _AUTO_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("hashtag", re.compile(r"(?<![\w#&])#(?=\w*[^\W\d])\w{1,256}")),
     ("cashtag", re.compile(r"(?<![\w$])\$[A-Z]{3,8}(?![\w$])")),
 ]
-_NO_AUTO_INSIDE = frozenset({"code", "pre", "text_link", "url", "email", "mention", "bot_command"})
+_NO_AUTO_INSIDE = frozenset(
+    {"code", "pre", "text_link", "url", "email", "mention", "bot_command", "date_time"}
+)
 
 
 def find_auto_entities(text: str, existing: Sequence[JSON] = ()) -> list[JSON]:
@@ -88,6 +95,7 @@ _ENTITY_ORDER = {
             "hashtag",
             "cashtag",
             "phone_number",
+            "date_time",
             "bold",
             "italic",
             "underline",
@@ -181,6 +189,18 @@ def _validate_entities(text: str, raw: Any) -> list[JSON]:
             if ce is None:
                 raise bad("can't parse MessageEntity: Can't find field \"custom_emoji_id\"")
             clean["custom_emoji_id"] = str(ce)
+        elif etype == "date_time":
+            unix_time = valid_unix_time(ent.get("unix_time"))
+            if unix_time is None:
+                raise bad(
+                    "can't parse MessageEntity: Field \"unix_time\" must be a valid Unix time"
+                )
+            clean["unix_time"] = unix_time
+            fmt = ent.get("date_time_format")
+            if fmt is not None and not valid_date_time_format(fmt):
+                raise bad(f"can't parse MessageEntity: invalid date-time format \"{fmt}\"")
+            if fmt:
+                clean["date_time_format"] = fmt
         elif etype == "text_mention":
             user = ent.get("user")
             if not isinstance(user, dict):
@@ -255,7 +275,7 @@ def render_html(text: str, entities: Sequence[JSON]) -> str:
     ents = [
         e
         for e in sort_entities(list(entities))
-        if e["type"] in _HTML_OPEN or e["type"] in ("pre", "text_link")
+        if e["type"] in _HTML_OPEN or e["type"] in ("pre", "text_link", "date_time")
     ]
 
     def render(start: int, end: int, items: list[JSON]) -> str:
@@ -284,6 +304,10 @@ def render_html(text: str, entities: Sequence[JSON]) -> str:
                     parts.append(f"<pre>{body}</pre>")
             elif e["type"] == "text_link":
                 parts.append(f'<a href="{_esc(e.get("url", ""))}">{body}</a>')
+            elif e["type"] == "date_time":
+                fmt = e.get("date_time_format")
+                attr = f' format="{_esc(fmt)}"' if fmt else ""
+                parts.append(f'<tg-time unix="{e["unix_time"]}"{attr}>{body}</tg-time>')
             else:
                 o, c = _HTML_OPEN[e["type"]]
                 parts.append(f"{o}{body}{c}")

@@ -7,7 +7,8 @@ Telegram's own messages).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.sandbox.fake_telegram.errors import JSON, EntityParseError
@@ -48,6 +49,7 @@ _HTML_TAGS = frozenset(
         "ins",
         "tg-spoiler",
         "tg-emoji",
+        "tg-time",
         "span",
         "pre",
         "code",
@@ -100,6 +102,57 @@ class _OpenTag:
     u16: int
     out_index: int  # index into the output list where the entity's text begins
     byte_pos: int = 0
+    attrs: dict[str, str] = field(default_factory=dict)  # tg-time: unix, format
+
+
+# Bot API "date-time entity formatting": "r" (relative) alone, or any of w (day of the
+# week), d/D (short/long date), t/T (short/long time) in this order; "" = the text as is.
+DATE_TIME_FORMAT_RE = re.compile(r"r|w?[dD]?[tT]?")
+_INT32_MAX = 2**31 - 1  # messageEntityFormattedDate.date is a TL int
+
+# Entities that are not formatting: "All other entities can't contain each other" (Bot
+# API, Formatting options); bold/italic/underline/strikethrough/spoiler may nest with any
+# of them (except inside pre and code), blockquotes may hold anything.
+_ATOMIC_TAGS = frozenset({"a", "code", "pre", "tg-emoji", "tg-time"})
+
+
+def valid_unix_time(raw: Any) -> int | None:
+    """The Unix time of a date_time entity, or None if it is not a valid one."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        value = raw
+    elif isinstance(raw, str) and raw.isascii() and raw.isdigit():
+        value = int(raw)
+    else:
+        return None
+    return value if 0 <= value <= _INT32_MAX else None
+
+
+def valid_date_time_format(raw: Any) -> bool:
+    return isinstance(raw, str) and DATE_TIME_FORMAT_RE.fullmatch(raw) is not None
+
+
+def _date_time_entity(top: _OpenTag, off: int, length: int) -> JSON:
+    fmt = top.attrs.get("format")
+    return make_entity(
+        "date_time",
+        off,
+        length,
+        unix_time=int(top.attrs["unix"]),
+        date_time_format=fmt or None,
+    )
+
+
+def _dropped_by_nesting(tag: str, nested: list[_OpenTag]) -> bool:
+    """A date_time inside (or holding) a link, code, pre or custom emoji is dropped, as
+    Telegram drops an entity that may not be part of the one around it."""
+    if tag not in _ATOMIC_TAGS:
+        return False
+    outer = [t.tag for t in nested[:-1] if t.tag in _ATOMIC_TAGS]
+    if not outer:
+        return False
+    return tag == "tg-time" or "tg-time" in outer
 
 
 def parse_html(text: str) -> tuple[str, list[JSON]]:
@@ -145,6 +198,7 @@ def parse_html(text: str) -> tuple[str, list[JSON]]:
             if tag not in _HTML_TAGS:
                 raise EntityParseError(f'Unsupported start tag "{tag}" at byte offset {bo(begin)}')
             argument = ""
+            tag_attrs: dict[str, str] = {}
             while at(i) != ">":
                 while i < n and _is_space(at(i)):
                     i += 1
@@ -208,13 +262,26 @@ def parse_html(text: str) -> tuple[str, list[JSON]]:
                     argument = value[len("tg-") :]
                 elif tag == "tg-emoji" and attr_name == "emoji-id":
                     argument = value
+                elif tag == "tg-time" and attr_name in ("unix", "format"):
+                    tag_attrs[attr_name] = value
                 elif tag == "blockquote" and attr_name == "expandable":
                     argument = "1"
             if tag == "span" and argument != "spoiler":
                 raise EntityParseError(
                     f'Tag "span" must have class "tg-spoiler" at byte offset {bo(begin)}'
                 )
-            nested.append(_OpenTag(tag, argument, u16, len(out), bo(begin)))
+            if tag == "tg-time":
+                if valid_unix_time(tag_attrs.get("unix")) is None:
+                    raise EntityParseError(
+                        f'Tag "tg-time" must have attribute "unix" with a valid Unix time '
+                        f"at byte offset {bo(begin)}"
+                    )
+                if not valid_date_time_format(tag_attrs.get("format", "")):
+                    raise EntityParseError(
+                        f'Invalid date-time format "{tag_attrs["format"]}" in the tag '
+                        f'"tg-time" at byte offset {bo(begin)}'
+                    )
+            nested.append(_OpenTag(tag, argument, u16, len(out), bo(begin), tag_attrs))
             i += 1  # skip '>'
             continue
         # end tag
@@ -233,10 +300,14 @@ def parse_html(text: str) -> tuple[str, list[JSON]]:
                 f'Unmatched end tag at byte offset {bo(begin)}, expected "</{top.tag}>", '
                 f'found "</{end_name}>"'
             )
-        if u16 > top.u16:
+        if u16 > top.u16 and _dropped_by_nesting(top.tag, nested):
+            pass
+        elif u16 > top.u16:
             off, length = top.u16, u16 - top.u16
             tag = top.tag
-            if tag in ("i", "em"):
+            if tag == "tg-time":
+                entities.append(_date_time_entity(top, off, length))
+            elif tag in ("i", "em"):
                 entities.append(make_entity("italic", off, length))
             elif tag in ("b", "strong"):
                 entities.append(make_entity("bold", off, length))

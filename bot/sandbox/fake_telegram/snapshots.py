@@ -62,6 +62,14 @@ def _label_matches(label: str | re.Pattern[str], text: str) -> bool:
     return text == label
 
 
+class TimeMention(NamedTuple):
+    """A date_time entity of a message: its fallback text, Unix time and format."""
+
+    text: str
+    unix_time: int
+    format: str  # "" (the text as is), "r", or w?[dD]?[tT]?
+
+
 @dataclass
 class ChatMessage:
     """A message of a chat as it is *now* (snapshot)."""
@@ -106,6 +114,19 @@ class ChatMessage:
             slice_u16(self.text, e["offset"], e["length"])
             for e in self.entities
             if e["type"] == etype
+        ]
+
+    @property
+    def times(self) -> list[TimeMention]:
+        """The date_time entities (``<tg-time>``): fallback text, Unix time, format."""
+        return [
+            TimeMention(
+                slice_u16(self.text, e["offset"], e["length"]),
+                int(e["unix_time"]),
+                str(e.get("date_time_format", "")),
+            )
+            for e in self.entities
+            if e["type"] == "date_time"
         ]
 
     @property

@@ -178,12 +178,100 @@
       .catch(function () { showToast("Copy failed — select the text manually"); return false; });
   }
 
+  // ------------------------------------------------------------------ date_time entities
+  // Telegram shows a date_time entity (HTML <tg-time>) in the reader's own time zone and
+  // language; the bot's fallback text stays as the tooltip. Formats (Bot API "date-time
+  // entity formatting"): "r" relative ("in 3 minutes", kept live), else any of w (day of
+  // the week), d (short date: year only when not this year) or D (long date), t (short
+  // time) or T (long time), in the order the reader's locale puts them (one
+  // Intl.DateTimeFormat); "" shows the text as is (the date is in the tooltip).
+  var TIME_REFRESH_MS = 5000;
+
+  function readerLocale() {
+    var langs = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language];
+    return langs.filter(Boolean);
+  }
+
+  function absoluteOptions(format, date, now) {
+    var o = {};
+    if (format.indexOf("w") >= 0) o.weekday = "long";
+    if (format.indexOf("D") >= 0) { o.day = "numeric"; o.month = "long"; o.year = "numeric"; }
+    else if (format.indexOf("d") >= 0) {
+      o.day = "numeric"; o.month = "numeric"; // "17.03.22"-like, the year only if not this one
+      if (date.getFullYear() !== now.getFullYear()) o.year = "numeric";
+    }
+    if (format.indexOf("T") >= 0) { o.hour = "numeric"; o.minute = "2-digit"; o.second = "2-digit"; }
+    else if (format.indexOf("t") >= 0) { o.hour = "numeric"; o.minute = "2-digit"; }
+    return o;
+  }
+
+  var RELATIVE_UNITS = [
+    ["year", 365 * 86400], ["month", 30 * 86400], ["week", 7 * 86400],
+    ["day", 86400], ["hour", 3600], ["minute", 60], ["second", 1],
+  ];
+
+  function relativeText(unixSeconds, nowMs, locales) {
+    var diff = unixSeconds - Math.round(nowMs / 1000); // > 0: in the future
+    var abs = Math.abs(diff);
+    var fmt = new Intl.RelativeTimeFormat(locales, { numeric: "auto" });
+    for (var k = 0; k < RELATIVE_UNITS.length; k++) {
+      var unit = RELATIVE_UNITS[k][0];
+      var size = RELATIVE_UNITS[k][1];
+      if (abs >= size || unit === "second") {
+        var n = Math.round(diff / size);
+        if (unit === "second" && abs < 10) return fmt.format(0, "second"); // "now"
+        return fmt.format(n, unit);
+      }
+    }
+    return "";
+  }
+
+  function formatDateTime(unixSeconds, format, nowMs, locales) {
+    if (format === "r") return relativeText(unixSeconds, nowMs, locales);
+    var date = new Date(unixSeconds * 1000);
+    return new Intl.DateTimeFormat(locales, absoluteOptions(format, date, new Date(nowMs))).format(date);
+  }
+
+  function renderTimeNode(node, nowMs) {
+    var unix = Number(node.getAttribute("data-unix"));
+    var format = node.getAttribute("data-format") || "";
+    if (!format) return; // the text as the bot wrote it
+    var text;
+    try { text = formatDateTime(unix, format, nowMs, readerLocale()); } catch (e) { text = ""; }
+    if (text && node.textContent !== text) node.textContent = text;
+  }
+
+  function timeElement(entity, covered) {
+    var format = entity.date_time_format || "";
+    var date = new Date(Number(entity.unix_time) * 1000);
+    var local = "";
+    try {
+      local = new Intl.DateTimeFormat(readerLocale(), { dateStyle: "full", timeStyle: "long" }).format(date);
+    } catch (e) { local = date.toString(); }
+    return h("time", {
+      className: "tg-time",
+      datetime: date.toISOString(),
+      title: format ? covered : covered + " — " + local,
+      "data-unix": String(entity.unix_time),
+      "data-format": format,
+      "data-testid": "tg-time",
+    });
+  }
+
+  // Relative times stay live, like in Telegram ("in 3 minutes" ... "2 minutes ago").
+  setInterval(function () {
+    var now = Date.now();
+    Array.prototype.slice.call(document.querySelectorAll('time.tg-time[data-format="r"]'))
+      .forEach(function (node) { renderTimeNode(node, now); });
+  }, TIME_REFRESH_MS);
+
   // ------------------------------------------------------------------ entities -> DOM
   // Offsets are UTF-16 code units, which is exactly how JS strings are indexed.
   var ORDER = [
     "blockquote", "expandable_blockquote", "pre", "code", "text_link", "url", "email",
     "mention", "text_mention", "bot_command", "hashtag", "cashtag", "phone_number",
     "bold", "italic", "underline", "strikethrough", "spoiler", "custom_emoji",
+    "date_time", // innermost: its rendered text replaces the fallback, formatting stays around it
   ];
 
   function sortEntities(entities) {
@@ -232,6 +320,7 @@
       case "mention": return h("span", { className: "mention" });
       case "hashtag": return h("span", { className: "hashtag" });
       case "cashtag": return h("span", { className: "cashtag" });
+      case "date_time": return timeElement(entity, covered);
       default: return h("span", { className: "entity-" + String(entity.type).replace(/[^a-z_]/g, "") });
     }
   }
@@ -260,6 +349,7 @@
       var innerEnd = t;
       if (block && text.charAt(innerEnd - 1) === "\n" && innerEnd - 1 > s) innerEnd -= 1;
       renderRange(text, s, innerEnd, inner, node);
+      if (e.type === "date_time") renderTimeNode(node, Date.now());
       parent.appendChild(node);
       pos = t;
       if (block && pos < end && text.charAt(pos) === "\n") pos += 1;
@@ -868,6 +958,26 @@
   el.panelBackdrop.addEventListener("click", function () { setPanelOpen(false); });
 
   // ------------------------------------------------------------------ boot
+  // "Dariush · fa · فارسی (1005)": the language each demo user's Telegram client sends
+  // (from.language_code), with its name in that language when the browser knows it.
+  function languageName(code) {
+    try {
+      var name = new Intl.DisplayNames([code], { type: "language" }).of(code);
+      return name && name.toLowerCase() !== code.toLowerCase() ? name : "";
+    } catch (e) {
+      return "";
+    }
+  }
+
+  function userLabel(u) {
+    var label = u.name;
+    if (u.language_code) {
+      var native = languageName(u.language_code);
+      label += " · " + u.language_code + (native ? " · " + native : "");
+    }
+    return label + " (" + u.id + ")";
+  }
+
   function pickInitialUser(users) {
     var fromUrl = new URLSearchParams(location.search).get("user");
     var stored = null;
@@ -891,7 +1001,9 @@
       el.botAvatar.textContent = (data.bot.first_name || "B").charAt(0).toUpperCase();
       el.userPicker.textContent = "";
       data.users.forEach(function (u) {
-        el.userPicker.appendChild(h("option", { value: String(u.id), text: u.name + " (" + u.id + ")" }));
+        el.userPicker.appendChild(h("option", {
+          value: String(u.id), text: userLabel(u), "data-lang": u.language_code || null,
+        }));
       });
       if (data.panel) enablePanel(); else disablePanel();
       return selectUser(pickInitialUser(data.users));
