@@ -131,7 +131,7 @@ class Engine:
             f"engine_run_{id(self)}", default=False
         )
         self._rerun = False
-        self.inspect = Inspector(self)
+        self.inspect = Inspector(lambda: self._s)
 
     def _default_client(self, api_key: str) -> DaisySimClient:
         # No hidden retries/sleeps inside the client: the engine schedules its own

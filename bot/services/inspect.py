@@ -8,48 +8,53 @@ patience); everything else only reads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from bot.daisysim.client import DaisySimClient
 from bot.services.rounds import Rounds
+from bot.services.wiring import Services
 from storage.db import Database
 from storage.repositories import Repositories
 from storage.rows import ActivationRow, EventRow, LedgerRow, StrayRow
-
-if TYPE_CHECKING:
-    from bot.services.engine import Engine
 
 __all__ = ["Inspector"]
 
 
 class Inspector:
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, services: Callable[[], Services | None]) -> None:
+        self._services = services  # None until the engine has started
+
+    @property
+    def _live(self) -> Services:
+        services = self._services()
+        if services is None:
+            raise RuntimeError("the engine has not started")
+        return services
 
     @property
     def repos(self) -> Repositories:
-        return self._engine.services.rt.repos
+        return self._live.rt.repos
 
     @property
     def db(self) -> Database:
         """The engine's database (tests inject faults, e.g. ``PRAGMA query_only``)."""
-        return self._engine.services.rt.db
+        return self._live.rt.db
 
     @property
     def db_path(self) -> str:
-        return self._engine.services.rt.db.path
+        return self._live.rt.db.path
 
     @property
     def poll_rounds(self) -> Rounds:
         """The poll rounds' runner (tests shorten its ``patience``)."""
-        return self._engine.services.polling.rounds
+        return self._live.polling.rounds
 
     def tracked(self) -> dict[int, str]:
         """Open activations the engine is working on (id -> state)."""
-        if self._engine._s is None:
+        if self._services() is None:
             return {}
-        return {t.id: t.state.value for t in self._engine.services.rt.tracks.values()}
+        return {t.id: t.state.value for t in self._live.rt.tracks.values()}
 
     async def activation_row(self, activation_id: int) -> ActivationRow | None:
         return await self.repos.activations.get(activation_id)
@@ -78,5 +83,5 @@ class Inspector:
 
     def clients(self) -> list[DaisySimClient]:
         """The DaisySim clients of the accounts the engine has opened."""
-        accounts = self._engine.services.rt.accounts.values()
+        accounts = self._live.rt.accounts.values()
         return [acc.client for acc in accounts if acc.client is not None]

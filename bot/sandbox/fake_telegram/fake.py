@@ -157,7 +157,7 @@ class FakeTelegram:
 
     @property
     def users(self) -> list[FakeUser]:
-        return list(self.state.users.values())
+        return [u for u in self.state.users.values() if isinstance(u, FakeUser)]
 
     @property
     def requests(self) -> list[RecordedRequest]:

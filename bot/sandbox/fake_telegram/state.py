@@ -15,7 +15,7 @@ import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from bot.clock import Clock, SystemClock
 from bot.sandbox.fake_telegram.errors import JSON
@@ -27,10 +27,22 @@ from bot.sandbox.fake_telegram.snapshots import (
     WebhookDelivery,
 )
 
-if TYPE_CHECKING:
-    from bot.sandbox.fake_telegram.users import FakeUser
-
 T = TypeVar("T")
+
+
+class FakeUser(Protocol):
+    """What the state needs of a user (users.FakeUser, which drives the chat, is
+    built on the state: this protocol keeps the import one way)."""
+
+    id: int
+    first_name: str
+    username: str | None
+    language_code: str | None
+    last_name: str | None
+
+    def to_user_json(self) -> JSON: ...
+
+    def to_chat_json(self) -> JSON: ...
 
 TOKEN_RE = re.compile(r"^\d+:[A-Za-z0-9_\-]+$")
 DEFAULT_EXCLUDED_UPDATES = frozenset({"chat_member", "message_reaction", "message_reaction_count"})

@@ -232,7 +232,7 @@ def get_user(
 ) -> FakeUser:
     """Get or create a user (and the private chat with them)."""
     existing = state.users.get(user_id)
-    if existing is not None:
+    if isinstance(existing, FakeUser):
         return existing
     if user_id <= 0:
         raise ValueError("user ids are positive")
