@@ -75,7 +75,7 @@ def _legacy_update_slots() -> None:
         return PerUserUpdateProcessor(app.MAX_CONCURRENT_UPDATES, max_queued_per_user=10**9,
                                       max_admitted=app.MAX_CONCURRENT_UPDATES)
 
-    app.update_processor = legacy  # type: ignore[assignment]
+    app.update_processor = legacy
 
 
 def main(argv: list[str]) -> int:

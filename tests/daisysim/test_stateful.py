@@ -120,6 +120,7 @@ class ClientMachine(RuleBasedStateMachine):
             return
         assert p.reconciled == (fault == "drop")
         event(f"purchase: bought{' (reconciled)' if p.reconciled else ''}")
+        assert p.amount_charged is not None
         self._record_purchase(p.activation_id, p.amount_charged)
         assert self.sim.balance(KEY) == before - p.amount_charged
 

@@ -46,8 +46,9 @@ async def test_operator_wallet_admin_credit_and_history(make_harness: HarnessFac
                 "/debit 1 0.001"):
         await admin.send(bad)
         msg = await admin.wait_for(pattern("admin_bad_amount"), WAIT)
-        usage = text("admin_usage_debit" if bad.startswith("/debit") else "admin_usage_credit")
-        assert msg.text == text("admin_bad_amount", usage=usage), bad
+        usage_text = text("admin_usage_debit" if bad.startswith("/debit")
+                          else "admin_usage_credit")
+        assert msg.text == text("admin_bad_amount", usage=usage_text), bad
     # Alice never started the bot: no wallet is created for her (a typo'd id).
     await admin.send(f"/credit {ALICE} 12.50 bank transfer")
     unknown = await admin.wait_for(pattern("admin_unknown_user"), WAIT)

@@ -354,7 +354,7 @@ async def test_upstream_errors_have_their_own_message(
     confirm = await alice.wait_for(pattern("buy_confirm"), WAIT)
     h.sim.add_fault("purchase", **fault)  # type: ignore[arg-type]
     await alice.press(CONFIRM, message_id=confirm.message_id)
-    msg = await alice.wait_for(text(expected, **values), WAIT)
+    msg = await alice.wait_for(text(expected, **{k: str(v) for k, v in values.items()}), WAIT)
     assert msg.message_id == confirm.message_id and msg.buttons
     await h.settle()
     assert (await h.engine.wallet(ALICE)).balance == Decimal("10.00")  # nothing charged

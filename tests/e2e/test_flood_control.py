@@ -228,7 +228,9 @@ async def test_a_429_storm_on_one_chat_does_not_hold_up_codes_for_the_others(
     h.fake.inject_error("editMessageText", 429, retry_after=1, count=2)
     codes = {u.id: f"{700_000 + u.id}" for u in users}
     for u in users:
-        h.sim.deliver_sms(remote[u.id], codes[u.id])
+        remote_id = remote[u.id]
+        assert remote_id is not None
+        h.sim.deliver_sms(remote_id, codes[u.id])
     await h.advance(15)  # one poll round sees every code
     for _ in range(3):  # the short 429s: deferred by a second each, in virtual time
         await h.advance(2)
