@@ -6,11 +6,16 @@ Re-exported by :mod:`bot.telegram.texts` (the public entry point).
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+
+from babel.dates import format_timedelta
+from babel.numbers import format_currency
 
 __all__ = [
     "Raw",
+    "Signed",
     "fmt_clock",
     "fmt_duration",
     "fmt_lock",
@@ -27,22 +32,27 @@ class Raw(str):
     __slots__ = ()
 
 
-_CENT = Decimal("0.01")
 _FOUR = Decimal("0.0001")
 
 
-def money(amount: Decimal | None, *, signed: bool = False) -> str:
-    """``Decimal("1.0830")`` → ``"$1.083"``; at least 2 and at most 4 decimals."""
+@dataclass(frozen=True)
+class Signed:
+    """A money value shown with its sign (``+$5.00`` / ``-$1.08``): wallet movements."""
+
+    amount: Decimal
+
+
+def money(amount: Decimal | None, lang: str = "en", *, signed: bool = False) -> str:
+    """USD for ``lang`` (Babel/CLDR): ``Decimal("1.0830")`` → ``"$1.083"`` (en),
+    ``"1,083 US$"`` (es). The ONE rule, on every screen: the amount's own decimals,
+    at least 2 and at most 4 (a price is charged exactly, so it is shown exactly)."""
     if amount is None:
         return "—"
-    value = amount.quantize(_FOUR, rounding=ROUND_HALF_UP)
-    text = f"{abs(value):f}"
-    whole, _, frac = text.partition(".")
-    frac = frac.rstrip("0")
-    if len(frac) < 2:
-        frac = frac.ljust(2, "0")
-    sign = "-" if value < 0 else ("+" if signed and value > 0 else "")
-    return f"{sign}${whole}.{frac}"
+    value = amount.quantize(_FOUR, rounding=ROUND_HALF_UP).normalize()
+    text = format_currency(
+        value, "USD", locale=lang, currency_digits=False, decimal_quantization=False
+    )
+    return f"+{text}" if signed and value > 0 else text
 
 
 def fmt_duration(seconds: float) -> str:
@@ -55,13 +65,16 @@ def fmt_duration(seconds: float) -> str:
     return f"{rest // 60}:{rest % 60:02d}"
 
 
-def fmt_lock(seconds: float) -> str:
-    """The cancel lock in words: ``180`` → ``"3 minutes"``, ``30`` → ``"30 seconds"``."""
+def fmt_lock(seconds: float, lang: str = "en") -> str:
+    """The cancel lock in words (Babel): ``180`` → ``"3 minutes"``, ``30`` →
+    ``"30 seconds"``, ``90`` → ``"90 seconds"`` (minutes only when exact)."""
     secs = max(0, round(seconds))
+    # a threshold no unit reaches: Babel formats in the granularity, unrounded
     if secs and secs % 60 == 0:
-        minutes = secs // 60
-        return "1 minute" if minutes == 1 else f"{minutes} minutes"
-    return "1 second" if secs == 1 else f"{secs} seconds"
+        return format_timedelta(timedelta(minutes=secs // 60), granularity="minute",
+                                threshold=1e12, locale=lang)
+    return format_timedelta(timedelta(seconds=secs), granularity="second",
+                            threshold=1e12, locale=lang)
 
 
 # Times are exact to the precision they show: a whole second is rounded in the
