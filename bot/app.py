@@ -41,6 +41,7 @@ from bot.telegram.flood import flood_notifier, key_message
 from bot.telegram.jobs import EngineScheduler, kick
 from bot.telegram.menu.views import bot_commands
 from bot.telegram.ratelimit import TelegramRateLimiter
+from bot.telegram.texts import use_date_time_entities
 from bot.telegram.updates import PerUserUpdateProcessor
 
 __all__ = [
@@ -85,6 +86,7 @@ def build_application(
     if settings.webhook_secret is not None:
         register_secret(settings.webhook_secret.get_secret_value())
     quiet_http_loggers()
+    use_date_time_entities(settings.date_time_entities)
 
     clock = clock or SystemClock()
     context_types = ContextTypes(context=BotContext, bot_data=BotData)

@@ -34,6 +34,7 @@ from bot.telegram.catalogues import LANGUAGES, RTL_LANGUAGES, load
 from bot.telegram.common.format import (
     Raw,
     Signed,
+    clock_entity,
     fmt_clock,
     fmt_duration,
     fmt_lock,
@@ -41,6 +42,8 @@ from bot.telegram.common.format import (
     fmt_wait,
     money,
     seconds_until,
+    time_entity,
+    use_date_time_entities,
 )
 
 __all__ = [
@@ -53,6 +56,7 @@ __all__ = [
     "PLURALS",
     "Raw",
     "Signed",
+    "clock_entity",
     "fmt_clock",
     "fmt_duration",
     "fmt_lock",
@@ -68,6 +72,8 @@ __all__ = [
     "seconds_until",
     "strip_html",
     "t",
+    "time_entity",
+    "use_date_time_entities",
 ]
 
 DEFAULT_LANG: Final = "en"

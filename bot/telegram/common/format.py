@@ -5,6 +5,7 @@ Re-exported by :mod:`bot.telegram.texts` (the public entry point).
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from babel.numbers import format_currency
 __all__ = [
     "Raw",
     "Signed",
+    "clock_entity",
     "fmt_clock",
     "fmt_duration",
     "fmt_lock",
@@ -23,6 +25,8 @@ __all__ = [
     "fmt_wait",
     "money",
     "seconds_until",
+    "time_entity",
+    "use_date_time_entities",
 ]
 
 
@@ -120,3 +124,35 @@ def seconds_until(until: float, now: float) -> int:
     """Whole seconds from the second ``now`` is in to the first whole second at or
     after ``until`` (what :func:`fmt_wait` shows as ``left``); at least 1."""
     return max(1, _whole_second(until, True) - _whole_second(now, False))
+
+
+# Times in MESSAGES as Telegram date_time entities (Bot API: HTML
+# ``<tg-time unix="…" format="…">fallback</tg-time>``): the reader's app shows
+# them in their own time zone and language; the fallback text is the exact UTC
+# time. Button labels and toasts cannot hold entities: they keep the UTC clock
+# (fmt_time). Off until the deployment's Bot API (and the test stand-in) accept
+# tg-time: DATE_TIME_ENTITIES (bot.config), applied at startup.
+_ENTITIES = {"on": False}
+
+
+def use_date_time_entities(on: bool) -> None:
+    _ENTITIES["on"] = on
+
+
+def _tg_time(seconds: int, fallback: str, fmt: str) -> Raw:
+    if not _ENTITIES["on"]:
+        return Raw(html.escape(fallback))
+    return Raw(f'<tg-time unix="{seconds}" format="{fmt}">{html.escape(fallback)}</tg-time>')
+
+
+def time_entity(timestamp: float, *, round_up: bool = False) -> Raw:
+    """A time of day (as :func:`fmt_time`, the fallback): format ``t`` on the whole
+    minute, else ``T`` (with seconds)."""
+    secs = _whole_second(timestamp, round_up)
+    return _tg_time(secs, fmt_time(secs), "t" if secs % 60 == 0 else "T")
+
+
+def clock_entity(timestamp: float) -> Raw:
+    """A past event's date and time (as :func:`fmt_clock`): ``dt`` / ``dT``."""
+    secs = _whole_second(timestamp, False)
+    return _tg_time(secs, fmt_clock(secs), "dt" if secs % 60 == 0 else "dT")

@@ -6,7 +6,7 @@ from bot.services.api import Activation, ActivationState, OrderPage, RefundReaso
 from bot.telegram.common.views import Screen
 from bot.telegram.history.callbacks import HistName
 from bot.telegram.history.keyboards import FILTER_LABELS, history_kb
-from bot.telegram.texts import N_, Raw, fmt_clock, label, nt, strip_html, t
+from bot.telegram.texts import N_, Raw, clock_entity, label, nt, strip_html, t
 
 __all__ = ["history", "short_status"]
 
@@ -50,7 +50,7 @@ def history(lang: str, page: OrderPage, current: HistName | None = None) -> Scre
             t(
                 lang,
                 "history_line",
-                date=fmt_clock(a.purchased_at),
+                date=clock_entity(a.purchased_at),
                 name=a.service_name,
                 phone=a.phone or "—",
                 price=a.price,

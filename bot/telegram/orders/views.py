@@ -16,7 +16,16 @@ from bot.services.api import (
 )
 from bot.telegram.common.views import Screen
 from bot.telegram.orders import keyboards as kb
-from bot.telegram.texts import N_, Raw, fmt_lock, fmt_time, fmt_wait, plain, seconds_until, t
+from bot.telegram.texts import (
+    N_,
+    Raw,
+    fmt_lock,
+    fmt_wait,
+    plain,
+    seconds_until,
+    t,
+    time_entity,
+)
 
 __all__ = [
     "active_list",
@@ -44,7 +53,7 @@ def status(lang: str, a: Activation, now: float) -> Raw:
     """The order's status line (also on the Active numbers list)."""
     state = a.state
     if state == ActivationState.WAITING:
-        return t(lang, "status_waiting", at=fmt_time(a.expires_at))
+        return t(lang, "status_waiting", at=time_entity(a.expires_at))
     if state == ActivationState.REFUNDED:
         amount = a.refund_amount if a.refund_amount is not None else a.price
         key = (
@@ -81,8 +90,10 @@ def order(lang: str, a: Activation, now: float) -> Screen:
         if a.cancel_available(now):
             lines.append(t(lang, "order_cancel_open"))
         else:
-            at, left, as_of = fmt_wait(a.cancel_after, now)
-            lines.append(t(lang, "order_cancel_locked", at=at, left=left, now=as_of))
+            _, left, _ = fmt_wait(a.cancel_after, now)  # the same seconds as these two:
+            lines.append(t(lang, "order_cancel_locked", left=left,
+                           at=time_entity(a.cancel_after, round_up=True),
+                           now=time_entity(now)))
     return Screen(Raw("\n".join(lines)), kb.order_kb(lang, a, now))
 
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from bot.services.api import LedgerEntry, RefundReason, WalletView
 from bot.telegram.common.views import Screen
-from bot.telegram.texts import N_, Raw, Signed, fmt_clock, label, t
+from bot.telegram.texts import N_, Raw, Signed, clock_entity, label, t
 from bot.telegram.wallet.keyboards import wallet_kb
 
 __all__ = ["ledger_label", "wallet"]
@@ -40,7 +40,7 @@ def wallet(lang: str, view: WalletView, *, has_key: bool, user_id: int | None = 
                 t(
                     lang,
                     "wallet_ledger_line",
-                    date=fmt_clock(entry.created_at),
+                    date=clock_entity(entry.created_at),
                     amount=Signed(entry.amount),
                     what=ledger_label(lang, entry),
                 )
