@@ -78,6 +78,6 @@ def load(lang: str, locale_dir: Path = LOCALE_DIR) -> gettext.GNUTranslations:
     if mo.exists() and (not po.exists() or mo.stat().st_mtime >= po.stat().st_mtime):
         data = mo.read_bytes()
     else:
-        log.warning("%s is missing or stale: compiling %s in memory", mo.name, po.name)
+        log.debug("%s is missing or stale: compiling %s in memory", mo.name, po.name)
         data = compile_catalogue(po)
     return gettext.GNUTranslations(io.BytesIO(data))

@@ -133,3 +133,24 @@ def test_the_language_picker_offers_exactly_the_shipped_languages() -> None:
     from bot.telegram.texts import LANGUAGE_NAMES
 
     assert tuple(LANG_CODES) == LANGUAGES == tuple(LANGUAGE_NAMES)
+
+
+BUTTON_REFERENCES = [
+    ("help", "btn_buy"),
+    ("help", "btn_cancel_refund"),
+    ("active_empty", "btn_buy"),
+    ("buy_list_empty", "btn_all_services"),
+    ("buy_pools_title", "btn_cheapest"),
+]
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_a_text_that_names_a_button_uses_its_label(lang: str) -> None:
+    """"Tap Buy" next to a "🛒 Buy a number" button confuses: the words must match."""
+    import html
+    import re
+
+    for text_key, button_key in BUTTON_REFERENCES:
+        words = CATALOGUE[lang][button_key].split(" · ")[0]
+        words = re.sub(r"^[^\w]+", "", words, flags=re.UNICODE).strip()
+        assert words in html.unescape(CATALOGUE[lang][text_key]), (lang, text_key, words)
