@@ -34,12 +34,14 @@ from bot.logging_setup import install_redaction, quiet_http_loggers, register_se
 from bot.services.api import EngineAPI
 from bot.telegram import routes
 from bot.telegram.application import DaisyApplication
+from bot.telegram.catalogues import LANGUAGES
 from bot.telegram.context import BotContext, BotData, DaisyApp
 from bot.telegram.events import EventRenderer
 from bot.telegram.flood import flood_notifier, key_message
 from bot.telegram.jobs import EngineScheduler, kick
 from bot.telegram.menu.views import bot_commands
 from bot.telegram.ratelimit import TelegramRateLimiter
+from bot.telegram.texts import use_date_time_entities
 from bot.telegram.updates import PerUserUpdateProcessor
 
 __all__ = [
@@ -84,6 +86,7 @@ def build_application(
     if settings.webhook_secret is not None:
         register_secret(settings.webhook_secret.get_secret_value())
     quiet_http_loggers()
+    use_date_time_entities(settings.date_time_entities)
 
     clock = clock or SystemClock()
     context_types = ContextTypes(context=BotContext, bot_data=BotData)
@@ -158,9 +161,16 @@ async def startup(application: DaisyApp) -> None:
     await engine.start()
     data.started = True
     try:
+        # the default list (DEFAULT_LOCALE), then once per language (language_code:
+        # the two-letter code; "pt_BR" → "pt")
         await application.bot.set_my_commands(
             bot_commands(settings.default_locale, users_bring_keys=engine.users_bring_keys)
         )
+        for lang in LANGUAGES:
+            await application.bot.set_my_commands(
+                bot_commands(lang, users_bring_keys=engine.users_bring_keys),
+                language_code=lang.split("_")[0].lower(),
+            )
     except TelegramError as exc:
         log.warning("setMyCommands failed: %s", exc)
     # First tick right away: events left undelivered before a restart go out now.

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
 
     # --- UI ---
     default_locale: str = "en"
+    # Times in messages as Telegram date_time entities (<tg-time>): shown in each
+    # reader's time zone and language; off: the UTC text only.
+    date_time_entities: bool = True
     conversation_timeout_seconds: float = 600.0
 
     # --- Deployment ---

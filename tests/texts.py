@@ -27,7 +27,19 @@ import re
 import string
 from decimal import Decimal
 
-from bot.telegram.texts import CATALOGUE, DEFAULT_LANG, Raw, label, money, strip_html, t
+from bot.telegram.texts import (
+    CATALOGUE,
+    DEFAULT_LANG,
+    PLURALS,
+    Raw,
+    Signed,
+    isolate,
+    label,
+    money,
+    nt,
+    strip_html,
+    t,
+)
 
 __all__ = [
     "button",
@@ -35,6 +47,7 @@ __all__ = [
     "lead",
     "part",
     "pattern",
+    "plural",
     "service_button",
     "service_label",
     "template",
@@ -73,12 +86,24 @@ def button(key: str, /, *, lang: str = DEFAULT_LANG, **values: object) -> str:
     return label(lang, key, **values)
 
 
-def _plain_value(value: object, *, is_label: bool) -> str:
-    if isinstance(value, Decimal):
-        return money(value)
+def plural(key: str, n: int, /, *, lang: str = DEFAULT_LANG, **values: object) -> str:
+    """Plural text ``key`` for count ``n`` in ``lang`` (``history_count``), as shown."""
+    if key not in PLURALS[DEFAULT_LANG]:
+        raise KeyError(f"unknown plural text key {key!r}")
+    return strip_html(nt(lang, key, f"{key}_plural", n, **values)).strip(_TRIM)
+
+
+def _plain_value(value: object, *, is_label: bool, lang: str = DEFAULT_LANG) -> str:
+    """A value as the bot shows it in ``lang`` (money per locale, isolated if RTL)."""
     if isinstance(value, Raw) and not is_label:
         return strip_html(value)
-    return str(value)
+    if isinstance(value, Raw):
+        return str(value)
+    if isinstance(value, Signed):
+        return isolate(lang, money(value.amount, lang, signed=True))
+    if isinstance(value, Decimal):
+        return isolate(lang, money(value, lang))
+    return isolate(lang, str(value))
 
 
 def pattern(
@@ -121,7 +146,7 @@ def pattern(
         if isinstance(value, re.Pattern):
             parts.append(f"(?:{value.pattern})")
         elif name in known:
-            parts.append(re.escape(_plain_value(value, is_label=is_label)))
+            parts.append(re.escape(_plain_value(value, is_label=is_label, lang=lang)))
         elif not named:
             parts.append(r"[\s\S]*?")
         elif name in seen:

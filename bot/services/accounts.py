@@ -44,8 +44,16 @@ class Accounts:
         self._operator: tuple[int, str] | None = None  # (account id, key)
 
     # ------------------------------------------------------------------ users
-    async def ensure_user(self, user_id: int, *, locale: str | None = None) -> None:
-        await self.rt.repos.users.ensure(user_id, self.rt.clock.now(), locale)
+    async def ensure_user(self, user_id: int, *, locale: str | None = None) -> str | None:
+        """Register the user; the locale now stored for them (a chosen one wins)."""
+        row = await self.rt.repos.users.ensure(user_id, self.rt.clock.now(), locale)
+        return row.locale
+
+    async def choose_locale(self, user_id: int, locale: str) -> None:
+        await self.rt.repos.users.choose_locale(user_id, self.rt.clock.now(), locale)
+
+    async def user_locale(self, user_id: int) -> str | None:
+        return await self.rt.repos.users.locale(user_id)
 
     async def user_exists(self, user_id: int) -> bool:
         return await self.rt.repos.users.get(user_id) is not None

@@ -326,7 +326,15 @@ class EngineAPI(Protocol):
         (``ADMIN_IDS``); admin calls re-check it and raise NotAllowed."""
 
     # users / keys ----------------------------------------------------------
-    async def ensure_user(self, user_id: int, *, locale: str | None = None) -> None: ...
+    async def ensure_user(self, user_id: int, *, locale: str | None = None) -> str | None:
+        """Register the user with Telegram's ``locale`` (language_code); returns the
+        locale stored for them (their own /language choice wins over ``locale``)."""
+
+    async def choose_locale(self, user_id: int, locale: str) -> None:
+        """Store the user's explicit language choice (kept over later language_codes)."""
+
+    async def user_locale(self, user_id: int) -> str | None:
+        """The stored locale of the user (None: unknown user or never sent)."""
 
     async def user_exists(self, user_id: int) -> bool:
         """Has this Telegram user been registered (``ensure_user``) before?"""

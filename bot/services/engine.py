@@ -237,8 +237,14 @@ class Engine:
     def is_admin(self, user_id: int) -> bool:
         return Accounts.is_admin(self.settings, user_id)
 
-    async def ensure_user(self, user_id: int, *, locale: str | None = None) -> None:
-        await self.services.accounts.ensure_user(user_id, locale=locale)
+    async def ensure_user(self, user_id: int, *, locale: str | None = None) -> str | None:
+        return await self.services.accounts.ensure_user(user_id, locale=locale)
+
+    async def choose_locale(self, user_id: int, locale: str) -> None:
+        await self.services.accounts.choose_locale(user_id, locale)
+
+    async def user_locale(self, user_id: int) -> str | None:
+        return await self.services.accounts.user_locale(user_id)
 
     async def user_exists(self, user_id: int) -> bool:
         return await self.services.accounts.user_exists(user_id)

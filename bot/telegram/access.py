@@ -12,7 +12,7 @@ from telegram.ext import ApplicationHandlerStop
 
 from bot.telegram.common.handlers import answer, lang_of, may_use
 from bot.telegram.context import BotContext
-from bot.telegram.texts import plain, t
+from bot.telegram.texts import N_, pick_lang, plain, t
 
 __all__ = ["gate"]
 
@@ -29,16 +29,18 @@ async def gate(update: object, context: BotContext) -> None:
         raise ApplicationHandlerStop
     lang = lang_of(update, context)
     if chat.type != ChatType.PRIVATE:
-        await _refuse(update, lang, "group_refusal", only_commands=True)
+        await _refuse(update, lang, N_("group_refusal"), only_commands=True)
         raise ApplicationHandlerStop
     if not may_use(user.id, context.settings):
         log.info("refused update from user %s (not in the allowlist)", user.id)
-        await _refuse(update, lang, "access_denied", user_id=user.id)
+        await _refuse(update, lang, N_("access_denied"), user_id=user.id)
         raise ApplicationHandlerStop
     if update.message is None and update.callback_query is None:
         raise ApplicationHandlerStop  # edits, member updates...: nothing to do
     if user.id not in context.bot_data.known_users:
-        await context.engine.ensure_user(user.id, locale=user.language_code)
+        stored = await context.engine.ensure_user(user.id, locale=user.language_code)
+        context.bot_data.langs[user.id] = pick_lang(stored or user.language_code,
+                                                    context.settings.default_locale)
         context.bot_data.known_users.add(user.id)
 
 

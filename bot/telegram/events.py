@@ -35,11 +35,10 @@ from telegram import Message
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
 from bot.services.api import Activation, EngineError, Event, EventKind, RetryLater
-from bot.telegram.common.handlers import is_not_modified
+from bot.telegram.common.handlers import is_not_modified, user_lang
 from bot.telegram.context import BotData, DaisyApp
 from bot.telegram.orders import views
 from bot.telegram.ratelimit import Outgoing, Priority, retry_after_seconds
-from bot.telegram.texts import pick_lang
 
 __all__ = ["EventRenderer"]
 
@@ -79,10 +78,12 @@ class EventRenderer:
     def _own_key(self) -> bool:
         return self._data.engine.users_bring_keys
 
-    def _lang(self, user_id: int) -> str:
+    async def _lang(self, user_id: int) -> str:
+        """The user's language from the DB (a push after a restart, before the user
+        wrote again, still speaks their language)."""
         settings = self._data.settings
         default = settings.default_locale if settings is not None else "en"
-        return self._data.langs.get(user_id) or pick_lang(None, default)
+        return await user_lang(self._data, user_id, default)
 
     async def __call__(self, event: Event) -> None:
         a = event.activation
@@ -100,7 +101,7 @@ class EventRenderer:
 
     async def _render(self, event: Event) -> None:
         a = event.activation
-        lang = self._lang(a.user_id)
+        lang = await self._lang(a.user_id)
         bot = self._app.bot
         chat_id = a.chat_id if a.chat_id is not None else a.user_id
         kind = event.kind

@@ -51,10 +51,12 @@ from bot.telegram.keys.handlers import (
     key_paste,
     operator_key_command,
 )
-from bot.telegram.menu.callbacks import MenuCb, Noop
+from bot.telegram.menu.callbacks import LangCb, MenuCb, Noop
 from bot.telegram.menu.handlers import (
     cancel_command,
     help_command,
+    language_callback,
+    language_command,
     menu_callback,
     noop_callback,
     stale_callback,
@@ -112,9 +114,11 @@ def register(application: DaisyApp, *, users_bring_keys: bool) -> None:
         CommandHandler("wallet", wallet_command, filters=private),
         CommandHandler("history", history_command, filters=private),
         CommandHandler("cancel", cancel_command, filters=private),
+        CommandHandler("language", language_command, filters=private),
         CommandHandler("admin", admin_command, filters=private),
         CommandHandler(["credit", "debit"], adjust_command, filters=private),
         CallbackQueryHandler(menu_callback, pattern=MenuCb.pattern()),
+        CallbackQueryHandler(language_callback, pattern=LangCb.pattern()),
         CallbackQueryHandler(order_callback, pattern=ORDER_PATTERN),
         CallbackQueryHandler(history_callback, pattern=HISTORY_PATTERN),
         *key_main,
@@ -129,4 +133,6 @@ def register(application: DaisyApp, *, users_bring_keys: bool) -> None:
 
 
 # Every callback type the bot builds and routes (tests round-trip each one).
-CALLBACK_TYPES: tuple[type[CallbackData], ...] = (MenuCb, Noop, *BUY_TYPES, OrderCb, HistCb, KeyCb)
+CALLBACK_TYPES: tuple[type[CallbackData], ...] = (
+    MenuCb, LangCb, Noop, *BUY_TYPES, OrderCb, HistCb, KeyCb
+)

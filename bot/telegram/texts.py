@@ -1,20 +1,28 @@
 """Every user-facing text of the bot, per language: the one public entry point.
 
-Each feature package keeps its English texts in its own ``texts.py`` (``TEXTS``);
-shared ones are in :mod:`bot.telegram.common.texts`. They are merged here into
-:data:`EN` — a key defined twice is an error at import — and :data:`CATALOGUE`
-maps a language to its table. Key names are stable message ids: never rename one.
+The texts live in gettext catalogues, ``bot/telegram/locales/<lang>.po`` (see
+:mod:`bot.telegram.catalogues`); message ids are stable KEYS: never rename one.
+Code names a text only through :func:`t`, :func:`label`, :func:`plain` or
+:func:`nt` with a literal key, so ``pybabel extract`` sees every key::
+
+    pybabel extract --no-default-keywords -k t:2 -k label:2 -k plain:2 -k nt:2,3 \
+        -k notice:2 -k with_home:2 -k N_ -o messages.pot bot/telegram
+
+(a key kept in a table is marked with :func:`N_`; see
+:data:`bot.telegram.catalogues.EXTRACT_KEYWORDS`).
 
 Texts are HTML (the bot sends with ``parse_mode=HTML``). Placeholders use
 ``str.format`` syntax; :func:`t` escapes every value with :func:`html.escape`
-unless it is wrapped in :class:`Raw` (already-safe HTML built from this
-catalogue). English is complete; add a language by adding a dict with the same
-keys to :data:`CATALOGUE` (``tests/e2e/test_texts.py`` checks keys and
-placeholders match English, and that every key is used).
+unless it is wrapped in :class:`Raw` (already-safe HTML built from the
+catalogue). A :class:`~decimal.Decimal` value is money, formatted for the
+language (:func:`money`). In a right-to-left language every plain value (a
+phone number, a code, a price, an id, a name) is wrapped in Unicode bidi
+isolates (FSI … PDI) here, the one place that does it.
 """
 
 from __future__ import annotations
 
+import gettext
 import html
 import re
 import string
@@ -22,10 +30,11 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Final
 
-from bot.telegram.admin.texts import TEXTS as ADMIN
-from bot.telegram.buy.texts import TEXTS as BUY
+from bot.telegram.catalogues import LANGUAGES, RTL_LANGUAGES, load
 from bot.telegram.common.format import (
     Raw,
+    Signed,
+    clock_entity,
     fmt_clock,
     fmt_duration,
     fmt_lock,
@@ -33,84 +42,121 @@ from bot.telegram.common.format import (
     fmt_wait,
     money,
     seconds_until,
+    time_entity,
+    use_date_time_entities,
 )
-from bot.telegram.common.texts import TEXTS as COMMON
-from bot.telegram.history.texts import TEXTS as HISTORY
-from bot.telegram.keys.texts import TEXTS as KEYS
-from bot.telegram.menu.texts import TEXTS as MENU
-from bot.telegram.orders.texts import TEXTS as ORDERS
-from bot.telegram.wallet.texts import TEXTS as WALLET
 
 __all__ = [
     "CATALOGUE",
     "DEFAULT_LANG",
     "EN",
-    "FEATURE_TEXTS",
+    "LANGUAGES",
+    "LANGUAGE_NAMES",
+    "N_",
+    "PLURALS",
     "Raw",
+    "Signed",
+    "clock_entity",
     "fmt_clock",
     "fmt_duration",
     "fmt_lock",
     "fmt_time",
     "fmt_wait",
+    "isolate",
     "label",
-    "merge_catalogues",
     "money",
+    "nt",
     "pick_lang",
     "placeholders",
     "plain",
     "seconds_until",
     "strip_html",
     "t",
+    "time_entity",
+    "use_date_time_entities",
 ]
 
 DEFAULT_LANG: Final = "en"
 
-# The English table of each package (bot.telegram.<name>.texts).
-FEATURE_TEXTS: Final[Mapping[str, Mapping[str, str]]] = {
-    "common": COMMON,
-    "menu": MENU,
-    "buy": BUY,
-    "orders": ORDERS,
-    "wallet": WALLET,
-    "history": HISTORY,
-    "keys": KEYS,
-    "admin": ADMIN,
+# Each language's name in itself (the /language picker; not translated).
+LANGUAGE_NAMES: Final[Mapping[str, str]] = {
+    "en": "English",
+    "ru": "Русский",
+    "es": "Español",
+    "pt_BR": "Português (Brasil)",
+    "fa": "فارسی",
+}
+
+_TRANSLATIONS: Final[dict[str, gettext.GNUTranslations]] = {
+    lang: load(lang) for lang in LANGUAGES
 }
 
 
-def merge_catalogues(parts: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
-    """One table from the per-feature ones; a key in two of them raises ValueError."""
-    merged: dict[str, str] = {}
-    owner: dict[str, str] = {}
-    for name, table in parts.items():
-        for key, template in table.items():
-            if key in merged:
-                raise ValueError(f"text key {key!r} is defined in both {owner[key]} and {name}")
-            merged[key] = template
-            owner[key] = name
-    return merged
+def _tables() -> tuple[dict[str, dict[str, str]], dict[str, dict[str, tuple[str, ...]]]]:
+    singles: dict[str, dict[str, str]] = {}
+    plurals: dict[str, dict[str, tuple[str, ...]]] = {}
+    for lang, tr in _TRANSLATIONS.items():
+        catalog: dict[object, str] = tr._catalog  # type: ignore[attr-defined]
+        singles[lang] = {k: v for k, v in catalog.items() if isinstance(k, str) and k}
+        forms: dict[str, dict[int, str]] = {}
+        for k, v in catalog.items():
+            if isinstance(k, tuple):
+                forms.setdefault(k[0], {})[k[1]] = v
+        plurals[lang] = {k: tuple(f[i] for i in sorted(f)) for k, f in forms.items()}
+    return singles, plurals
 
 
-EN: Final[dict[str, str]] = merge_catalogues(FEATURE_TEXTS)
+# {lang: {key: template}} and {lang: {key: plural forms}}: read-only views of
+# the compiled catalogues (for the catalogue check and tests/texts.py).
+CATALOGUE, PLURALS = _tables()
+EN: Final[dict[str, str]] = CATALOGUE[DEFAULT_LANG]
 
-CATALOGUE: dict[str, dict[str, str]] = {"en": EN}
+
+def N_(key: str, /) -> str:
+    """Mark a text key named outside a :func:`t` call (a table of keys) so
+    ``pybabel extract -k N_`` sees it; returns the key unchanged."""
+    return key
 
 
 def pick_lang(code: str | None, default: str = DEFAULT_LANG) -> str:
-    """The catalogue language for a Telegram ``language_code`` (``"en-US"`` → ``"en"``)."""
+    """The catalogue language for a Telegram ``language_code``: ``"en-US"`` → ``"en"``,
+    ``"pt-br"`` → ``"pt_BR"``, ``"pt"`` → ``"pt_BR"``; else ``default``."""
     if code:
-        base = code.split("-")[0].lower()
-        if base in CATALOGUE:
-            return base
+        wanted = code.replace("-", "_").lower()
+        by_lower = {lang.lower(): lang for lang in LANGUAGES}
+        if wanted in by_lower:
+            return by_lower[wanted]
+        base = wanted.split("_")[0]
+        for lang in LANGUAGES:
+            if lang.split("_")[0].lower() == base:
+                return lang
     return default if default in CATALOGUE else DEFAULT_LANG
 
 
-def _escape(value: object) -> str:
+_FSI, _PDI = "\u2068", "\u2069"
+
+
+def isolate(lang: str, text: str) -> str:
+    """``text`` wrapped in bidi isolates when ``lang`` is right-to-left."""
+    return f"{_FSI}{text}{_PDI}" if lang in RTL_LANGUAGES and text else text
+
+
+def _plain_value(lang: str, value: object) -> str:
+    if isinstance(value, Signed):
+        return money(value.amount, lang, signed=True)
+    if isinstance(value, Decimal):
+        return money(value, lang)
+    return str(value)
+
+
+def _escape(lang: str, value: object) -> str:
     if isinstance(value, Raw):
         return str(value)
-    if isinstance(value, Decimal):
-        return html.escape(money(value))
-    return html.escape(str(value), quote=False)
+    return isolate(lang, html.escape(_plain_value(lang, value), quote=False))
+
+
+def _translations(lang: str) -> gettext.GNUTranslations:
+    return _TRANSLATIONS.get(lang) or _TRANSLATIONS[DEFAULT_LANG]
 
 
 def _template(lang: str, key: str) -> str:
@@ -120,15 +166,37 @@ def _template(lang: str, key: str) -> str:
     return template
 
 
+# An isolated value that is a tag's whole content goes outside the tag, so the
+# entity's text (a tap-to-copy <code> number or code) holds no invisible marks.
+_ISOLATED_TAG = re.compile(f"<(code|b|i)>{_FSI}([^<{_FSI}{_PDI}]*){_PDI}</\\1>")
+
+
+def _render(lang: str, template: str, values: Mapping[str, object]) -> Raw:
+    text = template.format(**{n: _escape(lang, v) for n, v in values.items()})
+    if lang in RTL_LANGUAGES:
+        text = _ISOLATED_TAG.sub(f"{_FSI}<\\1>\\2</\\1>{_PDI}", text)
+    return Raw(text)
+
+
 def t(lang: str, key: str, /, **values: object) -> Raw:
     """Render text ``key`` in ``lang`` (English fallback), HTML-escaping every value."""
-    return Raw(_template(lang, key).format(**{name: _escape(v) for name, v in values.items()}))
+    return _render(lang, _template(lang, key), values)
+
+
+def nt(lang: str, key: str, plural_key: str, n: int, /, **values: object) -> Raw:
+    """Render plural text ``key`` for count ``n`` (the language's plural rule);
+    ``n`` is also available to the template as ``{n}``."""
+    if key not in PLURALS.get(lang, {}) and key not in PLURALS[DEFAULT_LANG]:
+        raise KeyError(key)
+    tr = _translations(lang) if key in PLURALS.get(lang, {}) else _TRANSLATIONS[DEFAULT_LANG]
+    template = tr.ngettext(key, plural_key, n)
+    return _render(lang, template, {"n": n, **values})
 
 
 def label(lang: str, key: str, /, **values: object) -> str:
     """Render a button label or plain (non-HTML) text: values are not escaped."""
     return _template(lang, key).format(
-        **{n: (money(v) if isinstance(v, Decimal) else str(v)) for n, v in values.items()}
+        **{n: isolate(lang, _plain_value(lang, v)) for n, v in values.items()}
     )
 
 

@@ -25,7 +25,7 @@ from bot.telegram.common.callbacks import MAX_BYTES, CallbackData, CallbackError
 from bot.telegram.history.callbacks import HistCb, hist
 from bot.telegram.keys.callbacks import KeyAction, KeyCb, key
 from bot.telegram.keys.handlers import KEY_ENTRY_PATTERN
-from bot.telegram.menu.callbacks import MenuCb, MenuName, Noop, menu, noop
+from bot.telegram.menu.callbacks import LANG_CODES, LangCb, MenuCb, MenuName, Noop, menu, noop
 from bot.telegram.orders.callbacks import OrderCb, order
 from bot.telegram.routes import CALLBACK_TYPES
 
@@ -129,6 +129,7 @@ def _values(kind: type[CallbackData]) -> st.SearchStrategy[Any]:
     return {
         MenuCb: st.builds(MenuCb, st.sampled_from(get_args(MenuName))),
         Noop: st.just(Noop()),
+        LangCb: st.builds(LangCb, st.sampled_from(LANG_CODES)),
         BuyList: pages.map(BuyList),
         BuyService: tokens.map(BuyService),
         BuyPool: st.builds(BuyPool, tokens, pools),
@@ -146,7 +147,7 @@ any_value = st.one_of([_values(kind) for kind in CALLBACK_TYPES])
 
 
 def test_every_callback_type_has_a_value_strategy() -> None:
-    assert len(CALLBACK_TYPES) == 11
+    assert len(CALLBACK_TYPES) == 12  # BuyQuote (stored quotes), LangCb (issue 12)
     for kind in CALLBACK_TYPES:
         _values(kind)
 
@@ -320,9 +321,12 @@ def test_every_string_the_previous_version_accepted_parses_the_same(data: str) -
     old, new = _outcome(legacy_parse, data), _outcome(parse, data)
     if old is not None:
         assert new == old, data
-    else:  # new: the "order:" spelling of an activation's buttons, and stored quotes
+    else:  # new: the "order:" spelling of an activation's buttons, stored quotes
+        # ("buy:q:<id>") and the language picker ("menu:lang", "lang:<code>")
         assert new is None or (isinstance(new, OrderCb) and data.startswith("order:")) or (
             isinstance(new, BuyQuote) and data.startswith("buy:q:")
+        ) or (
+            new == MenuCb("lang") or isinstance(new, LangCb)
         ), data
 
 

@@ -102,14 +102,14 @@ def test_every_text_key_is_used_in_the_code() -> None:
     assert not unused, sorted(unused)
 
 
-def test_each_feature_keeps_its_own_texts_and_no_key_is_defined_twice() -> None:
-    assert set(texts.FEATURE_TEXTS) == set(FEATURES)
+def test_the_catalogues_are_the_only_source_of_texts() -> None:
+    """Issue 12: the per-feature English dicts are gone; every text comes from the
+    gettext catalogues (English included: en.po), so there is no second source."""
     for name in FEATURES:
-        assert (TELEGRAM / name / "texts.py").is_file(), name
-        assert texts.FEATURE_TEXTS[name], name
-    assert sum(len(table) for table in texts.FEATURE_TEXTS.values()) == len(EN)
-    with pytest.raises(ValueError, match="'btn_home' is defined in both common and extra"):
-        texts.merge_catalogues({"common": {"btn_home": "x"}, "extra": {"btn_home": "y"}})
+        assert not (TELEGRAM / name / "texts.py").exists(), name
+    assert not hasattr(texts, "FEATURE_TEXTS")
+    assert (TELEGRAM / "locales" / "en.po").is_file()
+    assert len(EN) > 150
 
 
 def test_every_template_is_valid_html_with_values() -> None:
@@ -142,6 +142,37 @@ def test_t_escapes_values_but_not_raw() -> None:
 )
 def test_money(amount: Decimal | None, text: str) -> None:
     assert money(amount) == text
+
+
+@pytest.mark.parametrize(
+    ("lang", "amount", "text"),
+    [
+        ("en", Decimal("1.083"), "$1.083"),
+        ("en", Decimal("1.08"), "$1.08"),
+        ("es", Decimal("1.08"), "1,08\xa0US$"),
+        ("es", Decimal("1.083"), "1,083\xa0US$"),
+        ("pt_BR", Decimal("1234.5"), "US$\xa01.234,50"),
+        ("ru", Decimal("1.08"), "1,08\xa0$"),
+        ("fa", Decimal("1.08"), "\u200e$\xa01.08"),
+    ],
+)
+def test_money_per_locale_with_one_decimals_rule(lang: str, amount: Decimal, text: str) -> None:
+    """Babel formats USD per locale; the decimals are the amount's own (2..4) on
+    every screen, so $1.083 is never $1.08 elsewhere."""
+    assert money(amount, lang) == text
+    assert money(Decimal("5"), lang, signed=True).startswith("+")
+
+
+def test_rtl_values_are_isolated_in_one_place() -> None:
+    fsi, pdi = "\u2068", "\u2069"
+    rendered = t("fa", "order_number", phone="+15551234567")
+    # isolated, and the marks sit outside <code>: a tap-to-copy copies the bare number
+    assert f"{fsi}<code>+15551234567</code>{pdi}" in rendered
+    assert f"{fsi}{money(Decimal('1.5'), 'fa')}{pdi}" in t("fa", "order_price",
+                                                           price=Decimal("1.5"))
+    assert fsi not in t("en", "order_number", phone="+15551234567")
+    assert fsi not in t("ru", "order_number", phone="+15551234567")
+    assert texts.label("fa", "btn_confirm", price=Decimal("2")).count(fsi) == 1
 
 
 def test_duration() -> None:
@@ -323,7 +354,7 @@ def test_cancel_button_only_after_the_lock() -> None:
         return [b.text for row in screen.markup.inline_keyboard for b in row]
 
     assert "❌ Cancel & refund" not in labels(before)
-    assert "available from 00:03 UTC (in 0:01 as of 00:02:59 UTC)" in before.text
+    assert "available from 00:03 UTC (in 0:01 as of 00:02:59 UTC)" in texts.strip_html(before.text)
     assert "🔒 Cancel from 00:03 UTC" in labels(before)  # a different, "locked" label
     assert not any(label.startswith("🔒") for label in labels(after))
     assert "❌ Cancel & refund" in labels(after)
@@ -339,6 +370,7 @@ def test_cancel_lock_is_said_as_configured() -> None:
     assert fmt_lock(60) == "1 minute"
     assert fmt_lock(30) == "30 seconds"
     assert fmt_lock(90) == "90 seconds"
+    assert fmt_lock(180, "ru") == "3 минуты" and fmt_lock(60, "es") == "1 minuto"
     demo = buy_views.confirm("en", QUOTE, cancel_lock_seconds=30).text
     assert "you can cancel for a full refund 30 seconds after purchase" in demo
     assert "3 minutes" not in demo

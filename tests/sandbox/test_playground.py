@@ -172,7 +172,7 @@ async def test_operator_mode_credit_restart_and_fresh(playground: Factory, tmp_p
     assert pg.panel_provider is not None
     panel = await pg.panel_provider.panel()
     assert panel["wallet"] == "Alice: $10.00 · Bob: $10.00"
-    assert panel["operator's DaisySim wallet"] == "$1000.00"
+    assert panel["operator's DaisySim wallet"] == "$1,000.00"  # Babel groups thousands (issue 12)
     assert "Alice is an admin" in " ".join(panel["notes"])
     await _buy_signal(pg, ALICE)
     first_remote = pg.sim.state()["activations"][0]["id"]

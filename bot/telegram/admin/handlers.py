@@ -13,10 +13,17 @@ from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot.services.api import EngineError, InsufficientFunds, NotAllowed
 from bot.telegram.admin import views
-from bot.telegram.common.handlers import is_admin, lang_of, send, user_id_of, users_bring_keys
+from bot.telegram.common.handlers import (
+    is_admin,
+    lang_of,
+    send,
+    user_id_of,
+    user_lang,
+    users_bring_keys,
+)
 from bot.telegram.common.views import engine_error, notice
 from bot.telegram.context import BotContext
-from bot.telegram.texts import pick_lang, t
+from bot.telegram.texts import t
 
 __all__ = ["AdjustError", "adjust_command", "admin_command", "parse_adjustment"]
 
@@ -120,7 +127,7 @@ async def _notify_credit(
 ) -> None:
     """Tell the credited user (best effort: they may have blocked the bot)."""
     settings = context.settings
-    lang = context.bot_data.langs.get(target) or pick_lang(None, settings.default_locale)
+    lang = await user_lang(context.bot_data, target, settings.default_locale)
     try:
         await context.bot.send_message(
             chat_id=target, text=t(lang, "admin_credit_notice", amount=amount, balance=balance)

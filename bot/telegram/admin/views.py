@@ -7,7 +7,7 @@ from typing import Literal
 
 from bot.services.api import ServiceStat, Stats
 from bot.telegram.common.views import Screen, notice
-from bot.telegram.texts import Raw, label, t
+from bot.telegram.texts import N_, Raw, label, t
 
 __all__ = ["adjust_refused", "adjusted", "stats"]
 
@@ -31,7 +31,7 @@ def _stat_line(lang: str, st: ServiceStat) -> Raw:
         pool=pool,
         completed=st.completed,
         finished=st.finished,
-        rate=f"{rate * 100:.0f}",
+        rate=format(rate * 100, ".0f"),
         open=waiting,
     )
 
@@ -73,7 +73,7 @@ def adjust_refused(
     lang: str, reason: Literal["usage", "user_id", "amount"], *, debit: bool
 ) -> Screen:
     """Why ``/credit`` / ``/debit`` arguments were refused, and the usage."""
-    usage = t(lang, "admin_usage_debit" if debit else "admin_usage_credit")
+    usage = t(lang, N_("admin_usage_debit") if debit else N_("admin_usage_credit"))
     if reason == "user_id":
         return notice(lang, "admin_bad_user_id", usage=usage)
     if reason == "amount":
@@ -82,5 +82,5 @@ def adjust_refused(
 
 
 def adjusted(lang: str, amount: Decimal, user_id: int, balance: Decimal, *, debit: bool) -> Screen:
-    key = "admin_debited" if debit else "admin_credited"
+    key = N_("admin_debited") if debit else N_("admin_credited")
     return notice(lang, key, amount=amount, user_id=user_id, balance=balance)

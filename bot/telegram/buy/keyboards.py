@@ -17,7 +17,7 @@ from bot.telegram.common.keyboards import (
     pager,
 )
 from bot.telegram.menu.callbacks import menu
-from bot.telegram.texts import label
+from bot.telegram.texts import N_, label
 
 __all__ = [
     "SERVICES_PER_PAGE",
@@ -33,10 +33,10 @@ SERVICES_PER_PAGE = 8
 
 # Service button label keys: (several pools, bought recently) -> key.
 _SERVICE_LABELS: dict[tuple[bool, bool], str] = {
-    (False, False): "btn_service",
-    (False, True): "btn_service_recent",
-    (True, False): "btn_service_multi",
-    (True, True): "btn_service_multi_recent",
+    (False, False): N_("btn_service"),
+    (False, True): N_("btn_service_recent"),
+    (True, False): N_("btn_service_multi"),
+    (True, True): N_("btn_service_multi_recent"),
 }
 
 
@@ -71,7 +71,7 @@ def services_kb(
 
 
 def _pool_button(lang: str, service: Service, pool: Pool) -> InlineKeyboardButton:
-    key = "btn_pool" if pool.count > 0 else "btn_pool_empty"
+    key = N_("btn_pool") if pool.count > 0 else N_("btn_pool_empty")
     return button(
         label(lang, key, pool=pool.provider_id, price=pool.price, count=pool.count),
         buy_pool(service.code, pool.provider_id),

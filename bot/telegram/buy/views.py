@@ -71,7 +71,7 @@ def service_gone(lang: str) -> Screen:
 
 def _balance_line(lang: str, quote: Quote) -> Raw:
     if quote.balance is None or quote.balance_after is None:
-        return t(lang, "buy_confirm_balance_unknown")
+        return Raw("")  # no balance to show: the line is left out
     return t(lang, "buy_confirm_balance_line", balance=quote.balance,
              balance_after=quote.balance_after)
 
@@ -136,7 +136,7 @@ def confirm(
         pool_line=_pool_line(lang, quote),
         price=quote.price,
         balance_line=_balance_line(lang, quote),
-        lock=fmt_lock(cancel_lock_seconds),
+        lock=fmt_lock(cancel_lock_seconds, lang),
     )
     return Screen(text, kb.confirm_kb(lang, quote))
 

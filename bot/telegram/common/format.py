@@ -5,12 +5,19 @@ Re-exported by :mod:`bot.telegram.texts` (the public entry point).
 
 from __future__ import annotations
 
+import html
 import math
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+
+from babel.dates import format_timedelta
+from babel.numbers import format_currency
 
 __all__ = [
     "Raw",
+    "Signed",
+    "clock_entity",
     "fmt_clock",
     "fmt_duration",
     "fmt_lock",
@@ -18,6 +25,8 @@ __all__ = [
     "fmt_wait",
     "money",
     "seconds_until",
+    "time_entity",
+    "use_date_time_entities",
 ]
 
 
@@ -27,22 +36,27 @@ class Raw(str):
     __slots__ = ()
 
 
-_CENT = Decimal("0.01")
 _FOUR = Decimal("0.0001")
 
 
-def money(amount: Decimal | None, *, signed: bool = False) -> str:
-    """``Decimal("1.0830")`` → ``"$1.083"``; at least 2 and at most 4 decimals."""
+@dataclass(frozen=True)
+class Signed:
+    """A money value shown with its sign (``+$5.00`` / ``-$1.08``): wallet movements."""
+
+    amount: Decimal
+
+
+def money(amount: Decimal | None, lang: str = "en", *, signed: bool = False) -> str:
+    """USD for ``lang`` (Babel/CLDR): ``Decimal("1.0830")`` → ``"$1.083"`` (en),
+    ``"1,083 US$"`` (es). The ONE rule, on every screen: the amount's own decimals,
+    at least 2 and at most 4 (a price is charged exactly, so it is shown exactly)."""
     if amount is None:
         return "—"
-    value = amount.quantize(_FOUR, rounding=ROUND_HALF_UP)
-    text = f"{abs(value):f}"
-    whole, _, frac = text.partition(".")
-    frac = frac.rstrip("0")
-    if len(frac) < 2:
-        frac = frac.ljust(2, "0")
-    sign = "-" if value < 0 else ("+" if signed and value > 0 else "")
-    return f"{sign}${whole}.{frac}"
+    value = amount.quantize(_FOUR, rounding=ROUND_HALF_UP).normalize()
+    text = format_currency(
+        value, "USD", locale=lang, currency_digits=False, decimal_quantization=False
+    )
+    return f"+{text}" if signed and value > 0 else text
 
 
 def fmt_duration(seconds: float) -> str:
@@ -55,13 +69,16 @@ def fmt_duration(seconds: float) -> str:
     return f"{rest // 60}:{rest % 60:02d}"
 
 
-def fmt_lock(seconds: float) -> str:
-    """The cancel lock in words: ``180`` → ``"3 minutes"``, ``30`` → ``"30 seconds"``."""
+def fmt_lock(seconds: float, lang: str = "en") -> str:
+    """The cancel lock in words (Babel): ``180`` → ``"3 minutes"``, ``30`` →
+    ``"30 seconds"``, ``90`` → ``"90 seconds"`` (minutes only when exact)."""
     secs = max(0, round(seconds))
+    # a threshold no unit reaches: Babel formats in the granularity, unrounded
     if secs and secs % 60 == 0:
-        minutes = secs // 60
-        return "1 minute" if minutes == 1 else f"{minutes} minutes"
-    return "1 second" if secs == 1 else f"{secs} seconds"
+        return format_timedelta(timedelta(minutes=secs // 60), granularity="minute",
+                                threshold=1e12, locale=lang)
+    return format_timedelta(timedelta(seconds=secs), granularity="second",
+                            threshold=1e12, locale=lang)
 
 
 # Times are exact to the precision they show: a whole second is rounded in the
@@ -107,3 +124,35 @@ def seconds_until(until: float, now: float) -> int:
     """Whole seconds from the second ``now`` is in to the first whole second at or
     after ``until`` (what :func:`fmt_wait` shows as ``left``); at least 1."""
     return max(1, _whole_second(until, True) - _whole_second(now, False))
+
+
+# Times in MESSAGES as Telegram date_time entities (Bot API: HTML
+# ``<tg-time unix="…" format="…">fallback</tg-time>``): the reader's app shows
+# them in their own time zone and language; the fallback text is the exact UTC
+# time. Button labels and toasts cannot hold entities: they keep the UTC clock
+# (fmt_time). DATE_TIME_ENTITIES (bot.config, default on) is applied at startup;
+# off: the UTC text only (for a Bot API server that predates date_time entities).
+_ENTITIES = {"on": True}
+
+
+def use_date_time_entities(on: bool) -> None:
+    _ENTITIES["on"] = on
+
+
+def _tg_time(seconds: int, fallback: str, fmt: str) -> Raw:
+    if not _ENTITIES["on"]:
+        return Raw(html.escape(fallback))
+    return Raw(f'<tg-time unix="{seconds}" format="{fmt}">{html.escape(fallback)}</tg-time>')
+
+
+def time_entity(timestamp: float, *, round_up: bool = False) -> Raw:
+    """A time of day (as :func:`fmt_time`, the fallback): format ``t`` on the whole
+    minute, else ``T`` (with seconds)."""
+    secs = _whole_second(timestamp, round_up)
+    return _tg_time(secs, fmt_time(secs), "t" if secs % 60 == 0 else "T")
+
+
+def clock_entity(timestamp: float) -> Raw:
+    """A past event's date and time (as :func:`fmt_clock`): ``dt`` / ``dT``."""
+    secs = _whole_second(timestamp, False)
+    return _tg_time(secs, fmt_clock(secs), "dt" if secs % 60 == 0 else "dT")

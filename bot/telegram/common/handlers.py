@@ -28,7 +28,7 @@ from telegram.warnings import PTBUserWarning
 from bot.config import Settings
 from bot.telegram.common.callbacks import CallbackData, CallbackError, parse_any
 from bot.telegram.common.views import Screen
-from bot.telegram.context import BotContext
+from bot.telegram.context import BotContext, BotData
 from bot.telegram.texts import pick_lang, plain, t
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "show",
     "stop_propagation",
     "user_id_of",
+    "user_lang",
     "users_bring_keys",
 ]
 
@@ -92,13 +93,24 @@ def is_not_modified(exc: BaseException) -> bool:
 
 
 def lang_of(update: object, context: BotContext) -> str:
+    """The user's language: the one stored for them (read from the DB by the access
+    gate, their /language choice included), else Telegram's language_code, else
+    ``DEFAULT_LOCALE``."""
     default = context.settings.default_locale
     if isinstance(update, Update) and update.effective_user is not None:
         user = update.effective_user
-        lang = pick_lang(user.language_code, default)
-        context.bot_data.langs[user.id] = lang
-        return lang
+        stored = context.bot_data.langs.get(user.id)
+        return stored or pick_lang(user.language_code, default)
     return pick_lang(None, default)
+
+
+async def user_lang(data: BotData, user_id: int, default: str) -> str:
+    """The language of ``user_id`` for a push: the one in memory, else the DB's."""
+    lang = data.langs.get(user_id)
+    if lang is None:
+        lang = pick_lang(await data.engine.user_locale(user_id), default)
+        data.langs[user_id] = lang
+    return lang
 
 
 def user_id_of(update: Update) -> int:

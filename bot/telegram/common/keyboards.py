@@ -10,7 +10,7 @@ from telegram import CopyTextButton, InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.telegram.keys.callbacks import key
 from bot.telegram.menu.callbacks import MenuName, menu, noop
-from bot.telegram.texts import label
+from bot.telegram.texts import N_, label
 
 __all__ = [
     "back_button",
@@ -30,11 +30,11 @@ _COPY_MAX = 256
 
 # The main menu's entries other features link to, with their label keys.
 _NAV_LABELS: dict[MenuName, str] = {
-    "buy": "btn_buy",
-    "act": "btn_active",
-    "wal": "btn_wallet",
-    "hist": "btn_history",
-    "home": "btn_home",
+    "buy": N_("btn_buy"),
+    "act": N_("btn_active"),
+    "wal": N_("btn_wallet"),
+    "hist": N_("btn_history"),
+    "home": N_("btn_home"),
 }
 
 

@@ -20,7 +20,7 @@ from bot.services.api import (
 )
 from bot.telegram.buy.callbacks import buy_list
 from bot.telegram.common.keyboards import error_kb
-from bot.telegram.texts import Raw, plain, t
+from bot.telegram.texts import N_, Raw, plain, t
 
 __all__ = ["Screen", "engine_error", "error_alert", "join", "notice"]
 
@@ -54,7 +54,7 @@ def engine_error(lang: str, exc: EngineError, *, retry: str | None = None) -> Sc
     if isinstance(exc, InvalidKey):
         return Screen(t(lang, "err_invalid_key"), error_kb(lang, key=True))
     if isinstance(exc, AccountUnavailable):
-        key = "err_account_locked" if exc.locked else "err_account_suspended"
+        key = N_("err_account_locked") if exc.locked else N_("err_account_suspended")
         return Screen(t(lang, key), error_kb(lang))
     if isinstance(exc, ActivationNotFound):
         return Screen(t(lang, "err_not_found"), error_kb(lang))
@@ -69,10 +69,10 @@ def engine_error(lang: str, exc: EngineError, *, retry: str | None = None) -> Sc
 
 
 _ALERT_KEYS: dict[type[EngineError], str] = {
-    ActivationNotFound: "err_not_found",
-    NotAllowed: "not_allowed",
-    KeyRequired: "err_key_required",
-    InvalidKey: "err_invalid_key",
+    ActivationNotFound: N_("err_not_found"),
+    NotAllowed: N_("not_allowed"),
+    KeyRequired: N_("err_key_required"),
+    InvalidKey: N_("err_invalid_key"),
 }
 
 
@@ -84,7 +84,7 @@ def error_alert(lang: str, exc: EngineError) -> str:
     if isinstance(exc, TooBusy):
         return plain(lang, "err_rate_limited", seconds=max(1, math.ceil(exc.retry_after)))
     if isinstance(exc, AccountUnavailable):
-        return plain(lang, "err_account_locked" if exc.locked else "err_account_suspended")
+        return plain(lang, N_("err_account_locked") if exc.locked else N_("err_account_suspended"))
     if isinstance(exc, PurchasePending):
         return plain(lang, "err_purchase_pending")
     return plain(lang, "err_upstream")

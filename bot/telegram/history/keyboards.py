@@ -8,15 +8,15 @@ from telegram import InlineKeyboardMarkup
 
 from bot.telegram.common.keyboards import button, home_button, markup, pager
 from bot.telegram.history.callbacks import HistName, hist
-from bot.telegram.texts import label
+from bot.telegram.texts import N_, label
 
 __all__ = ["FILTER_LABELS", "history_kb"]
 
 FILTER_LABELS: dict[HistName, str] = {
-    "all": "hist_all",
-    "completed": "hist_completed",
-    "waiting": "hist_waiting",
-    "cancelled": "hist_cancelled",
+    "all": N_("hist_all"),
+    "completed": N_("hist_completed"),
+    "waiting": N_("hist_waiting"),
+    "cancelled": N_("hist_cancelled"),
 }
 assert set(FILTER_LABELS) == set(get_args(HistName))
 

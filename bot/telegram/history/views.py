@@ -6,16 +6,16 @@ from bot.services.api import Activation, ActivationState, OrderPage, RefundReaso
 from bot.telegram.common.views import Screen
 from bot.telegram.history.callbacks import HistName
 from bot.telegram.history.keyboards import FILTER_LABELS, history_kb
-from bot.telegram.texts import Raw, fmt_clock, label, plain, t
+from bot.telegram.texts import N_, Raw, clock_entity, label, nt, strip_html, t
 
 __all__ = ["history", "short_status"]
 
 # States whose short status takes no value (the others are worded below).
 _SHORT_STATUS_KEYS: dict[ActivationState, str] = {
-    ActivationState.PURCHASING: "st_purchasing",
-    ActivationState.WAITING: "st_waiting",
-    ActivationState.CANCELLING: "st_cancelling",
-    ActivationState.EXPIRED: "st_expired",
+    ActivationState.PURCHASING: N_("st_purchasing"),
+    ActivationState.WAITING: N_("st_waiting"),
+    ActivationState.CANCELLING: N_("st_cancelling"),
+    ActivationState.EXPIRED: N_("st_expired"),
 }
 
 
@@ -28,7 +28,7 @@ def short_status(lang: str, a: Activation) -> Raw:
             return t(lang, "st_refunded_expired")
         return t(lang, "st_refunded")
     if a.state == ActivationState.FAILED:
-        return t(lang, "st_failed_refunded" if a.refund_amount else "st_failed")
+        return t(lang, N_("st_failed_refunded") if a.refund_amount else N_("st_failed"))
     return t(lang, _SHORT_STATUS_KEYS[a.state])
 
 
@@ -40,11 +40,7 @@ def history(lang: str, page: OrderPage, current: HistName | None = None) -> Scre
         filter=label(lang, FILTER_LABELS[current]),
         page=page.page,
         pages=page.pages,
-        total=plain(
-            lang,
-            "history_count_one" if page.total == 1 else "history_count_many",
-            n=page.total,
-        ),
+        total=strip_html(nt(lang, "history_count", "history_count_plural", page.total)),
     )
     lines = [title, t(lang, "history_utc"), ""]
     if not page.items:
@@ -54,7 +50,7 @@ def history(lang: str, page: OrderPage, current: HistName | None = None) -> Scre
             t(
                 lang,
                 "history_line",
-                date=fmt_clock(a.purchased_at),
+                date=clock_entity(a.purchased_at),
                 name=a.service_name,
                 phone=a.phone or "—",
                 price=a.price,

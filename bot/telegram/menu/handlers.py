@@ -17,7 +17,7 @@ from bot.telegram.common.handlers import (
 from bot.telegram.context import BotContext
 from bot.telegram.history.handlers import history_command
 from bot.telegram.menu import views
-from bot.telegram.menu.callbacks import MenuCb
+from bot.telegram.menu.callbacks import LangCb, MenuCb
 from bot.telegram.orders.handlers import active_command
 from bot.telegram.texts import plain
 from bot.telegram.wallet.handlers import wallet_command
@@ -25,6 +25,8 @@ from bot.telegram.wallet.handlers import wallet_command
 __all__ = [
     "cancel_command",
     "help_command",
+    "language_callback",
+    "language_command",
     "menu_callback",
     "noop_callback",
     "stale_callback",
@@ -60,6 +62,28 @@ async def help_command(update: Update, context: BotContext) -> None:
     await show(update, context, screen)
 
 
+async def language_command(update: Update, context: BotContext) -> None:
+    """``/language`` and the menu's 🌐 button: the language picker."""
+    lang = lang_of(update, context)
+    if update.callback_query is not None:
+        await answer(update.callback_query)
+    await show(update, context, views.language_picker(lang))
+
+
+async def language_callback(update: Update, context: BotContext) -> None:
+    """``lang:<code>``: store the choice (the DB: it outlives a restart and wins over
+    later language_codes) and answer in the new language."""
+    press = await pressed(update, context, LangCb)
+    if press is None:
+        return
+    query, _, data = press
+    user_id = user_id_of(update)
+    await context.engine.choose_locale(user_id, data.code)
+    context.bot_data.langs[user_id] = data.code
+    await answer(query)
+    await show(update, context, views.language_set(data.code, own_key=users_bring_keys(context)))
+
+
 async def menu_callback(update: Update, context: BotContext) -> None:
     """``menu:home|act|wal|hist|help`` (``menu:buy`` and ``menu:key`` start their flows)."""
     press = await pressed(update, context, MenuCb)
@@ -74,6 +98,8 @@ async def menu_callback(update: Update, context: BotContext) -> None:
         await history_command(update, context)
     elif data.name == "help":
         await help_command(update, context)
+    elif data.name == "lang":
+        await language_command(update, context)
     else:  # "home" (and "buy"/"key" if their conversation did not take them)
         await answer(query)
         await show(update, context, views.main_menu(lang, own_key=users_bring_keys(context)))

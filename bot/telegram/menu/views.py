@@ -5,13 +5,15 @@ from __future__ import annotations
 from telegram import BotCommand
 
 from bot.telegram.common.views import Screen, join
-from bot.telegram.menu.keyboards import main_menu_kb
-from bot.telegram.texts import Raw, fmt_lock, label, pick_lang, t
+from bot.telegram.menu.keyboards import language_kb, main_menu_kb
+from bot.telegram.texts import LANGUAGE_NAMES, N_, Raw, fmt_lock, label, pick_lang, t
 
 __all__ = [
     "bot_commands",
     "commands_text",
     "help_screen",
+    "language_picker",
+    "language_set",
     "main_menu",
     "nothing_to_cancel",
     "unknown_command",
@@ -54,7 +56,7 @@ def help_screen(
             "help",
             give_up=minutes,
             commands=commands_text(lang, own_key=own_key, is_admin=is_admin),
-            lock=fmt_lock(cancel_lock_seconds),
+            lock=fmt_lock(cancel_lock_seconds, lang),
         ),
         main_menu_kb(lang, own_key=own_key),
     )
@@ -82,19 +84,32 @@ def nothing_to_cancel(lang: str) -> Screen:
 
 # The bot's command menu (setMyCommands), in order; /key only when users bring keys.
 _COMMANDS: tuple[tuple[str, str], ...] = (
-    ("start", "cmd_start"),
-    ("buy", "cmd_buy"),
-    ("active", "cmd_active"),
-    ("wallet", "cmd_wallet"),
-    ("history", "cmd_history"),
-    ("key", "cmd_key"),
-    ("help", "cmd_help"),
-    ("cancel", "cmd_cancel"),
+    ("start", N_("cmd_start")),
+    ("buy", N_("cmd_buy")),
+    ("active", N_("cmd_active")),
+    ("wallet", N_("cmd_wallet")),
+    ("history", N_("cmd_history")),
+    ("key", N_("cmd_key")),
+    ("help", N_("cmd_help")),
+    ("cancel", N_("cmd_cancel")),
+    ("language", N_("cmd_language")),
 )
 
 
-def bot_commands(default_locale: str, *, users_bring_keys: bool) -> list[BotCommand]:
-    lang = pick_lang(None, default_locale)
+def language_picker(lang: str) -> Screen:
+    return Screen(t(lang, "language_title"), language_kb(lang))
+
+
+def language_set(lang: str, *, own_key: bool) -> Screen:
+    """After a choice: said in the new language, with the main menu."""
+    text = join(t(lang, "language_set", language=LANGUAGE_NAMES[lang]), "",
+                t(lang, "menu_title"))
+    return Screen(text, main_menu_kb(lang, own_key=own_key))
+
+
+def bot_commands(locale: str, *, users_bring_keys: bool) -> list[BotCommand]:
+    """The command menu in ``locale`` (setMyCommands, once per language)."""
+    lang = pick_lang(locale)
     return [
         BotCommand(name, label(lang, key))
         for name, key in _COMMANDS

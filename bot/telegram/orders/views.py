@@ -16,7 +16,16 @@ from bot.services.api import (
 )
 from bot.telegram.common.views import Screen
 from bot.telegram.orders import keyboards as kb
-from bot.telegram.texts import Raw, fmt_lock, fmt_time, fmt_wait, plain, seconds_until, t
+from bot.telegram.texts import (
+    N_,
+    Raw,
+    fmt_lock,
+    fmt_wait,
+    plain,
+    seconds_until,
+    t,
+    time_entity,
+)
 
 __all__ = [
     "active_list",
@@ -33,10 +42,10 @@ __all__ = [
 
 # States whose status line takes no value (the others are worded below).
 _STATUS_KEYS: dict[ActivationState, str] = {
-    ActivationState.PURCHASING: "status_purchasing",
-    ActivationState.COMPLETED: "status_completed",
-    ActivationState.CANCELLING: "status_cancelling",
-    ActivationState.EXPIRED: "status_expired",
+    ActivationState.PURCHASING: N_("status_purchasing"),
+    ActivationState.COMPLETED: N_("status_completed"),
+    ActivationState.CANCELLING: N_("status_cancelling"),
+    ActivationState.EXPIRED: N_("status_expired"),
 }
 
 
@@ -44,13 +53,13 @@ def status(lang: str, a: Activation, now: float) -> Raw:
     """The order's status line (also on the Active numbers list)."""
     state = a.state
     if state == ActivationState.WAITING:
-        return t(lang, "status_waiting", at=fmt_time(a.expires_at))
+        return t(lang, "status_waiting", at=time_entity(a.expires_at))
     if state == ActivationState.REFUNDED:
         amount = a.refund_amount if a.refund_amount is not None else a.price
         key = (
-            "status_refunded_expired"
+            N_("status_refunded_expired")
             if a.refund_reason == RefundReason.EXPIRED
-            else "status_refunded"
+            else N_("status_refunded")
         )
         return t(lang, key, amount=amount)
     if state == ActivationState.FAILED:
@@ -81,8 +90,10 @@ def order(lang: str, a: Activation, now: float) -> Screen:
         if a.cancel_available(now):
             lines.append(t(lang, "order_cancel_open"))
         else:
-            at, left, as_of = fmt_wait(a.cancel_after, now)
-            lines.append(t(lang, "order_cancel_locked", at=at, left=left, now=as_of))
+            _, left, _ = fmt_wait(a.cancel_after, now)  # the same seconds as these two:
+            lines.append(t(lang, "order_cancel_locked", left=left,
+                           at=time_entity(a.cancel_after, round_up=True),
+                           now=time_entity(now)))
     return Screen(Raw("\n".join(lines)), kb.order_kb(lang, a, now))
 
 
@@ -102,7 +113,7 @@ def cancel_toast(
             opens = now + result.seconds_left  # DaisySim said later than we knew
         at, _, _ = fmt_wait(opens, now)
         text = plain(lang, "cb_too_early", at=at, seconds=seconds_until(opens, now),
-                     lock=fmt_lock(cancel_lock_seconds))
+                     lock=fmt_lock(cancel_lock_seconds, lang))
         return text, True
     if result.outcome == "refunded":
         amount = result.refund if result.refund is not None else activation.price
@@ -141,7 +152,7 @@ def purchased_notice(lang: str, a: Activation) -> Raw:
 def failed_notice(lang: str, a: Activation, *, own_key: bool = False) -> Raw:
     if a.remote_id is None and not a.refund_amount:
         # A purchase left in doubt, reconciled as not bought.
-        key = "notify_not_bought_own_key" if own_key else "notify_not_bought"
+        key = N_("notify_not_bought_own_key") if own_key else N_("notify_not_bought")
         return t(lang, key, name=a.service_name)
     outcome = (
         t(lang, "notify_failed_refunded", amount=a.refund_amount)

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from bot.services.api import LedgerEntry, RefundReason, WalletView
 from bot.telegram.common.views import Screen
-from bot.telegram.texts import Raw, fmt_clock, label, money, t
+from bot.telegram.texts import N_, Raw, Signed, clock_entity, label, t
 from bot.telegram.wallet.keyboards import wallet_kb
 
 __all__ = ["ledger_label", "wallet"]
@@ -40,8 +40,8 @@ def wallet(lang: str, view: WalletView, *, has_key: bool, user_id: int | None = 
                 t(
                     lang,
                     "wallet_ledger_line",
-                    date=fmt_clock(entry.created_at),
-                    amount=Raw(money(entry.amount, signed=True)),
+                    date=clock_entity(entry.created_at),
+                    amount=Signed(entry.amount),
                     what=ledger_label(lang, entry),
                 )
             )
@@ -54,17 +54,17 @@ def wallet(lang: str, view: WalletView, *, has_key: bool, user_id: int | None = 
 
 # A ledger kind in words.
 _LEDGER_KINDS: dict[str, str] = {
-    "credit": "ledger_credit",
-    "debit": "ledger_debit",
-    "hold": "ledger_hold",
-    "release": "ledger_release",
-    "charge": "ledger_charge",
-    "refund": "ledger_refund",
+    "credit": N_("ledger_credit"),
+    "debit": N_("ledger_debit"),
+    "hold": N_("ledger_hold"),
+    "release": N_("ledger_release"),
+    "charge": N_("ledger_charge"),
+    "refund": N_("ledger_refund"),
 }
 _REFUND_REASONS: dict[RefundReason, str] = {
-    RefundReason.USER_CANCEL: "ledger_refund_user_cancel",
-    RefundReason.EXPIRED: "ledger_refund_expired",
-    RefundReason.FAILED: "ledger_refund_failed",
+    RefundReason.USER_CANCEL: N_("ledger_refund_user_cancel"),
+    RefundReason.EXPIRED: N_("ledger_refund_expired"),
+    RefundReason.FAILED: N_("ledger_refund_failed"),
 }
 # Refund notes written by older versions of the engine (before LedgerEntry carried
 # the reason): internal codes, never shown as such.
