@@ -328,5 +328,5 @@ async def test_an_off_minute_purchase_states_only_true_times(h: Harness) -> None
     assert alice.message(order.message_id).has_button(CANCEL)
     await alice.send("/wallet")
     wallet = await alice.wait_for(text("wallet_title"), WAIT)
-    line = pattern("wallet_ledger_line", date="2026-01-01 00:00:11", amount="-$1.40")
+    line = pattern("wallet_ledger_line", date="2026-01-01 00:00:11 UTC", amount="-$1.40")
     assert line.search(wallet.text), wallet.text

@@ -32,7 +32,7 @@ def test_time_entity_has_unix_a_valid_format_and_the_utc_fallback(entities: None
     unix, fmt, fallback = TG_TIME.fullmatch(time_entity(NOW + 180)).groups()  # type: ignore[union-attr]
     assert (int(unix), fmt, fallback) == (NOW + 180, "t", "00:03 UTC")
     unix, fmt, fallback = TG_TIME.fullmatch(clock_entity(NOW + 221)).groups()  # type: ignore[union-attr]
-    assert (int(unix), fmt, fallback) == (NOW + 221, "dT", "2026-01-01 00:03:41")
+    assert (int(unix), fmt, fallback) == (NOW + 221, "dT", "2026-01-01 00:03:41 UTC")
 
 
 def test_off_the_text_is_the_plain_utc_time() -> None:

@@ -18,6 +18,7 @@ __all__ = [
     "Raw",
     "Signed",
     "clock_entity",
+    "date_time_entities",
     "fmt_clock",
     "fmt_duration",
     "fmt_lock",
@@ -139,6 +140,11 @@ def use_date_time_entities(on: bool) -> None:
     _ENTITIES["on"] = on
 
 
+def date_time_entities() -> bool:
+    """Are times in messages sent as date_time entities (each reader's own zone)?"""
+    return _ENTITIES["on"]
+
+
 def _tg_time(seconds: int, fallback: str, fmt: str) -> Raw:
     if not _ENTITIES["on"]:
         return Raw(html.escape(fallback))
@@ -153,6 +159,7 @@ def time_entity(timestamp: float, *, round_up: bool = False) -> Raw:
 
 
 def clock_entity(timestamp: float) -> Raw:
-    """A past event's date and time (as :func:`fmt_clock`): ``dt`` / ``dT``."""
+    """A past event's date and time (as :func:`fmt_clock`, plus " UTC" so the
+    fallback says its zone): ``dt`` / ``dT``."""
     secs = _whole_second(timestamp, False)
-    return _tg_time(secs, fmt_clock(secs), "dt" if secs % 60 == 0 else "dT")
+    return _tg_time(secs, f"{fmt_clock(secs)} UTC", "dt" if secs % 60 == 0 else "dT")

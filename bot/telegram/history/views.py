@@ -6,7 +6,16 @@ from bot.services.api import Activation, ActivationState, OrderPage, RefundReaso
 from bot.telegram.common.views import Screen
 from bot.telegram.history.callbacks import HistName
 from bot.telegram.history.keyboards import FILTER_LABELS, history_kb
-from bot.telegram.texts import N_, Raw, clock_entity, label, nt, strip_html, t
+from bot.telegram.texts import (
+    N_,
+    Raw,
+    clock_entity,
+    date_time_entities,
+    label,
+    nt,
+    strip_html,
+    t,
+)
 
 __all__ = ["history", "short_status"]
 
@@ -42,7 +51,11 @@ def history(lang: str, page: OrderPage, current: HistName | None = None) -> Scre
         pages=page.pages,
         total=strip_html(nt(lang, "history_count", "history_count_plural", page.total)),
     )
-    lines = [title, t(lang, "history_utc"), ""]
+    # With date_time entities each reader sees their own time zone; only the plain
+    # UTC text needs saying so.
+    lines = [title, "" if date_time_entities() else t(lang, "history_utc"), ""]
+    if not lines[1]:
+        del lines[1]
     if not page.items:
         lines.append(t(lang, "history_empty"))
     for a in page.items:
