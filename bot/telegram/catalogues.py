@@ -3,7 +3,7 @@
 Message ids are the stable text KEYS (``msgid "buy_confirm"``); English is a
 catalogue like the others (``en.po``), so there is no second source of English.
 The compiled ``<lang>.mo`` files are built with Babel when the package is built
-or installed (``build_backend/daisybot_build.py``); a checkout whose ``.mo``
+or installed (``bot/_build/daisybot_build.py``); a checkout whose ``.mo``
 is missing or older than its ``.po`` compiles that catalogue in memory (with a
 warning), so the bot and the tests always read the current texts.
 """

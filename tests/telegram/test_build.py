@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "build_backend"))
+sys.path.insert(0, str(ROOT / "bot" / "_build"))
 
 import daisybot_build  # noqa: E402
 
@@ -28,6 +28,6 @@ def test_the_build_backend_compiles_every_catalogue(tmp_path: Path) -> None:
 def test_pyproject_uses_the_backend_for_wheels_and_editable_installs() -> None:
     text = (ROOT / "pyproject.toml").read_text()
     assert 'build-backend = "daisybot_build"' in text
-    assert 'backend-path = ["build_backend"]' in text
+    assert 'backend-path = ["bot/_build"]' in text
     for hook in ("build_wheel", "build_editable", "build_sdist"):
         assert callable(getattr(daisybot_build, hook))

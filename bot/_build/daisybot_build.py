@@ -4,7 +4,7 @@ Every ``bot/telegram/locales/<lang>.po`` is compiled with Babel into
 ``<lang>.mo`` next to it before setuptools builds a wheel, an editable install
 (``pip install -e .``) or an sdist, so an installed bot ships current ``.mo``
 files (they are build products: gitignored). Wired in pyproject.toml via
-``build-backend = "daisybot_build"`` and ``backend-path = ["build_backend"]``.
+``build-backend = "daisybot_build"`` and ``backend-path = ["bot/_build"]``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from setuptools import build_meta as _setuptools
 from setuptools.build_meta import *  # noqa: F403  (the hooks we do not wrap)
 
-LOCALES = Path(__file__).resolve().parent.parent / "bot" / "telegram" / "locales"
+LOCALES = Path(__file__).resolve().parent.parent / "telegram" / "locales"  # bot/telegram/
 
 
 def compile_catalogues(locale_dir: Path = LOCALES) -> list[Path]:
