@@ -139,17 +139,18 @@ class Catalogue:
         return await self.quotes.get(quote_id)
 
     async def shown(self, user_id: int, row: QuoteRow) -> Quote:
-        """A stored quote as the UI shows it (the service from the cached
-        catalogue; the price and pool are the stored ones, never recomputed)."""
+        """A stored quote as the Confirm handler needs it, before it answers the
+        press: the service from the cached catalogue, the stored price and pool
+        (never recomputed), and no balance (that would be an upstream call in
+        own-key mode; buy_quote checks the money)."""
         acc = await self.accounts.funding_account(user_id)
         _, service = self.find_app(await self.apps(acc), row.service_code)
-        balance = await self.user_balance(user_id, acc)
         return Quote(
             service=service,
             provider_id=row.provider_id,
             price=row.price,
-            balance=balance,
-            balance_after=None if balance is None else balance - row.price,
+            balance=None,
+            balance_after=None,
             pool=row.pool,
             id=row.id,
             expires_at=row.expires_at,
