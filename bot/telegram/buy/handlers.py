@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from telegram import Message, Update
 from telegram.error import BadRequest, Forbidden
 from telegram.ext import (
-    ApplicationHandlerStop,
     CallbackQueryHandler,
     CommandHandler,
     ConversationHandler,
@@ -45,7 +44,7 @@ from bot.telegram.buy.callbacks import (
 from bot.telegram.common.callbacks import CallbackError, parse_any, pattern_of
 from bot.telegram.common.handlers import (
     answer,
-    cancel_flows,
+    cancel_flow_command,
     edit,
     flow_conversation,
     forget_quotes,
@@ -368,17 +367,6 @@ async def _purchase(
     return ConversationHandler.END
 
 
-async def buy_cancel(update: Update, context: BotContext) -> int:
-    """``/cancel``: the flow's message says "Cancelled" without buttons and no
-    confirmation screen shown in this chat can buy any more."""
-    lang = lang_of(update, context)
-    if update.effective_chat is not None:
-        await cancel_flows(context, lang, update.effective_chat.id)
-    if update.message is not None:
-        await update.message.reply_text(t(lang, "cancelled"))
-    raise ApplicationHandlerStop(ConversationHandler.END)
-
-
 async def buy_timeout(update: object, context: BotContext) -> None:
     ref = context.user_data.pop("buy_msg", None) if context.user_data is not None else None
     if not (isinstance(ref, tuple) and len(ref) == 2):
@@ -410,7 +398,7 @@ def build_buy_conversation(timeout_seconds: float) -> ConversationHandler[BotCon
                 MessageHandler(filters.TEXT & ~filters.COMMAND, buy_text),
             ],
         },
-        on_cancel=buy_cancel,
+        on_cancel=cancel_flow_command,
         on_timeout=buy_timeout,
         timeout_seconds=timeout_seconds,
     )

@@ -34,6 +34,7 @@ from bot.telegram.texts import pick_lang, plain, t
 __all__ = [
     "answer",
     "answered",
+    "cancel_flow_command",
     "cancel_flows",
     "edit",
     "flow_conversation",
@@ -217,6 +218,18 @@ async def cancel_flows(context: BotContext, lang: str, chat_id: int) -> None:
             )
         except TelegramError as exc:  # deleted, too old, blocked: nothing to clean up
             log.debug("could not mark flow message %s as cancelled: %s", ref[1], exc)
+
+
+async def cancel_flow_command(update: Update, context: BotContext) -> int:
+    """``/cancel`` inside a flow (buy, key): the flows' messages say "Cancelled"
+    without buttons, no confirmation screen of this chat can buy any more, and the
+    conversation ends."""
+    lang = lang_of(update, context)
+    if update.effective_chat is not None:
+        await cancel_flows(context, lang, update.effective_chat.id)
+    if update.message is not None:
+        await update.message.reply_text(t(lang, "cancelled"))
+    raise ApplicationHandlerStop(ConversationHandler.END)
 
 
 CbT = TypeVar("CbT", bound=CallbackData)

@@ -28,7 +28,7 @@ from bot.services.api import EngineError, InvalidKey
 from bot.telegram.common.callbacks import pattern_of
 from bot.telegram.common.handlers import (
     answer,
-    cancel_flows,
+    cancel_flow_command,
     edit,
     flow_conversation,
     lang_of,
@@ -192,15 +192,6 @@ async def key_paste(update: Update, context: BotContext) -> None:
     raise ApplicationHandlerStop
 
 
-async def key_cancel(update: Update, context: BotContext) -> int:
-    lang = lang_of(update, context)
-    if update.effective_chat is not None:
-        await cancel_flows(context, lang, update.effective_chat.id)
-    if update.message is not None:
-        await update.message.reply_text(t(lang, "cancelled"))
-    raise ApplicationHandlerStop(ConversationHandler.END)
-
-
 async def key_timeout(update: object, context: BotContext) -> None:
     ref = context.user_data.pop("key_msg", None) if context.user_data is not None else None
     if not (isinstance(ref, tuple) and len(ref) == 2):
@@ -245,7 +236,7 @@ def build_key_conversation(timeout_seconds: float) -> ConversationHandler[BotCon
             CallbackQueryHandler(key_entry, pattern=KEY_ENTRY_PATTERN),
         ],
         states={AWAIT_KEY: [MessageHandler(filters.TEXT & ~filters.COMMAND, key_received)]},
-        on_cancel=key_cancel,
+        on_cancel=cancel_flow_command,
         on_timeout=key_timeout,
         timeout_seconds=timeout_seconds,
     )
