@@ -58,7 +58,7 @@ from bot.sandbox.playground_data import (
     remove_database,
     write_private,
 )
-from bot.sandbox.simulator import Simulator, SimulatorServer, start_simulator
+from bot.sandbox.simulator import Simulator, SimulatorServer, env_cache_bound, start_simulator
 from bot.sandbox.webchat import make_webchat_app, start_webchat
 from bot.telegram.context import DaisyApp
 from bot.telegram.texts import money
@@ -121,6 +121,7 @@ class PlaygroundOptions:
     starting_credit: Decimal = Decimal("10")  # operator mode: each chat user's credit
     log_level: str = "WARNING"
     seed: int | None = None
+    cache_bound: bool = False  # the simulator's cache-bound reading of a stored code
 
 
 def _money(value: Decimal | str) -> str:
@@ -206,6 +207,8 @@ class SimPanel:
     async def deliver_sms(self, activation_id: str) -> str:
         code = f"{self._rng.randrange(1_000_000):06d}"
         act = self._pg.sim.deliver_sms(activation_id, code)
+        if not self._pg.options.cache_bound:
+            return f"SMS {code} reached {act.phone}. The bot shows it at its next check."
         return (
             f"SMS {code} reached {act.phone}. The bot shows it at its next check "
             f"(every {self._pg.options.poll_interval:g} s; DaisySim may answer from its "
@@ -389,6 +392,7 @@ async def start_playground(options: PlaygroundOptions) -> Playground:
             auto_sms=options.auto_sms,
             auto_sms_ratio=options.auto_sms_ratio,
             seed=options.seed,
+            cache_bound=options.cache_bound,
         )
         sim.core._next_id = max(sim.core._next_id, max_remote_id(db_path) + 1)
         for name, key in demo_keys.items():
@@ -529,6 +533,10 @@ def build_parser() -> argparse.ArgumentParser:
                     metavar="SECONDS", help="the bot's check interval (default: %(default)s)")
     ap.add_argument("--log-level", default=d.log_level, help="bot log level (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=None, help="random seed (codes, phone numbers)")
+    ap.add_argument("--cache-bound", action="store_true", default=env_cache_bound(),
+                    help="DaisySim hides a stored code behind a cached Waiting (default: "
+                    "returns it at once, the documented reading; env "
+                    "DAISYSIM_SIM_CACHE_BOUND=1)")
     return ap
 
 
@@ -555,6 +563,7 @@ def options_from_args(argv: list[str]) -> PlaygroundOptions:
         poll_interval=args.poll_interval,
         log_level=args.log_level,
         seed=args.seed,
+        cache_bound=args.cache_bound,
     )
 
 

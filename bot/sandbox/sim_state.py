@@ -107,6 +107,7 @@ class SimState(CatalogueMixin, FaultsMixin):
         auto_sms: tuple[float, float] | None = None,
         auto_sms_ratio: float = 1.0,
         seed: int | None = None,
+        cache_bound: bool = False,
     ) -> None:
         if auto_sms is not None and not 0 <= auto_sms[0] <= auto_sms[1]:
             raise ValueError("auto_sms must be (min, max) with 0 <= min <= max")
@@ -117,6 +118,11 @@ class SimState(CatalogueMixin, FaultsMixin):
         self.window = float(window)
         self.auto_sms = auto_sms
         self.auto_sms_ratio = auto_sms_ratio
+        # CHOICE (spec §13, "when a stored code becomes visible"): False = the page's
+        # literal words, a stored code is returned on the next call, cache or not;
+        # True = the cache-bound reading, a cached Waiting hides it until the id's
+        # 15-s cache runs out.
+        self.cache_bound = cache_bound
         self.rng = random.Random(seed)
         self.accounts: dict[str, Account] = {}
         self.services = default_catalogue()
@@ -348,14 +354,16 @@ class SimState(CatalogueMixin, FaultsMixin):
         return act
 
     def check_one(self, act: Activation) -> dict[str, Any]:
-        """One check of an owned activation, honouring the 15-s Waiting cache."""
+        """One check of an owned activation, honouring the 15-s Waiting cache (which,
+        unless ``cache_bound``, never hides a stored code)."""
         now = self.now()
+        cached = act.cache_until is not None and now < act.cache_until
         if act.cancelled_at is not None:
             status, code = "Cancelled", None
-        elif act.cache_until is not None and now < act.cache_until:
-            status, code = "Waiting", None  # cached, even if an SMS arrived meanwhile
-        elif act.code is not None:
-            status, code = "Completed", act.code
+        elif act.code is not None and not (cached and self.cache_bound):
+            status, code = "Completed", act.code  # a stored code bypasses the cache
+        elif cached:
+            status, code = "Waiting", None  # cache-bound: even if an SMS arrived meanwhile
         elif now >= act.expires_at:
             status, code = "Expired", None
         else:

@@ -27,8 +27,11 @@ Choices where the upstream spec is silent (clients must not rely on more than th
   charges for a pool (single-provider: the service) and, with ``listed``, a different,
   stale price that /apps keeps showing (DaisySim's 5-minute price view lagging behind).
 * /check and /check-all: the 15-s ``Waiting`` cache per activation id (a served Waiting is
-  cached 15 s; while cached, Waiting is served even if the SMS has arrived; afterwards a
-  stored code is returned on every call). Statuses beyond the documented two:
+  cached 15 s). When a stored code becomes visible (spec §13) has two readings: by
+  default the page's literal words, a stored code is returned at once on every call,
+  bypassing the cache; with ``cache_bound=True`` (CLI ``--cache-bound``, env
+  ``DAISYSIM_SIM_CACHE_BOUND=1``) Waiting is served while cached even if the SMS has
+  arrived, and the stored code on every call afterwards. Statuses beyond the documented two:
   ``Cancelled`` (after a successful cancel) and ``Expired`` (window over, no code). Found
   ids always carry ``phone_number``; ``Not Found`` (unknown/foreign) and ``Invalid`` (not a
   string of digits, e.g. JSON numbers) do not. ``ids`` must be a non-empty list of at most
@@ -55,6 +58,8 @@ Choices where the upstream spec is silent (clients must not rely on more than th
   simulator seconds later, with the server's checks at that time and that time as the
   order's ``created_at``; ``/_sim/state`` lists them under ``late_purchases`` (pending)
   and ``late_done`` (the activation ids created).
+* ``rtt`` (CLI ``--rtt SECONDS``): every API request spends that long on the wire, on the
+  simulator's clock (half before it is handled, half after).
 * Auto-SMS (``auto_sms=(min, max)``): each purchase gets, with probability
   ``auto_sms_ratio``, a random 6-digit code due at purchase + uniform(min, max); due
   deliveries are applied lazily whenever a request (or a state read) is handled. A code
@@ -66,6 +71,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -122,7 +128,15 @@ class Simulator(ApiRoutes, ControlRoutes):
         auto_sms: tuple[float, float] | None = None,
         auto_sms_ratio: float = 1.0,
         seed: int | None = None,
+        cache_bound: bool = False,
+        rtt: float = 0.0,
     ) -> None:
+        """``cache_bound``: the cache-bound reading of a stored code (see the module
+        docstring; default: the documented reading). ``rtt``: seconds of the
+        simulator's clock every API request spends on the wire, half before it
+        is handled and half after (a VirtualClock makes it virtual time)."""
+        if rtt < 0:
+            raise ValueError("rtt must be >= 0")
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.core = SimState(
             self.clock,
@@ -131,8 +145,11 @@ class Simulator(ApiRoutes, ControlRoutes):
             auto_sms=auto_sms,
             auto_sms_ratio=auto_sms_ratio,
             seed=seed,
+            cache_bound=cache_bound,
         )
         self.stats: Stats = self.core.stats
+        self.rtt = float(rtt)
+        self.on_wire = 0  # API requests now sleeping their rtt (not being worked on)
 
     # ------------------------------------------------------ Python control API
     def add_account(
@@ -292,7 +309,33 @@ class Simulator(ApiRoutes, ControlRoutes):
             logging.getLogger(__name__).exception("simulator bug")
             return fail(500, "SERVER_ERROR", "Internal server error.")
 
+    async def _travel(self) -> None:
+        """Half the round trip, on the simulator's clock."""
+        self.on_wire += 1
+        try:
+            await self.clock.sleep(self.rtt / 2)
+        finally:
+            self.on_wire -= 1
+
     def _wrap(
+        self, endpoint: str, bucket: str | None, handler: Handler
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        inner = self._wrap_inner(endpoint, bucket, handler)
+
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            if self.rtt <= 0:
+                return await inner(request)
+            await self._travel()
+            try:
+                response = await inner(request)
+            except SimError as exc:
+                response = fail(exc.status, exc.code, exc.message, exc.data)
+            await self._travel()
+            return response
+
+        return wrapped
+
+    def _wrap_inner(
         self, endpoint: str, bucket: str | None, handler: Handler
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         core = self.core
@@ -437,7 +480,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--virtual-clock", action="store_true", help="time moves only via POST /_sim/advance"
     )
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument(
+        "--cache-bound",
+        action="store_true",
+        default=env_cache_bound(),
+        help="a stored code stays hidden behind a cached Waiting (default: returned at "
+        "once, the documented reading; env DAISYSIM_SIM_CACHE_BOUND=1)",
+    )
+    ap.add_argument("--rtt", type=float, default=0.0, metavar="SECONDS",
+                    help="round-trip time every API request takes (simulator clock)")
     return ap
+
+
+def env_cache_bound() -> bool:
+    """``DAISYSIM_SIM_CACHE_BOUND`` set to 1/true/yes/on: the cache-bound reading."""
+    value = os.environ.get("DAISYSIM_SIM_CACHE_BOUND", "")
+    return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -449,6 +507,8 @@ async def _serve(args: argparse.Namespace) -> None:
         auto_sms=args.auto_sms,
         auto_sms_ratio=args.auto_sms_ratio,
         seed=args.seed,
+        cache_bound=args.cache_bound,
+        rtt=args.rtt,
     )
     for key, balance, email in args.account:
         sim.add_account(key, balance, email)
@@ -470,6 +530,9 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if not 0.0 <= args.auto_sms_ratio <= 1.0:
         print("--auto-sms-ratio must be within 0..1", file=sys.stderr)
+        return 2
+    if args.rtt < 0:
+        print("--rtt must be >= 0", file=sys.stderr)
         return 2
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args))

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from bot.sandbox.simulator import main
 
@@ -65,3 +66,21 @@ def test_cli_rejects_bad_arguments() -> None:
         else:  # pragma: no cover
             raise AssertionError(f"{argv} accepted")
     assert main(["--auto-sms-ratio", "1.5"]) == 2
+    assert main(["--rtt", "-1"]) == 2
+
+
+def test_cli_reading_flag_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The documented reading by default; ``--cache-bound`` or
+    DAISYSIM_SIM_CACHE_BOUND=1 (the playground reads the same) for the other."""
+    from bot.sandbox import playground
+    from bot.sandbox.simulator import build_parser
+
+    monkeypatch.delenv("DAISYSIM_SIM_CACHE_BOUND", raising=False)
+    assert build_parser().parse_args([]).cache_bound is False
+    assert build_parser().parse_args(["--cache-bound"]).cache_bound is True
+    assert build_parser().parse_args(["--rtt", "0.05"]).rtt == 0.05
+    assert playground.options_from_args([]).cache_bound is False
+    assert playground.options_from_args(["--cache-bound"]).cache_bound is True
+    monkeypatch.setenv("DAISYSIM_SIM_CACHE_BOUND", "1")
+    assert build_parser().parse_args([]).cache_bound is True
+    assert playground.options_from_args([]).cache_bound is True

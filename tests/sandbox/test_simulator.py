@@ -295,7 +295,72 @@ async def test_cancel_rate_limit_and_429_has_no_effect(env: Env) -> None:
 
 
 # ------------------------------------------------------------ check + cache
-async def test_waiting_cache_semantics(env: Env) -> None:
+async def test_documented_reading_a_stored_code_bypasses_the_cache(env: Env) -> None:
+    """The default (spec §8/§13, the page's literal words): once the code is stored,
+    the next call returns it, even while the id's Waiting answer is cached."""
+    assert env.sim.core.cache_bound is False
+    aid = (await env.buy())["activation_id"]
+    other = (await env.buy())["activation_id"]
+    phone = env.sim.activation(aid).phone
+    for check in (env.c.get(f"/check/{aid}"), env.c.post("/check-all", json={"ids": [other]})):
+        r = await check
+        assert r.status_code == 200, r.text
+    env.advance(5)  # both Waiting answers are cached for 10 more seconds
+    assert (await env.c.get(f"/check/{aid}")).json()["data"]["status"] == "Waiting"
+    env.sim.deliver_sms(aid, "847261")
+    env.sim.deliver_sms(other, "111222")
+    r = await env.c.get(f"/check/{aid}")
+    assert r.json()["data"] == {"activation_id": aid, "status": "Completed",
+                                "code": "847261", "phone_number": phone}
+    r = await env.c.post("/check-all", json={"ids": [aid, other]})
+    assert [(i["status"], i["code"]) for i in r.json()["data"]] == [
+        ("Completed", "847261"), ("Completed", "111222")]
+    # Without a code the cache still holds: a Waiting answer is not refreshed.
+    third = (await env.buy())["activation_id"]
+    await env.c.get(f"/check/{third}")
+    assert env.sim.activation(third).cache_until == env.clock.now() + 15.0
+    env.advance(14)
+    await env.c.get(f"/check/{third}")
+    assert env.sim.activation(third).cache_until == env.clock.now() + 1.0
+
+
+async def test_rtt_spends_simulator_time_on_the_wire() -> None:
+    """``rtt``: each API request takes that long of the simulator's clock, half
+    before it is handled (the handler sees the later time) and half after."""
+    import asyncio
+
+    clock = VirtualClock()
+    sim = Simulator(clock, rtt=0.1)
+    sim.add_account("k1", "10")
+    server = await start_simulator(sim)
+    t0 = clock.now()
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=5,
+                                     headers={"Authorization": "Bearer k1"}) as c:
+            task = asyncio.ensure_future(c.post("/purchase", json={"country": "USA",
+                                                                   "app": "Signal"}))
+            while sim.on_wire == 0:
+                await asyncio.sleep(0.001)
+            assert sim.core.activations == {}  # not handled yet: on the way in
+            clock.advance(0.05)
+            while not sim.core.activations or sim.on_wire == 0:
+                await asyncio.sleep(0.001)
+            [act] = sim.core.activations.values()
+            assert act.purchased_at == t0 + 0.05
+            assert not task.done()  # the answer is on the way back
+            clock.advance(0.05)
+            r = await task
+            assert r.status_code == 200 and sim.on_wire == 0
+    finally:
+        await server.close()
+    with pytest.raises(ValueError):
+        Simulator(clock, rtt=-1)
+
+
+async def test_waiting_cache_semantics_cache_bound(env: Env) -> None:
+    """The cache-bound reading (``cache_bound=True``): a cached Waiting hides a
+    stored code until the id's 15-s cache runs out."""
+    env.sim.core.cache_bound = True
     aid = (await env.buy())["activation_id"]
     phone = env.sim.activation(aid).phone
     r = await env.c.get(f"/check/{aid}")
