@@ -96,6 +96,17 @@ class Settings(BaseSettings):
     # ... or when an event (a code, a refund notice) has waited this long for delivery.
     health_outbox_max_age_seconds: float = Field(default=600.0, gt=0)
 
+    # --- Polling (adaptive, concurrent) ---
+    # Spend the check budget the 15-s rounds leave over on earlier polls (a stored
+    # code is returned at once, spec §13); off: each number once per interval.
+    poll_adaptive: bool = True
+    # No number is polled more often than once per this many seconds.
+    poll_min_gap_seconds: float = Field(default=1.0, ge=0.2, le=60.0)
+    # Poll rounds of different DaisySim accounts (keys) in flight at once.
+    poll_concurrency: int = Field(default=64, ge=1, le=1024)
+    # Spare (adaptive) check requests per second across all accounts at most.
+    poll_spare_per_second: float = Field(default=100.0, gt=0, le=10_000)
+
     @property
     def users_bring_keys(self) -> bool:
         """Own-key funding: each user links their own DaisySim key (the engine's

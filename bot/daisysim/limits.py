@@ -30,6 +30,7 @@ from bot.daisysim.keys import key_fingerprint
 __all__ = [
     "CANCEL_LIMIT",
     "CHECK_LIMIT",
+    "CHECK_RESERVE",
     "DEFAULT_MARGIN",
     "PURCHASE_LIMIT",
     "WINDOW",
@@ -45,6 +46,10 @@ DEFAULT_MARGIN = 0.5  # seconds added to the window for clock skew / latency jit
 PURCHASE_LIMIT = 10
 CHECK_LIMIT = 60  # shared by GET /check/{id} and POST /check-all
 CANCEL_LIMIT = 10
+# Of the check budget, the poller's spare (adaptive) polls never take the last
+# CHECK_RESERVE requests of any window: they stay free for checks a user asks
+# for and for the fresh rounds (bot.services.poller).
+CHECK_RESERVE = 6
 
 
 class _ClockAdapter(AbstractClock):
@@ -103,13 +108,19 @@ class Budget:
 
     def wait_time(self) -> float:
         """Seconds until one acquisition is possible (0.0 if now)."""
+        return self.wait_for(1)
+
+    def wait_for(self, free: int) -> float:
+        """Seconds until ``free`` acquisitions are possible at once (0.0 if now)."""
+        if not 1 <= free <= self.limit:
+            raise ValueError("free must be within 1..limit")
         now = self._clock.now()
         blocked = max(0.0, self._blocked_until - now)
         now_ms = self._now_ms()
-        if self.limit - self._in_window(now_ms) > 0:
+        if self.limit - self._in_window(now_ms) >= free:
             return blocked
-        # The limit-th newest item is the one whose expiry frees a slot.
-        oldest = self._bucket.peek(self.limit - 1)
+        # The (limit - free + 1)-th newest item is the one whose expiry frees enough.
+        oldest = self._bucket.peek(self.limit - free)
         assert oldest is not None and not hasattr(oldest, "__await__")
         assert isinstance(oldest, RateItem)
         free_at = (oldest.timestamp + self._interval_ms + 1) / 1000.0

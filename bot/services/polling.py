@@ -1,29 +1,50 @@
-"""Polling: one round per DaisySim account polls its due numbers in batches of
-check-all requests within the account's check budget (the plan is the pure
-:mod:`bot.services.poller`; concurrent rounds are :mod:`bot.services.rounds`)."""
+"""Polling: one round per DaisySim account polls its numbers in batches of
+check-all requests within the account's check budget: the fresh rounds every
+interval, and (adaptive polling) spare polls with the budget they leave over.
+The plan is the pure :mod:`bot.services.poller`; rounds of different accounts
+run concurrently, at most ``POLL_CONCURRENCY`` at once (:mod:`bot.services.rounds`).
+Spare polls only use idle capacity: none while rounds queue for a slot, and at
+most ``POLL_SPARE_PER_SECOND`` across all accounts."""
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 
+from bot.clock import Clock
 from bot.daisysim import errors as ds
+from bot.daisysim.limits import Budget
 from bot.domain.activation import ActivationState
 from bot.services.cancels import AUTH_RETRY
 from bot.services.outcomes import Outcomes
-from bot.services.poller import due_slots, split_batches
+from bot.services.poller import (
+    BATCH,
+    CHECK_RESERVE,
+    PollSlot,
+    compose,
+    due_slots,
+    fill_order,
+    split_batches,
+)
 from bot.services.rounds import Rounds
 from bot.services.runtime import Runtime
 from bot.services.timers import backoff
 from bot.services.tracker import Tracker
 from bot.services.tracking import Account
 
-__all__ = ["POLL_CONCURRENCY", "POLL_PATIENCE", "Polling"]
+__all__ = ["POLL_PATIENCE", "Polling"]
 
 logger = logging.getLogger("bot.services")
 
-POLL_CONCURRENCY = 8  # accounts whose poll rounds run at the same time
 POLL_PATIENCE = 2.0  # real s run_due waits for a slow round before leaving it running
+
+
+def spare_budget(rate: float, clock: Clock) -> Budget:
+    """At most ``rate`` spare polls per second (fractional rates: 1 per 1/rate s)."""
+    if rate >= 1.0:
+        return Budget("spare-polls", round(rate), clock, window=1.0)
+    return Budget("spare-polls", 1, clock, window=1.0 / rate)
 
 
 class Polling:
@@ -31,8 +52,14 @@ class Polling:
         self.rt = rt
         self.tracker = tracker
         self.outcomes = outcomes
+        settings = rt.settings
+        self.adaptive = bool(settings.poll_adaptive)
+        self.min_gap = float(settings.poll_min_gap_seconds)
+        self.spare_rate = float(settings.poll_spare_per_second)
+        self.spare = spare_budget(self.spare_rate, rt.clock)
         self.rounds = Rounds(
-            concurrency=POLL_CONCURRENCY, patience=POLL_PATIENCE, on_late_done=rt.notify
+            concurrency=int(settings.poll_concurrency), patience=POLL_PATIENCE,
+            on_late_done=rt.notify,
         )
 
     async def run(self, account_ids: list[int], now: float) -> None:
@@ -58,21 +85,13 @@ class Polling:
     async def round(self, acc: Account, now: float) -> None:
         rt = self.rt
         client = acc.client
-        if client is None or not acc.slots:
+        if client is None or not acc.slots or now < acc.poll_backoff_until:
             self.tracker.schedule_poll(acc, now)
             return
-        if now < acc.poll_backoff_until:
-            self.tracker.schedule_poll(acc, now)
-            return
-        budget = client.limiter.check
-        due = due_slots(acc.slots.values(), now)
-        batches = split_batches(due, budget.available())
-        if batches:
-            # A round cut short by the budget does not space the next one: the
-            # rest goes as soon as the budget frees a slot.
-            covered = sum(len(b) for b in batches) >= len(due)
-            acc.last_round = now if covered else None
+        now = max(now, rt.clock.now())  # the round may have waited for a slot
+        batches = self._plan(acc, client.limiter.check, now)
         for batch in batches:
+            sent_at = rt.clock.now()
             try:
                 results = await client.check_all([slot.remote_id for slot in batch])
             except ds.RateLimited as err:
@@ -108,5 +127,43 @@ class Polling:
                         track.poll_stopped = True  # the pending cancel resolves it
                         acc.slots.pop(track.id, None)
                 else:
-                    slot.due = polled_at + rt.interval
+                    # Only a fresh answer restarts the interval: a Waiting sent before
+                    # ``due`` may have come from the id's cache (cache-bound reading).
+                    if slot.fresh(sent_at):
+                        slot.due = polled_at + rt.interval
+                    slot.last_poll = sent_at
         self.tracker.schedule_poll(acc, rt.clock.now())
+
+    def _plan(self, acc: Account, budget: Budget, now: float) -> list[list[PollSlot]]:
+        """The batches this round sends: a fresh round when one is due, else at
+        most one spare poll (adaptive polling) when the budget and the global
+        spare rate allow it."""
+        slots = acc.slots.values()
+        due = due_slots(slots, now)
+        fresh_at = self.tracker.fresh_round_time(acc, now)
+        if due and fresh_at is not None and fresh_at <= now:
+            count = min(budget.available(), math.ceil(len(due) / BATCH))
+            if count <= 0:
+                return []
+            # A round cut short by the budget does not space the next one: the
+            # rest goes as soon as the budget frees a slot.
+            acc.last_round = now if count * BATCH >= len(due) else None
+            if not self.adaptive:
+                return split_batches(due, count)
+            return compose(due, fill_order(slots, now, min_gap=self.min_gap), count)
+        spare_at = self.tracker.spare_poll_time(acc, now)
+        reserve = min(CHECK_RESERVE, budget.limit - 1)
+        if spare_at is None or spare_at > now or budget.available() <= reserve:
+            return []
+        if self.rounds.queued > 0 or not self.spare.try_acquire():
+            # The transport or the global spare rate is busy: this account's
+            # turn comes again once the others had theirs.
+            spread = len(self.rt.accounts) / self.spare_rate
+            acc.extra_not_before = now + max(self.min_gap, spread)
+            return []
+        batches = compose(due, fill_order(slots, now, min_gap=self.min_gap), 1)
+        if batches:
+            acc.last_extra = now
+        else:  # nothing worth a spare poll right now
+            acc.extra_not_before = now + self.min_gap
+        return batches

@@ -32,6 +32,8 @@ class Rounds:
         self._on_late_done = on_late_done
         self._running: dict[Hashable, asyncio.Task[None]] = {}
         self._late: set[asyncio.Task[None]] = set()
+        self.queued = 0  # rounds waiting for a free slot (the bound is reached)
+        self.in_flight = 0  # rounds running now (never more than ``concurrency``)
 
     def running(self, key: Hashable) -> bool:
         return key in self._running
@@ -55,8 +57,17 @@ class Rounds:
 
     async def _one(self, key: Hashable, round_: Round) -> None:
         try:
-            async with self._slots:
+            self.queued += 1
+            try:
+                await self._slots.acquire()
+            finally:
+                self.queued -= 1
+            self.in_flight += 1
+            try:
                 await round_()
+            finally:
+                self.in_flight -= 1
+                self._slots.release()
         finally:
             task = self._running.pop(key, None)
             if task is not None and task in self._late:

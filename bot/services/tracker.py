@@ -4,9 +4,17 @@ and refreshes it after every change."""
 
 from __future__ import annotations
 
+from bot.daisysim.limits import Budget
 from bot.domain.activation import CANCELLING_STATES, POLLABLE_STATES, ActivationState
 from bot.services.accounts import Accounts
-from bot.services.poller import PollSlot, next_round_time, round_gap
+from bot.services.poller import (
+    CHECK_RESERVE,
+    PollSlot,
+    extra_gap,
+    next_extra_time,
+    next_round_time,
+    round_gap,
+)
 from bot.services.runtime import Runtime
 from bot.services.tracking import Account, Track
 from storage.rows import ActivationRow
@@ -60,7 +68,9 @@ class Tracker:
         if pollable and not track.poll_stopped:
             if track.id not in acc.slots:
                 assert track.remote_id is not None
-                acc.slots[track.id] = PollSlot(track.id, track.remote_id, first_poll)
+                acc.slots[track.id] = PollSlot(
+                    track.id, track.remote_id, first_poll, born=track.purchase_sent_at
+                )
         else:
             acc.slots.pop(track.id, None)
         self.schedule_poll(acc, now)
@@ -84,20 +94,49 @@ class Tracker:
         self.rt.timers.set(("act", track.id), when)
 
     def schedule_poll(self, acc: Account, now: float) -> None:
+        """The account's poll timer: its next fresh round or spare poll."""
         if acc.client is None or not acc.slots:
             self.rt.timers.set(("poll", acc.id), None)
             return
+        when = self.fresh_round_time(acc, now, budget_wait=True)
+        spare = self.spare_poll_time(acc, now)
+        if spare is not None and (when is None or spare < when):
+            when = spare
+        self.rt.timers.set(("poll", acc.id), when)
+
+    def fresh_round_time(self, acc: Account, now: float, *, budget_wait: bool = False
+                         ) -> float | None:
+        """When the account's next fresh round is due (``budget_wait``: not before
+        the budget has a request free)."""
+        assert acc.client is not None
         budget = acc.client.limiter.check
-        gap = round_gap(len(acc.slots), self.rt.interval, budget.limit)
-        when = next_round_time(
+        return next_round_time(
             acc.slots.values(),
             last_round=acc.last_round,
-            gap=gap,
+            gap=round_gap(len(acc.slots), self.rt.interval, budget.limit),
             now=now,
-            budget_wait=budget.wait_time() if budget.available() <= 0 else 0.0,
+            budget_wait=budget.wait_time() if budget_wait and budget.available() <= 0 else 0.0,
             backoff_until=acc.poll_backoff_until,
         )
-        self.rt.timers.set(("poll", acc.id), when)
+
+    def spare_poll_time(self, acc: Account, now: float) -> float | None:
+        """When the account's next spare poll may go (None: adaptive polling is
+        off, or the fresh rounds need the whole budget)."""
+        settings = self.rt.settings
+        if not settings.poll_adaptive or acc.client is None:
+            return None
+        budget: Budget = acc.client.limiter.check
+        reserve = min(CHECK_RESERVE, budget.limit - 1)
+        return next_extra_time(
+            acc.slots.values(),
+            gap=extra_gap(len(acc.slots), self.rt.interval, budget.limit, reserve=reserve,
+                          window=budget.window),
+            last_extra=acc.last_extra,
+            now=now,
+            reserve_wait=budget.wait_for(reserve + 1),
+            min_gap=float(settings.poll_min_gap_seconds),
+            not_before=max(acc.extra_not_before, acc.poll_backoff_until),
+        )
 
     async def sync(self, activation_id: int) -> ActivationRow | None:
         """Refresh the in-memory view of one activation from the database."""

@@ -49,7 +49,9 @@ class Account:
         # (same service) are serialised; other services go ahead.
         self._purchase_locks: dict[str, asyncio.Lock] = {}
         self.slots: dict[int, PollSlot] = {}
-        self.last_round: float | None = None
+        self.last_round: float | None = None  # the last fresh round that covered every due id
+        self.last_extra: float | None = None  # the last spare (adaptive) poll
+        self.extra_not_before = 0.0  # no spare poll before (the global spare rate said so)
         self.poll_backoff_until = 0.0
         self.poll_failures = 0
         self.catalogue: tuple[float, list[App]] | None = None

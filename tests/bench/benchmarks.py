@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.bench import app_bench, polling
+from tests.bench import app_bench, otp_latency, polling
 from tests.bench.common import Table, cpu_count, fmt, percentile
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -55,11 +55,15 @@ class Config:
     flood_what_if: bool = True  # also run the flood against the processor before issue 9
     flood_users: int = 40  # first-contact benchmark: users flooding the bot at once...
     flood_per_user: int = 5  # ... with this many commands each
+    latency_sizes: tuple[int, ...] = (15,)  # OTP latency, both readings × both planners
+    pass_accounts: int = 30  # one pass of concurrent account polls ...
+    pass_rtts: tuple[float, ...] = (0.1,)  # ... at these round-trip times
 
 
 QUICK = Config("quick", 3.0, (15, 30), (15, 16), 10, 40, 20, 4, 16, 10.0, 3.0, 1000, 100)
 FULL = Config("full", 10.0, polling.LADDER_OURS, polling.LADDER_BASELINE, 60,
-              1000, 200, 4, 32, 20.0, 10.0, 10_000, 1000, flood_users=200, flood_per_user=10)
+              1000, 200, 4, 32, 20.0, 10.0, 10_000, 1000, flood_users=200, flood_per_user=10,
+              latency_sizes=(15, 60, 300), pass_accounts=300, pass_rtts=(0.05, 0.1))
 
 TARGET_SUSTAIN = 300
 TARGET_RATIO = 20
@@ -91,10 +95,13 @@ async def run(cfg: Config, *, seed: int = 1, log: bool = True) -> tuple[Table, s
 
     # ---------------------------------------------------------------- polling
     say(f"# polling ladder (virtual time, {cfg.minutes:g}-minute windows)")
+    # The ladder runs under the cache-bound reading (a stored code waits for the
+    # id's 15-s cache): the conservative one for what one account sustains.
     best_base, base_runs = await polling.ladder(
-        "baseline", cfg.ladder_baseline, minutes=cfg.minutes, seed=seed, log=say)
+        "baseline", cfg.ladder_baseline, minutes=cfg.minutes, seed=seed, log=say,
+        cache_bound=True)
     best_ours, ours_runs = await polling.ladder(
-        "ours", cfg.ladder_ours, minutes=cfg.minutes, seed=seed, log=say)
+        "ours", cfg.ladder_ours, minutes=cfg.minutes, seed=seed, log=say, cache_bound=True)
     full_ladder = max(cfg.ladder_ours) >= TARGET_SUSTAIN
     sustain_met: bool | None = (
         best_ours >= TARGET_SUSTAIN and best_ours >= TARGET_RATIO * best_base
@@ -102,7 +109,8 @@ async def run(cfg: Config, *, seed: int = 1, log: bool = True) -> tuple[Table, s
     )
     top = ours_runs[-1]
     table.add(
-        "Waiting activations one account sustains (0×429, every code pushed, p99 ≤ 15.5 s)",
+        "Waiting activations one account sustains (cache-bound reading; 0×429, every code "
+        "pushed, p99 ≤ 15.5 s)",
         f"{best_ours}" + ("" if best_ours < max(cfg.ladder_ours) else " (highest tried)"),
         f"{best_base}",
         f"≥ {TARGET_SUSTAIN} and ≥ {TARGET_RATIO}× baseline",
@@ -143,6 +151,53 @@ async def run(cfg: Config, *, seed: int = 1, log: bool = True) -> tuple[Table, s
         table.add(
             f"Check requests per delivered OTP (ours at {at_ours.n} waiting)",
             fmt(at_ours.checks_per_otp, "", 2), "—", "—", None,
+        )
+
+    # ------------------------------------------------------- OTP latency (issue 14)
+    say(f"# OTP latency, both readings × both planners ({cfg.minutes:g}-minute windows)")
+    cells = await otp_latency.latency_matrix(cfg.latency_sizes, minutes=cfg.minutes, seed=seed,
+                                             log=say)
+    by = {(c.run.n, c.reading, c.planner): c.run for c in cells}
+    for n in cfg.latency_sizes:
+        for reading in ("documented", "cache-bound"):
+            before, after = by[(n, reading, "interval")], by[(n, reading, "adaptive")]
+            goal, met = "—", None
+            if reading == "documented" and n <= 60:
+                goal = (f"p50 ≤ {otp_latency.GOAL_P50_DOC:g} s, p99 ≤ "
+                        f"{otp_latency.GOAL_P99_DOC:g} s, 0×429")
+                met = (_ok(after.p50, otp_latency.GOAL_P50_DOC)
+                       and _ok(after.p99, otp_latency.GOAL_P99_DOC) and after.rate_limited == 0)
+            elif reading == "cache-bound" and n >= 300:
+                goal = f"p99 ≤ {otp_latency.GOAL_P99_CACHE:g} s, 0×429"
+                met = _ok(after.p99, otp_latency.GOAL_P99_CACHE) and after.rate_limited == 0
+            elif after.rate_limited == 0 and before.rate_limited == 0:
+                goal, met = "0×429", True
+            else:
+                goal, met = "0×429", False
+            table.add(
+                f"OTP latency p50 / p99, {reading} reading, {n} waiting on one account "
+                "(simulated s; adaptive polling vs the planner before issue 14 in the "
+                "baseline column)",
+                f"{fmt(after.p50, ' s', 2)} / {fmt(after.p99, ' s', 2)} "
+                f"({after.rate_limited}×429, {fmt(after.checks_per_otp, '', 1)} checks/code)",
+                f"{fmt(before.p50, ' s', 2)} / {fmt(before.p99, ' s', 2)} "
+                f"({before.rate_limited}×429, {fmt(before.checks_per_otp, '', 1)} checks/code,"
+                " interval planner)",
+                goal, met,
+            )
+    say(f"# one pass of concurrent account polls ({cfg.pass_accounts} own-key accounts × 3)")
+    passes = await otp_latency.pass_rows(cfg.pass_accounts, cfg.pass_rtts, seed=seed, log=say,
+                                         concurrencies=(8, 64))
+    for rtt in cfg.pass_rtts:
+        old_run = next(r for r in passes if r.rtt == rtt and r.concurrency == 8)
+        new_run = next(r for r in passes if r.rtt == rtt and r.concurrency == 64)
+        table.add(
+            f"One pass of {cfg.pass_accounts} own-key accounts' polls at {rtt * 1000:.0f} ms RTT "
+            "(simulated s; POLL_CONCURRENCY 64 vs 8 before)",
+            f"{new_run.seconds:.2f} s ({new_run.polled}/{cfg.pass_accounts}, "
+            f"{new_run.rate_limited}×429)",
+            f"{old_run.seconds:.2f} s (concurrency 8)",
+            "≤ 15 s", new_run.seconds <= 15.0 and new_run.polled == cfg.pass_accounts,
         )
 
     # ------------------------------------------------------------- bot share
@@ -331,8 +386,12 @@ async def run(cfg: Config, *, seed: int = 1, log: bool = True) -> tuple[Table, s
         "the /check budget: 60 requests/min ÷ 4 per activation = 15.",
         "Ours = bot.services.engine.Engine: one batched check-all (≤ 20 ids) per due group, under "
         "the client's sliding 60/60.5 s budget; a round that does not fit waits (never a 429).",
-        "Polling runs use a VirtualClock (simulated seconds); the simulator caches Waiting "
-        "answers 15 s, so a code waits up to one 15-s interval by design.",
+        "Polling runs use a VirtualClock (simulated seconds). The simulator has both readings "
+        "of a stored code (spec §13): documented (returned at once, the default) and "
+        "cache-bound (hidden behind a cached Waiting up to 15 s). Adaptive polling spends "
+        "the check budget the 15-s rounds leave over (keeping 6 of 60 free for user-asked "
+        "checks) on earlier polls; the interval planner (POLL_ADAPTIVE=false) is the one "
+        "before issue 14. The pass rows: the simulator spends the RTT on its virtual clock.",
         "Timing rows are measurements on this machine, never asserted in tests; the CI smoke "
         "test (tests/bench/test_bench_smoke.py) asserts the invariants only.",
     ])

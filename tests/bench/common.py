@@ -139,10 +139,16 @@ class Pump:
         self.busy = busy
         self.idle = idle
 
+    def _working(self) -> int:
+        """Simulator requests being worked on (not those sleeping their ``rtt``)."""
+        if self.sim is None:
+            return 0
+        return self.sim.in_flight - self.sim.sim.on_wire
+
     def _marker(self) -> tuple[int, int]:
         if self.sim is None:
             return (0, 0)
-        return (self.sim.in_flight, self.sim.served)
+        return (self._working(), self.sim.served)
 
     async def settle(self, max_real: float = 30.0) -> None:
         """Wait (real time) until nothing moves."""
@@ -150,7 +156,7 @@ class Pump:
         if self.idle is not None:
             while True:
                 await asyncio.sleep(0)
-                if self.idle() and (self.sim is None or self.sim.in_flight == 0):
+                if self.idle() and self._working() == 0:
                     return
                 await asyncio.sleep(self.tick / 10)
                 if time.monotonic() > deadline:

@@ -109,12 +109,13 @@ def _schedule(rng: random.Random, start: float, ids: list[str], minutes: float
 # ---------------------------------------------------------------------- baseline
 
 
-async def run_baseline(n: int, *, minutes: float = 10.0, seed: int = 1) -> PollRun:
+async def run_baseline(n: int, *, minutes: float = 10.0, seed: int = 1,
+                       cache_bound: bool = False) -> PollRun:
     import time
 
     real0 = time.perf_counter()
     clock = VirtualClock()
-    sim = await start_sim(clock, window=SIM_WINDOW, seed=seed)
+    sim = await start_sim(clock, window=SIM_WINDOW, seed=seed, cache_bound=cache_bound)
     rng = random.Random(seed)
     run = PollRun("baseline", n)
     fleet = ReferenceFleet.create(sim.base_url, OPERATOR_KEY, clock)
@@ -198,8 +199,14 @@ ADMIN_ID = 1
 FIRST_USER = 1000
 
 
-async def run_ours(n: int, *, minutes: float = 10.0, seed: int = 1, users: int = 50) -> PollRun:
-    """The engine (bot.services.engine.Engine) polling ``n`` waiting activations."""
+async def run_ours(n: int, *, minutes: float = 10.0, seed: int = 1, users: int = 50,
+                   cache_bound: bool = False, adaptive: bool = True) -> PollRun:
+    """The engine (bot.services.engine.Engine) polling ``n`` waiting activations.
+
+    ``cache_bound``: the simulator's cache-bound reading of a stored code
+    (default: the documented one, a stored code comes back at once);
+    ``adaptive=False``: the planner as before issue 14 (each id once per
+    interval, no spare polls), for before/after rows in one run."""
     import time
 
     from bot.services.api import Event, EventKind
@@ -207,9 +214,9 @@ async def run_ours(n: int, *, minutes: float = 10.0, seed: int = 1, users: int =
 
     real0 = time.perf_counter()
     clock = VirtualClock()
-    sim = await start_sim(clock, window=SIM_WINDOW, seed=seed)
+    sim = await start_sim(clock, window=SIM_WINDOW, seed=seed, cache_bound=cache_bound)
     rng = random.Random(seed)
-    run = PollRun("ours", n)
+    run = PollRun("ours" if adaptive else "interval", n)
     pushed: dict[str, list[tuple[float, str]]] = {}
 
     async def on_event(event: Event) -> None:
@@ -219,7 +226,7 @@ async def run_ours(n: int, *, minutes: float = 10.0, seed: int = 1, users: int =
             pushed.setdefault(act.remote_id, []).append((clock.now(), act.code))
 
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        settings = engine_settings(str(Path(tmp) / "bot.sqlite3"), sim)
+        settings = engine_settings(str(Path(tmp) / "bot.sqlite3"), sim, poll_adaptive=adaptive)
         engine = Engine(settings, clock=clock)
         engine.subscribe(on_event)
         pump = Pump(clock, sim)
@@ -309,14 +316,14 @@ LADDER_BASELINE = (15, 16, 30, 60)
 
 
 async def ladder(flow: str, sizes: tuple[int, ...], *, minutes: float = 10.0, seed: int = 1,
-                 log: Any = None) -> tuple[int, list[PollRun]]:
+                 log: Any = None, cache_bound: bool = False) -> tuple[int, list[PollRun]]:
     """Run ``sizes`` in order; returns (max sustained n, runs). Stops after the
     first size that is not sustained."""
     best = 0
     runs: list[PollRun] = []
     for n in sizes:
         runner = run_ours if flow == "ours" else run_baseline
-        run = await runner(n, minutes=minutes, seed=seed)
+        run = await runner(n, minutes=minutes, seed=seed, cache_bound=cache_bound)
         runs.append(run)
         if log is not None:
             log(run.summary())

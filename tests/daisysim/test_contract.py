@@ -64,7 +64,8 @@ async def test_purchase_check_cancel_history_cycle(env: SimEnv) -> None:
     first = await c.check(pinned.activation_id)
     assert first.waiting and first.phone_number == pinned.phone_number
     sim.deliver_sms(pinned.activation_id, "847261")
-    assert (await c.check(pinned.activation_id)).waiting  # the 15-s Waiting cache
+    sim.core.cache_bound = True  # the cache-bound reading: the 15-s Waiting cache hides it
+    assert (await c.check(pinned.activation_id)).waiting
     clock.advance(15)
     done = await c.check(pinned.activation_id)
     assert done.completed and done.code == "847261" and done.status == "Completed"

@@ -85,6 +85,29 @@ def test_available_and_wait_time_are_exact() -> None:
     assert budget.wait_time() == pytest.approx(10.0, abs=1e-6)
 
 
+def test_wait_for_several_free_slots() -> None:
+    """``wait_for(k)``: when ``k`` acquisitions are possible at once (the poller's
+    spare polls wait until more than the reserve is free)."""
+    clock = VirtualClock()
+    budget = Budget("check", 4, clock, window=60.0)
+    t0 = clock.now()
+    for _ in range(4):
+        budget.try_acquire()
+        clock.advance(10)
+    # taken at t0, t0+10, t0+20, t0+30; now t0+40
+    assert budget.wait_for(1) == pytest.approx(20.001)
+    assert budget.wait_for(2) == pytest.approx(30.001)
+    assert budget.wait_for(4) == pytest.approx(50.001)
+    clock.set(t0 + 70.002)
+    assert budget.available() == 2 and budget.wait_for(2) == 0.0
+    assert budget.wait_for(3) == pytest.approx(9.999, abs=1e-6)
+    budget.block_for(30)
+    assert budget.wait_for(1) == pytest.approx(30.0)
+    for bad in (0, 5):
+        with pytest.raises(ValueError):
+            budget.wait_for(bad)
+
+
 async def test_acquire_waits_on_the_virtual_clock() -> None:
     clock = VirtualClock()
     budget = Budget("purchase", 2, clock)

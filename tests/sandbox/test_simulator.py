@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -324,6 +324,16 @@ async def test_documented_reading_a_stored_code_bypasses_the_cache(env: Env) -> 
     assert env.sim.activation(third).cache_until == env.clock.now() + 1.0
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    import asyncio
+
+    for _ in range(5000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("condition not reached")
+
+
 async def test_rtt_spends_simulator_time_on_the_wire() -> None:
     """``rtt``: each API request takes that long of the simulator's clock, half
     before it is handled (the handler sees the later time) and half after."""
@@ -339,12 +349,10 @@ async def test_rtt_spends_simulator_time_on_the_wire() -> None:
                                      headers={"Authorization": "Bearer k1"}) as c:
             task = asyncio.ensure_future(c.post("/purchase", json={"country": "USA",
                                                                    "app": "Signal"}))
-            while sim.on_wire == 0:
-                await asyncio.sleep(0.001)
+            await until(lambda: sim.on_wire == 1)
             assert sim.core.activations == {}  # not handled yet: on the way in
             clock.advance(0.05)
-            while not sim.core.activations or sim.on_wire == 0:
-                await asyncio.sleep(0.001)
+            await until(lambda: bool(sim.core.activations) and sim.on_wire == 1)
             [act] = sim.core.activations.values()
             assert act.purchased_at == t0 + 0.05
             assert not task.done()  # the answer is on the way back
