@@ -114,4 +114,15 @@ class Outbox:
                     )
                 continue
             await events.mark_delivered(row.id, clock.now())
-        self.rt.timers.set(("events",), await events.next_attempt())
+        self.rt.timers.set(("events",), await self._next_due())
+
+    async def _next_due(self) -> float | None:
+        """When the next dispatch has work: an event waiting behind an earlier one
+        of its activation (in backoff) is due no sooner than that one, else the
+        engine would wake at once for it again and again."""
+        first: dict[int, float] = {}  # activation -> due of its oldest pending event
+        for row in await self.rt.repos.events.pending():
+            if row.activation_id not in first:
+                due = row.next_attempt_at if row.next_attempt_at is not None else row.created_at
+                first[row.activation_id] = due
+        return min(first.values(), default=None)

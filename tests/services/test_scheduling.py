@@ -129,3 +129,34 @@ async def test_expiry_cancels_respect_the_cancel_budget(h: Harness) -> None:
     assert h.sim_refunds() == {a.remote_id: 1 for a in acts}
     assert await eng.inspect.balance(ALICE) == Decimal("50")
     assert h.sim_balance(OP_KEY) == Decimal("500")
+
+
+async def test_an_event_behind_one_in_backoff_does_not_wake_the_engine_at_once(
+    h: Harness,
+) -> None:
+    """The code arrives (adaptive polling: a second later) while the activation's
+    earlier event waits out a failed handler's backoff: the later one must wait
+    for it (order), and the engine's next due time is that backoff, not "now"
+    over and over (a busy loop)."""
+    fail = {"left": 1}
+
+    async def flaky(event: Event) -> None:
+        if fail["left"] > 0:
+            fail["left"] -= 1
+            raise RuntimeError("flaky")
+        await h.record(event)
+
+    eng = await h.engine("operator", handler=flaky)
+    await eng.admin_adjust(ADMIN, ALICE, Decimal("5"), "top-up")
+    t0 = h.clock.now()
+    act = await eng.buy(ALICE, "Signal", None, Decimal("1"), request_id="b")
+    await h.run_until(eng, t0 + 180)  # cancel_available: the handler fails, backoff 5 s
+    assert h.kinds(act.id) == []
+    h.sms(act, "9")
+    await h.run_for(eng, 1.5)  # the code is stored: its event waits behind the first
+    assert h.kinds(act.id) == []
+    now = h.clock.now()
+    nxt = eng.next_due()
+    assert nxt is not None and nxt > now
+    await h.run_for(eng, 10)
+    assert h.kinds(act.id) == [EventKind.CANCEL_AVAILABLE, EventKind.CODE_RECEIVED]
