@@ -17,7 +17,7 @@ async def funded(h: Harness, **kw: object) -> Engine:
 
 
 async def test_waker_reports_new_earlier_work(h: Harness) -> None:
-    eng = await funded(h)
+    eng = await funded(h, poll_adaptive=False)  # the 15-s cadence only: exact times
     await eng.run_due()
     assert eng.next_due() is None  # idle
     woken: list[float] = []
