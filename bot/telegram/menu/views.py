@@ -22,8 +22,9 @@ __all__ = [
 
 
 def main_menu(lang: str, *, own_key: bool, first_name: str | None = None) -> Screen:
+    name = first_name or label(lang, "welcome_no_name")
     text = (
-        join(t(lang, "welcome", name=first_name or "there"), "", t(lang, "menu_title"))
+        join(t(lang, "welcome", name=name), "", t(lang, "menu_title"))
         if first_name is not None
         else t(lang, "menu_title")
     )
