@@ -210,6 +210,7 @@ class PriceLine:
     cost: Decimal | None = None  # DaisySim's price (multi-pool: the cheapest pool)
     price: Decimal | None = None  # the user's price of that (cheapest) choice
     max_price: Decimal | None = None  # multi-pool: the dearest pool's user price
+    max_cost: Decimal | None = None  # multi-pool: the dearest pool's DaisySim price
 
 
 @dataclass(frozen=True, slots=True)

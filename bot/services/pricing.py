@@ -68,7 +68,7 @@ class Pricing:
         prices = [book.price(app.code, c) for c in costs]
         return PriceLine(
             code=app.code, name=app.name, rule=str(rule), source=source,
-            cost=min(costs), price=min(prices), max_price=max(prices),
+            cost=min(costs), price=min(prices), max_price=max(prices), max_cost=max(costs),
         )
 
     async def set_rule(self, admin_id: int, code: str, rule: PriceRule | None) -> PriceLine:
