@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from bot.config import FundingMode
+from bot.sandbox.fake_telegram import FakeUser
 from tests.e2e.conftest import ADMIN, ALICE, OP_KEY, WAIT, Harness, HarnessFactory
 from tests.texts import button, pattern, service_label, text
 
@@ -16,7 +17,7 @@ CONFIRM = pattern("btn_confirm")
 OVERRIDES = "Signal=+12.5%,WhatsApp=2.00,sb_wa=+10%"
 
 
-async def _admin(h: Harness):  # type: ignore[no-untyped-def]
+async def _admin(h: Harness) -> FakeUser:
     admin = h.user(ADMIN, "Ada")
     await admin.send("/start")
     await admin.wait_for(text("menu_title"), WAIT)
