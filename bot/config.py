@@ -35,7 +35,7 @@ def support_contact(value: str) -> str | None:
     if m:
         return f"https://t.me/{m.group(1)}"
     m = _USERNAME_RE.fullmatch(text)
-    if m and "__" not in m.group(1):
+    if m:
         return f"@{m.group(1)}"
     return None
 

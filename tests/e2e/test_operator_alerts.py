@@ -169,3 +169,22 @@ async def test_without_support_contact_the_texts_stand_alone(h: Harness) -> None
     await bob.send("/wallet")
     empty = await bob.wait_for(pattern("wallet_operator_empty"), WAIT)
     assert text("support_line", contact="@x").split(":")[0] not in empty.text
+
+
+async def test_an_alert_telegram_failed_to_take_is_sent_after_a_restart(h: Harness) -> None:
+    admin = h.user(ADMIN, "Ada")
+    await _start(admin)
+    h.fake.inject_error("sendMessage", 500, chat_id=ADMIN, count=1)
+    h.sim.update_account(OP_KEY, balance="0")
+    alice = h.user()
+    await _buy_signal(h, alice)
+    await alice.wait_for(pattern("err_service_unavailable"), WAIT)
+    await h.settle()
+    assert _alerts(admin, "admin_alert_operator_empty") == 0
+    [waiting] = await h.engine.pending_alerts()
+    assert waiting.kind == "operator_empty" and waiting.admin_id == ADMIN
+    await h.restart_bot()
+    await admin.wait_for(EMPTY, WAIT, since=0)
+    await h.settle()
+    assert _alerts(admin, "admin_alert_operator_empty") == 1
+    assert await h.engine.pending_alerts() == []
