@@ -124,7 +124,7 @@ async def test_bad_price_commands_are_refused_with_the_reason(h: Harness) -> Non
     await admin.send("/price Signal -10%")
     await admin.wait_for(pattern("admin_price_bad_rule", rule="-10%"), WAIT)
     await admin.send("/price Signal 0.10")  # below DaisySim's $0.60
-    await admin.wait_for(pattern("admin_price_below_cost", price="0.10", cost="$0.60"), WAIT)
+    await admin.wait_for(pattern("admin_price_below_cost", price="$0.10", cost="$0.60"), WAIT)
     await admin.send("/price whats +5%")
     unknown = await admin.wait_for(pattern("admin_price_unknown_service", code="whats"), WAIT)
     assert "WhatsApp" in unknown.text and "sb_wa" in unknown.text  # the close codes

@@ -82,7 +82,8 @@ async def price_command(update: Update, context: BotContext) -> None:
                                                         codes=codes))
         return
     except PriceBelowCost as exc:
-        await send(update, context, views.price_refused(lang, "cost", value=raw, cost=exc.cost))
+        fixed = rule.fixed if rule is not None else None
+        await send(update, context, views.price_refused(lang, "cost", price=fixed, cost=exc.cost))
         return
     except NotAllowed:
         await send(update, context, notice(lang, "not_allowed"))

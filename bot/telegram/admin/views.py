@@ -137,7 +137,7 @@ def price_set(lang: str, line: PriceLine, *, reset: bool) -> Screen:
 
 def price_refused(
     lang: str, reason: Literal["usage", "rule", "service", "cost"], *, value: str = "",
-    cost: Decimal | None = None, codes: str = "",
+    price: Decimal | None = None, cost: Decimal | None = None, codes: str = "",
 ) -> Screen:
     usage = t(lang, "admin_usage_price")
     if reason == "rule":
@@ -145,7 +145,7 @@ def price_refused(
     if reason == "service":
         return notice(lang, "admin_price_unknown_service", code=value, codes=codes)
     if reason == "cost":
-        return notice(lang, "admin_price_below_cost", price=value, cost=cost)
+        return notice(lang, "admin_price_below_cost", price=price, cost=cost)
     return Screen(usage)
 
 
