@@ -33,8 +33,10 @@ from bot.liveness import FeedRequest, UpdateFeed
 from bot.logging_setup import install_redaction, quiet_http_loggers, register_secret
 from bot.services.api import EngineAPI
 from bot.telegram import routes
+from bot.telegram.admin.alerts import AlertSender
 from bot.telegram.application import DaisyApplication
 from bot.telegram.catalogues import LANGUAGES
+from bot.telegram.common.support import use_support_contact
 from bot.telegram.context import BotContext, BotData, DaisyApp
 from bot.telegram.events import EventRenderer
 from bot.telegram.flood import flood_notifier, key_message
@@ -87,6 +89,7 @@ def build_application(
         register_secret(settings.webhook_secret.get_secret_value())
     quiet_http_loggers()
     use_date_time_entities(settings.date_time_entities)
+    use_support_contact(settings.support_contact)
 
     clock = clock or SystemClock()
     context_types = ContextTypes(context=BotContext, bot_data=BotData)
@@ -158,8 +161,12 @@ async def startup(application: DaisyApp) -> None:
     data.scheduler = scheduler
     engine.set_waker(scheduler.wake)
     engine.subscribe(EventRenderer(application))
+    alerts = AlertSender(application)  # operator alerts to the admins
+    data.alert_sender = alerts
+    engine.set_alert_listener(alerts.wake)
     await engine.start()
     data.started = True
+    alerts.wake()  # alerts a restart interrupted go out now
     try:
         # the default list (DEFAULT_LOCALE), then once per language (language_code:
         # the two-letter code; "pt_BR" → "pt")
@@ -184,6 +191,9 @@ async def shutdown(application: DaisyApp) -> None:
     if data.scheduler is not None:
         data.scheduler.close()
         data.scheduler = None
+    if data.alert_sender is not None:
+        data.alert_sender.close()
+        data.alert_sender = None
     if data.started and data.engine_ is not None:
         if data.owns_engine:
             await data.engine_.close()

@@ -15,11 +15,29 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.domain.pricing import PriceRule, parse_overrides
+
 DEFAULT_WEBHOOK_PATH = "telegram"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 TELEGRAM_WEBHOOK_PORTS = frozenset({443, 80, 88, 8443})
 _WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _WEBHOOK_PATH_RE = re.compile(r"[A-Za-z0-9._~/-]*")
+# Telegram usernames: 5-32 characters, letters, digits and underscores, a letter first.
+_USERNAME_RE = re.compile(r"@?([A-Za-z][A-Za-z0-9_]{3,30}[A-Za-z0-9])")
+_TME_RE = re.compile(r"(?:https://)?t\.me/([A-Za-z][A-Za-z0-9_]{3,30}[A-Za-z0-9])/?")
+
+
+def support_contact(value: str) -> str | None:
+    """SUPPORT_CONTACT normalised: ``@name`` or ``https://t.me/name``; None if it is
+    neither (a t.me link to a username only: no invite links or other sites)."""
+    text = value.strip()
+    m = _TME_RE.fullmatch(text)
+    if m:
+        return f"https://t.me/{m.group(1)}"
+    m = _USERNAME_RE.fullmatch(text)
+    if m:
+        return f"@{m.group(1)}"
+    return None
 
 
 class FundingMode(StrEnum):
@@ -96,6 +114,20 @@ class Settings(BaseSettings):
     # ... or when an event (a code, a refund notice) has waited this long for delivery.
     health_outbox_max_age_seconds: float = Field(default=600.0, gt=0)
 
+    # --- Operator: prices, alerts, support ---
+    # Per-service prices (operator mode), over MARKUP_PERCENT: code=rule pairs, e.g.
+    # "WhatsApp=+20%,Telegram=0.75,sb_wa=+10%" (a markup, or a fixed price in USD).
+    # An admin's /price wins over these.
+    price_overrides: str = ""
+    # Admins are alerted once when the operator's DaisySim balance falls below this
+    # (USD; unset: no low-balance alert); re-armed when it is back above.
+    low_balance_alert_usd: Decimal | None = None
+    # How often the operator's DaisySim balance is read for that alert (seconds).
+    low_balance_check_seconds: float = Field(default=300.0, ge=30, le=86400)
+    # Where users get help ("@daisy_support" or "https://t.me/daisy_support"), shown
+    # wherever they are told to ask an admin.
+    support_contact: str | None = None
+
     @property
     def users_bring_keys(self) -> bool:
         """Own-key funding: each user links their own DaisySim key (the engine's
@@ -120,6 +152,43 @@ class Settings(BaseSettings):
         if not value.is_finite() or value < 0 or value > 1000:
             raise ValueError("MARKUP_PERCENT must be a number from 0 to 1000")
         return value
+
+    @field_validator("price_overrides")
+    @classmethod
+    def _price_overrides(cls, value: str) -> str:
+        parse_overrides(value)  # raises PriceRuleError (a ValueError) with the reason
+        return value
+
+    def price_rules(self) -> dict[str, PriceRule]:
+        """PRICE_OVERRIDES, parsed (validated at load)."""
+        return parse_overrides(self.price_overrides)
+
+    @field_validator("low_balance_alert_usd", mode="before")
+    @classmethod
+    def _threshold_in(cls, value: object) -> object:
+        if isinstance(value, float):
+            return Decimal(str(value))
+        return value
+
+    @field_validator("low_balance_alert_usd")
+    @classmethod
+    def _threshold(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and (not value.is_finite() or not 0 < value <= 1_000_000):
+            raise ValueError("LOW_BALANCE_ALERT_USD must be an amount in USD above 0")
+        return value
+
+    @field_validator("support_contact")
+    @classmethod
+    def _support(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        contact = support_contact(value)
+        if contact is None:
+            raise ValueError(
+                "SUPPORT_CONTACT must be a Telegram username (@daisy_support) or a t.me "
+                "link (https://t.me/daisy_support)"
+            )
+        return contact
 
     @field_validator("daisysim_timeout_seconds")
     @classmethod

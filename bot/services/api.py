@@ -27,6 +27,12 @@ from bot.domain.catalogue import Service as Service
 from bot.domain.catalogue import ServiceUnavailable as ServiceUnavailable
 from bot.domain.catalogue import SoldOut as SoldOut
 
+# --- h-ops: the operator's price rules (parsed by the UI, applied by the engine) ---
+from bot.domain.pricing import PriceRule as PriceRule
+from bot.domain.pricing import PriceRuleError as PriceRuleError
+from bot.domain.pricing import RuleSource as RuleSource
+from bot.domain.pricing import parse_rule as parse_rule
+
 
 class EventKind(StrEnum):
     CODE_RECEIVED = "code_received"
@@ -192,6 +198,33 @@ class Stats:
     strays_lost: tuple[int, Decimal] = (0, Decimal(0))  # code came first: a loss
 
 
+# --- h-ops: operator prices and alerts ---
+@dataclass(frozen=True, slots=True)
+class PriceLine:
+    """One service's price rule as ``/prices`` shows it."""
+
+    code: str  # DaisySim service code ("*": the default markup)
+    name: str | None  # None: not in the catalogue now (or the default line)
+    rule: str  # "+20%" or "0.75"
+    source: RuleSource  # "admin" (/price), "settings" (PRICE_OVERRIDES), "default"
+    cost: Decimal | None = None  # DaisySim's price (multi-pool: the cheapest pool)
+    price: Decimal | None = None  # the user's price of that (cheapest) choice
+    max_price: Decimal | None = None  # multi-pool: the dearest pool's user price
+    max_cost: Decimal | None = None  # multi-pool: the dearest pool's DaisySim price
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorAlert:
+    """A message for one admin: the operator's DaisySim balance is low or empty."""
+
+    id: int
+    kind: Literal["low_balance", "operator_empty"] | str
+    admin_id: int
+    balance: Decimal | None  # the balance read (None: not known)
+    threshold: Decimal | None  # LOW_BALANCE_ALERT_USD
+    created_at: float
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -263,6 +296,21 @@ class RetryLater(Exception):
 
 class UpstreamUnavailable(EngineError):
     """DaisySim is down / timing out; nothing was bought (or it was reconciled)."""
+
+
+class OperatorFundsLow(UpstreamUnavailable):
+    """Operator mode: DaisySim refused the purchase because the *operator's* DaisySim
+    balance is too low. Nothing was bought and the hold is released; the user is
+    told the service is temporarily unavailable (not their wallet), the admins get
+    an alert."""
+
+
+class PriceBelowCost(EngineError):
+    """An admin's fixed price is below the service's DaisySim price ``cost``."""
+
+    def __init__(self, message: str, *, cost: Decimal) -> None:
+        super().__init__(message)
+        self.cost = cost
 
 
 class PurchasePending(UpstreamUnavailable):
@@ -435,3 +483,24 @@ class EngineAPI(Protocol):
         InsufficientFunds (a debit may not make a wallet negative)."""
 
     async def stats(self, admin_id: int) -> Stats: ...
+
+    # admin: prices and alerts (h-ops) -------------------------------------
+    async def set_price(self, admin_id: int, code: str, rule: PriceRule | None) -> PriceLine:
+        """Operator mode: an admin's price rule for service ``code`` (None: back to
+        PRICE_OVERRIDES / MARKUP_PERCENT); it applies to every price shown, held
+        and charged from now on. NotAllowed (not an admin, own-key mode),
+        ServiceUnavailable (no such service), PriceBelowCost."""
+
+    async def prices(self, admin_id: int) -> tuple[PriceLine, list[PriceLine]]:
+        """The default markup's line and every service rule in force."""
+
+    def set_alert_listener(self, listener: Callable[[], None] | None) -> None:
+        """Called (synchronously) whenever operator alerts wait to be sent."""
+
+    async def pending_alerts(self) -> list[OperatorAlert]:
+        """Operator alerts not sent yet (each to one admin), oldest first."""
+
+    async def alert_delivered(self, alert_id: int) -> None: ...
+
+    async def alert_undeliverable(self, alert_id: int, *, permanent: bool) -> None:
+        """Sending failed; ``permanent``: never try again (the admin blocked the bot)."""

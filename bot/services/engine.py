@@ -72,7 +72,10 @@ from bot.services.api import (
     EventHandler,
     HistoryFilter,
     KeyInfo,
+    OperatorAlert,
     OrderPage,
+    PriceLine,
+    PriceRule,
     Quote,
     Service,
     Stats,
@@ -125,6 +128,7 @@ class Engine:
         self._timers = Timers()
         self._waker = Waker(self._timers)
         self._handler: EventHandler | None = None
+        self._alert_listener: Callable[[], None] | None = None
         self._s: Services | None = None
         self._run_lock = asyncio.Lock()
         self._in_run: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -173,6 +177,7 @@ class Engine:
             shared_transport=self._transport is not None,
         )
         s = Services(rt, accounts)
+        s.alerts.set_listener(self._alert_listener)
         await s.load(self._handler)
         self._s = s
         logger.info(
@@ -334,3 +339,24 @@ class Engine:
 
     async def stats(self, admin_id: int) -> Stats:
         return await self.services.reports.stats(admin_id)
+
+    # --- h-ops: operator prices and alerts ---
+    async def set_price(self, admin_id: int, code: str, rule: PriceRule | None) -> PriceLine:
+        return await self.services.pricing.set_rule(admin_id, code, rule)
+
+    async def prices(self, admin_id: int) -> tuple[PriceLine, list[PriceLine]]:
+        return await self.services.pricing.lines(admin_id)
+
+    def set_alert_listener(self, listener: Callable[[], None] | None) -> None:
+        self._alert_listener = listener
+        if self._s is not None:
+            self._s.alerts.set_listener(listener)
+
+    async def pending_alerts(self) -> list[OperatorAlert]:
+        return await self.services.alerts.pending()
+
+    async def alert_delivered(self, alert_id: int) -> None:
+        await self.services.alerts.delivered(alert_id)
+
+    async def alert_undeliverable(self, alert_id: int, *, permanent: bool) -> None:
+        await self.services.alerts.undeliverable(alert_id, permanent=permanent)

@@ -11,6 +11,7 @@ from telegram.error import Forbidden
 from telegram.ext import ApplicationHandlerStop
 
 from bot.telegram.common.handlers import answer, lang_of, may_use
+from bot.telegram.common.support import support_plain, with_support
 from bot.telegram.context import BotContext
 from bot.telegram.texts import N_, pick_lang, plain, t
 
@@ -33,7 +34,7 @@ async def gate(update: object, context: BotContext) -> None:
         raise ApplicationHandlerStop
     if not may_use(user.id, context.settings):
         log.info("refused update from user %s (not in the allowlist)", user.id)
-        await _refuse(update, lang, N_("access_denied"), user_id=user.id)
+        await _refuse(update, lang, N_("access_denied"), support=True, user_id=user.id)
         raise ApplicationHandlerStop
     if update.message is None and update.callback_query is None:
         raise ApplicationHandlerStop  # edits, member updates...: nothing to do
@@ -45,18 +46,22 @@ async def gate(update: object, context: BotContext) -> None:
 
 
 async def _refuse(
-    update: Update, lang: str, key: str, *, only_commands: bool = False, **values: object
+    update: Update, lang: str, key: str, *, only_commands: bool = False,
+    support: bool = False, **values: object,
 ) -> None:
     try:
         if update.callback_query is not None:
-            await answer(update.callback_query, plain(lang, key, **values), alert=True)
+            text = plain(lang, key, **values)
+            await answer(update.callback_query,
+                         support_plain(lang, text) if support else text, alert=True)
             return
         message = update.message
         if message is None:
             return
         if only_commands and not (message.text or "").startswith("/"):
             return
-        await message.reply_text(t(lang, key, **values))
+        html = t(lang, key, **values)
+        await message.reply_text(with_support(lang, html) if support else html)
     except Forbidden:
         pass
 

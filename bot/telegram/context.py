@@ -48,6 +48,8 @@ class BotData:
     owns_engine: bool = False
     # When updates were last fetched (getUpdates / webhook): /healthz reads it.
     feed: UpdateFeed = field(default_factory=UpdateFeed)
+    # Sends the operator alerts to the admins (bot.telegram.admin.alerts.AlertSender).
+    alert_sender: Any = None
 
     @property
     def engine(self) -> EngineAPI:

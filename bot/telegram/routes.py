@@ -34,6 +34,7 @@ from telegram.ext import (
 
 from bot.telegram.access import gate
 from bot.telegram.admin.handlers import adjust_command, admin_command
+from bot.telegram.admin.pricing import price_command, prices_command
 from bot.telegram.buy.callbacks import BUY_TYPES
 from bot.telegram.buy.handlers import build_buy_conversation
 from bot.telegram.common.callbacks import CallbackData
@@ -117,6 +118,8 @@ def register(application: DaisyApp, *, users_bring_keys: bool) -> None:
         CommandHandler("language", language_command, filters=private),
         CommandHandler("admin", admin_command, filters=private),
         CommandHandler(["credit", "debit"], adjust_command, filters=private),
+        CommandHandler("price", price_command, filters=private),  # h-ops
+        CommandHandler("prices", prices_command, filters=private),  # h-ops
         CallbackQueryHandler(menu_callback, pattern=MenuCb.pattern()),
         CallbackQueryHandler(language_callback, pattern=LangCb.pattern()),
         CallbackQueryHandler(order_callback, pattern=ORDER_PATTERN),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from bot.services.api import LedgerEntry, RefundReason, WalletView
+from bot.telegram.common.support import with_support
 from bot.telegram.common.views import Screen
 from bot.telegram.texts import N_, Raw, Signed, clock_entity, label, t
 from bot.telegram.wallet.keyboards import wallet_kb
@@ -31,6 +32,8 @@ def wallet(lang: str, view: WalletView, *, has_key: bool, user_id: int | None = 
                 user_id=user_id if user_id is not None else "—",
             )
         )
+        if not view.balance:  # nothing to buy with: say who tops it up (h-ops)
+            lines.append(with_support(lang, t(lang, "wallet_operator_empty")))
         lines.append("")
         lines.append(t(lang, "wallet_ledger_title"))
         if not view.ledger:
