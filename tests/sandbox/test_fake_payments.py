@@ -680,3 +680,102 @@ async def test_forbidden_is_not_raised_for_payments_of_a_blocked_user(
     assert await bot.refund_star_payment(alice.id, charge_id) is True
     with pytest.raises(Forbidden):
         await bot.send_invoice(alice.id, "T", "D", "p", "XTR", [LabeledPrice("x", 1)])
+
+
+# --------------------------------------------------------------------------------------
+# Faults a bot must survive, and the real PTB Application
+# --------------------------------------------------------------------------------------
+
+
+async def test_lost_answer_to_answer_pre_checkout_query(
+    fake: FakeTelegram, bot: telegram.Bot, http: httpx.AsyncClient, alice: FakeUser
+) -> None:
+    """drop_response: the answer reached Telegram but the bot never heard back; its
+    retry is refused (one answer per query) and the payment went through all the same."""
+    msg = await send_invoice(http)
+    query_id = alice.pay_nowait(msg["message_id"])
+    fake.drop_response("answerPreCheckoutQuery")
+    with pytest.raises(telegram.error.NetworkError):
+        await bot.answer_pre_checkout_query(query_id, ok=True)
+    with pytest.raises(BadRequest, match=r"(?i)query is too old"):
+        await bot.answer_pre_checkout_query(query_id, ok=True)
+    result = await fake.wait_payment(query_id)
+    assert result.paid and len(fake.charges) == 1
+
+
+async def test_lost_answer_to_refund_then_already_refunded(
+    fake: FakeTelegram, bot: telegram.Bot, http: httpx.AsyncClient, alice: FakeUser
+) -> None:
+    charge_id = await paid_charge(fake, http, alice)
+    fake.drop_response("refundStarPayment")
+    with pytest.raises(telegram.error.NetworkError):
+        await bot.refund_star_payment(alice.id, charge_id)
+    assert fake.charges[charge_id].refunded  # it happened
+    with pytest.raises(BadRequest, match=r"(?i)charge_already_refunded"):
+        await bot.refund_star_payment(alice.id, charge_id)
+    assert fake.star_balance == 0 and len(fake.star_transactions) == 2
+
+
+async def test_injected_errors_reach_payment_methods(
+    fake: FakeTelegram, bot: telegram.Bot, alice: FakeUser
+) -> None:
+    fake.inject_error("sendInvoice", 429, retry_after=3)
+    with pytest.raises(telegram.error.RetryAfter):
+        await bot.send_invoice(alice.id, "T", "D", "p", "XTR", [LabeledPrice("x", 1)])
+    assert alice.chat()[-1].invoice is None
+    await bot.send_invoice(alice.id, "T", "D", "p", "XTR", [LabeledPrice("x", 1)])
+    assert alice.chat()[-1].invoice is not None
+
+
+async def test_real_ptb_application_takes_a_payment(fake: FakeTelegram) -> None:
+    """The PTB Application (polling, handlers) against the fake: PreCheckoutQueryHandler
+    answers, filters.SUCCESSFUL_PAYMENT sees the charge; a duplicate arrives twice."""
+    from telegram.ext import (
+        Application,
+        ContextTypes,
+        MessageHandler,
+        PreCheckoutQueryHandler,
+        filters,
+    )
+
+    seen: list[str] = []
+
+    async def pre_checkout(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        q = update.pre_checkout_query
+        assert q is not None
+        if q.invoice_payload == "topup:ok":
+            await q.answer(ok=True)
+        else:
+            await q.answer(ok=False, error_message="Unknown top-up")
+
+    async def paid(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert update.message is not None and update.message.successful_payment is not None
+        seen.append(update.message.successful_payment.telegram_payment_charge_id)
+
+    app = Application.builder().token(TOKEN).base_url(fake.api_base).build()
+    app.add_handler(PreCheckoutQueryHandler(pre_checkout))
+    app.add_handler(MessageHandler(filters.SUCCESSFUL_PAYMENT, paid))
+    alice = fake.user(1001, "Alice")
+    await alice.send("/start")
+    async with app:
+        await app.start()
+        assert app.updater is not None
+        await app.updater.start_polling(
+            poll_interval=0.0, timeout=1, allowed_updates=Update.ALL_TYPES
+        )
+        try:
+            good = await app.bot.send_invoice(
+                alice.id, "Top up", "Adds $5", "topup:ok", "XTR", [LabeledPrice("$5", 250)]
+            )
+            bad_one = await app.bot.send_invoice(
+                alice.id, "Top up", "Adds $5", "topup:gone", "XTR", [LabeledPrice("$5", 250)]
+            )
+            declined = await alice.pay(bad_one.message_id)
+            assert (declined.status, declined.error_message) == ("declined", "Unknown top-up")
+            result = await alice.pay(good.message_id, duplicate=True)
+            assert result.paid
+            await fake.wait_idle()
+            assert seen == [result.charge_id, result.charge_id]
+        finally:
+            await app.updater.stop()
+            await app.stop()
