@@ -189,7 +189,7 @@ async def test_send_invoice_in_stars_records_the_invoice(
             "Bad Request: STARS_INVOICE_INVALID",
         ),
         ({"max_tip_amount": 10}, "Bad Request: STARS_INVOICE_INVALID"),
-        ({"need_email": True}, "Bad Request: STARS_INVOICE_INVALID"),
+        ({"suggested_tip_amounts": [5]}, "Bad Request: STARS_INVOICE_INVALID"),
         (
             {"prices": [{"label": "x", "amount": 10001}]},
             "Bad Request: CURRENCY_TOTAL_AMOUNT_INVALID",
@@ -222,11 +222,17 @@ async def test_send_invoice_rejections(
     assert len(alice.chat()) == before  # nothing was sent
 
 
-async def test_send_invoice_bounds_are_inclusive(http: httpx.AsyncClient, alice: FakeUser) -> None:
+async def test_send_invoice_bounds_are_inclusive(
+    fake: FakeTelegram, http: httpx.AsyncClient, alice: FakeUser
+) -> None:
     await send_invoice(http, title="T" * 32, description="d" * 255, payload="p" * 128)
     await send_invoice(http, prices=[{"label": "one", "amount": 1}], provider_token="")
+    # shipping / contact flags are "ignored for payments in Telegram Stars"
+    await send_invoice(http, need_email=True, is_flexible=True, need_shipping_address=True)
     msg = await send_invoice(http, prices=[{"label": "max", "amount": "10000"}], payload="007")
     assert msg["invoice"]["total_amount"] == 10000
+    info = fake.invoice(alice.id, msg["message_id"])
+    assert info is not None and info.payload == "007"  # a form value stays a string
     assert alice.last().invoice == msg["invoice"]
 
 
@@ -779,3 +785,22 @@ async def test_real_ptb_application_takes_a_payment(fake: FakeTelegram) -> None:
         finally:
             await app.updater.stop()
             await app.stop()
+
+
+async def test_lost_successful_payment_shows_only_in_star_transactions(
+    fake: FakeTelegram, bot: telegram.Bot, http: httpx.AsyncClient, alice: FakeUser
+) -> None:
+    """Fault for reconciliation: the payment is made but its update never arrives."""
+    msg = await send_invoice(http)
+    await drain(fake, http)
+    paying = asyncio.create_task(alice.pay(msg["message_id"], lose_update=True))
+    await answer_next_pre_checkout(fake, http)
+    result = await paying
+    assert result.paid and result.payment_update_id is None and result.charge_id
+    assert await drain(fake, http) == []
+    assert alice.chat()[-1].successful_payment is not None  # the user saw it go through
+    txs = await bot.get_star_transactions()
+    assert [(t.id, t.amount) for t in txs.transactions] == [(result.charge_id, 250)]
+    source = txs.transactions[0].source
+    assert isinstance(source, telegram.TransactionPartnerUser)
+    assert source.invoice_payload == "topup:42"

@@ -144,8 +144,6 @@ def _invoice_info(p: JSON, *, for_link: bool) -> InvoiceInfo:
         or p.get("suggested_tip_amounts") not in (None, "", [])
     ):
         raise bad(STARS_INVOICE_INVALID)
-    if any(as_bool(p, flag) for flag in _PROVIDER_ONLY_FLAGS):
-        raise bad(STARS_INVOICE_INVALID)
     if total > MAX_STARS:
         raise bad(AMOUNT_INVALID)
     period: int | None = None
@@ -161,18 +159,6 @@ def _invoice_info(p: JSON, *, for_link: bool) -> InvoiceInfo:
         total_amount=total,
         subscription_period=period,
     )
-
-
-# shipping and contact details go to a payment provider: not for Stars
-_PROVIDER_ONLY_FLAGS = (
-    "need_name",
-    "need_phone_number",
-    "need_email",
-    "need_shipping_address",
-    "send_phone_number_to_provider",
-    "send_email_to_provider",
-    "is_flexible",
-)
 
 
 def _invoice_markup(p: JSON) -> JSON | None:
@@ -287,9 +273,11 @@ def _partner(state: BotState, user_id: int, payload: str) -> JSON:
     }
 
 
-def _service_message(state: BotState, chat: Chat, key: str, content: JSON) -> int:
+def _service_message(
+    state: BotState, chat: Chat, key: str, content: JSON, *, deliver: bool = True
+) -> int | None:
     """A service message from the user (successful_payment / refunded_payment), stored
-    and queued as a ``message`` update; returns the update_id."""
+    and queued as a ``message`` update (unless not ``deliver``); returns the update_id."""
     msg: JSON = {
         "message_id": state.new_message_id(chat),
         "from": chat.user.to_user_json(),
@@ -303,6 +291,8 @@ def _service_message(state: BotState, chat: Chat, key: str, content: JSON) -> in
         chat.user.id, "message", msg["message_id"], {"message": state.snapshot(stored).to_json()}
     )
     content_update = {"message": json.loads(json.dumps(msg))}
+    if not deliver:
+        return None
     update_id = state.push_update(content_update)
     state.stars.updates[update_id] = content_update
     return update_id
@@ -337,6 +327,7 @@ def _complete(state: BotState, q: PreCheckout) -> None:
             "telegram_payment_charge_id": charge.id,
             "provider_payment_charge_id": "",
         },
+        deliver=not q.lose_update,
     )
     _emit_outcome(state, q)
 
@@ -387,10 +378,14 @@ def get_star_transactions(state: BotState, p: JSON) -> JSON:
     return {"transactions": json.loads(json.dumps(page))}
 
 
-def new_pre_checkout(state: BotState, user_id: int, message_id: int) -> PreCheckout:
+def new_pre_checkout(
+    state: BotState, user_id: int, message_id: int, *, lose_update: bool = False
+) -> PreCheckout:
     """The user pressed Pay on invoice ``message_id`` and confirmed: queue the
     pre_checkout_query update. AssertionError (a test mistake) if it is not an unpaid
-    invoice of that chat or a payment for it is already waiting for the bot."""
+    invoice of that chat or a payment for it is already waiting for the bot.
+    ``lose_update``: once paid, the successful_payment update is never delivered (the
+    charge and the Star transaction exist: only getStarTransactions tells the bot)."""
     stars = state.stars
     info = stars.invoices.get((user_id, message_id))
     stored = state.chat(user_id).messages.get(message_id)
@@ -414,6 +409,7 @@ def new_pre_checkout(state: BotState, user_id: int, message_id: int) -> PreCheck
         total_amount=info.total_amount,
         invoice_payload=info.payload,
         created=state.now(),
+        lose_update=lose_update,
     )
     stars.queries[qid] = q
     content = {
