@@ -804,3 +804,27 @@ async def test_lost_successful_payment_shows_only_in_star_transactions(
     source = txs.transactions[0].source
     assert isinstance(source, telegram.TransactionPartnerUser)
     assert source.invoice_payload == "topup:42"
+
+
+async def test_pay_an_invoice_link(
+    fake: FakeTelegram, bot: telegram.Bot, http: httpx.AsyncClient, alice: FakeUser
+) -> None:
+    link = await bot.create_invoice_link(
+        "Top up", "Adds $5", "link:9", "XTR", [LabeledPrice("$5", 250)]
+    )
+    await drain(fake, http)
+    charges = []
+    for _ in range(2):  # a link can be paid again
+        paying = asyncio.create_task(alice.pay_link(link))
+        query = await answer_next_pre_checkout(fake, http)
+        assert query["invoice_payload"] == "link:9"
+        result = await paying
+        assert result.paid
+        charges.append(result.charge_id)
+        updates = await drain(fake, http)
+        sp = updates[0]["message"]["successful_payment"]
+        assert sp["telegram_payment_charge_id"] == result.charge_id
+        assert updates[0]["message"]["chat"]["id"] == alice.id
+    assert len(set(charges)) == 2
+    with pytest.raises(AssertionError, match="not an invoice link"):
+        await alice.pay_link("https://t.me/$nope")

@@ -55,7 +55,7 @@ class PreCheckout:
     id: str
     user_id: int
     chat_id: int
-    message_id: int
+    message_id: int | None  # the invoice message (None: paid through an invoice link)
     currency: str
     total_amount: int
     invoice_payload: str

@@ -12,7 +12,11 @@ from collections.abc import Callable
 
 from bot.sandbox.fake_telegram.entities import finalize_text
 from bot.sandbox.fake_telegram.errors import JSON
-from bot.sandbox.fake_telegram.methods.payments import expire, new_pre_checkout
+from bot.sandbox.fake_telegram.methods.payments import (
+    expire,
+    new_link_pre_checkout,
+    new_pre_checkout,
+)
 from bot.sandbox.fake_telegram.snapshots import (
     Button,
     CallbackAnswer,
@@ -147,6 +151,18 @@ class FakeUser:
         q = new_pre_checkout(self.state, self.id, message_id, lose_update=lose_update)
         self._mark = self.state.seq
         return q.id
+
+    async def pay_link(
+        self,
+        link: str,
+        *,
+        lose_update: bool = False,
+        timeout: float = 15.0,  # noqa: ASYNC109
+    ) -> PaymentResult:
+        """Open a createInvoiceLink link and pay it (same flow as :meth:`pay`)."""
+        q = new_link_pre_checkout(self.state, self.id, link, lose_update=lose_update)
+        self._mark = self.state.seq
+        return await wait_payment(self.state, q.id, timeout)
 
     def _newest_invoice(self) -> int:
         for m in reversed(self.chat()):

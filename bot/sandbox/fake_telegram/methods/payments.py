@@ -303,7 +303,7 @@ def _complete(state: BotState, q: PreCheckout) -> None:
     now = int(state.now())
     charge = Charge(new_charge_id(), q.user_id, q.total_amount, q.invoice_payload, now)
     state.stars.charges[charge.id] = charge
-    info = state.stars.invoices.get((q.chat_id, q.message_id))
+    info = None if q.message_id is None else state.stars.invoices.get((q.chat_id, q.message_id))
     if info is not None:
         info.paid_charge_id = charge.id
     state.stars.transactions.append(
@@ -398,6 +398,25 @@ def new_pre_checkout(
             if state.now() - q.created <= PRE_CHECKOUT_TIMEOUT:
                 raise AssertionError(f"a payment for invoice #{message_id} is in progress")
             expire(state, q)
+    return _open_query(state, user_id, message_id, info, lose_update)
+
+
+def new_link_pre_checkout(
+    state: BotState, user_id: int, link: str, *, lose_update: bool = False
+) -> PreCheckout:
+    """The user opened a createInvoiceLink link and paid (a link can be paid any number
+    of times, by anyone); the successful_payment arrives in the user's chat with the bot."""
+    info = state.stars.links.get(link.rsplit("$", 1)[-1])
+    if info is None or not link.startswith("https://t.me/$"):
+        raise AssertionError(f"{link!r} is not an invoice link of this bot")
+    state.chat(user_id)  # the user must exist
+    return _open_query(state, user_id, None, info, lose_update)
+
+
+def _open_query(
+    state: BotState, user_id: int, message_id: int | None, info: InvoiceInfo, lose_update: bool
+) -> PreCheckout:
+    stars = state.stars
     qid = str(state.bot_id % 1000 * 10**15 + user_id % 10**6 * 10**6 + 500000 + stars.next_query)
     stars.next_query += 1
     q = PreCheckout(
