@@ -26,6 +26,7 @@ from bot.sandbox.webchat import STATIC_DIR, make_webchat_app, start_webchat
 TOKEN = "424242:WEBCHAT-pay-token"
 ALICE, BOB = 501, 502
 CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update"]  # fmt: skip
 
@@ -247,7 +248,7 @@ async def test_invoice_card_and_pay_in_the_browser(
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             try:
-                page = await browser.new_page()
+                page = await browser.new_page(viewport={"width": 900, "height": 900})
                 page.set_default_timeout(15_000)
                 await page.goto(f"{url}/?user={ALICE}")
                 await invoice(bot, payload="topup:1")
@@ -287,7 +288,10 @@ async def test_invoice_card_and_pay_in_the_browser(
                 clock.advance(11)
                 await expect(status).to_have_attribute("data-status", "expired")
                 await expect(page.get_by_test_id("alert-text")).to_contain_text("10 seconds")
+                await page.get_by_test_id("alert-ok").click()
                 assert len(fake.charges) == 1
+                ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                await page.screenshot(path=str(ARTIFACTS / "webchat-invoices.png"))
             finally:
                 await browser.close()
     finally:
