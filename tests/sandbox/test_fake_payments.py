@@ -828,3 +828,45 @@ async def test_pay_an_invoice_link(
     assert len(set(charges)) == 2
     with pytest.raises(AssertionError, match="not an invoice link"):
         await alice.pay_link("https://t.me/$nope")
+
+
+async def test_edit_reply_markup_of_an_invoice(
+    bot: telegram.Bot, http: httpx.AsyncClient, alice: FakeUser
+) -> None:
+    msg = await send_invoice(http)
+    mid = msg["message_id"]
+    pay_then_cancel = {
+        "inline_keyboard": [[{"text": "Pay", "pay": True}], [{"text": "X", "callback_data": "x"}]]
+    }
+    status, _ = await call(
+        http,
+        "editMessageReplyMarkup",
+        chat_id=alice.id,
+        message_id=mid,
+        reply_markup=pay_then_cancel,
+    )
+    assert status == 200
+    assert [b.kind for row in alice.message(mid).buttons for b in row] == ["pay", "callback"]
+    no_pay = {"inline_keyboard": [[{"text": "X", "callback_data": "x"}]]}
+    status, body = await call(
+        http, "editMessageReplyMarkup", chat_id=alice.id, message_id=mid, reply_markup=no_pay
+    )
+    assert (status, body["description"]) == (400, "Bad Request: REPLY_MARKUP_BUY_EMPTY")
+    status, _ = await call(http, "editMessageReplyMarkup", chat_id=alice.id, message_id=mid)
+    assert status == 200 and alice.message(mid).buttons == []  # Telegram's own Pay button
+    status, body = await call(
+        http, "editMessageText", chat_id=alice.id, message_id=mid, text="changed"
+    )
+    assert (status, body["description"]) == (
+        400,
+        "Bad Request: there is no text in the message to edit",
+    )
+    text = await bot.send_message(alice.id, "plain")
+    status, body = await call(
+        http,
+        "editMessageReplyMarkup",
+        chat_id=alice.id,
+        message_id=text.message_id,
+        reply_markup=pay_then_cancel,
+    )
+    assert (status, body["description"]) == (400, "Bad Request: BUTTON_TYPE_INVALID")

@@ -163,14 +163,22 @@ def _invoice_info(p: JSON, *, for_link: bool) -> InvoiceInfo:
 
 def _invoice_markup(p: JSON) -> JSON | None:
     markup = validate_reply_markup(p.get("reply_markup"), inline_only=True, allow_pay=True)
-    if markup is None or not markup[1]["inline_keyboard"]:
-        return None  # Telegram shows its own "Pay ⭐N" button
-    rows = markup[1]["inline_keyboard"]
+    return check_pay_buttons(None if markup is None else markup[1], invoice=True)
+
+
+def check_pay_buttons(markup: JSON | None, *, invoice: bool) -> JSON | None:
+    """An invoice's keyboard, if not empty, starts with its one Pay button ("If not
+    empty, the first button must be a Pay button"); other messages have none. Returns
+    the markup to store (None when empty: Telegram shows its own "Pay ⭐N" button)."""
+    if markup is None or not markup["inline_keyboard"]:
+        return None
+    rows = markup["inline_keyboard"]
     pays = [(r, c) for r, row in enumerate(rows) for c, b in enumerate(row) if b.get("pay")]
-    if pays != [(0, 0)]:
-        # "If not empty, the first button must be a Pay button" (and only that one)
+    if not invoice and pays:
+        raise bad("BUTTON_TYPE_INVALID")
+    if invoice and pays != [(0, 0)]:
         raise bad(BUY_BUTTON_FIRST if (0, 0) not in pays else "BUTTON_TYPE_INVALID")
-    return markup[1]
+    return markup
 
 
 def send_invoice(state: BotState, p: JSON) -> JSON:
