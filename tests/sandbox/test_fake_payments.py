@@ -677,7 +677,7 @@ async def test_get_star_transactions(
     assert body["result"] == {"transactions": []}
 
 
-async def test_forbidden_is_not_raised_for_payments_of_a_blocked_user(
+async def test_refund_works_after_the_user_blocked_the_bot(
     fake: FakeTelegram, bot: telegram.Bot, http: httpx.AsyncClient, alice: FakeUser
 ) -> None:
     """A refund does not need the chat: it works after the user blocked the bot."""
