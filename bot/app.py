@@ -33,6 +33,7 @@ from bot.liveness import FeedRequest, UpdateFeed
 from bot.logging_setup import install_redaction, quiet_http_loggers, register_secret
 from bot.services.api import EngineAPI
 from bot.telegram import routes
+from bot.telegram.admin.broadcast import BroadcastRunner
 from bot.telegram.application import DaisyApplication
 from bot.telegram.catalogues import LANGUAGES
 from bot.telegram.context import BotContext, BotData, DaisyApp
@@ -173,6 +174,11 @@ async def startup(application: DaisyApp) -> None:
             )
     except TelegramError as exc:
         log.warning("setMyCommands failed: %s", exc)
+    # --- h-admin: bans for the gate; broadcasts resume (jobs broadcast:<id>) ---
+    data.banned = await engine.banned_users()
+    broadcasts = BroadcastRunner(application)
+    data.broadcasts = broadcasts
+    await broadcasts.resume()
     # First tick right away: events left undelivered before a restart go out now.
     scheduler.wake(data.clock.now())
     log.info("bot started (%s mode)", settings.funding_mode.value)

@@ -96,6 +96,14 @@ class Settings(BaseSettings):
     # ... or when an event (a code, a refund notice) has waited this long for delivery.
     health_outbox_max_age_seconds: float = Field(default=600.0, gt=0)
 
+    # --- Admin tools: broadcasts (h-admin, issue 13) ---
+    # "/broadcast active ..." reaches users who wrote, pressed a button or bought
+    # within this many days.
+    broadcast_active_days: float = Field(default=30.0, gt=0, le=3650)
+    # Broadcast messages per second (Telegram allows about 30/s to all chats; the rest
+    # of the budget stays free for codes and replies, which always go first).
+    broadcast_per_second: int = Field(default=20, ge=1, le=30)
+
     @property
     def users_bring_keys(self) -> bool:
         """Own-key funding: each user links their own DaisySim key (the engine's

@@ -15,6 +15,7 @@ visible and harmless.
 :mod:`storage.events`     ``events`` (the outbox)
 :mod:`storage.strays`     ``stray_orders`` and watched purchases
 :mod:`storage.health`     ``health_probe`` (``/healthz``)
+:mod:`storage.broadcasts` ``broadcasts``, ``broadcast_recipients``
 ========================  ==========================================
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 from storage.accounts import AccountRepo
 from storage.activations import ActivationRepo
 from storage.base import DuplicateError
+from storage.broadcasts import BroadcastRepo
 from storage.db import Database
 from storage.events import EventRepo
 from storage.ledger import LedgerRepo
@@ -32,6 +34,7 @@ from storage.users import UserRepo
 __all__ = [
     "AccountRepo",
     "ActivationRepo",
+    "BroadcastRepo",
     "DuplicateError",
     "EventRepo",
     "LedgerRepo",
@@ -52,3 +55,5 @@ class Repositories:
         self.ledger = LedgerRepo(db)
         self.events = EventRepo(db)
         self.strays = StrayRepo(db)
+        # --- h-admin: broadcasts (issue 13) ---
+        self.broadcasts = BroadcastRepo(db)
