@@ -6,6 +6,7 @@ restart."""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from bot.sandbox.fake_telegram import ChatMessage, FakeUser
 from bot.services.api import ActivationState
@@ -22,7 +23,7 @@ def is_otp(message: ChatMessage) -> bool:
     return OTP.match(message.text) is not None
 
 
-async def admin_says(h: Harness, command: str, key: str, **values: object) -> ChatMessage:
+async def admin_says(h: Harness, command: str, key: str, **values: Any) -> ChatMessage:
     admin = h.user(ADMIN, "Admin")
     admin.mark()
     await admin.send(command)
