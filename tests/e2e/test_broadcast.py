@@ -17,11 +17,13 @@ from typing import Any
 import pytest
 
 import bot.app
+from bot.clock import VirtualClock
 from bot.sandbox.fake_telegram import FakeUser
 from bot.services.api import BroadcastView
-from bot.telegram.admin.broadcast import JOB_PREFIX, BroadcastRunner
+from bot.telegram.admin.broadcast import BULK, JOB_PREFIX, BroadcastRunner
 from bot.telegram.ratelimit import OVERALL_PER_SECOND, TelegramRateLimiter
 from tests.e2e.conftest import ADMIN, WAIT, Harness, HarnessFactory
+from tests.e2e.test_flood_control import CODE, COSMETIC, Wire, request, spin
 from tests.texts import button, pattern, text
 
 FIRST_USER = 5000
@@ -265,3 +267,31 @@ async def test_cancel_stop_and_not_an_admin(
     bob = h.user(FIRST_USER, "Bob")
     await bob.send("/broadcast hi all")
     await bob.wait_for(pattern("not_allowed"), WAIT)
+
+
+async def test_broadcast_messages_go_after_codes_replies_and_edits() -> None:
+    """Priority.BULK: a code push (or anything else) queued behind broadcast
+    messages is sent before them."""
+    pace = VirtualClock()
+    limiter = TelegramRateLimiter(VirtualClock(), pace_clock=pace, overall_per_second=1)
+    wire = Wire()
+    first = request(limiter, wire, "sendMessage", {"chat_id": 9, "text": "warm-up"})
+    await spin()
+    assert first.done()  # the bucket (1/s) is empty now: the rest queue
+    queued = [
+        request(limiter, wire, "sendMessage", {"chat_id": 20 + i, "text": f"bulk {i}"}, BULK)
+        for i in range(3)
+    ]
+    await spin()
+    queued += [
+        request(limiter, wire, "editMessageText",
+                {"chat_id": 1, "message_id": 5, "text": "cosmetic"}, COSMETIC),
+        request(limiter, wire, "sendMessage", {"chat_id": 3, "text": "code"}, CODE),
+    ]
+    for _ in range(5):
+        pace.advance(1.0)
+        await spin()
+    assert all(t.done() for t in queued)
+    assert [sent for _, sent in wire.sent[1:]] == ["code", "cosmetic", "bulk 0", "bulk 1",
+                                                  "bulk 2"]
+    await limiter.shutdown()
