@@ -34,6 +34,7 @@ from bot.logging_setup import install_redaction, quiet_http_loggers, register_se
 from bot.services.api import EngineAPI
 from bot.telegram import routes
 from bot.telegram.admin.alerts import AlertSender
+from bot.telegram.admin.broadcast import BroadcastRunner
 from bot.telegram.application import DaisyApplication
 from bot.telegram.catalogues import LANGUAGES
 from bot.telegram.common.support import use_support_contact
@@ -180,6 +181,11 @@ async def startup(application: DaisyApp) -> None:
             )
     except TelegramError as exc:
         log.warning("setMyCommands failed: %s", exc)
+    # --- h-admin: bans for the gate; broadcasts resume (jobs broadcast:<id>) ---
+    data.banned = await engine.banned_users()
+    broadcasts = BroadcastRunner(application)
+    data.broadcasts = broadcasts
+    await broadcasts.resume()
     # First tick right away: events left undelivered before a restart go out now.
     scheduler.wake(data.clock.now())
     log.info("bot started (%s mode)", settings.funding_mode.value)

@@ -127,6 +127,13 @@ class Settings(BaseSettings):
     # Where users get help ("@daisy_support" or "https://t.me/daisy_support"), shown
     # wherever they are told to ask an admin.
     support_contact: str | None = None
+    # --- Admin tools: broadcasts (h-admin, issue 13) ---
+    # "/broadcast active ..." reaches users who wrote, pressed a button or bought
+    # within this many days.
+    broadcast_active_days: float = Field(default=30.0, gt=0, le=3650)
+    # Broadcast messages per second (Telegram allows about 30/s to all chats; the rest
+    # of the budget stays free for codes and replies, which always go first).
+    broadcast_per_second: int = Field(default=20, ge=1, le=30)
 
     @property
     def users_bring_keys(self) -> bool:

@@ -17,6 +17,7 @@ visible and harmless.
 :mod:`storage.health`     ``health_probe`` (``/healthz``)
 :mod:`storage.prices`     ``price_overrides`` (admins' /price rules)
 :mod:`storage.alerts`     ``operator_alerts``, ``alert_deliveries``
+:mod:`storage.broadcasts` ``broadcasts``, ``broadcast_recipients``
 ========================  ==========================================
 """
 
@@ -26,6 +27,7 @@ from storage.accounts import AccountRepo
 from storage.activations import ActivationRepo
 from storage.alerts import AlertRepo
 from storage.base import DuplicateError
+from storage.broadcasts import BroadcastRepo
 from storage.db import Database
 from storage.events import EventRepo
 from storage.ledger import LedgerRepo
@@ -36,6 +38,7 @@ from storage.users import UserRepo
 __all__ = [
     "AccountRepo",
     "ActivationRepo",
+    "BroadcastRepo",
     "DuplicateError",
     "EventRepo",
     "LedgerRepo",
@@ -59,3 +62,5 @@ class Repositories:
         # --- h-ops: operator prices and alerts (migration 0009) ---
         self.prices = PriceOverrideRepo(db)
         self.alerts = AlertRepo(db)
+        # --- h-admin: broadcasts (issue 13) ---
+        self.broadcasts = BroadcastRepo(db)

@@ -9,7 +9,7 @@ Money is always ``Decimal``; times are Unix seconds (float) from the engine's cl
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -332,6 +332,40 @@ class DuplicateRequest(EngineError):
         self.activation = activation
 
 
+# --- h-admin: broadcasts and bans (issue 13) ---------------------------------
+BroadcastAudience = Literal["all", "active"]
+BroadcastOutcome = Literal["delivered", "blocked", "failed", "pending"]
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastView:
+    """A broadcast and its recipients' outcomes so far."""
+
+    id: int
+    admin_id: int
+    audience: BroadcastAudience
+    text: str  # HTML, as the admin typed it
+    state: Literal["draft", "running", "done", "stopped", "cancelled"]
+    chat_id: int  # the admin's chat: the progress message
+    message_id: int | None
+    recipients: int = 0  # draft: the audience's size now
+    delivered: int = 0
+    blocked: int = 0
+    failed: int = 0
+
+    @property
+    def processed(self) -> int:
+        return self.delivered + self.blocked + self.failed
+
+
+class UnknownUser(EngineError):
+    """No such registered user (they never started the bot)."""
+
+
+class CannotBanAdmin(NotAllowed):
+    """Admins (``ADMIN_IDS``) cannot be banned."""
+
+
 # --------------------------------------------------------------------------- engine
 
 
@@ -504,3 +538,50 @@ class EngineAPI(Protocol):
 
     async def alert_undeliverable(self, alert_id: int, *, permanent: bool) -> None:
         """Sending failed; ``permanent``: never try again (the admin blocked the bot)."""
+    # --- h-admin: broadcasts and bans (issue 13) -----------------------------
+    async def ban(self, admin_id: int, user_id: int, reason: str) -> bool:
+        """Ban a registered user (False: already banned). Raises NotAllowed,
+        CannotBanAdmin, UnknownUser. Their open numbers still finish."""
+
+    async def unban(self, admin_id: int, user_id: int) -> bool:
+        """Lift a ban (False: was not banned). Raises NotAllowed, UnknownUser."""
+
+    async def banned_users(self) -> set[int]: ...
+
+    async def user_seen(self, user_id: int) -> None:
+        """The user wrote or pressed: active now, and not blocking the bot."""
+
+    async def set_blocked(self, user_id: int, blocked: bool) -> None:
+        """The user blocked (or unblocked) the bot (403 / my_chat_member)."""
+
+    async def broadcast_draft(self, admin_id: int, audience: BroadcastAudience, text: str,
+                              chat_id: int) -> BroadcastView:
+        """A draft (the preview) with the audience's size now. Raises NotAllowed."""
+
+    async def broadcast_start(self, admin_id: int, broadcast_id: int,
+                              message_id: int) -> BroadcastView | None:
+        """Send pressed: fix the recipients, draft → running (None: not a draft of
+        this admin any more)."""
+
+    async def broadcast_cancel(self, admin_id: int, broadcast_id: int) -> bool: ...
+
+    async def broadcast_stop(self, admin_id: int, broadcast_id: int) -> bool: ...
+
+    async def broadcast(self, broadcast_id: int) -> BroadcastView | None: ...
+
+    async def broadcasts_running(self) -> list[BroadcastView]:
+        """Running broadcasts (at start-up: resume them); recipients left in doubt
+        by a crash are failed first (never sent twice)."""
+
+    async def broadcast_claim(self, broadcast_id: int, limit: int) -> list[int]:
+        """Up to ``limit`` recipients to send to now (claimed: never handed out twice)."""
+
+    async def broadcast_record(
+        self, broadcast_id: int,
+        outcomes: Mapping[int, BroadcastOutcome],
+    ) -> None:
+        """Claimed recipients' outcomes (one transaction); ``blocked`` also marks the
+        user, ``pending``: not sent (flood control), claimed again later."""
+
+    async def broadcast_finish(self, broadcast_id: int) -> BroadcastView | None:
+        """Running → done once nobody is left (None: not finished / not running)."""

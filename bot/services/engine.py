@@ -57,7 +57,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 
 import httpx
@@ -68,6 +68,9 @@ from bot.daisysim.client import DaisySimClient
 from bot.services.accounts import Accounts, ClientFactory
 from bot.services.api import (
     Activation,
+    BroadcastAudience,
+    BroadcastOutcome,
+    BroadcastView,
     CancelOutcome,
     EventHandler,
     HistoryFilter,
@@ -360,3 +363,54 @@ class Engine:
 
     async def alert_undeliverable(self, alert_id: int, *, permanent: bool) -> None:
         await self.services.alerts.undeliverable(alert_id, permanent=permanent)
+    # --- h-admin: broadcasts and bans (issue 13) ---------------------------------
+    async def ban(self, admin_id: int, user_id: int, reason: str) -> bool:
+        banned = await self.services.moderation.ban(admin_id, user_id, reason)
+        await self.services.catalogue.withdraw(user_id)  # no Confirm left to press
+        return banned
+
+    async def unban(self, admin_id: int, user_id: int) -> bool:
+        return await self.services.moderation.unban(admin_id, user_id)
+
+    async def banned_users(self) -> set[int]:
+        return await self.services.moderation.banned_ids()
+
+    async def user_seen(self, user_id: int) -> None:
+        await self.services.moderation.seen(user_id)
+
+    async def set_blocked(self, user_id: int, blocked: bool) -> None:
+        await self.services.moderation.set_blocked(user_id, blocked)
+
+    async def broadcast_draft(
+        self, admin_id: int, audience: BroadcastAudience, text: str, chat_id: int
+    ) -> BroadcastView:
+        return await self.services.broadcasts.draft(admin_id, audience, text, chat_id)
+
+    async def broadcast_start(
+        self, admin_id: int, broadcast_id: int, message_id: int
+    ) -> BroadcastView | None:
+        return await self.services.broadcasts.start(admin_id, broadcast_id, message_id)
+
+    async def broadcast_cancel(self, admin_id: int, broadcast_id: int) -> bool:
+        return await self.services.broadcasts.cancel(admin_id, broadcast_id)
+
+    async def broadcast_stop(self, admin_id: int, broadcast_id: int) -> bool:
+        return await self.services.broadcasts.stop(admin_id, broadcast_id)
+
+    async def broadcast(self, broadcast_id: int) -> BroadcastView | None:
+        return await self.services.broadcasts.get(broadcast_id)
+
+    async def broadcasts_running(self) -> list[BroadcastView]:
+        return await self.services.broadcasts.running()
+
+    async def broadcast_claim(self, broadcast_id: int, limit: int) -> list[int]:
+        return await self.services.broadcasts.claim(broadcast_id, limit)
+
+    async def broadcast_record(
+        self, broadcast_id: int,
+        outcomes: Mapping[int, BroadcastOutcome],
+    ) -> None:
+        await self.services.broadcasts.record(broadcast_id, outcomes)
+
+    async def broadcast_finish(self, broadcast_id: int) -> BroadcastView | None:
+        return await self.services.broadcasts.finish(broadcast_id)

@@ -8,9 +8,11 @@ from bot.domain.activation import CANCELLING_STATES, ActivationState
 from bot.services.accounts import Accounts
 from bot.services.alerts import Alerts
 from bot.services.api import EventHandler
+from bot.services.broadcasts import Broadcasts
 from bot.services.cancels import Cancels
 from bot.services.catalogue import Catalogue
 from bot.services.funding import OperatorLedger
+from bot.services.moderation import Moderation
 from bot.services.outbox import Outbox
 from bot.services.outcomes import Outcomes
 from bot.services.polling import Polling
@@ -53,6 +55,9 @@ class Services:
             rt.repos, rt.clock, cancel_lock=rt.cancel_lock,
             owns_every_order=rt.policy.owns_every_order, account=accounts.account_ref,
         )
+        # --- h-admin: broadcasts and bans (issue 13) ---
+        self.moderation = Moderation(rt, accounts)
+        self.broadcasts = Broadcasts(rt, accounts)
 
     async def load(self, handler: EventHandler | None) -> None:
         """At start-up: register the funding account, rebuild the tracking and

@@ -33,6 +33,9 @@ from telegram.ext import (
 )
 
 from bot.telegram.access import gate
+from bot.telegram.admin.ban import ban_command, unban_command
+from bot.telegram.admin.broadcast import broadcast_callback, broadcast_command
+from bot.telegram.admin.callbacks import BroadcastCb
 from bot.telegram.admin.handlers import adjust_command, admin_command
 from bot.telegram.admin.pricing import price_command, prices_command
 from bot.telegram.buy.callbacks import BUY_TYPES
@@ -120,6 +123,11 @@ def register(application: DaisyApp, *, users_bring_keys: bool) -> None:
         CommandHandler(["credit", "debit"], adjust_command, filters=private),
         CommandHandler("price", price_command, filters=private),  # h-ops
         CommandHandler("prices", prices_command, filters=private),  # h-ops
+        # --- h-admin: broadcasts and bans (issue 13) ---
+        CommandHandler("broadcast", broadcast_command, filters=private & not_edited),
+        CommandHandler("ban", ban_command, filters=private & not_edited),
+        CommandHandler("unban", unban_command, filters=private & not_edited),
+        CallbackQueryHandler(broadcast_callback, pattern=BroadcastCb.pattern()),
         CallbackQueryHandler(menu_callback, pattern=MenuCb.pattern()),
         CallbackQueryHandler(language_callback, pattern=LangCb.pattern()),
         CallbackQueryHandler(order_callback, pattern=ORDER_PATTERN),
@@ -137,5 +145,6 @@ def register(application: DaisyApp, *, users_bring_keys: bool) -> None:
 
 # Every callback type the bot builds and routes (tests round-trip each one).
 CALLBACK_TYPES: tuple[type[CallbackData], ...] = (
-    MenuCb, LangCb, Noop, *BUY_TYPES, OrderCb, HistCb, KeyCb
+    MenuCb, LangCb, Noop, *BUY_TYPES, OrderCb, HistCb, KeyCb,
+    BroadcastCb,  # h-admin
 )

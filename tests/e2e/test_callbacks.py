@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.telegram.admin.callbacks import BroadcastAction, BroadcastCb
 from bot.telegram.buy import callbacks as buy
 from bot.telegram.buy.callbacks import (
     BuyAgain,
@@ -140,6 +141,7 @@ def _values(kind: type[CallbackData]) -> st.SearchStrategy[Any]:
         HistCb: st.builds(HistCb, st.sampled_from(["all", "completed", "waiting", "cancelled"]),
                           pages),
         KeyCb: st.builds(KeyCb, st.sampled_from(get_args(KeyAction))),
+        BroadcastCb: st.builds(BroadcastCb, st.sampled_from(get_args(BroadcastAction)), ids),
     }[kind]
 
 
@@ -147,7 +149,8 @@ any_value = st.one_of([_values(kind) for kind in CALLBACK_TYPES])
 
 
 def test_every_callback_type_has_a_value_strategy() -> None:
-    assert len(CALLBACK_TYPES) == 12  # BuyQuote (stored quotes), LangCb (issue 12)
+    assert len(CALLBACK_TYPES) == 13  # BuyQuote (stored quotes), LangCb (issue 12),
+    # BroadcastCb (issue 13, h-admin)
     for kind in CALLBACK_TYPES:
         _values(kind)
 
@@ -327,6 +330,8 @@ def test_every_string_the_previous_version_accepted_parses_the_same(data: str) -
             isinstance(new, BuyQuote) and data.startswith("buy:q:")
         ) or (
             new == MenuCb("lang") or isinstance(new, LangCb)
+        ) or (
+            isinstance(new, BroadcastCb) and data.startswith("bc:")  # issue 13
         ), data
 
 

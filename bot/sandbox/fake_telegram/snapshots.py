@@ -242,6 +242,7 @@ class RecordedCall:
     params: JSON
     status: int
     response: JSON
+    at: float = 0.0  # the fake's clock when the call arrived (pacing checks)
 
 
 class WebhookDelivery(NamedTuple):
