@@ -15,6 +15,7 @@ visible and harmless.
 :mod:`storage.events`     ``events`` (the outbox)
 :mod:`storage.strays`     ``stray_orders`` and watched purchases
 :mod:`storage.health`     ``health_probe`` (``/healthz``)
+:mod:`storage.topups`     ``topups`` (wallet top-ups)
 ========================  ==========================================
 """
 
@@ -27,6 +28,7 @@ from storage.db import Database
 from storage.events import EventRepo
 from storage.ledger import LedgerRepo
 from storage.strays import StrayRepo
+from storage.topups import TopUpRepo
 from storage.users import UserRepo
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "LedgerRepo",
     "Repositories",
     "StrayRepo",
+    "TopUpRepo",
     "UserRepo",
 ]
 
@@ -52,3 +55,4 @@ class Repositories:
         self.ledger = LedgerRepo(db)
         self.events = EventRepo(db)
         self.strays = StrayRepo(db)
+        self.topups = TopUpRepo(db)
