@@ -19,7 +19,7 @@ from bot.domain.topups import (
     parse_payload,
     stars_price,
 )
-from bot.services.api import NotAllowed, RefundStatus, TopUpsUnavailable, TopUpState
+from bot.services.api import NotAllowed, RefundStatus, TopUpState, TopUpsUnavailable
 from bot.services.engine import Engine
 from bot.services.stars import StarsMethod
 from tests.services.conftest import ADMIN, ALICE, BOB, Harness
@@ -61,7 +61,8 @@ def test_packs_prices_and_payloads() -> None:
     assert stars_price(Decimal("0.99"), Decimal("77")) == 77  # 76.23 → up
     assert credit_for(100, Decimal("77")) == Decimal("1.29")  # 1.2987 → down
     assert parse_payload(format_payload(42)) == 42
-    for bad in (None, "", "topup:", "topup:0", "topup:-1", "topup:1x", "x:1", "topup:01"):
+    assert parse_payload(None) is None
+    for bad in ("", "topup:", "topup:0", "topup:-1", "topup:1x", "x:1", "topup:01"):
         assert parse_payload(bad) is None
 
 
