@@ -42,6 +42,7 @@ from bot.telegram.jobs import EngineScheduler, kick
 from bot.telegram.menu.views import bot_commands
 from bot.telegram.ratelimit import TelegramRateLimiter
 from bot.telegram.texts import use_date_time_entities
+from bot.telegram.topup.jobs import start_topups
 from bot.telegram.updates import PerUserUpdateProcessor
 
 __all__ = [
@@ -160,6 +161,7 @@ async def startup(application: DaisyApp) -> None:
     engine.subscribe(EventRenderer(application))
     await engine.start()
     data.started = True
+    await start_topups(application)  # operator mode: Stars, missed payments, refunds
     try:
         # the default list (DEFAULT_LOCALE), then once per language (language_code:
         # the two-letter code; "pt_BR" → "pt")
