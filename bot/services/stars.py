@@ -16,7 +16,9 @@ __all__ = ["STARS_CURRENCY", "StarsBackend", "StarsMethod"]
 
 STARS_CURRENCY = "XTR"
 PAGE = 100  # getStarTransactions: limit 1..100
-MAX_PAGES = 10  # the newest 1,000 transactions are read per reconciliation
+# getStarTransactions is chronological (oldest first): every page is read, up to
+# this many (100,000 transactions) per reconciliation.
+MAX_PAGES = 1000
 
 
 class StarsBackend(Protocol):

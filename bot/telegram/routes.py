@@ -71,6 +71,7 @@ from bot.telegram.orders.callbacks import OrderCb
 from bot.telegram.orders.handlers import ORDER_PATTERN, active_command, order_callback
 from bot.telegram.topup.callbacks import TOPUP_TYPES, TopListCb, TopPackCb
 from bot.telegram.topup.handlers import (
+    ignore_update,
     pre_checkout,
     refund_command,
     successful_payment,
@@ -104,6 +105,11 @@ def register(application: DaisyApp, *, users_bring_keys: bool) -> None:
     application.add_handler(TypeHandler(Update, gate), group=GATE_GROUP)
     application.add_handler(
         MessageHandler(filters.SUCCESSFUL_PAYMENT, successful_payment), group=PAYMENT_GROUP
+    )
+    # Telegram's own "refunded" service message: the bot already told the user.
+    application.add_handler(
+        MessageHandler(filters.StatusUpdate.REFUNDED_PAYMENT, stop_propagation(ignore_update)),
+        group=PAYMENT_GROUP,
     )
     key_main: list[Handler]
     if users_bring_keys:

@@ -31,6 +31,7 @@ from bot.telegram.topup.notices import tell_refunded
 
 __all__ = [
     "CHARGE_ID",
+    "ignore_update",
     "pre_checkout",
     "refund_command",
     "successful_payment",
@@ -148,6 +149,10 @@ async def successful_payment(update: Update, context: BotContext) -> None:
         await send(update, context, views.paid(lang, outcome))
         await engine.topup_notified(outcome.topup.id)
     raise ApplicationHandlerStop
+
+
+async def ignore_update(update: Update, context: BotContext) -> None:
+    """Nothing to do (e.g. Telegram's refunded_payment service message)."""
 
 
 async def refund_command(update: Update, context: BotContext) -> None:
