@@ -368,9 +368,8 @@ class Engine:
     async def open_topup(self, user_id: int, pack_index: int) -> TopUp:
         return await self._tu.open(user_id, pack_index)
 
-    async def set_topup_message(
-        self, user_id: int, topup_id: int, chat_id: int, message_id: int
-    ) -> None:
+    async def set_topup_message(self, user_id: int, topup_id: int, chat_id: int,
+                                message_id: int) -> None:
         await self._tu.set_message(user_id, topup_id, chat_id, message_id)
 
     async def topup_pre_checkout(
@@ -379,12 +378,7 @@ class Engine:
         return await self._tu.pre_checkout(user_id, payload, currency, total)
 
     async def record_topup_payment(
-        self,
-        user_id: int,
-        payload: str | None,
-        currency: str,
-        total: int,
-        charge_id: str,
+        self, user_id: int, payload: str | None, currency: str, total: int, charge_id: str,
         provider_charge_id: str | None = None,
     ) -> PaymentOutcome:
         return await self._tu.record_payment(
