@@ -459,6 +459,7 @@ async def supervise(bot: BotProcess, fake: PushKillFake, killer: Killer, sh: Sha
         if kind == "random":
             killer.kill_now("random moment")
         elif kind == "topup":
+            killer.killed.clear()
             fake.topup_armed = sh.topup_kill = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(killer.killed.wait(), 3 * cfg.wait)
@@ -467,6 +468,7 @@ async def supervise(bot: BotProcess, fake: PushKillFake, killer: Killer, sh: Sha
                 fake.topup_armed = False
                 killer.kill_now("random moment (no top-up in time)")
         elif kind == "push":
+            killer.killed.clear()  # (set by the previous kill: the wait would not wait)
             fake.armed = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(killer.killed.wait(), 2 * cfg.wait)
