@@ -189,7 +189,7 @@ async def test_send_invoice_in_stars_records_the_invoice(
             "Bad Request: STARS_INVOICE_INVALID",
         ),
         ({"max_tip_amount": 10}, "Bad Request: STARS_INVOICE_INVALID"),
-        ({"need_email": True}, "Bad Request: STARS_INVOICE_INVALID"),
+        ({"suggested_tip_amounts": [5]}, "Bad Request: STARS_INVOICE_INVALID"),
         (
             {"prices": [{"label": "x", "amount": 10001}]},
             "Bad Request: CURRENCY_TOTAL_AMOUNT_INVALID",
@@ -222,11 +222,17 @@ async def test_send_invoice_rejections(
     assert len(alice.chat()) == before  # nothing was sent
 
 
-async def test_send_invoice_bounds_are_inclusive(http: httpx.AsyncClient, alice: FakeUser) -> None:
+async def test_send_invoice_bounds_are_inclusive(
+    fake: FakeTelegram, http: httpx.AsyncClient, alice: FakeUser
+) -> None:
     await send_invoice(http, title="T" * 32, description="d" * 255, payload="p" * 128)
     await send_invoice(http, prices=[{"label": "one", "amount": 1}], provider_token="")
+    # shipping / contact flags are "ignored for payments in Telegram Stars"
+    await send_invoice(http, need_email=True, is_flexible=True, need_shipping_address=True)
     msg = await send_invoice(http, prices=[{"label": "max", "amount": "10000"}], payload="007")
     assert msg["invoice"]["total_amount"] == 10000
+    info = fake.invoice(alice.id, msg["message_id"])
+    assert info is not None and info.payload == "007"  # a form value stays a string
     assert alice.last().invoice == msg["invoice"]
 
 
@@ -671,7 +677,7 @@ async def test_get_star_transactions(
     assert body["result"] == {"transactions": []}
 
 
-async def test_forbidden_is_not_raised_for_payments_of_a_blocked_user(
+async def test_refund_works_after_the_user_blocked_the_bot(
     fake: FakeTelegram, bot: telegram.Bot, http: httpx.AsyncClient, alice: FakeUser
 ) -> None:
     """A refund does not need the chat: it works after the user blocked the bot."""
@@ -680,3 +686,187 @@ async def test_forbidden_is_not_raised_for_payments_of_a_blocked_user(
     assert await bot.refund_star_payment(alice.id, charge_id) is True
     with pytest.raises(Forbidden):
         await bot.send_invoice(alice.id, "T", "D", "p", "XTR", [LabeledPrice("x", 1)])
+
+
+# --------------------------------------------------------------------------------------
+# Faults a bot must survive, and the real PTB Application
+# --------------------------------------------------------------------------------------
+
+
+async def test_lost_answer_to_answer_pre_checkout_query(
+    fake: FakeTelegram, bot: telegram.Bot, http: httpx.AsyncClient, alice: FakeUser
+) -> None:
+    """drop_response: the answer reached Telegram but the bot never heard back; its
+    retry is refused (one answer per query) and the payment went through all the same."""
+    msg = await send_invoice(http)
+    query_id = alice.pay_nowait(msg["message_id"])
+    fake.drop_response("answerPreCheckoutQuery")
+    with pytest.raises(telegram.error.NetworkError):
+        await bot.answer_pre_checkout_query(query_id, ok=True)
+    with pytest.raises(BadRequest, match=r"(?i)query is too old"):
+        await bot.answer_pre_checkout_query(query_id, ok=True)
+    result = await fake.wait_payment(query_id)
+    assert result.paid and len(fake.charges) == 1
+
+
+async def test_lost_answer_to_refund_then_already_refunded(
+    fake: FakeTelegram, bot: telegram.Bot, http: httpx.AsyncClient, alice: FakeUser
+) -> None:
+    charge_id = await paid_charge(fake, http, alice)
+    fake.drop_response("refundStarPayment")
+    with pytest.raises(telegram.error.NetworkError):
+        await bot.refund_star_payment(alice.id, charge_id)
+    assert fake.charges[charge_id].refunded  # it happened
+    with pytest.raises(BadRequest, match=r"(?i)charge_already_refunded"):
+        await bot.refund_star_payment(alice.id, charge_id)
+    assert fake.star_balance == 0 and len(fake.star_transactions) == 2
+
+
+async def test_injected_errors_reach_payment_methods(
+    fake: FakeTelegram, bot: telegram.Bot, alice: FakeUser
+) -> None:
+    fake.inject_error("sendInvoice", 429, retry_after=3)
+    with pytest.raises(telegram.error.RetryAfter):
+        await bot.send_invoice(alice.id, "T", "D", "p", "XTR", [LabeledPrice("x", 1)])
+    assert alice.chat()[-1].invoice is None
+    await bot.send_invoice(alice.id, "T", "D", "p", "XTR", [LabeledPrice("x", 1)])
+    assert alice.chat()[-1].invoice is not None
+
+
+async def test_real_ptb_application_takes_a_payment(fake: FakeTelegram) -> None:
+    """The PTB Application (polling, handlers) against the fake: PreCheckoutQueryHandler
+    answers, filters.SUCCESSFUL_PAYMENT sees the charge; a duplicate arrives twice."""
+    from telegram.ext import (
+        Application,
+        ContextTypes,
+        MessageHandler,
+        PreCheckoutQueryHandler,
+        filters,
+    )
+
+    seen: list[str] = []
+
+    async def pre_checkout(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        q = update.pre_checkout_query
+        assert q is not None
+        if q.invoice_payload == "topup:ok":
+            await q.answer(ok=True)
+        else:
+            await q.answer(ok=False, error_message="Unknown top-up")
+
+    async def paid(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert update.message is not None and update.message.successful_payment is not None
+        seen.append(update.message.successful_payment.telegram_payment_charge_id)
+
+    app = Application.builder().token(TOKEN).base_url(fake.api_base).build()
+    app.add_handler(PreCheckoutQueryHandler(pre_checkout))
+    app.add_handler(MessageHandler(filters.SUCCESSFUL_PAYMENT, paid))
+    alice = fake.user(1001, "Alice")
+    await alice.send("/start")
+    async with app:
+        await app.start()
+        assert app.updater is not None
+        await app.updater.start_polling(
+            poll_interval=0.0, timeout=1, allowed_updates=Update.ALL_TYPES
+        )
+        try:
+            good = await app.bot.send_invoice(
+                alice.id, "Top up", "Adds $5", "topup:ok", "XTR", [LabeledPrice("$5", 250)]
+            )
+            bad_one = await app.bot.send_invoice(
+                alice.id, "Top up", "Adds $5", "topup:gone", "XTR", [LabeledPrice("$5", 250)]
+            )
+            declined = await alice.pay(bad_one.message_id)
+            assert (declined.status, declined.error_message) == ("declined", "Unknown top-up")
+            result = await alice.pay(good.message_id, duplicate=True)
+            assert result.paid
+            await fake.wait_idle()
+            assert seen == [result.charge_id, result.charge_id]
+        finally:
+            await app.updater.stop()
+            await app.stop()
+
+
+async def test_lost_successful_payment_shows_only_in_star_transactions(
+    fake: FakeTelegram, bot: telegram.Bot, http: httpx.AsyncClient, alice: FakeUser
+) -> None:
+    """Fault for reconciliation: the payment is made but its update never arrives."""
+    msg = await send_invoice(http)
+    await drain(fake, http)
+    paying = asyncio.create_task(alice.pay(msg["message_id"], lose_update=True))
+    await answer_next_pre_checkout(fake, http)
+    result = await paying
+    assert result.paid and result.payment_update_id is None and result.charge_id
+    assert await drain(fake, http) == []
+    assert alice.chat()[-1].successful_payment is not None  # the user saw it go through
+    txs = await bot.get_star_transactions()
+    assert [(t.id, t.amount) for t in txs.transactions] == [(result.charge_id, 250)]
+    source = txs.transactions[0].source
+    assert isinstance(source, telegram.TransactionPartnerUser)
+    assert source.invoice_payload == "topup:42"
+
+
+async def test_pay_an_invoice_link(
+    fake: FakeTelegram, bot: telegram.Bot, http: httpx.AsyncClient, alice: FakeUser
+) -> None:
+    link = await bot.create_invoice_link(
+        "Top up", "Adds $5", "link:9", "XTR", [LabeledPrice("$5", 250)]
+    )
+    await drain(fake, http)
+    charges = []
+    for _ in range(2):  # a link can be paid again
+        paying = asyncio.create_task(alice.pay_link(link))
+        query = await answer_next_pre_checkout(fake, http)
+        assert query["invoice_payload"] == "link:9"
+        result = await paying
+        assert result.paid
+        charges.append(result.charge_id)
+        updates = await drain(fake, http)
+        sp = updates[0]["message"]["successful_payment"]
+        assert sp["telegram_payment_charge_id"] == result.charge_id
+        assert updates[0]["message"]["chat"]["id"] == alice.id
+    assert len(set(charges)) == 2
+    with pytest.raises(AssertionError, match="not an invoice link"):
+        await alice.pay_link("https://t.me/$nope")
+
+
+async def test_edit_reply_markup_of_an_invoice(
+    bot: telegram.Bot, http: httpx.AsyncClient, alice: FakeUser
+) -> None:
+    msg = await send_invoice(http)
+    mid = msg["message_id"]
+    pay_then_cancel = {
+        "inline_keyboard": [[{"text": "Pay", "pay": True}], [{"text": "X", "callback_data": "x"}]]
+    }
+    status, _ = await call(
+        http,
+        "editMessageReplyMarkup",
+        chat_id=alice.id,
+        message_id=mid,
+        reply_markup=pay_then_cancel,
+    )
+    assert status == 200
+    assert [b.kind for row in alice.message(mid).buttons for b in row] == ["pay", "callback"]
+    no_pay = {"inline_keyboard": [[{"text": "X", "callback_data": "x"}]]}
+    status, body = await call(
+        http, "editMessageReplyMarkup", chat_id=alice.id, message_id=mid, reply_markup=no_pay
+    )
+    assert (status, body["description"]) == (400, "Bad Request: REPLY_MARKUP_BUY_EMPTY")
+    status, _ = await call(http, "editMessageReplyMarkup", chat_id=alice.id, message_id=mid)
+    assert status == 200 and alice.message(mid).buttons == []  # Telegram's own Pay button
+    status, body = await call(
+        http, "editMessageText", chat_id=alice.id, message_id=mid, text="changed"
+    )
+    assert (status, body["description"]) == (
+        400,
+        "Bad Request: there is no text in the message to edit",
+    )
+    text = await bot.send_message(alice.id, "plain")
+    status, body = await call(
+        http,
+        "editMessageReplyMarkup",
+        chat_id=alice.id,
+        message_id=text.message_id,
+        reply_markup=pay_then_cancel,
+    )
+    assert (status, body["description"]) == (400, "Bad Request: BUTTON_TYPE_INVALID")

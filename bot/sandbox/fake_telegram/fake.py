@@ -264,14 +264,19 @@ class FakeTelegram:
         message_id: int | None = None,
         *,
         duplicate: bool = False,
+        lose_update: bool = False,
         timeout: float = 15.0,  # noqa: ASYNC109
     ) -> PaymentResult:
         """User ``user_id`` pays invoice ``message_id``: see :meth:`FakeUser.pay`."""
-        return await self.user(user_id).pay(message_id, duplicate=duplicate, timeout=timeout)
+        return await self.user(user_id).pay(
+            message_id, duplicate=duplicate, lose_update=lose_update, timeout=timeout
+        )
 
-    def pay_nowait(self, user_id: int, message_id: int | None = None) -> str:
+    def pay_nowait(
+        self, user_id: int, message_id: int | None = None, *, lose_update: bool = False
+    ) -> str:
         """Start paying (the pre_checkout_query is queued); returns the query id."""
-        return self.user(user_id).pay_nowait(message_id)
+        return self.user(user_id).pay_nowait(message_id, lose_update=lose_update)
 
     async def wait_payment(self, query_id: str, timeout: float = 15.0) -> PaymentResult:  # noqa: ASYNC109
         """How the payment of pre-checkout query ``query_id`` ended (waits for it)."""

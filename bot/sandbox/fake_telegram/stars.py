@@ -55,7 +55,7 @@ class PreCheckout:
     id: str
     user_id: int
     chat_id: int
-    message_id: int
+    message_id: int | None  # the invoice message (None: paid through an invoice link)
     currency: str
     total_amount: int
     invoice_payload: str
@@ -67,6 +67,7 @@ class PreCheckout:
     charge_id: str | None = None
     update_id: int | None = None  # the pre_checkout_query update
     payment_update_id: int | None = None  # the successful_payment message update
+    lose_update: bool = False  # fault: that update is never delivered
 
 
 @dataclass

@@ -12,7 +12,11 @@ from collections.abc import Callable
 
 from bot.sandbox.fake_telegram.entities import finalize_text
 from bot.sandbox.fake_telegram.errors import JSON
-from bot.sandbox.fake_telegram.methods.payments import expire, new_pre_checkout
+from bot.sandbox.fake_telegram.methods.payments import (
+    expire,
+    new_link_pre_checkout,
+    new_pre_checkout,
+)
 from bot.sandbox.fake_telegram.snapshots import (
     Button,
     CallbackAnswer,
@@ -117,6 +121,7 @@ class FakeUser:
         message_id: int | None = None,
         *,
         duplicate: bool = False,
+        lose_update: bool = False,
         timeout: float = 15.0,  # noqa: ASYNC109
     ) -> PaymentResult:
         """Press Pay on invoice ``message_id`` (default: the newest unpaid invoice) and
@@ -127,23 +132,37 @@ class FakeUser:
 
         ``duplicate``: once paid, the successful_payment update is delivered a second
         time (a new update_id, same content), as Telegram may do.
+        ``lose_update``: once paid, the successful_payment update is never delivered
+        (``payment_update_id`` is None): the charge shows only in getStarTransactions.
         ``timeout``: real seconds to wait at most (a safety net; with a VirtualClock the
         10 seconds pass only when the test advances the clock).
         """
-        query_id = self.pay_nowait(message_id)
+        query_id = self.pay_nowait(message_id, lose_update=lose_update)
         result = await wait_payment(self.state, query_id, timeout)
         if duplicate and result.payment_update_id is not None:
             result.duplicate_update_id = redeliver(self.state, result.payment_update_id)
         return result
 
-    def pay_nowait(self, message_id: int | None = None) -> str:
+    def pay_nowait(self, message_id: int | None = None, *, lose_update: bool = False) -> str:
         """Like :meth:`pay` but returns the pre-checkout query id without waiting (see
         :func:`wait_payment`)."""
         if message_id is None:
             message_id = self._newest_invoice()
-        q = new_pre_checkout(self.state, self.id, message_id)
+        q = new_pre_checkout(self.state, self.id, message_id, lose_update=lose_update)
         self._mark = self.state.seq
         return q.id
+
+    async def pay_link(
+        self,
+        link: str,
+        *,
+        lose_update: bool = False,
+        timeout: float = 15.0,  # noqa: ASYNC109
+    ) -> PaymentResult:
+        """Open a createInvoiceLink link and pay it (same flow as :meth:`pay`)."""
+        q = new_link_pre_checkout(self.state, self.id, link, lose_update=lose_update)
+        self._mark = self.state.seq
+        return await wait_payment(self.state, q.id, timeout)
 
     def _newest_invoice(self) -> int:
         for m in reversed(self.chat()):

@@ -144,8 +144,6 @@ def _invoice_info(p: JSON, *, for_link: bool) -> InvoiceInfo:
         or p.get("suggested_tip_amounts") not in (None, "", [])
     ):
         raise bad(STARS_INVOICE_INVALID)
-    if any(as_bool(p, flag) for flag in _PROVIDER_ONLY_FLAGS):
-        raise bad(STARS_INVOICE_INVALID)
     if total > MAX_STARS:
         raise bad(AMOUNT_INVALID)
     period: int | None = None
@@ -163,28 +161,24 @@ def _invoice_info(p: JSON, *, for_link: bool) -> InvoiceInfo:
     )
 
 
-# shipping and contact details go to a payment provider: not for Stars
-_PROVIDER_ONLY_FLAGS = (
-    "need_name",
-    "need_phone_number",
-    "need_email",
-    "need_shipping_address",
-    "send_phone_number_to_provider",
-    "send_email_to_provider",
-    "is_flexible",
-)
-
-
 def _invoice_markup(p: JSON) -> JSON | None:
     markup = validate_reply_markup(p.get("reply_markup"), inline_only=True, allow_pay=True)
-    if markup is None or not markup[1]["inline_keyboard"]:
-        return None  # Telegram shows its own "Pay ⭐N" button
-    rows = markup[1]["inline_keyboard"]
+    return check_pay_buttons(None if markup is None else markup[1], invoice=True)
+
+
+def check_pay_buttons(markup: JSON | None, *, invoice: bool) -> JSON | None:
+    """An invoice's keyboard, if not empty, starts with its one Pay button ("If not
+    empty, the first button must be a Pay button"); other messages have none. Returns
+    the markup to store (None when empty: Telegram shows its own "Pay ⭐N" button)."""
+    if markup is None or not markup["inline_keyboard"]:
+        return None
+    rows = markup["inline_keyboard"]
     pays = [(r, c) for r, row in enumerate(rows) for c, b in enumerate(row) if b.get("pay")]
-    if pays != [(0, 0)]:
-        # "If not empty, the first button must be a Pay button" (and only that one)
+    if not invoice and pays:
+        raise bad("BUTTON_TYPE_INVALID")
+    if invoice and pays != [(0, 0)]:
         raise bad(BUY_BUTTON_FIRST if (0, 0) not in pays else "BUTTON_TYPE_INVALID")
-    return markup[1]
+    return markup
 
 
 def send_invoice(state: BotState, p: JSON) -> JSON:
@@ -287,9 +281,11 @@ def _partner(state: BotState, user_id: int, payload: str) -> JSON:
     }
 
 
-def _service_message(state: BotState, chat: Chat, key: str, content: JSON) -> int:
+def _service_message(
+    state: BotState, chat: Chat, key: str, content: JSON, *, deliver: bool = True
+) -> int | None:
     """A service message from the user (successful_payment / refunded_payment), stored
-    and queued as a ``message`` update; returns the update_id."""
+    and queued as a ``message`` update (unless not ``deliver``); returns the update_id."""
     msg: JSON = {
         "message_id": state.new_message_id(chat),
         "from": chat.user.to_user_json(),
@@ -303,6 +299,8 @@ def _service_message(state: BotState, chat: Chat, key: str, content: JSON) -> in
         chat.user.id, "message", msg["message_id"], {"message": state.snapshot(stored).to_json()}
     )
     content_update = {"message": json.loads(json.dumps(msg))}
+    if not deliver:
+        return None
     update_id = state.push_update(content_update)
     state.stars.updates[update_id] = content_update
     return update_id
@@ -313,7 +311,7 @@ def _complete(state: BotState, q: PreCheckout) -> None:
     now = int(state.now())
     charge = Charge(new_charge_id(), q.user_id, q.total_amount, q.invoice_payload, now)
     state.stars.charges[charge.id] = charge
-    info = state.stars.invoices.get((q.chat_id, q.message_id))
+    info = None if q.message_id is None else state.stars.invoices.get((q.chat_id, q.message_id))
     if info is not None:
         info.paid_charge_id = charge.id
     state.stars.transactions.append(
@@ -337,6 +335,7 @@ def _complete(state: BotState, q: PreCheckout) -> None:
             "telegram_payment_charge_id": charge.id,
             "provider_payment_charge_id": "",
         },
+        deliver=not q.lose_update,
     )
     _emit_outcome(state, q)
 
@@ -387,10 +386,14 @@ def get_star_transactions(state: BotState, p: JSON) -> JSON:
     return {"transactions": json.loads(json.dumps(page))}
 
 
-def new_pre_checkout(state: BotState, user_id: int, message_id: int) -> PreCheckout:
+def new_pre_checkout(
+    state: BotState, user_id: int, message_id: int, *, lose_update: bool = False
+) -> PreCheckout:
     """The user pressed Pay on invoice ``message_id`` and confirmed: queue the
     pre_checkout_query update. AssertionError (a test mistake) if it is not an unpaid
-    invoice of that chat or a payment for it is already waiting for the bot."""
+    invoice of that chat or a payment for it is already waiting for the bot.
+    ``lose_update``: once paid, the successful_payment update is never delivered (the
+    charge and the Star transaction exist: only getStarTransactions tells the bot)."""
     stars = state.stars
     info = stars.invoices.get((user_id, message_id))
     stored = state.chat(user_id).messages.get(message_id)
@@ -403,6 +406,25 @@ def new_pre_checkout(state: BotState, user_id: int, message_id: int) -> PreCheck
             if state.now() - q.created <= PRE_CHECKOUT_TIMEOUT:
                 raise AssertionError(f"a payment for invoice #{message_id} is in progress")
             expire(state, q)
+    return _open_query(state, user_id, message_id, info, lose_update)
+
+
+def new_link_pre_checkout(
+    state: BotState, user_id: int, link: str, *, lose_update: bool = False
+) -> PreCheckout:
+    """The user opened a createInvoiceLink link and paid (a link can be paid any number
+    of times, by anyone); the successful_payment arrives in the user's chat with the bot."""
+    info = state.stars.links.get(link.rsplit("$", 1)[-1])
+    if info is None or not link.startswith("https://t.me/$"):
+        raise AssertionError(f"{link!r} is not an invoice link of this bot")
+    state.chat(user_id)  # the user must exist
+    return _open_query(state, user_id, None, info, lose_update)
+
+
+def _open_query(
+    state: BotState, user_id: int, message_id: int | None, info: InvoiceInfo, lose_update: bool
+) -> PreCheckout:
+    stars = state.stars
     qid = str(state.bot_id % 1000 * 10**15 + user_id % 10**6 * 10**6 + 500000 + stars.next_query)
     stars.next_query += 1
     q = PreCheckout(
@@ -414,6 +436,7 @@ def new_pre_checkout(state: BotState, user_id: int, message_id: int) -> PreCheck
         total_amount=info.total_amount,
         invoice_payload=info.payload,
         created=state.now(),
+        lose_update=lose_update,
     )
     stars.queries[qid] = q
     content = {
