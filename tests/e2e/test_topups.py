@@ -265,3 +265,47 @@ async def test_refund_unknown_charge_and_non_admin(h: Harness) -> None:
     await alice.send(f"/refund {charge}")
     await alice.wait_for(text("not_allowed"), WAIT)
     assert not h.fake.charges[charge].refunded and await balance(h) == Decimal("15")
+
+
+async def test_a_payment_telegram_never_delivered_is_credited_by_the_upkeep_job(
+    h: Harness,
+) -> None:
+    """No successful_payment update at all (only getStarTransactions knows): the
+    ``topup:upkeep`` job credits it, once, and tells the user."""
+    from bot.telegram.topup.jobs import upkeep
+
+    alice = h.user()
+    invoice = await open_invoice(h, alice)
+    result = await alice.pay(invoice.message_id, lose_update=True)
+    assert result.paid and result.payment_update_id is None
+    await h.settle()
+    assert await balance(h) == Decimal("10")
+    assert h.app is not None
+    await upkeep(h.app)
+    await alice.wait_for(text("topup_paid", amount=FIVE, balance=Decimal("15"),
+                              charge_id=result.charge_id), WAIT)
+    await upkeep(h.app)
+    await h.settle()
+    assert await balance(h) == Decimal("15") and len(await paid_messages(alice)) == 1
+
+
+async def test_a_lost_refund_answer_is_retried_and_counts_once(h: Harness) -> None:
+    """refundStarPayment went through but its answer was lost: the retry meets
+    CHARGE_ALREADY_REFUNDED, which counts as done; the wallet is debited once."""
+    from bot.telegram.topup.jobs import upkeep
+
+    alice, admin = h.user(), h.user(ADMIN, "Admin")
+    charge = await _paid(h, alice)
+    h.fake.drop_response("refundStarPayment", count=1)
+    await admin.send(f"/refund {charge}")
+    await admin.wait_for(pattern("refund_pending"), WAIT)
+    assert h.fake.charges[charge].refunded and await balance(h) == Decimal("10")
+    h.clock.advance(120)
+    assert h.app is not None
+    await upkeep(h.app)
+    await alice.wait_for(pattern("topup_refunded"), WAIT)
+    assert await balance(h) == Decimal("10")
+    engine = h.engine
+    assert isinstance(engine, Engine)
+    entries = await engine.services.rt.repos.ledger.for_charge(charge)
+    assert [e.charge_entry for e in entries] == ["topup", "refund"]
