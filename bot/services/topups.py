@@ -182,7 +182,10 @@ class TopUps:
                     await repos.topups.set_amount(row.id, amount)
                 credited_id = row.id
             else:
-                amount = credit_for(total, rt.settings.stars_per_usd)
+                # Only the method's currency has a rate; anything else is recorded (an
+                # admin can refund it) but credits nothing.
+                amount = (credit_for(total, rt.settings.stars_per_usd)
+                          if currency == method.currency else ZERO)
                 logger.warning(
                     "payment %s of user %d names no open top-up of theirs (payload %r):"
                     " credited %s", _short(charge_id), user_id, payload, amount,
@@ -260,12 +263,12 @@ class TopUps:
                 return RefundOutcome(RefundStatus.NOT_PAID, to_topup(row), balance)
             if balance < row.amount:
                 return RefundOutcome(RefundStatus.SPENT, to_topup(row), balance)
-            written = await repos.ledger.add(
+            written = row.amount <= 0 or await repos.ledger.add(  # 0: nothing was credited
                 user_id=row.user_id, amount=-row.amount, kind="debit", now=now,
                 note="top-up refund", actor_id=admin_id, charge_id=charge_id,
                 charge_entry="refund",
-            )
-            if written is None or not await repos.topups.begin_refund(
+            ) is not None
+            if not written or not await repos.topups.begin_refund(
                 row.id, actor_id=admin_id, now=now, retry_at=now + refund_backoff(0)
             ):
                 raise RuntimeError(f"top-up {row.id}: refund state out of step")  # rollback
@@ -313,7 +316,7 @@ class TopUps:
             async with rt.db.transaction():
                 if await repos.topups.finish_refund(
                     row.id, TopUpState.REFUND_FAILED, now=now, error=error
-                ):
+                ) and row.amount > 0:
                     await repos.ledger.add(
                         user_id=row.user_id, amount=row.amount, kind="credit", now=now,
                         note="top-up refund refused", charge_id=row.charge_id,

@@ -159,6 +159,12 @@ async def test_expired_unknown_and_odd_payments_are_still_credited(h: Harness) -
     assert foreign.credited and foreign.topup.user_id == BOB and foreign.topup.id != fresh.id
     assert (await engine.wallet(BOB)).balance == Decimal("1")
     assert (await engine.wallet(ALICE)).balance == Decimal("7")
+    # a currency without a rate: recorded (refundable by an admin), credits nothing
+    other = await pay(ALICE, "not ours", "USD", 500, "ch-usd")
+    assert other.credited and other.topup.amount == Decimal("0")
+    assert (await engine.wallet(ALICE)).balance == Decimal("7")
+    assert (await engine.refund_topup(ADMIN, "ch-usd")).status == RefundStatus.DONE
+    assert (await engine.wallet(ALICE)).balance == Decimal("7")
 
 
 async def test_refund_debits_first_then_refunds_once(h: Harness) -> None:
