@@ -252,3 +252,16 @@ async def test_reconcile_credits_missed_payments_once(h: Harness) -> None:
                                              "ch-lost")
     assert not late.credited and (await engine.wallet(ALICE)).balance == Decimal("5")
     assert (await engine.wallet(BOB)).balance == Decimal("0")
+
+
+def test_settings_refuse_bad_packs_and_prices_above_the_invoice_limit() -> None:
+    from pydantic import ValidationError
+
+    from bot.config import Settings
+
+    good = Settings(_env_file=None, topup_packs_usd="2, 7.50", stars_per_usd="100")
+    assert good.topup_packs_usd == (Decimal("2"), Decimal("7.50"))
+    for packs, rate in (("0", "77"), ("1,x", "77"), ("1,1", "77"), ("200", "77"),
+                        ("1", "0"), ("1", "-5")):
+        with pytest.raises(ValidationError):
+            Settings(_env_file=None, topup_packs_usd=packs, stars_per_usd=rate)
