@@ -45,6 +45,7 @@ from bot.telegram.jobs import EngineScheduler, kick
 from bot.telegram.menu.views import bot_commands
 from bot.telegram.ratelimit import TelegramRateLimiter
 from bot.telegram.texts import use_date_time_entities
+from bot.telegram.topup.jobs import start_topups
 from bot.telegram.updates import PerUserUpdateProcessor
 
 __all__ = [
@@ -168,6 +169,7 @@ async def startup(application: DaisyApp) -> None:
     await engine.start()
     data.started = True
     alerts.wake()  # alerts a restart interrupted go out now
+    await start_topups(application)  # operator mode: Stars, missed payments, refunds
     try:
         # the default list (DEFAULT_LOCALE), then once per language (language_code:
         # the two-letter code; "pt_BR" → "pt")

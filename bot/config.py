@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.domain.pricing import PriceRule, parse_overrides
@@ -134,6 +134,38 @@ class Settings(BaseSettings):
     # Broadcast messages per second (Telegram allows about 30/s to all chats; the rest
     # of the budget stays free for codes and replies, which always go first).
     broadcast_per_second: int = Field(default=20, ge=1, le=30)
+    # --- Top-ups (Telegram Stars; operator mode) ---
+    # The packs on the "Top up" screen, in USD; each is paid with
+    # ceil(amount × STARS_PER_USD) Stars (at most 10,000 per invoice).
+    topup_packs_usd: Annotated[tuple[Decimal, ...], NoDecode] = (
+        Decimal("1"), Decimal("5"), Decimal("10"), Decimal("25"),
+    )
+    stars_per_usd: Decimal = Field(default=Decimal("77"), gt=0, le=10000)
+    # An invoice can be paid for this long (a later payment is still credited).
+    topup_invoice_minutes: float = Field(default=30.0, gt=0, le=7 * 24 * 60)
+    # How often getStarTransactions is read for payments the bot did not see, and
+    # failed refunds are retried.
+    topup_reconcile_seconds: float = Field(default=300.0, ge=10)
+
+    @field_validator("topup_packs_usd", mode="before")
+    @classmethod
+    def _packs(cls, value: object) -> object:
+        from bot.domain.topups import parse_packs
+
+        if isinstance(value, str):
+            return parse_packs(value)
+        return value
+
+    @model_validator(mode="after")
+    def _stars_bound(self) -> Settings:
+        from bot.domain.topups import MAX_STARS, stars_price
+
+        for usd in self.topup_packs_usd:
+            if not 1 <= stars_price(usd, self.stars_per_usd) <= MAX_STARS:
+                raise ValueError(
+                    f"TOPUP_PACKS_USD × STARS_PER_USD: ${usd} is not 1 to {MAX_STARS} Stars"
+                )
+        return self
 
     @property
     def users_bring_keys(self) -> bool:

@@ -28,10 +28,20 @@ class LedgerRepo:
         activation_id: int | None = None,
         note: str = "",
         actor_id: int | None = None,
+        charge_id: str | None = None,
+        charge_entry: str | None = None,
     ) -> int | None:
         """Append an entry. For ``hold``/``charge``/``release``/``refund`` at most
-        one per activation exists: a second one is not written and None is
-        returned."""
+        one per activation exists, and at most one ``charge_entry`` per top-up
+        ``charge_id``: a second one is not written and None is returned."""
+        if charge_id is not None:
+            return await self.db.insert(
+                "INSERT INTO ledger (user_id, amount, kind, note, actor_id, created_at,"
+                " charge_id, charge_entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (charge_id, charge_entry) WHERE charge_id IS NOT NULL"
+                " DO NOTHING",
+                (user_id, money(amount), kind, note, actor_id, now, charge_id, charge_entry),
+            )
         if kind in _ONCE_KINDS:
             return await self.db.insert(
                 "INSERT INTO ledger (user_id, amount, kind, activation_id, note, actor_id,"
@@ -73,6 +83,13 @@ class LedgerRepo:
             (activation_id, kind),
         )
         return None if row is None else LedgerRow.from_row(row)
+
+    async def for_charge(self, charge_id: str) -> list[LedgerRow]:
+        """The entries of one top-up payment (credit, refund, refund given back)."""
+        rows = await self.db.fetchall(
+            "SELECT * FROM ledger WHERE charge_id = ? ORDER BY id", (charge_id,)
+        )
+        return [LedgerRow.from_row(r) for r in rows]
 
     async def all(self) -> list[LedgerRow]:
         rows = await self.db.fetchall("SELECT * FROM ledger ORDER BY id")

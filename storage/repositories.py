@@ -18,6 +18,7 @@ visible and harmless.
 :mod:`storage.prices`     ``price_overrides`` (admins' /price rules)
 :mod:`storage.alerts`     ``operator_alerts``, ``alert_deliveries``
 :mod:`storage.broadcasts` ``broadcasts``, ``broadcast_recipients``
+:mod:`storage.topups`     ``topups`` (wallet top-ups)
 ========================  ==========================================
 """
 
@@ -33,6 +34,7 @@ from storage.events import EventRepo
 from storage.ledger import LedgerRepo
 from storage.prices import PriceOverrideRepo
 from storage.strays import StrayRepo
+from storage.topups import TopUpRepo
 from storage.users import UserRepo
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "LedgerRepo",
     "Repositories",
     "StrayRepo",
+    "TopUpRepo",
     "UserRepo",
 ]
 
@@ -64,3 +67,4 @@ class Repositories:
         self.alerts = AlertRepo(db)
         # --- h-admin: broadcasts (issue 13) ---
         self.broadcasts = BroadcastRepo(db)
+        self.topups = TopUpRepo(db)

@@ -33,6 +33,12 @@ from bot.domain.pricing import PriceRuleError as PriceRuleError
 from bot.domain.pricing import RuleSource as RuleSource
 from bot.domain.pricing import parse_rule as parse_rule
 
+# Top-ups (h-pay): the pure rules and the method interface live in the domain.
+from bot.domain.topups import Pack as Pack
+from bot.domain.topups import PreCheckoutRefusal as PreCheckoutRefusal
+from bot.domain.topups import TopUpMethod as TopUpMethod
+from bot.domain.topups import TopUpState as TopUpState
+
 
 class EventKind(StrEnum):
     CODE_RECEIVED = "code_received"
@@ -118,6 +124,10 @@ class LedgerEntry:
     # refund, why. Filled in by ``wallet()``; None for top-ups and adjustments.
     service_name: str | None = None
     refund_reason: RefundReason | None = None
+    # Top-up entries: the payment's charge id and which entry of it this is
+    # ("topup", "refund", "refund_back"); None otherwise.
+    charge_id: str | None = None
+    charge_entry: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,6 +374,52 @@ class UnknownUser(EngineError):
 
 class CannotBanAdmin(NotAllowed):
     """Admins (``ADMIN_IDS``) cannot be banned."""
+# --------------------------------------------------------------------------- top-ups
+# (h-pay) Wallet top-ups, operator mode; rules in bot.domain.topups.
+
+
+@dataclass(frozen=True, slots=True)
+class TopUp:
+    id: int
+    user_id: int
+    amount: Decimal  # USD credited
+    price: int  # in the method's unit (Stars)
+    currency: str  # "XTR"
+    state: TopUpState
+    payload: str  # the invoice payload ("topup:<id>")
+    expires_at: float
+    charge_id: str | None = None
+    notified: bool = False  # the user was told about the credit
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentOutcome:
+    """A payment recorded: ``credited`` False for a charge seen before."""
+
+    topup: TopUp
+    credited: bool
+    balance: Decimal
+    expected: bool = True  # False: the payment named no open top-up of this user
+
+
+class RefundStatus(StrEnum):
+    DONE = "done"  # debited and refunded (or Telegram had refunded it already)
+    PENDING = "pending"  # debited; Telegram's refund failed for now, retried later
+    REFUSED = "refused"  # Telegram refused it for good; the debit was given back
+    NOT_FOUND = "not_found"  # no top-up with this charge id
+    NOT_PAID = "not_paid"  # the top-up is refunding or refunded already
+    SPENT = "spent"  # the user's balance is below the top-up: not refunded
+
+
+@dataclass(frozen=True, slots=True)
+class RefundOutcome:
+    status: RefundStatus
+    topup: TopUp | None = None
+    balance: Decimal | None = None  # the user's balance after it
+
+
+class TopUpsUnavailable(EngineError):
+    """Own-key mode (no wallet to top up) or no payment method attached."""
 
 
 # --------------------------------------------------------------------------- engine
@@ -585,3 +641,45 @@ class EngineAPI(Protocol):
 
     async def broadcast_finish(self, broadcast_id: int) -> BroadcastView | None:
         """Running → done once nobody is left (None: not finished / not running)."""
+    # top-ups (h-pay; operator mode) ------------------------------------------
+    def use_topup_method(self, method: TopUpMethod) -> None:
+        """Attach the payment method (Telegram Stars: built by the UI, which owns
+        the Bot API connection)."""
+
+    @property
+    def topups_available(self) -> bool:
+        """Operator mode with a method attached (own key: no wallet to top up)."""
+
+    def topup_packs(self) -> tuple[Pack, ...]:
+        """The packs offered, with their prices. Raises TopUpsUnavailable."""
+
+    async def open_topup(self, user_id: int, pack_index: int) -> TopUp:
+        """A new open top-up of the pack at ``pack_index`` (the row holds the
+        amount; NotAllowed for an index that is not a pack)."""
+
+    async def set_topup_message(self, user_id: int, topup_id: int, chat_id: int,
+                                message_id: int) -> None:
+        """Remember the invoice message of a top-up."""
+
+    async def topup_pre_checkout(self, user_id: int, payload: str, currency: str,
+                                 total: int) -> PreCheckoutRefusal | None:
+        """None if this payment may go ahead (one database read), else why not."""
+
+    async def record_topup_payment(self, user_id: int, payload: str | None, currency: str,
+                                   total: int, charge_id: str,
+                                   provider_charge_id: str | None = None) -> PaymentOutcome:
+        """Credit a successful payment exactly once per ``charge_id`` (a repeat
+        returns ``credited=False``). Unknown or expired top-ups are credited too."""
+
+    async def topup_notified(self, topup_id: int) -> None:
+        """The user was told about this credit."""
+
+    async def reconcile_topups(self) -> list[PaymentOutcome]:
+        """Credit payments the method reports that were never recorded."""
+
+    async def refund_topup(self, admin_id: int, charge_id: str) -> RefundOutcome:
+        """Admin refund: debit (once, if the balance covers it), then the method's
+        refund; see :class:`RefundStatus`. Raises NotAllowed for non-admins."""
+
+    async def retry_topup_refunds(self) -> list[RefundOutcome]:
+        """Retry refunds left pending; returns those that finished now."""

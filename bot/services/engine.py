@@ -77,11 +77,17 @@ from bot.services.api import (
     KeyInfo,
     OperatorAlert,
     OrderPage,
+    Pack,
+    PaymentOutcome,
+    PreCheckoutRefusal,
     PriceLine,
     PriceRule,
     Quote,
+    RefundOutcome,
     Service,
     Stats,
+    TopUp,
+    TopUpMethod,
     WalletView,
 )
 from bot.services.crypto import ConfigurationError, KeyVault
@@ -89,6 +95,7 @@ from bot.services.funding import StoredPolicy, funding_policy
 from bot.services.inspect import Inspector
 from bot.services.runtime import Runtime
 from bot.services.timers import Timers, Waker
+from bot.services.topups import TopUps
 from bot.services.wiring import Services
 from storage.db import Database
 from storage.repositories import Repositories
@@ -139,6 +146,8 @@ class Engine:
         )
         self._rerun = False
         self.inspect = Inspector(lambda: self._s)
+        self._topup_method: TopUpMethod | None = None
+        self._topups: TopUps | None = None
 
     def _default_client(self, api_key: str) -> DaisySimClient:
         # No hidden retries/sleeps inside the client: the engine schedules its own
@@ -414,3 +423,55 @@ class Engine:
 
     async def broadcast_finish(self, broadcast_id: int) -> BroadcastView | None:
         return await self.services.broadcasts.finish(broadcast_id)
+    # ---------------------------------------------------------- top-ups (h-pay)
+    @property
+    def _tu(self) -> TopUps:
+        rt = self.services.rt
+        if self._topups is None or self._topups.rt is not rt:
+            self._topups = TopUps(rt)
+            self._topups.method = self._topup_method
+        return self._topups
+
+    def use_topup_method(self, method: TopUpMethod) -> None:
+        self._topup_method = method
+        if self._topups is not None:
+            self._topups.method = method
+
+    @property
+    def topups_available(self) -> bool:
+        return not self.policy.users_bring_keys and self._topup_method is not None
+
+    def topup_packs(self) -> tuple[Pack, ...]:
+        return self._tu.packs()
+
+    async def open_topup(self, user_id: int, pack_index: int) -> TopUp:
+        return await self._tu.open(user_id, pack_index)
+
+    async def set_topup_message(self, user_id: int, topup_id: int, chat_id: int,
+                                message_id: int) -> None:
+        await self._tu.set_message(user_id, topup_id, chat_id, message_id)
+
+    async def topup_pre_checkout(
+        self, user_id: int, payload: str, currency: str, total: int
+    ) -> PreCheckoutRefusal | None:
+        return await self._tu.pre_checkout(user_id, payload, currency, total)
+
+    async def record_topup_payment(
+        self, user_id: int, payload: str | None, currency: str, total: int, charge_id: str,
+        provider_charge_id: str | None = None,
+    ) -> PaymentOutcome:
+        return await self._tu.record_payment(
+            user_id, payload, currency, total, charge_id, provider_charge_id
+        )
+
+    async def topup_notified(self, topup_id: int) -> None:
+        await self._tu.notified(topup_id)
+
+    async def reconcile_topups(self) -> list[PaymentOutcome]:
+        return await self._tu.reconcile()
+
+    async def refund_topup(self, admin_id: int, charge_id: str) -> RefundOutcome:
+        return await self._tu.refund(admin_id, charge_id)
+
+    async def retry_topup_refunds(self) -> list[RefundOutcome]:
+        return await self._tu.retry_refunds()

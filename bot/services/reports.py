@@ -167,6 +167,7 @@ class Reports:
                 service_name=_order_name(orders, e.activation_id),
                 refund_reason=_refund_reason(orders, e.activation_id)
                 if e.kind == "refund" else None,
+                charge_id=e.charge_id, charge_entry=e.charge_entry,
             )
             for e in visible
         )

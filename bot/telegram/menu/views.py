@@ -40,6 +40,7 @@ def commands_text(lang: str, *, own_key: bool, is_admin: bool = False) -> Raw:
         if not own_key:
             admin_lines = Raw(admin_lines + t(lang, "help_admin_wallet_lines"))
             admin_lines = Raw(admin_lines + t(lang, "help_admin_price_lines"))
+            admin_lines = Raw(admin_lines + t(lang, "help_admin_refund_line"))  # top-ups
     return t(lang, "commands", key_line=key_line, admin_lines=admin_lines)
 
 

@@ -64,6 +64,11 @@ _LEDGER_KINDS: dict[str, str] = {
     "charge": N_("ledger_charge"),
     "refund": N_("ledger_refund"),
 }
+_TOPUP_ENTRIES: dict[str, str] = {
+    "topup": N_("ledger_topup_stars"),
+    "refund": N_("ledger_topup_refund"),
+    "refund_back": N_("ledger_topup_refund_back"),
+}
 _REFUND_REASONS: dict[RefundReason, str] = {
     RefundReason.USER_CANCEL: N_("ledger_refund_user_cancel"),
     RefundReason.EXPIRED: N_("ledger_refund_expired"),
@@ -82,6 +87,8 @@ _REFUND_NOTES: dict[str, RefundReason] = {
 def ledger_label(lang: str, entry: LedgerEntry) -> str:
     """A wallet movement in words: "WhatsApp 3 · purchase", "Signal · refund · you
     cancelled", "top-up · bank transfer". Internal notes are never shown."""
+    if entry.charge_entry in _TOPUP_ENTRIES:  # a Stars top-up, its refund
+        return label(lang, _TOPUP_ENTRIES[entry.charge_entry])
     kind_key = _LEDGER_KINDS.get(entry.kind)
     what = label(lang, kind_key) if kind_key is not None else entry.kind
     if entry.kind == "refund":
