@@ -57,7 +57,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from decimal import Decimal
 
 import httpx
@@ -68,34 +68,22 @@ from bot.daisysim.client import DaisySimClient
 from bot.services.accounts import Accounts, ClientFactory
 from bot.services.api import (
     Activation,
-    BroadcastAudience,
-    BroadcastOutcome,
-    BroadcastView,
     CancelOutcome,
     EventHandler,
     HistoryFilter,
     KeyInfo,
-    OperatorAlert,
     OrderPage,
-    Pack,
-    PaymentOutcome,
-    PreCheckoutRefusal,
-    PriceLine,
-    PriceRule,
     Quote,
-    RefundOutcome,
     Service,
     Stats,
-    TopUp,
-    TopUpMethod,
     WalletView,
 )
 from bot.services.crypto import ConfigurationError, KeyVault
+from bot.services.engine_admin import AdminTools, TopUpDesk
 from bot.services.funding import StoredPolicy, funding_policy
 from bot.services.inspect import Inspector
 from bot.services.runtime import Runtime
 from bot.services.timers import Timers, Waker
-from bot.services.topups import TopUps
 from bot.services.wiring import Services
 from storage.db import Database
 from storage.repositories import Repositories
@@ -107,7 +95,7 @@ logger = logging.getLogger("bot.services")
 MAX_PASSES = 20  # run_due: passes over timers that became due while working
 
 
-class Engine:
+class Engine(AdminTools, TopUpDesk):
     """See the module docstring; the public methods follow :class:`EngineAPI`."""
 
     def __init__(
@@ -146,8 +134,6 @@ class Engine:
         )
         self._rerun = False
         self.inspect = Inspector(lambda: self._s)
-        self._topup_method: TopUpMethod | None = None
-        self._topups: TopUps | None = None
 
     def _default_client(self, api_key: str) -> DaisySimClient:
         # No hidden retries/sleeps inside the client: the engine schedules its own
@@ -352,126 +338,7 @@ class Engine:
     async def stats(self, admin_id: int) -> Stats:
         return await self.services.reports.stats(admin_id)
 
-    # --- h-ops: operator prices and alerts ---
-    async def set_price(self, admin_id: int, code: str, rule: PriceRule | None) -> PriceLine:
-        return await self.services.pricing.set_rule(admin_id, code, rule)
-
-    async def prices(self, admin_id: int) -> tuple[PriceLine, list[PriceLine]]:
-        return await self.services.pricing.lines(admin_id)
-
     def set_alert_listener(self, listener: Callable[[], None] | None) -> None:
         self._alert_listener = listener
         if self._s is not None:
             self._s.alerts.set_listener(listener)
-
-    async def pending_alerts(self) -> list[OperatorAlert]:
-        return await self.services.alerts.pending()
-
-    async def alert_delivered(self, alert_id: int) -> None:
-        await self.services.alerts.delivered(alert_id)
-
-    async def alert_undeliverable(self, alert_id: int, *, permanent: bool) -> None:
-        await self.services.alerts.undeliverable(alert_id, permanent=permanent)
-    # --- h-admin: broadcasts and bans (issue 13) ---------------------------------
-    async def ban(self, admin_id: int, user_id: int, reason: str) -> bool:
-        banned = await self.services.moderation.ban(admin_id, user_id, reason)
-        await self.services.catalogue.withdraw(user_id)  # no Confirm left to press
-        return banned
-
-    async def unban(self, admin_id: int, user_id: int) -> bool:
-        return await self.services.moderation.unban(admin_id, user_id)
-
-    async def banned_users(self) -> set[int]:
-        return await self.services.moderation.banned_ids()
-
-    async def user_seen(self, user_id: int) -> None:
-        await self.services.moderation.seen(user_id)
-
-    async def set_blocked(self, user_id: int, blocked: bool) -> None:
-        await self.services.moderation.set_blocked(user_id, blocked)
-
-    async def broadcast_draft(
-        self, admin_id: int, audience: BroadcastAudience, text: str, chat_id: int
-    ) -> BroadcastView:
-        return await self.services.broadcasts.draft(admin_id, audience, text, chat_id)
-
-    async def broadcast_start(
-        self, admin_id: int, broadcast_id: int, message_id: int
-    ) -> BroadcastView | None:
-        return await self.services.broadcasts.start(admin_id, broadcast_id, message_id)
-
-    async def broadcast_cancel(self, admin_id: int, broadcast_id: int) -> bool:
-        return await self.services.broadcasts.cancel(admin_id, broadcast_id)
-
-    async def broadcast_stop(self, admin_id: int, broadcast_id: int) -> bool:
-        return await self.services.broadcasts.stop(admin_id, broadcast_id)
-
-    async def broadcast(self, broadcast_id: int) -> BroadcastView | None:
-        return await self.services.broadcasts.get(broadcast_id)
-
-    async def broadcasts_running(self) -> list[BroadcastView]:
-        return await self.services.broadcasts.running()
-
-    async def broadcast_claim(self, broadcast_id: int, limit: int) -> list[int]:
-        return await self.services.broadcasts.claim(broadcast_id, limit)
-
-    async def broadcast_record(
-        self, broadcast_id: int,
-        outcomes: Mapping[int, BroadcastOutcome],
-    ) -> None:
-        await self.services.broadcasts.record(broadcast_id, outcomes)
-
-    async def broadcast_finish(self, broadcast_id: int) -> BroadcastView | None:
-        return await self.services.broadcasts.finish(broadcast_id)
-    # ---------------------------------------------------------- top-ups (h-pay)
-    @property
-    def _tu(self) -> TopUps:
-        rt = self.services.rt
-        if self._topups is None or self._topups.rt is not rt:
-            self._topups = TopUps(rt)
-            self._topups.method = self._topup_method
-        return self._topups
-
-    def use_topup_method(self, method: TopUpMethod) -> None:
-        self._topup_method = method
-        if self._topups is not None:
-            self._topups.method = method
-
-    @property
-    def topups_available(self) -> bool:
-        return not self.policy.users_bring_keys and self._topup_method is not None
-
-    def topup_packs(self) -> tuple[Pack, ...]:
-        return self._tu.packs()
-
-    async def open_topup(self, user_id: int, pack_index: int) -> TopUp:
-        return await self._tu.open(user_id, pack_index)
-
-    async def set_topup_message(self, user_id: int, topup_id: int, chat_id: int,
-                                message_id: int) -> None:
-        await self._tu.set_message(user_id, topup_id, chat_id, message_id)
-
-    async def topup_pre_checkout(
-        self, user_id: int, payload: str, currency: str, total: int
-    ) -> PreCheckoutRefusal | None:
-        return await self._tu.pre_checkout(user_id, payload, currency, total)
-
-    async def record_topup_payment(
-        self, user_id: int, payload: str | None, currency: str, total: int, charge_id: str,
-        provider_charge_id: str | None = None,
-    ) -> PaymentOutcome:
-        return await self._tu.record_payment(
-            user_id, payload, currency, total, charge_id, provider_charge_id
-        )
-
-    async def topup_notified(self, topup_id: int) -> None:
-        await self._tu.notified(topup_id)
-
-    async def reconcile_topups(self) -> list[PaymentOutcome]:
-        return await self._tu.reconcile()
-
-    async def refund_topup(self, admin_id: int, charge_id: str) -> RefundOutcome:
-        return await self._tu.refund(admin_id, charge_id)
-
-    async def retry_topup_refunds(self) -> list[RefundOutcome]:
-        return await self._tu.retry_refunds()
