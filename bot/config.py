@@ -96,6 +96,14 @@ class Settings(BaseSettings):
     # ... or when an event (a code, a refund notice) has waited this long for delivery.
     health_outbox_max_age_seconds: float = Field(default=600.0, gt=0)
 
+    # --- DaisySim connection pool (own-key scale) ---
+    # One pool (and one SSL context) for every DaisySim key: at most this many sockets
+    # to the API for all accounts together ...
+    daisysim_max_connections: int = Field(default=64, ge=1, le=64)
+    # ... each idle socket kept this long: longer than the poll interval, so the next
+    # round reuses it instead of a new TCP + TLS handshake.
+    daisysim_keepalive_seconds: float = Field(default=60.0, gt=0, le=3600)
+
     @property
     def users_bring_keys(self) -> bool:
         """Own-key funding: each user links their own DaisySim key (the engine's

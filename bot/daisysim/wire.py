@@ -1,11 +1,15 @@
-"""The HTTP side of a :class:`~bot.daisysim.client.DaisySimClient`: one
-:class:`httpx.AsyncClient` over an injectable transport, one total deadline per
-exchange, the envelope decoded into ``data`` or a
+"""The HTTP side of a :class:`~bot.daisysim.client.DaisySimClient`: a
+:class:`Pool` (one :class:`httpx.AsyncClient` over an injectable transport: one
+connection pool, one SSL context) shared by the wires of every key, one total
+deadline per exchange, the envelope decoded into ``data`` or a
 :class:`~bot.daisysim.errors.DaisySimError`, and retries per the pure policy
 :func:`bot.daisysim.retry.decide`, sleeping on the clock.
 
-The API key is only ever put into the ``Authorization`` header: never into a
-log line, a repr or an exception message.
+The pool carries no key: each :class:`Wire` sends its key as the
+``Authorization`` header of its own requests (the API authenticates per
+request), so thousands of own-key accounts share one bounded set of sockets.
+The API key is only ever put into that header: never into a log line, a repr
+or an exception message.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from bot.daisysim.limits import Budget
 from bot.daisysim.models import decode_json, unwrap_success
 from bot.daisysim.retry import decide
 
-__all__ = ["Wire", "segment"]
+__all__ = ["DEFAULT_KEEPALIVE", "DEFAULT_MAX_CONNECTIONS", "Pool", "Wire", "segment"]
 
 logger = logging.getLogger("bot.daisysim")
 
@@ -48,8 +52,68 @@ _NOT_SENT: tuple[type[Exception], ...] = (
 )
 
 
+DEFAULT_MAX_CONNECTIONS = 64  # sockets to the API, for every key together
+# Idle connections are kept this long: more than the 15-s poll interval, so each
+# account's next round finds a warm connection (no new TCP + TLS handshake).
+DEFAULT_KEEPALIVE = 60.0
+
+
+class Pool:
+    """One HTTP connection pool (and one SSL context) to the API, shared by the
+    :class:`Wire` of every key. At most ``max_connections`` sockets are open; a
+    request beyond that waits for a free one (within its own deadline, and
+    counted as not sent). Idle sockets live ``keepalive`` seconds.
+
+    ``transport`` (tests: ``httpx.MockTransport``, an ASGI app) replaces the
+    network; :meth:`aclose` closes it too."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 20.0,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        keepalive: float = DEFAULT_KEEPALIVE,
+    ) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be >= 1")
+        if not keepalive > 0:
+            raise ValueError("keepalive must be > 0")
+        self.base_url = base_url.rstrip("/")
+        self.max_connections = max_connections
+        self.keepalive = keepalive
+        self.rng = random.Random()  # retry jitter of the wires that share this pool
+        # Set once the transport reports httpcore trace events: from then on a
+        # request that timed out before its headers were written was not sent.
+        self.traced = False
+        self.http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={"Accept": "application/json", "User-Agent": "daisybot"},
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=keepalive,
+            ),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"Pool(base_url={self.base_url!r}, max_connections={self.max_connections})"
+
+    @property
+    def closed(self) -> bool:
+        return self.http.is_closed
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
 class Wire:
-    """One HTTP connection pool to the API for one key."""
+    """The requests of one key, over a shared :class:`Pool` (or a pool of its
+    own, closed with it, when none is given)."""
 
     def __init__(
         self,
@@ -61,28 +125,27 @@ class Wire:
         timeout: float,
         max_attempts: int,
         rng: random.Random,
+        pool: Pool | None = None,
     ) -> None:
         self.clock = clock
         self.timeout = timeout
         self.max_attempts = max_attempts
         self.rng = rng
-        # Set once the transport reports httpcore trace events: from then on a
-        # request that timed out before its headers were written was not sent.
-        self._traced = False
-        self._http = httpx.AsyncClient(
-            base_url=base_url,
-            headers={
-                "Authorization": f"Bearer {api_key}",
-                "Accept": "application/json",
-                "User-Agent": "daisybot",
-            },
-            timeout=httpx.Timeout(timeout),
-            transport=transport,
-            follow_redirects=False,
-        )
+        self._owns_pool = pool is None
+        if pool is None:
+            pool = Pool(base_url, transport=transport, timeout=timeout)
+        elif transport is not None:
+            raise ValueError("give the transport to the shared pool, not to one wire")
+        self.pool = pool
+        self._auth = {"Authorization": f"Bearer {api_key}"}
+
+    def __repr__(self) -> str:
+        return f"Wire(pool={self.pool!r})"
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        """Closes the pool only if this wire made it (a shared one is its owner's)."""
+        if self._owns_pool:
+            await self.pool.aclose()
 
     async def call(
         self,
@@ -141,8 +204,9 @@ class Wire:
         probe = _SendProbe(self)
         try:
             async with asyncio.timeout(self.timeout):
-                response = await self._http.request(
-                    method, path, json=json, params=params, extensions={"trace": probe.trace}
+                response = await self.pool.http.request(
+                    method, path, json=json, params=params, headers=self._auth,
+                    extensions={"trace": probe.trace},
                 )
         except TimeoutError as exc:
             elapsed = (time.perf_counter() - started) * 1000
@@ -192,14 +256,14 @@ class Wire:
 class _SendProbe:
     """httpcore trace events of one request: did its bytes start to leave?"""
 
-    __slots__ = ("_client", "_headers_started")
+    __slots__ = ("_headers_started", "_pool")
 
     def __init__(self, owner: Wire) -> None:
-        self._client = owner
+        self._pool = owner.pool
         self._headers_started = False
 
     async def trace(self, event: str, info: dict[str, Any]) -> None:
-        self._client._traced = True
+        self._pool.traced = True
         if event.endswith(".send_request_headers.started"):
             self._headers_started = True
 
@@ -207,7 +271,7 @@ class _SendProbe:
         """False only when the transport is known to trace (httpcore) and this
         request never began writing its headers (waiting for the pool, DNS, TCP
         or TLS): then the server cannot have seen it. Unknown counts as sent."""
-        return self._headers_started or not self._client._traced
+        return self._headers_started or not self._pool.traced
 
 
 def segment(value: str) -> str:
