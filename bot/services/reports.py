@@ -124,11 +124,7 @@ class Reports:
     async def wallet(self, user_id: int) -> WalletView:
         rt = self.rt
         now = rt.clock.now()
-        active_count = await rt.repos.activations.count_for_user(user_id, OPEN_STATES)
-        spent = sum(
-            await rt.repos.activations.prices_between(user_id, _month_start(now), now + 1),
-            Decimal(0),
-        )
+        figures = await self.sql.wallet_figures(user_id, _month_start(now), now + 1)
         try:
             acc = await self.accounts.funding_account(user_id)
         except KeyRequired:  # no key linked (yet)
@@ -141,7 +137,7 @@ class Reports:
         ledger = await self._ledger(user_id) if rt.policy.shows_ledger else ()
         return WalletView(
             mode=rt.policy.name, balance=funds.balance, email=funds.email, ledger=ledger,
-            active_count=active_count, spent_this_month=spent,
+            active_count=figures.active_count, spent_this_month=figures.spent,
         )
 
     async def _ledger(self, user_id: int) -> tuple[LedgerEntry, ...]:
