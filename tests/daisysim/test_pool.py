@@ -14,7 +14,7 @@ import pytest_asyncio
 
 from bot.clock import VirtualClock
 from bot.daisysim import DaisySimClient, Pool, Unauthenticated
-from bot.daisysim.wire import DEFAULT_KEEPALIVE, DEFAULT_MAX_CONNECTIONS
+from bot.daisysim.wire import DEFAULT_KEEPALIVE, DEFAULT_MAX_CONNECTIONS, SHARD_CONNECTIONS
 from bot.sandbox.simulator import Simulator
 from tests.daisysim.helpers import PeerServer, start_peer_server
 
@@ -47,10 +47,10 @@ async def test_keys_share_one_pool_and_each_request_carries_its_own_key() -> Non
         await client.balance()
     assert seen == [f"Bearer {key}" for key in KEYS[:3]]
     assert {id(c.pool) for c in clients} == {id(pool)}
-    assert {id(c.pool.http) for c in clients} == {id(pool.http)}
+    assert len(pool.clients) == 1  # an injected transport: one httpx client over it
     assert all(c.base_url == "http://sim.test/api/v1/server7" for c in clients)
     # The pool's own headers hold no key; no repr shows one.
-    assert "Authorization" not in pool.http.headers
+    assert all("Authorization" not in http.headers for http in pool.clients)
     for text in (repr(pool), repr(clients[0]._wire), repr(clients[0])):
         assert "sk_pool_key" not in text
     # Closing one client leaves the shared pool (and the others) working.
@@ -73,18 +73,32 @@ def test_a_shared_pool_takes_the_transport_and_base_url() -> None:
     assert DEFAULT_KEEPALIVE > 15.0  # longer than the poll interval
 
 
-async def test_a_hundred_keys_at_once_stay_within_the_socket_bound(server: PeerServer) -> None:
+async def test_the_bound_is_spread_over_small_clients_with_one_ssl_context() -> None:
+    pool = Pool("https://daisysim.test/api", max_connections=20)
+    try:
+        limits = [http._transport._pool._max_connections for http in pool.clients]  # type: ignore[attr-defined]
+        assert limits == [SHARD_CONNECTIONS, SHARD_CONNECTIONS, 20 - 2 * SHARD_CONNECTIONS]
+        contexts = {id(http._transport._pool._ssl_context) for http in pool.clients}  # type: ignore[attr-defined]
+        assert len(contexts) == 1
+    finally:
+        await pool.aclose()
+
+
+@pytest.mark.parametrize("bound", [8, 20])
+async def test_a_hundred_keys_at_once_stay_within_the_socket_bound(
+    server: PeerServer, bound: int
+) -> None:
     """100 keys asking at the same moment: at most ``max_connections`` sockets
     (one pool per key opened 100), every request answered with its own key's
     balance."""
-    pool = Pool(server.base_url, max_connections=8, timeout=30.0)
+    pool = Pool(server.base_url, max_connections=bound, timeout=30.0)
     server.sim.add_fault("balance", count=len(KEYS), latency=0.02)  # requests overlap
     clients = [DaisySimClient(key, pool=pool, clock=VirtualClock()) for key in KEYS]
     try:
         results = await asyncio.gather(*(c.balance() for c in clients))
         assert [r.email for r in results] == [f"{key[:8]}@example.com" for key in KEYS]
         assert len(server.peers) == len(KEYS)
-        assert 1 <= server.connections <= 8
+        assert 1 <= server.connections <= bound
         # Kept alive: the next round of every key reuses those sockets.
         before = set(server.peers)
         for client in clients:
