@@ -166,6 +166,13 @@ class Settings(BaseSettings):
                     f"TOPUP_PACKS_USD × STARS_PER_USD: ${usd} is not 1 to {MAX_STARS} Stars"
                 )
         return self
+    # --- DaisySim connection pool (own-key scale) ---
+    # One pool (and one SSL context) for every DaisySim key: at most this many sockets
+    # to the API for all accounts together ...
+    daisysim_max_connections: int = Field(default=64, ge=1, le=64)
+    # ... each idle socket kept this long: longer than the poll interval, so the next
+    # round reuses it instead of a new TCP + TLS handshake.
+    daisysim_keepalive_seconds: float = Field(default=60.0, gt=0, le=3600)
 
     @property
     def users_bring_keys(self) -> bool:

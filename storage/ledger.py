@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -9,9 +10,18 @@ from storage.base import money
 from storage.db import Database
 from storage.rows import LedgerRow, dec
 
-__all__ = ["LedgerRepo"]
+__all__ = ["LedgerLine", "LedgerRepo"]
 
 _ONCE_KINDS = ("hold", "charge", "release", "refund")
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerLine:
+    """A ledger entry with what the wallet shows of its order (None: no order)."""
+
+    entry: LedgerRow
+    service_name: str | None
+    refund_reason: str | None
 
 
 class LedgerRepo:
@@ -70,6 +80,21 @@ class LedgerRepo:
             params.append(limit)
         rows = await self.db.fetchall(sql, params)
         return [LedgerRow.from_row(r) for r in rows]
+
+    async def lines(self, user_id: int, limit: int) -> list[LedgerLine]:
+        """Newest first, each with its order's service name and refund reason:
+        one statement for the wallet screen (not one order read per entry)."""
+        rows = await self.db.fetchall(
+            "SELECT ledger.*, activations.service_name AS order_service_name,"
+            " activations.refund_reason AS order_refund_reason"
+            " FROM ledger LEFT JOIN activations ON activations.id = ledger.activation_id"
+            " WHERE ledger.user_id = ? ORDER BY ledger.id DESC LIMIT ?",
+            (user_id, limit),
+        )
+        return [
+            LedgerLine(LedgerRow.from_row(r), r["order_service_name"], r["order_refund_reason"])
+            for r in rows
+        ]
 
     async def for_activation(self, activation_id: int) -> list[LedgerRow]:
         rows = await self.db.fetchall(

@@ -15,15 +15,16 @@ class UserRepo:
     async def ensure(self, user_id: int, now: float, locale: str | None = None) -> UserRow:
         """Register the user; ``locale`` (Telegram's language_code) is stored unless
         the user chose a language with :meth:`choose_locale`."""
-        await self.db.execute(
+        # One statement (the gate runs it for each user's first update).
+        row = await self.db.fetchone(
             "INSERT INTO users (id, locale, created_at) VALUES (?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET locale = CASE WHEN users.locale_chosen "
-            "THEN users.locale ELSE COALESCE(excluded.locale, users.locale) END",
+            "THEN users.locale ELSE COALESCE(excluded.locale, users.locale) END "
+            "RETURNING *",
             (user_id, locale, now),
         )
-        row = await self.get(user_id)
         assert row is not None
-        return row
+        return UserRow.from_row(row)
 
     async def choose_locale(self, user_id: int, now: float, locale: str) -> None:
         """The user's explicit choice: stored, and kept over later language_codes."""

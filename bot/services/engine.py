@@ -65,6 +65,7 @@ import httpx
 from bot.clock import Clock, SystemClock, VirtualClock
 from bot.config import Settings
 from bot.daisysim.client import DaisySimClient
+from bot.daisysim.wire import Pool
 from bot.services.accounts import Accounts, ClientFactory
 from bot.services.api import (
     Activation,
@@ -112,6 +113,7 @@ class Engine(AdminTools, TopUpDesk):
         self._db = db
         self._own_db = db is None
         self._transport = transport
+        self._pool: Pool | None = None  # made with the first client, shared by all
         self._client_factory = client_factory or self._default_client
         self._vault: KeyVault | None = None
         if settings.encryption_key is not None:
@@ -135,14 +137,25 @@ class Engine(AdminTools, TopUpDesk):
         self._rerun = False
         self.inspect = Inspector(lambda: self._s)
 
+    def pool(self) -> Pool:
+        """The one DaisySim connection pool of every key (made on first use)."""
+        if self._pool is None or self._pool.closed:
+            self._pool = Pool(
+                self.settings.daisysim_base_url,
+                transport=self._transport,
+                timeout=self.settings.daisysim_timeout_seconds,
+                max_connections=self.settings.daisysim_max_connections,
+                keepalive=self.settings.daisysim_keepalive_seconds,
+            )
+        return self._pool
+
     def _default_client(self, api_key: str) -> DaisySimClient:
         # No hidden retries/sleeps inside the client: the engine schedules its own
         # retries (a sleep on a VirtualClock would also block until time moves).
         return DaisySimClient(
             api_key,
-            base_url=self.settings.daisysim_base_url,
             clock=self.clock,
-            transport=self._transport,
+            pool=self.pool(),
             timeout=self.settings.daisysim_timeout_seconds,
             max_attempts=1,
             reconcile_delay=0.0 if isinstance(self.clock, VirtualClock) else 2.0,
@@ -191,6 +204,10 @@ class Engine(AdminTools, TopUpDesk):
             if s is not None:
                 await s.accounts.close()
                 s.rt.tracks.clear()
+            pool, self._pool = self._pool, None
+            if pool is not None and self._transport is None:
+                # An injected transport is the caller's (it may serve a next engine).
+                await pool.aclose()
             self._timers.clear()
             if self._own_db and self._db is not None:
                 await self._db.close()

@@ -65,7 +65,9 @@ class Services:
         rt, tracker = self.rt, self.tracker
         now = rt.clock.now()
         await rt.policy.start(rt.repos, self.accounts)
-        for row in await rt.repos.activations.list_open():
+        open_rows = await rt.repos.activations.list_open()
+        await self.accounts.preload({row.account_id for row in open_rows})
+        for row in open_rows:
             track = tracker.track_from_row(row)
             if track.state == S.PURCHASING:
                 track.reconcile_at = max(now, row.purchase_sent_at + RECONCILE_SETTLE)

@@ -26,6 +26,7 @@ import math
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -310,6 +311,9 @@ async def run(cfg: Config, *, seed: int = 1, log: bool = True) -> tuple[Table, s
         "as the RSS row)", f"{upd.ready_seconds:.2f} s", "—", "—", None,
     )
 
+    # ------------------------------------------------------ own-key scale (issue 14.4)
+    await _ownkey_rows(cfg, table, say)
+
     if upd.per_second < TARGET_UPDATES:
         table.notes.append(
             f"Updates/s target missed ({upd.per_second:.0f}/s vs {TARGET_UPDATES:.0f}/s). Why: the "
@@ -337,6 +341,67 @@ async def run(cfg: Config, *, seed: int = 1, log: bool = True) -> tuple[Table, s
         "test (tests/bench/test_bench_smoke.py) asserts the invariants only.",
     ])
     return table, "\n".join(lines)
+
+
+# Own-key scale (issue 14.4): N own-key accounts x 3 waiting, engine in a child process.
+OWNKEY_TARGET_START_S = 5.0
+OWNKEY_TARGET_RSS_MB = 300.0
+OWNKEY_TARGET_SOCKETS = 64
+OWNKEY_INTERVAL_S = 15.0
+
+
+async def _ownkey_rows(cfg: Config, table: Table, say: Callable[[str], None]) -> None:
+    """``python -m tests.bench.ownkey_scale`` at the benchmark's sizes: the shipped
+    engine (one pool for every key) at N accounts, and the same engine with one
+    pool per key (main before issue 14) at the largest size that fits this box."""
+    from tests.bench import ownkey_scale
+
+    full = cfg.name == "full"
+    sizes = {"full": (10_000, 1000, OWNKEY_INTERVAL_S), "quick": (2000, 200, OWNKEY_INTERVAL_S)}
+    n, n_old, limit = sizes.get(cfg.name, (40, 10, 3.0))  # else: the CI smoke run
+    say(f"# own-key scale: {n} accounts × 3 waiting (shared pool), {n_old} (one pool per "
+        "key, as before issue 14), 100 ms RTT")
+    old = await ownkey_scale.run_scale(n_old, mode="per-key", pass_limit=limit, log=say)
+    same = await ownkey_scale.run_scale(n_old, mode="shared", pass_limit=limit, log=say)
+    new = await ownkey_scale.run_scale(n, mode="shared", pass_limit=limit, log=say)
+    note = "" if full else "quick run"
+    table.add(
+        f"Own-key start-up, {n_old} accounts × 3 waiting: Engine.start() wall / CPU, RSS, "
+        "sockets (ours: one pool for every key; baseline column: one pool per key, main "
+        "before issue 14)",
+        f"{fmt(same.start_s, ' s', 2)} / {fmt(same.start_cpu_s, ' s', 2)}, "
+        f"{same.rss_mb:.0f} MB, {same.sockets_max} sockets",
+        f"{fmt(old.start_s, ' s', 2)} / {fmt(old.start_cpu_s, ' s', 2)}, "
+        f"{old.rss_mb:.0f} MB, {old.sockets_max} sockets", "—", None,
+    )
+    table.add(
+        f"Own-key start-up, {n} accounts × 3 waiting: Engine.start() wall / CPU "
+        f"({new.tracked} numbers restored)",
+        f"{fmt(new.start_s, ' s', 2)} / {fmt(new.start_cpu_s, ' s', 2)}", "—",
+        f"≤ {OWNKEY_TARGET_START_S:g} s",
+        _ok(new.start_s, OWNKEY_TARGET_START_S) and new.tracked == 3 * n, note,
+    )
+    table.add(
+        "… RSS of that whole engine process (bot modules imported) after the start / peak",
+        f"{new.rss_mb:.0f} MB / {new.rss_peak_mb:.0f} MB", "—",
+        f"≤ {OWNKEY_TARGET_RSS_MB:g} MB", _ok(new.rss_peak_mb, OWNKEY_TARGET_RSS_MB), note,
+    )
+    table.add(
+        f"… sockets to DaisySim (max during the start and {limit:g} s of polling) "
+        "/ connection pools",
+        f"{new.sockets_max} / {new.pools}", "—", f"≤ {OWNKEY_TARGET_SOCKETS}",
+        new.sockets_max <= OWNKEY_TARGET_SOCKETS and new.pools == 1, note,
+    )
+    table.add(
+        f"… accounts whose first poll round came within {limit:g} s at 100 ms RTT "
+        "(full pass time) / 429s",
+        f"{new.polled}/{new.accounts} ({fmt(new.pass_s, ' s')}) / {new.rate_limited}", "—",
+        f"all within {OWNKEY_INTERVAL_S:g} s / 0",
+        new.full_pass and new.rate_limited == 0, note,
+    )
+    for r in (old, same, new):
+        for err in r.errors:
+            say(f"own-key problem ({r.mode} {r.accounts}): {err}")
 
 
 def main(argv: list[str] | None = None) -> int:
