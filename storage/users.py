@@ -12,16 +12,20 @@ class UserRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def ensure(self, user_id: int, now: float, locale: str | None = None) -> UserRow:
+    async def ensure(
+        self, user_id: int, now: float, locale: str | None = None, *, seen: bool = False
+    ) -> UserRow:
         """Register the user; ``locale`` (Telegram's language_code) is stored unless
-        the user chose a language with :meth:`choose_locale`."""
+        the user chose a language with :meth:`choose_locale`. ``seen``: the user
+        wrote or pressed now, recorded in the same statement (see :meth:`seen`)."""
         # One statement (the gate runs it for each user's first update).
+        sighting = ", last_seen_at = excluded.last_seen_at, blocked_at = NULL" if seen else ""
         row = await self.db.fetchone(
-            "INSERT INTO users (id, locale, created_at) VALUES (?, ?, ?) "
+            "INSERT INTO users (id, locale, created_at, last_seen_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET locale = CASE WHEN users.locale_chosen "
-            "THEN users.locale ELSE COALESCE(excluded.locale, users.locale) END "
-            "RETURNING *",
-            (user_id, locale, now),
+            "THEN users.locale ELSE COALESCE(excluded.locale, users.locale) END"
+            f"{sighting} RETURNING *",
+            (user_id, locale, now, now if seen else None),
         )
         assert row is not None
         return UserRow.from_row(row)

@@ -44,9 +44,12 @@ class Accounts:
         self._operator: tuple[int, str] | None = None  # (account id, key)
 
     # ------------------------------------------------------------------ users
-    async def ensure_user(self, user_id: int, *, locale: str | None = None) -> str | None:
-        """Register the user; the locale now stored for them (a chosen one wins)."""
-        row = await self.rt.repos.users.ensure(user_id, self.rt.clock.now(), locale)
+    async def ensure_user(
+        self, user_id: int, *, locale: str | None = None, seen: bool = False
+    ) -> str | None:
+        """Register the user; the locale now stored for them (a chosen one wins).
+        ``seen``: the user wrote or pressed (active now, not blocking the bot)."""
+        row = await self.rt.repos.users.ensure(user_id, self.rt.clock.now(), locale, seen=seen)
         return row.locale
 
     async def choose_locale(self, user_id: int, locale: str) -> None:

@@ -385,9 +385,12 @@ class EngineAPI(AdminAPI, TopUpAPI, Protocol):
         (``ADMIN_IDS``); admin calls re-check it and raise NotAllowed."""
 
     # users / keys ----------------------------------------------------------
-    async def ensure_user(self, user_id: int, *, locale: str | None = None) -> str | None:
+    async def ensure_user(
+        self, user_id: int, *, locale: str | None = None, seen: bool = False
+    ) -> str | None:
         """Register the user with Telegram's ``locale`` (language_code); returns the
-        locale stored for them (their own /language choice wins over ``locale``)."""
+        locale stored for them (their own /language choice wins over ``locale``).
+        ``seen``: the user wrote or pressed now (recorded in the same statement)."""
 
     async def choose_locale(self, user_id: int, locale: str) -> None:
         """Store the user's explicit language choice (kept over later language_codes)."""

@@ -257,8 +257,10 @@ class Engine(AdminTools, TopUpDesk):
     def is_admin(self, user_id: int) -> bool:
         return Accounts.is_admin(self.settings, user_id)
 
-    async def ensure_user(self, user_id: int, *, locale: str | None = None) -> str | None:
-        return await self.services.accounts.ensure_user(user_id, locale=locale)
+    async def ensure_user(
+        self, user_id: int, *, locale: str | None = None, seen: bool = False
+    ) -> str | None:
+        return await self.services.accounts.ensure_user(user_id, locale=locale, seen=seen)
 
     async def choose_locale(self, user_id: int, locale: str) -> None:
         await self.services.accounts.choose_locale(user_id, locale)

@@ -54,10 +54,11 @@ async def gate(update: object, context: BotContext) -> None:
         await _refuse_banned(update, context, lang)
         raise ApplicationHandlerStop
     if user.id not in data.known_users:
-        stored = await context.engine.ensure_user(user.id, locale=user.language_code)
+        stored = await context.engine.ensure_user(user.id, locale=user.language_code, seen=True)
         data.langs[user.id] = pick_lang(stored or user.language_code,
                                         context.settings.default_locale)
         data.known_users.add(user.id)
+        data.seen[user.id] = context.clock.now()  # ensure_user records the sighting too
     now = context.clock.now()
     last = data.seen.get(user.id)
     if last is None or now - last >= SEEN_EVERY:

@@ -309,3 +309,18 @@ async def test_a_lost_refund_answer_is_retried_and_counts_once(h: Harness) -> No
     assert isinstance(engine, Engine)
     entries = await engine.services.rt.repos.ledger.for_charge(charge)
     assert [e.charge_entry for e in entries] == ["topup", "refund"]
+
+
+async def test_a_banned_user_cannot_pay_an_old_invoice(h: Harness) -> None:
+    """The pre-checkout runs before the access gate (it has no chat): it refuses a
+    banned user itself, so no money is taken from them."""
+    alice = h.user()
+    invoice = await open_invoice(h, alice)
+    before = await balance(h)
+    admin = h.user(ADMIN, "Admin")
+    await admin.send(f"/ban {ALICE}")
+    await admin.wait_for(pattern("ban_done", user_id=ALICE), WAIT)
+    result = await alice.pay(invoice.message_id)
+    assert not result.paid and result.ok is False
+    assert result.error_message == text("precheckout_unavailable")
+    assert await balance(h) == before and h.fake.charges == {}

@@ -103,7 +103,7 @@ def insufficient(
         text = t(lang, "err_insufficient_unknown", price=price, next_step=step)
     else:
         text = t(lang, "err_insufficient", price=price, balance=balance, next_step=step)
-    return Screen(text, kb.insufficient_kb(lang, service))
+    return Screen(text, kb.insufficient_kb(lang, service, top_up=not own_key))
 
 
 def _pool_line(lang: str, quote: Quote) -> Raw:

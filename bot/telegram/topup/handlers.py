@@ -110,7 +110,8 @@ async def pre_checkout(update: Update, context: BotContext) -> None:
     refusal = None
     ok = False
     try:
-        if may_use(user_id, context.settings) and context.engine.topups_available:
+        allowed = may_use(user_id, context.settings) and user_id not in context.bot_data.banned
+        if allowed and context.engine.topups_available:
             refusal = await context.engine.topup_pre_checkout(
                 user_id, query.invoice_payload, query.currency, query.total_amount
             )
