@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
+import httpx
 from aiohttp.payload import BytesPayload
 from telegram._utils.defaultvalue import DefaultValue
 from telegram.error import NetworkError, TimedOut
@@ -52,7 +53,9 @@ __all__ = [
     "BACKENDS",
     "DEFAULT_POOL_SIZE",
     "AiohttpRequest",
+    "PoolTimeout",
     "make_request",
+    "maybe_delivered",
     "proxy_problem",
 ]
 
@@ -64,6 +67,30 @@ POOL_TIMEOUT_MESSAGE: Final = (
 )
 _FORM: Final = "application/x-www-form-urlencoded"
 _NO_ENV_PROXY: Final = object()
+
+
+class PoolTimeout(TimeoutError):
+    """No connection became free within the pool timeout: the request was not sent
+    (the ``__cause__`` of that :class:`~telegram.error.TimedOut`)."""
+
+
+# Failures before any byte of the request left (per transport); anything else after
+# the connection was up (read/write timeout, connection reset) may have reached Telegram.
+_NOT_SENT: Final = (
+    httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
+    aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, PoolTimeout,
+)
+
+
+def maybe_delivered(exc: NetworkError) -> bool:
+    """True when the request went out and no answer came back (read or write timeout,
+    connection cut): Telegram may have carried it out. False for real answers
+    (BadRequest, 5xx — PTB raises those as NetworkError too) and for requests that
+    never left (connection refused, connect or pool timeout). Either backend."""
+    cause = exc.__cause__
+    if isinstance(cause, _NOT_SENT):
+        return False
+    return isinstance(cause, httpx.HTTPError | aiohttp.ClientError | TimeoutError)
 
 
 class _TimedBody(BytesPayload):
@@ -189,8 +216,8 @@ class AiohttpRequest(BaseRequest):
         try:
             async with asyncio.timeout(pool_timeout):
                 await self._slots.acquire()
-        except TimeoutError as err:
-            raise TimedOut(message=POOL_TIMEOUT_MESSAGE) from err
+        except TimeoutError:
+            raise TimedOut(message=POOL_TIMEOUT_MESSAGE) from PoolTimeout()
         try:
             async with session.request(method, url, data=body, timeout=timeout,
                                        proxy=proxy) as response:

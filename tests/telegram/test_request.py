@@ -22,7 +22,7 @@ from telegram.request._requestparameter import RequestParameter
 
 from bot.config import Settings
 from bot.liveness import FeedRequest
-from bot.telegram.request import AiohttpRequest, make_request
+from bot.telegram.request import AiohttpRequest, make_request, maybe_delivered
 
 TOKEN = "123456:TEST-transport-token"
 
@@ -212,8 +212,9 @@ async def test_read_timeout_is_timed_out_default_and_per_call() -> None:
     server, url, _ = await _silent_server()
     try:
         async with opened(AiohttpRequest(read_timeout=0.2)) as req:
-            with pytest.raises(TimedOut):
+            with pytest.raises(TimedOut) as caught:
                 await req.do_request(f"{url}/x", "POST")  # DEFAULT_NONE: the object's 0.2 s
+        assert maybe_delivered(caught.value)  # sent, no answer: Telegram may have done it
         async with opened(AiohttpRequest(read_timeout=None)) as req:
             with pytest.raises(TimedOut):
                 await req.do_request(f"{url}/x", "POST", read_timeout=0.2)
@@ -248,8 +249,9 @@ async def test_connect_timeout_is_timed_out() -> None:
     await asyncio.sleep(0.1)
     try:
         async with opened(AiohttpRequest()) as req:
-            with pytest.raises(TimedOut):
+            with pytest.raises(TimedOut) as caught:
                 await req.do_request(f"http://127.0.0.1:{port}/x", "POST", connect_timeout=0.3)
+        assert not maybe_delivered(caught.value)
     finally:
         for s in (*fillers, listener):
             s.close()
@@ -265,6 +267,7 @@ async def test_connection_refused_is_network_error() -> None:
             await req.do_request(f"http://127.0.0.1:{port}/bot{TOKEN}/getMe", "POST")
     assert not isinstance(caught.value, TimedOut)
     assert "aiohttp.ClientConnectorError" in caught.value.message
+    assert not maybe_delivered(caught.value)
 
 
 async def test_reset_connection_is_network_error() -> None:
@@ -282,6 +285,7 @@ async def test_reset_connection_is_network_error() -> None:
                 await req.do_request(f"{url}/x", "POST")
             await task
         assert not isinstance(caught.value, TimedOut)
+        assert maybe_delivered(caught.value)
     finally:
         server.close()
 
@@ -311,8 +315,9 @@ async def test_pool_timeout_is_timed_out_and_not_sent(echo: Echo) -> None:
         first = asyncio.ensure_future(req.do_request(f"{echo.url}/first", "POST"))
         while echo.in_flight < 1:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
-        with pytest.raises(TimedOut, match="Pool timeout"):
+        with pytest.raises(TimedOut, match="Pool timeout") as caught:
             await req.do_request(f"{echo.url}/second", "POST")
+        assert not maybe_delivered(caught.value)
         echo.gate.set()
         assert (await first)[0] == 200
         assert (await req.do_request(f"{echo.url}/third", "POST"))[0] == 200  # slot returned
@@ -487,3 +492,19 @@ def test_httpx_stays_selectable_and_the_pool_size_is_a_setting(tmp_path: Any) ->
     assert app2.bot._request[1].connection_pool_size == 3  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="unknown Bot API backend"):
         make_request("requests")
+
+
+def test_maybe_delivered_reads_either_backends_errors() -> None:
+    import httpx
+
+    def failed(cause: BaseException) -> NetworkError:
+        try:
+            raise NetworkError("x") from cause
+        except NetworkError as exc:
+            return exc
+
+    assert maybe_delivered(failed(httpx.ReadTimeout("r")))
+    assert maybe_delivered(failed(httpx.RemoteProtocolError("cut")))
+    assert not maybe_delivered(failed(httpx.ConnectError("refused")))
+    assert not maybe_delivered(failed(httpx.PoolTimeout("pool")))
+    assert not maybe_delivered(NetworkError("Bad Gateway"))  # a real answer (5xx)
