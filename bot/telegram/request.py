@@ -31,10 +31,11 @@ default; ``TELEGRAM_HTTP_BACKEND=httpx`` keeps PTB's HTTPXRequest for one releas
 from __future__ import annotations
 
 import asyncio
+import json
 import urllib.request
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
@@ -65,7 +66,7 @@ POOL_TIMEOUT_MESSAGE: Final = (
     "Pool timeout: All connections in the connection pool are occupied. Request was *not* "
     "sent to Telegram. Consider adjusting the connection pool size or the pool timeout."
 )
-_FORM: Final = "application/x-www-form-urlencoded"
+_JSON: Final = "application/json"
 _NO_ENV_PROXY: Final = object()
 
 
@@ -213,11 +214,14 @@ class AiohttpRequest(BaseRequest):
         proxy = self._proxy if self._proxy is not None else self._env_proxy(url)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout,
                                         sock_read=read_timeout)
-        try:
-            async with asyncio.timeout(pool_timeout):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise TimedOut(message=POOL_TIMEOUT_MESSAGE) from PoolTimeout()
+        if self._slots.locked():  # every connection busy: wait at most pool_timeout
+            try:
+                async with asyncio.timeout(pool_timeout):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise TimedOut(message=POOL_TIMEOUT_MESSAGE) from PoolTimeout()
+        else:
+            await self._slots.acquire()  # free: returns at once
         try:
             async with session.request(method, url, data=body, timeout=timeout,
                                        proxy=proxy) as response:
@@ -233,15 +237,18 @@ class AiohttpRequest(BaseRequest):
     @staticmethod
     async def _body(request_data: RequestData | None, files: Mapping[str, Any] | None,
                     write_timeout: float | None) -> _TimedBody | None:
-        """The form-encoded fields, or a multipart body when there are files (fields
-        and files as httpx would send them)."""
+        """A JSON body, or a multipart one when there are files (the fields and files
+        as httpx would send them)."""
         if request_data is None:
             return None
-        fields = request_data.json_parameters
         if not files:
-            if not fields:
+            # A JSON body (the Bot API takes one): the parameters are JSON values
+            # already, and json.dumps costs a fraction of urlencode's form quoting.
+            params = request_data.parameters
+            if not params:
                 return None
-            return _TimedBody(urlencode(fields).encode(), _FORM, write_timeout)
+            return _TimedBody(json.dumps(params).encode(), _JSON, write_timeout)
+        fields = request_data.json_parameters
         form = aiohttp.FormData()
         for name, value in fields.items():
             form.add_field(name, value)
