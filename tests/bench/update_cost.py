@@ -378,7 +378,7 @@ def add_rows(table: Table, report: Report, *, after: tuple[str, int] = SHIPPED) 
         )
     for flood in report.floods:
         table.add(
-            f"Another user's /start answered while one user floods (transport "
+            f"Another user's answer p50 / p99 while one user floods (/start; transport "
             f"{label(flood.variant)}; {flood.flood_sent} /help in {flood.seconds:g} s, "
             f"{flood.flood_answered} answered, {flood.notes} note(s); {len(flood.during_ms)} "
             "samples, sent → the fake Bot API received the reply): p50 / p99 during, p50 quiet",
