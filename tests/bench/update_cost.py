@@ -78,12 +78,6 @@ class CostConfig:
     transport_requests: int = 500  # per round of the transport-alone measurement
 
 
-QUICK = CostConfig()
-FULL = CostConfig(users=300, walkers=150, steps=4, concurrency=32, db_users=10_000,
-                  active=1000, paced_rate=20.0, paced_seconds=10.0, flood_seconds=20.0,
-                  others=6, transport_requests=2000)
-
-
 def config_for(cfg: Any) -> CostConfig:
     """The sizes of a :class:`tests.bench.benchmarks.Config` (its updates benchmark's
     load, so that a variant run here compares with that run)."""
@@ -392,14 +386,17 @@ def add_rows(table: Table, report: Report, *, after: tuple[str, int] = SHIPPED) 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.bench.update_cost",
                                  description="Bot CPU per update per Bot API transport.")
-    ap.add_argument("--full", action="store_true", help="the full benchmark's sizes")
+    ap.add_argument("--full", action="store_true",
+                    help="the sizes of benchmarks --full (default: those of its quick run)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--variants", default=",".join(label(v) for v in VARIANTS),
                     help="backend/pool,... (default: %(default)s)")
     args = ap.parse_args(argv)
     variants = tuple((b, int(p)) for b, _, p in
                      (v.strip().partition("/") for v in args.variants.split(",") if v.strip()))
-    cfg = FULL if args.full else QUICK
+    from tests.bench import benchmarks  # the same sizes as its updates benchmark
+
+    cfg = config_for(benchmarks.FULL if args.full else benchmarks.QUICK)
 
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
