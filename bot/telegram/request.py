@@ -3,16 +3,19 @@
 :class:`AiohttpRequest` is a PTB :class:`~telegram.request.BaseRequest` on aiohttp,
 behaving like PTB's own :class:`~telegram.request.HTTPXRequest` (same constructor
 arguments, same per-call timeouts with ``DEFAULT_NONE`` meaning "the object's
-default", same exceptions), at about a quarter of its CPU per request: httpcore
-scans its whole connection pool and polls every pooled socket on each request,
-aiohttp hands out a free keep-alive connection in O(1). Status codes and the JSON
-answer are still handled by ``BaseRequest`` (``RetryAfter``, ``BadRequest``, ...).
+default", same exceptions), at about an eighth of its CPU per request (see
+``python -m tests.bench.update_cost``): httpcore scans its whole connection pool and
+polls every pooled socket on each request, aiohttp hands out a free keep-alive
+connection at once; the parameters go as one JSON body (the Bot API takes one)
+rather than form-quoted. Status codes and the JSON answer are still handled by
+``BaseRequest`` (``RetryAfter``, ``BadRequest``, ...).
 
-* Timeouts: ``connect_timeout`` → aiohttp's ``sock_connect``; ``read_timeout`` →
-  ``sock_read`` (the wait for each chunk of the answer, as in httpx);
+* Timeouts: ``connect_timeout`` → aiohttp's ``connect`` (DNS, TCP, proxy and TLS
+  set-up, as in httpx); ``read_timeout`` → ``sock_read`` (each wait for the answer's
+  bytes, as in httpx);
   ``write_timeout`` bounds the sending of the request body (aiohttp has no write
   timeout of its own, so the body is sent by :class:`_TimedBody`); ``pool_timeout``
-  bounds the wait for one of the ``connection_pool_size`` connections. Files
+  bounds the wait for one of the ``connection_pool_size`` connections. File
   uploads use ``media_write_timeout`` unless a write timeout is passed. Any of
   them exceeded: :class:`~telegram.error.TimedOut` (the pool one says the request
   was not sent); any other transport failure (refused, reset, DNS, TLS, proxy):
@@ -171,14 +174,17 @@ class AiohttpRequest(BaseRequest):
     async def initialize(self) -> None:
         if self._session is not None and not self._session.closed:
             return
+        # The semaphore (bound to this loop) admits pool_size requests; the connector's
+        # limit is the same, so an admitted request never waits inside aiohttp.
+        self._slots = asyncio.Semaphore(self._pool_size)
         connector = aiohttp.TCPConnector(limit=self._pool_size, limit_per_host=0)
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers={"User-Agent": self.USER_AGENT},
             timeout=aiohttp.ClientTimeout(total=None),
             auto_decompress=True,
-            # Env proxies are resolved here once per origin (aiohttp would do it in a
-            # thread on every request).
+            # Env proxies are looked up by _env_proxy, once per origin (aiohttp's
+            # trust_env would do it in a thread on every request).
             trust_env=False,
             cookie_jar=aiohttp.DummyCookieJar(),
         )
@@ -212,8 +218,10 @@ class AiohttpRequest(BaseRequest):
             write_timeout = self._write_timeout if not files else self._media_write_timeout
         body = await self._body(request_data, files, write_timeout)
         proxy = self._proxy if self._proxy is not None else self._env_proxy(url)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout,
-                                        sock_read=read_timeout)
+        # connect: DNS, TCP, proxy and TLS set-up (as httpx's connect timeout); sock_read:
+        # each wait for the answer's bytes (as httpx's read timeout).
+        timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout,
+                                        sock_connect=connect_timeout, sock_read=read_timeout)
         if self._slots.locked():  # every connection busy: wait at most pool_timeout
             try:
                 async with asyncio.timeout(pool_timeout):
