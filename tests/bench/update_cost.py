@@ -131,6 +131,8 @@ async def run_cost(variant: tuple[str, int], cfg: CostConfig, *, seed: int = 1,
         paced_seconds=cfg.paced_seconds, seed=seed, env=variant_env(*variant))
     cost = Cost.of(variant, upd)
     if log:
+        for err in upd.errors[:5]:
+            log(f"cost {label(variant)} problem: {err}")
         log(f"cost {label(variant)}: {cost.updates} updates in {cost.seconds:.1f}s "
             f"({cost.per_second:.0f}/s), bot CPU {cost.bot_cpu:.2f}s = {cost.cpu_ms:.2f} ms/update "
             f"→ {100 * cost.core_share():.1f}% of a core at {TELEGRAM_RATE:g}/s; paced "
