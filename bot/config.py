@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.domain.pricing import PriceRule, parse_overrides
@@ -55,6 +55,29 @@ def _parse_id_list(value: object) -> object:
         text = value.strip().strip("[]")
         return [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
     return value
+
+
+PROXY_SCHEMES = ("http", "https")
+
+
+def proxy_problem(proxy: str | None, backend: str = "aiohttp") -> str | None:
+    """Why ``proxy`` cannot be used with ``backend`` (None when it can)."""
+    if not proxy:
+        return None
+    parts = urlsplit(proxy)
+    schemes = PROXY_SCHEMES if backend == "aiohttp" else (*PROXY_SCHEMES, "socks5",
+                                                           "socks5h", "socks4")
+    if parts.scheme not in schemes or not parts.hostname:
+        if parts.scheme.startswith("socks") and backend == "aiohttp":
+            return ("TELEGRAM_PROXY_URL: SOCKS proxies need TELEGRAM_HTTP_BACKEND=httpx "
+                    "(and python-telegram-bot[socks] installed).")
+        return ("TELEGRAM_PROXY_URL must be a URL such as http://127.0.0.1:3128 "
+                f"(schemes: {', '.join(schemes)}).")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return "TELEGRAM_PROXY_URL has an invalid port."
+    return None
 
 
 class Settings(BaseSettings):
@@ -173,6 +196,14 @@ class Settings(BaseSettings):
     # ... each idle socket kept this long: longer than the poll interval, so the next
     # round reuses it instead of a new TCP + TLS handshake.
     daisysim_keepalive_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # --- Bot API transport ---
+    # The HTTP client under python-telegram-bot: "aiohttp" (bot/telegram/request.py,
+    # about 4x less CPU per request) or "httpx" (PTB's own; kept for one release).
+    telegram_http_backend: Literal["aiohttp", "httpx"] = "aiohttp"
+    # Connections to the Bot API for everything but getUpdates (which has its own one).
+    telegram_connection_pool_size: int = Field(default=32, ge=1, le=256)
+    # Proxy for the Bot API: http://[user:pass@]host:port (socks5://: httpx backend only).
+    telegram_proxy_url: str | None = None
 
     @property
     def users_bring_keys(self) -> bool:
@@ -243,6 +274,15 @@ class Settings(BaseSettings):
         if not 0 < value <= 300:
             raise ValueError("DAISYSIM_TIMEOUT_SECONDS must be a number of seconds above 0, "
                              "at most 300")
+        return value
+
+    @field_validator("telegram_proxy_url")
+    @classmethod
+    def _telegram_proxy(cls, value: str | None, info: ValidationInfo) -> str | None:
+        value = (value or "").strip() or None
+        problem = proxy_problem(value, info.data.get("telegram_http_backend", "aiohttp"))
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @property
