@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import logging
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import ApplicationBuilder, ContextTypes, Defaults
+from telegram.request import BaseRequest
 
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
@@ -33,18 +35,24 @@ from bot.liveness import FeedRequest, UpdateFeed
 from bot.logging_setup import install_redaction, quiet_http_loggers, register_secret
 from bot.services.api import EngineAPI
 from bot.telegram import routes
+from bot.telegram.admin.alerts import AlertSender
+from bot.telegram.admin.broadcast import BroadcastRunner
 from bot.telegram.application import DaisyApplication
 from bot.telegram.catalogues import LANGUAGES
+from bot.telegram.common.support import use_support_contact
 from bot.telegram.context import BotContext, BotData, DaisyApp
 from bot.telegram.events import EventRenderer
 from bot.telegram.flood import flood_notifier, key_message
 from bot.telegram.jobs import EngineScheduler, kick
 from bot.telegram.menu.views import bot_commands
 from bot.telegram.ratelimit import TelegramRateLimiter
+from bot.telegram.request import make_request
 from bot.telegram.texts import use_date_time_entities
+from bot.telegram.topup.jobs import start_topups
 from bot.telegram.updates import PerUserUpdateProcessor
 
 __all__ = [
+    "bot_api_request",
     "build_application",
     "kick",
     "shutdown",
@@ -85,8 +93,12 @@ def build_application(
         register_secret(settings.encryption_key.get_secret_value())
     if settings.webhook_secret is not None:
         register_secret(settings.webhook_secret.get_secret_value())
+    proxy_password = urlsplit(settings.telegram_proxy_url or "").password
+    if proxy_password:
+        register_secret(proxy_password)
     quiet_http_loggers()
     use_date_time_entities(settings.date_time_entities)
+    use_support_contact(settings.support_contact)
 
     clock = clock or SystemClock()
     context_types = ContextTypes(context=BotContext, bot_data=BotData)
@@ -99,12 +111,14 @@ def build_application(
         .base_file_url(settings.telegram_file_base)
         # Per-chat flood pauses, priorities, superseded edits (see ratelimit.py).
         .rate_limiter(TelegramRateLimiter(clock, max_retries=RATE_LIMIT_RETRIES))
-        # Users are served concurrently, each user's updates in order (see updates.py);
-        # the HTTP pool must then allow that many requests to Telegram at once.
+        # Users are served concurrently, each user's updates in order (see updates.py).
         .concurrent_updates(update_processor(settings))
-        .connection_pool_size(MAX_CONCURRENT_UPDATES)
-        .pool_timeout(POOL_TIMEOUT)
-        .get_updates_request(FeedRequest(feed))
+        # The Bot API transport (aiohttp unless TELEGRAM_HTTP_BACKEND=httpx). A modest pool
+        # (TELEGRAM_CONNECTION_POOL_SIZE, 32): a request takes a connection only after the
+        # flood limiter let it through (about 30/s), for one round trip; an idle aiohttp
+        # connection costs nothing per request (httpcore scans its pool on each one).
+        .request(bot_api_request(settings))
+        .get_updates_request(FeedRequest(feed, bot_api_request(settings, get_updates=True)))
         .context_types(context_types)
         .defaults(Defaults(parse_mode=ParseMode.HTML))
         .post_init(startup)
@@ -127,6 +141,17 @@ def build_application(
     data.engine_ = engine
     routes.register(application, users_bring_keys=engine.users_bring_keys)
     return application
+
+
+def bot_api_request(settings: Settings, *, get_updates: bool = False) -> BaseRequest:
+    """The HTTP transport to the Bot API the settings choose (see bot/telegram/request.py):
+    getUpdates gets its own one-connection object, as PTB does."""
+    return make_request(
+        settings.telegram_http_backend,
+        connection_pool_size=1 if get_updates else settings.telegram_connection_pool_size,
+        pool_timeout=1.0 if get_updates else POOL_TIMEOUT,
+        proxy=settings.telegram_proxy_url,
+    )
 
 
 def update_processor(settings: Settings) -> PerUserUpdateProcessor:
@@ -158,8 +183,13 @@ async def startup(application: DaisyApp) -> None:
     data.scheduler = scheduler
     engine.set_waker(scheduler.wake)
     engine.subscribe(EventRenderer(application))
+    alerts = AlertSender(application)  # operator alerts to the admins
+    data.alert_sender = alerts
+    engine.set_alert_listener(alerts.wake)
     await engine.start()
     data.started = True
+    alerts.wake()  # alerts a restart interrupted go out now
+    await start_topups(application)  # operator mode: Stars, missed payments, refunds
     try:
         # the default list (DEFAULT_LOCALE), then once per language (language_code:
         # the two-letter code; "pt_BR" → "pt")
@@ -173,6 +203,11 @@ async def startup(application: DaisyApp) -> None:
             )
     except TelegramError as exc:
         log.warning("setMyCommands failed: %s", exc)
+    # --- h-admin: bans for the gate; broadcasts resume (jobs broadcast:<id>) ---
+    data.banned = await engine.banned_users()
+    broadcasts = BroadcastRunner(application)
+    data.broadcasts = broadcasts
+    await broadcasts.resume()
     # First tick right away: events left undelivered before a restart go out now.
     scheduler.wake(data.clock.now())
     log.info("bot started (%s mode)", settings.funding_mode.value)
@@ -184,6 +219,9 @@ async def shutdown(application: DaisyApp) -> None:
     if data.scheduler is not None:
         data.scheduler.close()
         data.scheduler = None
+    if data.alert_sender is not None:
+        data.alert_sender.close()
+        data.alert_sender = None
     if data.started and data.engine_ is not None:
         if data.owns_engine:
             await data.engine_.close()

@@ -9,17 +9,35 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.domain.pricing import PriceRule, parse_overrides
 
 DEFAULT_WEBHOOK_PATH = "telegram"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 TELEGRAM_WEBHOOK_PORTS = frozenset({443, 80, 88, 8443})
 _WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _WEBHOOK_PATH_RE = re.compile(r"[A-Za-z0-9._~/-]*")
+# Telegram usernames: 5-32 characters, letters, digits and underscores, a letter first.
+_USERNAME_RE = re.compile(r"@?([A-Za-z][A-Za-z0-9_]{3,30}[A-Za-z0-9])")
+_TME_RE = re.compile(r"(?:https://)?t\.me/([A-Za-z][A-Za-z0-9_]{3,30}[A-Za-z0-9])/?")
+
+
+def support_contact(value: str) -> str | None:
+    """SUPPORT_CONTACT normalised: ``@name`` or ``https://t.me/name``; None if it is
+    neither (a t.me link to a username only: no invite links or other sites)."""
+    text = value.strip()
+    m = _TME_RE.fullmatch(text)
+    if m:
+        return f"https://t.me/{m.group(1)}"
+    m = _USERNAME_RE.fullmatch(text)
+    if m:
+        return f"@{m.group(1)}"
+    return None
 
 
 class FundingMode(StrEnum):
@@ -37,6 +55,29 @@ def _parse_id_list(value: object) -> object:
         text = value.strip().strip("[]")
         return [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
     return value
+
+
+PROXY_SCHEMES = ("http", "https")
+
+
+def proxy_problem(proxy: str | None, backend: str = "aiohttp") -> str | None:
+    """Why ``proxy`` cannot be used with ``backend`` (None when it can)."""
+    if not proxy:
+        return None
+    parts = urlsplit(proxy)
+    schemes = PROXY_SCHEMES if backend == "aiohttp" else (*PROXY_SCHEMES, "socks5",
+                                                           "socks5h", "socks4")
+    if parts.scheme not in schemes or not parts.hostname:
+        if parts.scheme.startswith("socks") and backend == "aiohttp":
+            return ("TELEGRAM_PROXY_URL: SOCKS proxies need TELEGRAM_HTTP_BACKEND=httpx "
+                    "(and python-telegram-bot[socks] installed).")
+        return ("TELEGRAM_PROXY_URL must be a URL such as http://127.0.0.1:3128 "
+                f"(schemes: {', '.join(schemes)}).")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return "TELEGRAM_PROXY_URL has an invalid port."
+    return None
 
 
 class Settings(BaseSettings):
@@ -106,6 +147,73 @@ class Settings(BaseSettings):
     poll_concurrency: int = Field(default=64, ge=1, le=1024)
     # Spare (adaptive) check requests per second across all accounts at most.
     poll_spare_per_second: float = Field(default=100.0, gt=0, le=10_000)
+    # --- Operator: prices, alerts, support ---
+    # Per-service prices (operator mode), over MARKUP_PERCENT: code=rule pairs, e.g.
+    # "WhatsApp=+20%,Telegram=0.75,sb_wa=+10%" (a markup, or a fixed price in USD).
+    # An admin's /price wins over these.
+    price_overrides: str = ""
+    # Admins are alerted once when the operator's DaisySim balance falls below this
+    # (USD; unset: no low-balance alert); re-armed when it is back above.
+    low_balance_alert_usd: Decimal | None = None
+    # How often the operator's DaisySim balance is read for that alert (seconds).
+    low_balance_check_seconds: float = Field(default=300.0, ge=30, le=86400)
+    # Where users get help ("@daisy_support" or "https://t.me/daisy_support"), shown
+    # wherever they are told to ask an admin.
+    support_contact: str | None = None
+    # --- Admin tools: broadcasts (h-admin, issue 13) ---
+    # "/broadcast active ..." reaches users who wrote, pressed a button or bought
+    # within this many days.
+    broadcast_active_days: float = Field(default=30.0, gt=0, le=3650)
+    # Broadcast messages per second (Telegram allows about 30/s to all chats; the rest
+    # of the budget stays free for codes and replies, which always go first).
+    broadcast_per_second: int = Field(default=20, ge=1, le=30)
+    # --- Top-ups (Telegram Stars; operator mode) ---
+    # The packs on the "Top up" screen, in USD; each is paid with
+    # ceil(amount × STARS_PER_USD) Stars (at most 10,000 per invoice).
+    topup_packs_usd: Annotated[tuple[Decimal, ...], NoDecode] = (
+        Decimal("1"), Decimal("5"), Decimal("10"), Decimal("25"),
+    )
+    stars_per_usd: Decimal = Field(default=Decimal("77"), gt=0, le=10000)
+    # An invoice can be paid for this long (a later payment is still credited).
+    topup_invoice_minutes: float = Field(default=30.0, gt=0, le=7 * 24 * 60)
+    # How often getStarTransactions is read for payments the bot did not see, and
+    # failed refunds are retried.
+    topup_reconcile_seconds: float = Field(default=300.0, ge=10)
+
+    @field_validator("topup_packs_usd", mode="before")
+    @classmethod
+    def _packs(cls, value: object) -> object:
+        from bot.domain.topups import parse_packs
+
+        if isinstance(value, str):
+            return parse_packs(value)
+        return value
+
+    @model_validator(mode="after")
+    def _stars_bound(self) -> Settings:
+        from bot.domain.topups import MAX_STARS, stars_price
+
+        for usd in self.topup_packs_usd:
+            if not 1 <= stars_price(usd, self.stars_per_usd) <= MAX_STARS:
+                raise ValueError(
+                    f"TOPUP_PACKS_USD × STARS_PER_USD: ${usd} is not 1 to {MAX_STARS} Stars"
+                )
+        return self
+    # --- DaisySim connection pool (own-key scale) ---
+    # One pool (and one SSL context) for every DaisySim key: at most this many sockets
+    # to the API for all accounts together ...
+    daisysim_max_connections: int = Field(default=64, ge=1, le=64)
+    # ... each idle socket kept this long: longer than the poll interval, so the next
+    # round reuses it instead of a new TCP + TLS handshake.
+    daisysim_keepalive_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # --- Bot API transport ---
+    # The HTTP client under python-telegram-bot: "aiohttp" (bot/telegram/request.py,
+    # about 4x less CPU per request) or "httpx" (PTB's own; kept for one release).
+    telegram_http_backend: Literal["aiohttp", "httpx"] = "aiohttp"
+    # Connections to the Bot API for everything but getUpdates (which has its own one).
+    telegram_connection_pool_size: int = Field(default=32, ge=1, le=256)
+    # Proxy for the Bot API: http://[user:pass@]host:port (socks5://: httpx backend only).
+    telegram_proxy_url: str | None = None
 
     @property
     def users_bring_keys(self) -> bool:
@@ -132,6 +240,43 @@ class Settings(BaseSettings):
             raise ValueError("MARKUP_PERCENT must be a number from 0 to 1000")
         return value
 
+    @field_validator("price_overrides")
+    @classmethod
+    def _price_overrides(cls, value: str) -> str:
+        parse_overrides(value)  # raises PriceRuleError (a ValueError) with the reason
+        return value
+
+    def price_rules(self) -> dict[str, PriceRule]:
+        """PRICE_OVERRIDES, parsed (validated at load)."""
+        return parse_overrides(self.price_overrides)
+
+    @field_validator("low_balance_alert_usd", mode="before")
+    @classmethod
+    def _threshold_in(cls, value: object) -> object:
+        if isinstance(value, float):
+            return Decimal(str(value))
+        return value
+
+    @field_validator("low_balance_alert_usd")
+    @classmethod
+    def _threshold(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and (not value.is_finite() or not 0 < value <= 1_000_000):
+            raise ValueError("LOW_BALANCE_ALERT_USD must be an amount in USD above 0")
+        return value
+
+    @field_validator("support_contact")
+    @classmethod
+    def _support(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        contact = support_contact(value)
+        if contact is None:
+            raise ValueError(
+                "SUPPORT_CONTACT must be a Telegram username (@daisy_support) or a t.me "
+                "link (https://t.me/daisy_support)"
+            )
+        return contact
+
     @field_validator("daisysim_timeout_seconds")
     @classmethod
     def _timeout_range(cls, value: float) -> float:
@@ -139,6 +284,15 @@ class Settings(BaseSettings):
         if not 0 < value <= 300:
             raise ValueError("DAISYSIM_TIMEOUT_SECONDS must be a number of seconds above 0, "
                              "at most 300")
+        return value
+
+    @field_validator("telegram_proxy_url")
+    @classmethod
+    def _telegram_proxy(cls, value: str | None, info: ValidationInfo) -> str | None:
+        value = (value or "").strip() or None
+        problem = proxy_problem(value, info.data.get("telegram_http_backend", "aiohttp"))
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @property

@@ -116,13 +116,28 @@ def sanitize_updates(payload: bytes) -> bytes:
     return json.dumps(data).encode()
 
 
-class FeedRequest(HTTPXRequest):
-    """PTB's HTTPX request for getUpdates, reporting to an :class:`UpdateFeed`."""
+class FeedRequest(BaseRequest):
+    """The request object for getUpdates, reporting to an :class:`UpdateFeed`: wraps
+    ``inner`` (the transport, see :mod:`bot.telegram.request`; PTB's HTTPXRequest with
+    one connection when not given)."""
 
-    def __init__(self, feed: UpdateFeed, **kwargs: Any) -> None:
-        kwargs.setdefault("connection_pool_size", 1)  # PTB's default for getUpdates
-        super().__init__(**kwargs)
+    def __init__(self, feed: UpdateFeed, inner: BaseRequest | None = None,
+                 **kwargs: Any) -> None:
+        if inner is None:
+            kwargs.setdefault("connection_pool_size", 1)  # PTB's default for getUpdates
+            inner = HTTPXRequest(**kwargs)
+        self.inner = inner
         self.feed = feed
+
+    @property
+    def read_timeout(self) -> float | None:
+        return self.inner.read_timeout
+
+    async def initialize(self) -> None:
+        await self.inner.initialize()
+
+    async def shutdown(self) -> None:
+        await self.inner.shutdown()
 
     async def do_request(
         self,
@@ -138,7 +153,7 @@ class FeedRequest(HTTPXRequest):
         self.feed.poll_started(timeout)
         ok = False
         try:
-            code, payload = await super().do_request(
+            code, payload = await self.inner.do_request(
                 url, method, request_data, read_timeout, write_timeout, connect_timeout,
                 pool_timeout,
             )

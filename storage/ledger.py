@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -9,9 +10,18 @@ from storage.base import money
 from storage.db import Database
 from storage.rows import LedgerRow, dec
 
-__all__ = ["LedgerRepo"]
+__all__ = ["LedgerLine", "LedgerRepo"]
 
 _ONCE_KINDS = ("hold", "charge", "release", "refund")
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerLine:
+    """A ledger entry with what the wallet shows of its order (None: no order)."""
+
+    entry: LedgerRow
+    service_name: str | None
+    refund_reason: str | None
 
 
 class LedgerRepo:
@@ -28,10 +38,20 @@ class LedgerRepo:
         activation_id: int | None = None,
         note: str = "",
         actor_id: int | None = None,
+        charge_id: str | None = None,
+        charge_entry: str | None = None,
     ) -> int | None:
         """Append an entry. For ``hold``/``charge``/``release``/``refund`` at most
-        one per activation exists: a second one is not written and None is
-        returned."""
+        one per activation exists, and at most one ``charge_entry`` per top-up
+        ``charge_id``: a second one is not written and None is returned."""
+        if charge_id is not None:
+            return await self.db.insert(
+                "INSERT INTO ledger (user_id, amount, kind, note, actor_id, created_at,"
+                " charge_id, charge_entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (charge_id, charge_entry) WHERE charge_id IS NOT NULL"
+                " DO NOTHING",
+                (user_id, money(amount), kind, note, actor_id, now, charge_id, charge_entry),
+            )
         if kind in _ONCE_KINDS:
             return await self.db.insert(
                 "INSERT INTO ledger (user_id, amount, kind, activation_id, note, actor_id,"
@@ -61,6 +81,21 @@ class LedgerRepo:
         rows = await self.db.fetchall(sql, params)
         return [LedgerRow.from_row(r) for r in rows]
 
+    async def lines(self, user_id: int, limit: int) -> list[LedgerLine]:
+        """Newest first, each with its order's service name and refund reason:
+        one statement for the wallet screen (not one order read per entry)."""
+        rows = await self.db.fetchall(
+            "SELECT ledger.*, activations.service_name AS order_service_name,"
+            " activations.refund_reason AS order_refund_reason"
+            " FROM ledger LEFT JOIN activations ON activations.id = ledger.activation_id"
+            " WHERE ledger.user_id = ? ORDER BY ledger.id DESC LIMIT ?",
+            (user_id, limit),
+        )
+        return [
+            LedgerLine(LedgerRow.from_row(r), r["order_service_name"], r["order_refund_reason"])
+            for r in rows
+        ]
+
     async def for_activation(self, activation_id: int) -> list[LedgerRow]:
         rows = await self.db.fetchall(
             "SELECT * FROM ledger WHERE activation_id = ? ORDER BY id", (activation_id,)
@@ -73,6 +108,13 @@ class LedgerRepo:
             (activation_id, kind),
         )
         return None if row is None else LedgerRow.from_row(row)
+
+    async def for_charge(self, charge_id: str) -> list[LedgerRow]:
+        """The entries of one top-up payment (credit, refund, refund given back)."""
+        rows = await self.db.fetchall(
+            "SELECT * FROM ledger WHERE charge_id = ? ORDER BY id", (charge_id,)
+        )
+        return [LedgerRow.from_row(r) for r in rows]
 
     async def all(self) -> list[LedgerRow]:
         rows = await self.db.fetchall("SELECT * FROM ledger ORDER BY id")

@@ -6,16 +6,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from bot.domain.activation import POLLABLE_STATES, ActivationState
+from bot.domain.activation import OPEN_STATES, POLLABLE_STATES, ActivationState
 from storage.db import Database
 from storage.rows import dec
 
-__all__ = ["ReportRepo", "ServiceStateCount"]
+__all__ = ["ReportRepo", "ServiceStateCount", "WalletFigures"]
 
 # Bought (a number was assigned) and not refunded/failed: what was spent.
 _SPENT_STATES: tuple[str, ...] = (
     ActivationState.COMPLETED.value, *(s.value for s in POLLABLE_STATES)
 )
+
+_OPEN: tuple[str, ...] = tuple(s.value for s in OPEN_STATES)
+_NOT_SPENT: tuple[str, ...] = (ActivationState.REFUNDED.value, ActivationState.FAILED.value)
 
 
 def _marks(n: int) -> str:
@@ -29,6 +32,12 @@ class ServiceStateCount:
     state: str
     count: int
     multi_pool: bool  # an ``sb_*`` service code (several pools)
+
+
+@dataclass(frozen=True, slots=True)
+class WalletFigures:
+    active_count: int  # the user's open orders
+    spent: Decimal  # bought (not refunded/failed) in the period asked for
 
 
 class ReportRepo:
@@ -59,3 +68,20 @@ class ReportRepo:
             _SPENT_STATES,
         )
         return [(str(r["state"]), dec(r["price"])) for r in rows]
+
+    async def wallet_figures(self, user_id: int, since: float, until: float) -> WalletFigures:
+        """The wallet screen's order figures in one statement: open orders (as
+        the active list counts them) and the prices of orders bought in
+        [since, until) and not refunded or failed (summed exactly, in Decimal)."""
+        rows = await self.db.fetchall(
+            "SELECT 0 AS part, COUNT(*) AS v FROM activations WHERE user_id = ?"
+            f" AND state IN ({_marks(len(_OPEN))})"
+            " UNION ALL"
+            " SELECT 1, price FROM activations WHERE user_id = ? AND remote_id IS NOT NULL"
+            f" AND state NOT IN ({_marks(len(_NOT_SPENT))})"
+            " AND purchased_at >= ? AND purchased_at < ?",
+            (user_id, *_OPEN, user_id, *_NOT_SPENT, since, until),
+        )
+        count = sum(int(r["v"]) for r in rows if r["part"] == 0)
+        spent = sum((dec(r["v"]) for r in rows if r["part"] == 1), Decimal(0))
+        return WalletFigures(count, spent)

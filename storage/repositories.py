@@ -15,6 +15,10 @@ visible and harmless.
 :mod:`storage.events`     ``events`` (the outbox)
 :mod:`storage.strays`     ``stray_orders`` and watched purchases
 :mod:`storage.health`     ``health_probe`` (``/healthz``)
+:mod:`storage.prices`     ``price_overrides`` (admins' /price rules)
+:mod:`storage.alerts`     ``operator_alerts``, ``alert_deliveries``
+:mod:`storage.broadcasts` ``broadcasts``, ``broadcast_recipients``
+:mod:`storage.topups`     ``topups`` (wallet top-ups)
 ========================  ==========================================
 """
 
@@ -22,21 +26,27 @@ from __future__ import annotations
 
 from storage.accounts import AccountRepo
 from storage.activations import ActivationRepo
+from storage.alerts import AlertRepo
 from storage.base import DuplicateError
+from storage.broadcasts import BroadcastRepo
 from storage.db import Database
 from storage.events import EventRepo
 from storage.ledger import LedgerRepo
+from storage.prices import PriceOverrideRepo
 from storage.strays import StrayRepo
+from storage.topups import TopUpRepo
 from storage.users import UserRepo
 
 __all__ = [
     "AccountRepo",
     "ActivationRepo",
+    "BroadcastRepo",
     "DuplicateError",
     "EventRepo",
     "LedgerRepo",
     "Repositories",
     "StrayRepo",
+    "TopUpRepo",
     "UserRepo",
 ]
 
@@ -52,3 +62,9 @@ class Repositories:
         self.ledger = LedgerRepo(db)
         self.events = EventRepo(db)
         self.strays = StrayRepo(db)
+        # --- h-ops: operator prices and alerts (migration 0009) ---
+        self.prices = PriceOverrideRepo(db)
+        self.alerts = AlertRepo(db)
+        # --- h-admin: broadcasts (issue 13) ---
+        self.broadcasts = BroadcastRepo(db)
+        self.topups = TopUpRepo(db)

@@ -150,6 +150,10 @@ class LedgerRow:
     note: str
     actor_id: int | None
     created_at: float
+    # Top-ups (migration 7): the payment's charge id and which entry of it this is
+    # ("topup", "refund", "refund_back"); None for every other entry.
+    charge_id: str | None = None
+    charge_entry: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> LedgerRow:
@@ -162,6 +166,8 @@ class LedgerRow:
             row["note"],
             row["actor_id"],
             row["created_at"],
+            row["charge_id"],
+            row["charge_entry"],
         )
 
 

@@ -42,6 +42,7 @@ from bot.daisysim.models import (
     Purchase,
 )
 from bot.daisysim.retry import decide
+from bot.daisysim.wire import Pool
 
 __all__ = [
     "CHECK_ALL_MAX",
@@ -71,6 +72,7 @@ __all__ = [
     "Order",
     "OutOfStock",
     "Pagination",
+    "Pool",
     "PriceVerificationFailed",
     "Provider",
     "ProviderError",

@@ -1,9 +1,11 @@
 """Async DaisySim client: the endpoints, and purchase recovery.
 
-One :class:`httpx.AsyncClient` per :class:`DaisySimClient`, held by its
-:class:`~bot.daisysim.wire.Wire` (the HTTP exchange, the deadline, the envelope
-and the retries); the transport is injectable (``httpx.MockTransport``, an ASGI
-app, the real network).
+The HTTP exchange, the deadline, the envelope and the retries are the
+:class:`~bot.daisysim.wire.Wire`'s. Clients of many keys share one
+:class:`~bot.daisysim.wire.Pool` (one :class:`httpx.AsyncClient`: one bounded
+connection pool and one SSL context; each request carries its own key); a
+client made without one has a pool of its own. The transport is injectable
+(``httpx.MockTransport``, an ASGI app, the real network).
 
 * Every call to a limited endpoint first takes a slot from the key's shared
   :class:`~bot.daisysim.limits.KeyLimiter` (check and check-all share one
@@ -90,7 +92,7 @@ from bot.daisysim.models import (
     parse_data,
 )
 from bot.daisysim.retry import DEFAULT_MAX_ATTEMPTS, decide
-from bot.daisysim.wire import Wire, segment
+from bot.daisysim.wire import Pool, Wire, segment
 
 __all__ = [
     "CHECK_ALL_MAX",
@@ -121,9 +123,10 @@ class DaisySimClient:
         self,
         api_key: str,
         *,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         clock: Clock | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        pool: Pool | None = None,
         timeout: float = 20.0,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         limiter: KeyLimiter | None = None,
@@ -137,6 +140,9 @@ class DaisySimClient:
         ``reconcile_delay``: after a timeout / dropped connection the server may
         still be working on the purchase; wait this long (on ``clock``) before
         reading /history.
+        ``pool``: the shared connection pool (its base URL and transport are
+        used; ``base_url`` and ``transport`` are then not given). Without it the
+        client has a pool of its own, closed by :meth:`aclose`.
         """
         if not api_key:
             raise ValueError("api_key is required")
@@ -144,8 +150,13 @@ class DaisySimClient:
             raise ValueError("max_attempts must be >= 1")
         if not timeout > 0:
             raise ValueError("timeout (the total deadline of a request) must be > 0")
+        if pool is not None and base_url is not None and base_url.rstrip("/") != pool.base_url:
+            raise ValueError("base_url differs from the shared pool's")
         self._fingerprint = key_fingerprint(api_key)
-        self.base_url = base_url.rstrip("/")
+        if pool is not None:
+            self.base_url = pool.base_url
+        else:
+            self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._limiter = limiter if limiter is not None else get_limiter(api_key, self._clock)
         self._tracker = self._limiter.purchases
@@ -160,7 +171,10 @@ class DaisySimClient:
             transport=transport,
             timeout=timeout,
             max_attempts=max_attempts,
-            rng=rng if rng is not None else random.Random(),
+            # Jitter only: clients of a shared pool share its generator (a
+            # Mersenne Twister holds 2.5 KB of state; 10,000 keys, 25 MB).
+            rng=rng if rng is not None else pool.rng if pool is not None else random.Random(),
+            pool=pool,
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -175,6 +189,11 @@ class DaisySimClient:
     @property
     def clock(self) -> Clock:
         return self._clock
+
+    @property
+    def pool(self) -> Pool:
+        """The connection pool this client's requests go through."""
+        return self._wire.pool
 
     @property
     def key_fingerprint(self) -> str:

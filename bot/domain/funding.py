@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import ClassVar, Literal, Protocol
 
+from bot.domain.pricing import PriceBook, PriceRule, apply_rule
+
 __all__ = [
     "QUANTUM",
     "BalanceSource",
@@ -43,10 +45,9 @@ def quantize(amount: Decimal) -> Decimal:
 
 
 def user_price(upstream: Decimal, markup_percent: Decimal | None) -> Decimal:
-    """``upstream × (1 + markup%)`` rounded to 4 dp (no markup: as is, rounded)."""
-    if not markup_percent:
-        return quantize(upstream)
-    return quantize(upstream * (Decimal(1) + Decimal(markup_percent) / Decimal(100)))
+    """``upstream × (1 + markup%)`` rounded up to the cent (no markup: as is, to
+    4 dp). Per-service rules: :mod:`bot.domain.pricing`."""
+    return apply_rule(upstream, PriceRule(markup=Decimal(markup_percent or 0)))
 
 
 class BalanceSource(Protocol):
@@ -87,10 +88,14 @@ class FundingPolicy(ABC):
     #: The wallet screen lists internal ledger entries.
     shows_ledger: ClassVar[bool]
 
+    #: The operator's price rules (None: users pay DaisySim's prices, own key).
+    price_book: PriceBook | None = None
+
     # ------------------------------------------------------------- prices
     @abstractmethod
-    def user_price(self, upstream: Decimal) -> Decimal:
-        """What a user pays for an upstream price (lists, quotes and charges)."""
+    def user_price(self, service_code: str, upstream: Decimal) -> Decimal:
+        """What a user pays for an upstream price of this service (lists, quotes
+        and charges)."""
 
     # ------------------------------------------------------------- accounts
     @abstractmethod
@@ -114,10 +119,12 @@ class FundingPolicy(ABC):
 
     @abstractmethod
     async def settle(
-        self, user_id: int, activation_id: int, confirmed: Decimal, upstream: Decimal | None
+        self, user_id: int, activation_id: int, confirmed: Decimal, upstream: Decimal | None,
+        *, service_code: str,
     ) -> Decimal:
         """The purchase went through, DaisySim charged ``upstream`` (None:
-        unreadable). Returns the price the user pays (never above what was held)."""
+        unreadable) for ``service_code``. Returns the price the user pays (never
+        above what was held)."""
 
     @abstractmethod
     async def release(self, user_id: int, activation_id: int) -> None:

@@ -7,6 +7,10 @@ application serving the page (``/``, ``/static/...``) and a small JSON API:
 * ``POST /api/send``  ``{"user_id", "text"}``   the user types a message
 * ``POST /api/press`` ``{"user_id", "message_id", "data"}``   the user presses a callback
   button (it must really be on that message right now)
+* ``POST /api/pay``   ``{"user_id", "message_id"}``   the user pays an invoice (stands in
+  for Telegram's payment sheet): the bot gets a pre_checkout_query; the outcome (paid,
+  declined with the bot's error_message, or expired after 10 s) arrives as a "payment"
+  event on the websocket
 * ``GET  /api/transcript?user_id=``      messages as they are now + commands + reply keyboard
 * ``GET  /api/ws?user_id=&since=``       websocket pushing the chat's events live
 * ``GET  /api/panel``                    side panel data from the injected provider
@@ -58,6 +62,7 @@ _PANEL: web.AppKey[SidePanelProvider | None] = web.AppKey("side_panel")
 _USERS: web.AppKey[list[dict[str, Any]]] = web.AppKey("users")
 _TITLE: web.AppKey[str] = web.AppKey("title", str)
 _SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
+_PAYMENTS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("payments")
 
 _NO_STORE = {"Cache-Control": "no-store"}
 
@@ -163,6 +168,37 @@ async def _press(request: web.Request) -> web.Response:
     return _ok(query_id=query_id)
 
 
+async def _pay(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    uid = _user_id(request, body.get("user_id"))
+    message_id = _int(body.get("message_id"))
+    if message_id is None:
+        return _error(400, "message_id (int) is required")
+    fake = request.app[_FAKE]
+    msg = fake.message(uid, message_id)
+    if msg is None or msg.deleted:
+        return _error(404, "no such message")
+    if not msg.from_bot or msg.invoice is None:
+        return _error(400, "that message is not an invoice")
+    if msg.invoice_paid:
+        return _error(409, "that invoice is paid already")
+    try:
+        query_id = fake.pay_nowait(uid, message_id)
+    except AssertionError:
+        return _error(409, "a payment for that invoice is in progress")
+    # the outcome is pushed as events; this task makes the 10 s limit fire on its own
+    task = asyncio.create_task(_settle_payment(fake, query_id))
+    request.app[_PAYMENTS].add(task)
+    task.add_done_callback(request.app[_PAYMENTS].discard)
+    return _ok(query_id=query_id)
+
+
+async def _settle_payment(fake: FakeTelegram, query_id: str) -> None:
+    while fake.pre_checkout(query_id).status == "pending" and not fake.state.closing:
+        with contextlib.suppress(AssertionError):  # a clock that is not moving: keep waiting
+            await fake.wait_payment(query_id, timeout=60.0)
+
+
 async def _transcript(request: web.Request) -> web.Response:
     uid = _user_id(request, request.query.get("user_id"))
     fake = request.app[_FAKE]
@@ -256,6 +292,11 @@ async def _close_sockets(app: web.Application) -> None:
     for ws in list(sockets):
         with contextlib.suppress(Exception):
             await ws.close(code=1001, message=b"server shutdown")
+    payments: set[asyncio.Task[None]] = app[_PAYMENTS]
+    for task in list(payments):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
 
 def make_webchat_app(
@@ -285,11 +326,13 @@ def make_webchat_app(
         )
     app[_USERS] = user_list
     app[_SOCKETS] = set()
+    app[_PAYMENTS] = set()
     app.router.add_get("/", _index)
     app.router.add_static("/static/", STATIC_DIR, append_version=False)
     app.router.add_get("/api/users", _users)
     app.router.add_post("/api/send", _send)
     app.router.add_post("/api/press", _press)
+    app.router.add_post("/api/pay", _pay)
     app.router.add_get("/api/transcript", _transcript)
     app.router.add_get("/api/ws", _ws)
     app.router.add_get("/api/panel", _panel)

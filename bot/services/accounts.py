@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from bot.config import Settings
 from bot.daisysim import errors as ds
@@ -44,9 +44,12 @@ class Accounts:
         self._operator: tuple[int, str] | None = None  # (account id, key)
 
     # ------------------------------------------------------------------ users
-    async def ensure_user(self, user_id: int, *, locale: str | None = None) -> str | None:
-        """Register the user; the locale now stored for them (a chosen one wins)."""
-        row = await self.rt.repos.users.ensure(user_id, self.rt.clock.now(), locale)
+    async def ensure_user(
+        self, user_id: int, *, locale: str | None = None, seen: bool = False
+    ) -> str | None:
+        """Register the user; the locale now stored for them (a chosen one wins).
+        ``seen``: the user wrote or pressed (active now, not blocking the bot)."""
+        row = await self.rt.repos.users.ensure(user_id, self.rt.clock.now(), locale, seen=seen)
         return row.locale
 
     async def choose_locale(self, user_id: int, locale: str) -> None:
@@ -99,6 +102,15 @@ class Accounts:
             acc = Account(row, self.client_for(row))
             self.rt.accounts[account_id] = acc
         return acc
+
+    async def preload(self, account_ids: Iterable[int]) -> None:
+        """Open many accounts with one query (start-up: every account with open
+        numbers; 10,000 own keys would otherwise cost 10,000 statements)."""
+        missing = {i for i in account_ids if i not in self.rt.accounts}
+        if not missing:
+            return
+        for row in await self.rt.repos.accounts.many(missing):
+            self.rt.accounts[row.id] = Account(row, self.client_for(row))
 
     async def account_ref(self, account_id: int) -> AccountRef:
         acc = await self.account(account_id)

@@ -27,6 +27,32 @@ from bot.domain.catalogue import Service as Service
 from bot.domain.catalogue import ServiceUnavailable as ServiceUnavailable
 from bot.domain.catalogue import SoldOut as SoldOut
 
+# --- h-ops: the operator's price rules (parsed by the UI, applied by the engine) ---
+from bot.domain.pricing import PriceRule as PriceRule
+from bot.domain.pricing import PriceRuleError as PriceRuleError
+from bot.domain.pricing import RuleSource as RuleSource
+from bot.domain.pricing import parse_rule as parse_rule
+
+# Top-ups (h-pay): the pure rules and the method interface live in the domain.
+from bot.domain.topups import Pack as Pack
+from bot.domain.topups import PreCheckoutRefusal as PreCheckoutRefusal
+from bot.domain.topups import TopUpMethod as TopUpMethod
+from bot.domain.topups import TopUpState as TopUpState
+
+# The business values and methods (issue 13: prices, alerts, bans, broadcasts,
+# top-ups) live in api_business; re-exported here: the UI's one contract.
+from bot.services.api_business import AdminAPI as AdminAPI
+from bot.services.api_business import BroadcastAudience as BroadcastAudience
+from bot.services.api_business import BroadcastOutcome as BroadcastOutcome
+from bot.services.api_business import BroadcastView as BroadcastView
+from bot.services.api_business import OperatorAlert as OperatorAlert
+from bot.services.api_business import PaymentOutcome as PaymentOutcome
+from bot.services.api_business import PriceLine as PriceLine
+from bot.services.api_business import RefundOutcome as RefundOutcome
+from bot.services.api_business import RefundStatus as RefundStatus
+from bot.services.api_business import TopUp as TopUp
+from bot.services.api_business import TopUpAPI as TopUpAPI
+
 
 class EventKind(StrEnum):
     CODE_RECEIVED = "code_received"
@@ -112,6 +138,10 @@ class LedgerEntry:
     # refund, why. Filled in by ``wallet()``; None for top-ups and adjustments.
     service_name: str | None = None
     refund_reason: RefundReason | None = None
+    # Top-up entries: the payment's charge id and which entry of it this is
+    # ("topup", "refund", "refund_back"); None otherwise.
+    charge_id: str | None = None
+    charge_entry: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +295,21 @@ class UpstreamUnavailable(EngineError):
     """DaisySim is down / timing out; nothing was bought (or it was reconciled)."""
 
 
+class OperatorFundsLow(UpstreamUnavailable):
+    """Operator mode: DaisySim refused the purchase because the *operator's* DaisySim
+    balance is too low. Nothing was bought and the hold is released; the user is
+    told the service is temporarily unavailable (not their wallet), the admins get
+    an alert."""
+
+
+class PriceBelowCost(EngineError):
+    """An admin's fixed price is below the service's DaisySim price ``cost``."""
+
+    def __init__(self, message: str, *, cost: Decimal) -> None:
+        super().__init__(message)
+        self.cost = cost
+
+
 class PurchasePending(UpstreamUnavailable):
     """DaisySim did not answer the purchase: it may or may not have gone through.
     The money stays held (never spent for nothing) and the engine reconciles it;
@@ -284,13 +329,27 @@ class DuplicateRequest(EngineError):
         self.activation = activation
 
 
+class UnknownUser(EngineError):
+    """No such registered user (they never started the bot)."""
+
+
+class CannotBanAdmin(NotAllowed):
+    """Admins (``ADMIN_IDS``) cannot be banned."""
+# --------------------------------------------------------------------------- top-ups
+# (h-pay) Wallet top-ups, operator mode; rules in bot.domain.topups.
+
+
+class TopUpsUnavailable(EngineError):
+    """Own-key mode (no wallet to top up) or no payment method attached."""
+
+
 # --------------------------------------------------------------------------- engine
 
 
 EventHandler = Callable[[Event], Awaitable[None]]
 
 
-class EngineAPI(Protocol):
+class EngineAPI(AdminAPI, TopUpAPI, Protocol):
     """What the UI calls. Ownership is enforced inside every method."""
 
     # lifecycle -------------------------------------------------------------
@@ -326,9 +385,12 @@ class EngineAPI(Protocol):
         (``ADMIN_IDS``); admin calls re-check it and raise NotAllowed."""
 
     # users / keys ----------------------------------------------------------
-    async def ensure_user(self, user_id: int, *, locale: str | None = None) -> str | None:
+    async def ensure_user(
+        self, user_id: int, *, locale: str | None = None, seen: bool = False
+    ) -> str | None:
         """Register the user with Telegram's ``locale`` (language_code); returns the
-        locale stored for them (their own /language choice wins over ``locale``)."""
+        locale stored for them (their own /language choice wins over ``locale``).
+        ``seen``: the user wrote or pressed now (recorded in the same statement)."""
 
     async def choose_locale(self, user_id: int, locale: str) -> None:
         """Store the user's explicit language choice (kept over later language_codes)."""

@@ -53,7 +53,9 @@ class Catalogue:
         return apps
 
     def service(self, app: App) -> Service:
-        price = self.rt.policy.user_price
+        def price(upstream: Decimal) -> Decimal:
+            return self.rt.policy.user_price(app.code, upstream)
+
         return Service(
             code=app.code,
             name=app.name,

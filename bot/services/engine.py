@@ -65,6 +65,7 @@ import httpx
 from bot.clock import Clock, SystemClock, VirtualClock
 from bot.config import Settings
 from bot.daisysim.client import DaisySimClient
+from bot.daisysim.wire import Pool
 from bot.services.accounts import Accounts, ClientFactory
 from bot.services.api import (
     Activation,
@@ -79,6 +80,7 @@ from bot.services.api import (
     WalletView,
 )
 from bot.services.crypto import ConfigurationError, KeyVault
+from bot.services.engine_admin import AdminTools, TopUpDesk
 from bot.services.funding import StoredPolicy, funding_policy
 from bot.services.inspect import Inspector
 from bot.services.runtime import Runtime
@@ -94,7 +96,7 @@ logger = logging.getLogger("bot.services")
 MAX_PASSES = 20  # run_due: passes over timers that became due while working
 
 
-class Engine:
+class Engine(AdminTools, TopUpDesk):
     """See the module docstring; the public methods follow :class:`EngineAPI`."""
 
     def __init__(
@@ -111,6 +113,7 @@ class Engine:
         self._db = db
         self._own_db = db is None
         self._transport = transport
+        self._pool: Pool | None = None  # made with the first client, shared by all
         self._client_factory = client_factory or self._default_client
         self._vault: KeyVault | None = None
         if settings.encryption_key is not None:
@@ -125,6 +128,7 @@ class Engine:
         self._timers = Timers()
         self._waker = Waker(self._timers)
         self._handler: EventHandler | None = None
+        self._alert_listener: Callable[[], None] | None = None
         self._s: Services | None = None
         self._run_lock = asyncio.Lock()
         self._in_run: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -133,14 +137,25 @@ class Engine:
         self._rerun = False
         self.inspect = Inspector(lambda: self._s)
 
+    def pool(self) -> Pool:
+        """The one DaisySim connection pool of every key (made on first use)."""
+        if self._pool is None or self._pool.closed:
+            self._pool = Pool(
+                self.settings.daisysim_base_url,
+                transport=self._transport,
+                timeout=self.settings.daisysim_timeout_seconds,
+                max_connections=self.settings.daisysim_max_connections,
+                keepalive=self.settings.daisysim_keepalive_seconds,
+            )
+        return self._pool
+
     def _default_client(self, api_key: str) -> DaisySimClient:
         # No hidden retries/sleeps inside the client: the engine schedules its own
         # retries (a sleep on a VirtualClock would also block until time moves).
         return DaisySimClient(
             api_key,
-            base_url=self.settings.daisysim_base_url,
             clock=self.clock,
-            transport=self._transport,
+            pool=self.pool(),
             timeout=self.settings.daisysim_timeout_seconds,
             max_attempts=1,
             reconcile_delay=0.0 if isinstance(self.clock, VirtualClock) else 2.0,
@@ -173,6 +188,7 @@ class Engine:
             shared_transport=self._transport is not None,
         )
         s = Services(rt, accounts)
+        s.alerts.set_listener(self._alert_listener)
         await s.load(self._handler)
         self._s = s
         logger.info(
@@ -188,6 +204,10 @@ class Engine:
             if s is not None:
                 await s.accounts.close()
                 s.rt.tracks.clear()
+            pool, self._pool = self._pool, None
+            if pool is not None and self._transport is None:
+                # An injected transport is the caller's (it may serve a next engine).
+                await pool.aclose()
             self._timers.clear()
             if self._own_db and self._db is not None:
                 await self._db.close()
@@ -237,8 +257,10 @@ class Engine:
     def is_admin(self, user_id: int) -> bool:
         return Accounts.is_admin(self.settings, user_id)
 
-    async def ensure_user(self, user_id: int, *, locale: str | None = None) -> str | None:
-        return await self.services.accounts.ensure_user(user_id, locale=locale)
+    async def ensure_user(
+        self, user_id: int, *, locale: str | None = None, seen: bool = False
+    ) -> str | None:
+        return await self.services.accounts.ensure_user(user_id, locale=locale, seen=seen)
 
     async def choose_locale(self, user_id: int, locale: str) -> None:
         await self.services.accounts.choose_locale(user_id, locale)
@@ -334,3 +356,8 @@ class Engine:
 
     async def stats(self, admin_id: int) -> Stats:
         return await self.services.reports.stats(admin_id)
+
+    def set_alert_listener(self, listener: Callable[[], None] | None) -> None:
+        self._alert_listener = listener
+        if self._s is not None:
+            self._s.alerts.set_listener(listener)

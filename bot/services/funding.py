@@ -41,14 +41,14 @@ from bot.domain.funding import (
     FundingPolicy,
     Funds,
     quantize,
-    user_price,
 )
+from bot.domain.pricing import PriceBook
 from bot.services.api import (
     InsufficientFunds,
     InvalidKey,
     KeyRequired,
     NotAllowed,
-    UpstreamUnavailable,
+    OperatorFundsLow,
 )
 from bot.services.crypto import ConfigurationError
 from storage.repositories import Repositories
@@ -211,9 +211,12 @@ class OperatorLedger(StoredPolicy):
     owns_every_order: ClassVar[bool] = True
     shows_ledger: ClassVar[bool] = True
 
-    def __init__(self, clock: Clock, *, markup: Decimal, api_key: str) -> None:
+    def __init__(
+        self, clock: Clock, *, markup: Decimal, api_key: str, prices: PriceBook | None = None
+    ) -> None:
         super().__init__(clock)
         self.markup = markup
+        self.price_book: PriceBook = prices if prices is not None else PriceBook(markup)
         self.api_key = api_key
         self.account_id: int | None = None  # the operator's account (set at start)
         self._ledger: Ledger | None = None
@@ -229,8 +232,8 @@ class OperatorLedger(StoredPolicy):
             raise RuntimeError("the funding policy has no storage yet (Engine.start())")
         return self._ledger
 
-    def user_price(self, upstream: Decimal) -> Decimal:
-        return user_price(upstream, self.markup)
+    def user_price(self, service_code: str, upstream: Decimal) -> Decimal:
+        return self.price_book.price(service_code, upstream)
 
     async def funding_account_id(self, user_id: int) -> int:
         assert self.account_id is not None, "the operator account is registered at start"
@@ -246,15 +249,16 @@ class OperatorLedger(StoredPolicy):
         self, user_id: int, client: BalanceSource | None, price: Decimal
     ) -> Exception:
         logger.error("the operator's DaisySim balance is too low for purchases")
-        return UpstreamUnavailable("the service wallet is empty; try again later")
+        return OperatorFundsLow("the service wallet is empty; try again later")
 
     async def hold(self, user_id: int, activation_id: int, price: Decimal) -> None:
         await self.ledger.hold(user_id, activation_id, price)
 
     async def settle(
-        self, user_id: int, activation_id: int, confirmed: Decimal, upstream: Decimal | None
+        self, user_id: int, activation_id: int, confirmed: Decimal, upstream: Decimal | None,
+        *, service_code: str,
     ) -> Decimal:
-        price = confirmed if upstream is None else self.user_price(upstream)
+        price = confirmed if upstream is None else self.user_price(service_code, upstream)
         held = await self.ledger.held(activation_id)
         charged = await self.ledger.settle(user_id, activation_id, price)
         if price > held:
@@ -302,8 +306,8 @@ class OwnKeyFunding(StoredPolicy):
     owns_every_order: ClassVar[bool] = False
     shows_ledger: ClassVar[bool] = False
 
-    def user_price(self, upstream: Decimal) -> Decimal:
-        return quantize(upstream)
+    def user_price(self, service_code: str, upstream: Decimal) -> Decimal:
+        return quantize(upstream)  # DaisySim's own price: no markup with the user's key
 
     async def funding_account_id(self, user_id: int) -> int:
         row = await self._r.accounts.active_for_user(user_id)
@@ -340,7 +344,8 @@ class OwnKeyFunding(StoredPolicy):
         return None  # DaisySim takes the money from the user's own balance
 
     async def settle(
-        self, user_id: int, activation_id: int, confirmed: Decimal, upstream: Decimal | None
+        self, user_id: int, activation_id: int, confirmed: Decimal, upstream: Decimal | None,
+        *, service_code: str,
     ) -> Decimal:
         if upstream is None:
             return confirmed
@@ -381,9 +386,10 @@ def funding_policy(settings: Settings, clock: Clock, *, can_encrypt: bool) -> St
     if mode is FundingMode.OPERATOR:
         if settings.daisysim_api_key is None:
             raise ConfigurationError("FUNDING_MODE=operator needs DAISYSIM_API_KEY")
+        markup = Decimal(settings.markup_percent)
         return OperatorLedger(
-            clock, markup=Decimal(settings.markup_percent),
-            api_key=settings.daisysim_api_key.get_secret_value(),
+            clock, markup=markup, api_key=settings.daisysim_api_key.get_secret_value(),
+            prices=PriceBook(markup, settings.price_rules()),
         )
     if not can_encrypt:
         raise ConfigurationError(

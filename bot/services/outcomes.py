@@ -208,7 +208,8 @@ class Outcomes:
                     # An unreadable amount (recovered through /history): the price
                     # the user confirmed (and, in operator mode, held).
                     price = await rt.policy.settle(
-                        row.user_id, activation_id, row.price, purchase.amount_charged
+                        row.user_id, activation_id, row.price, purchase.amount_charged,
+                        service_code=row.service_code,
                     )
                     await rt.repos.activations.update(activation_id, price=price)
                     if late:

@@ -22,10 +22,12 @@ from bot.daisysim.models import App, Purchase
 from bot.domain.activation import ActivationState
 from bot.domain.quoting import purchase_choice
 from bot.services.accounts import Accounts
+from bot.services.alerts import Alerts
 from bot.services.api import (
     Activation,
     DuplicateRequest,
     EngineError,
+    OperatorFundsLow,
     PriceChanged,
     PurchasePending,
     QuoteExpired,
@@ -77,8 +79,11 @@ class Purchases:
         tracker: Tracker,
         outcomes: Outcomes,
         catalogue: Catalogue,
+        *,
+        alerts: Alerts | None = None,
     ) -> None:
         self.rt = rt
+        self.alerts = alerts
         self.accounts = accounts
         self.tracker = tracker
         self.outcomes = outcomes
@@ -233,6 +238,8 @@ class Purchases:
             logger.info(
                 "activation %d: bought %s (%s)", track.id, app_info.code, acc.row.key_masked
             )
+            if self.alerts is not None:
+                await self.alerts.purchased(purchase.balance_after)
             return row
         finally:
             if not resolved:
@@ -287,7 +294,10 @@ class Purchases:
                 quote=await self.catalogue.requote(user_id, acc, app, provider_id),
             )
         if isinstance(err, ds.InsufficientBalance):
-            return await self.rt.policy.upstream_short(user_id, acc.client, price)
+            short = await self.rt.policy.upstream_short(user_id, acc.client, price)
+            if isinstance(short, OperatorFundsLow) and self.alerts is not None:
+                await self.alerts.operator_empty()  # the admins' alert; the user: unavailable
+            return short
         return map_error(err)
 
     # ------------------------------------------------------------------ reconciliation

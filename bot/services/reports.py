@@ -29,6 +29,7 @@ from bot.services.api import (
 )
 from bot.services.errors import map_error
 from bot.services.runtime import Runtime
+from storage.ledger import LedgerLine
 from storage.reports import ReportRepo
 from storage.rows import ActivationRow
 
@@ -51,21 +52,23 @@ def _month_start(now: float) -> float:
     return datetime(dt.year, dt.month, 1, tzinfo=UTC).timestamp()
 
 
-def _order_name(orders: dict[int, ActivationRow], activation_id: int | None) -> str | None:
-    row = orders.get(activation_id) if activation_id is not None else None
-    return row.service_name if row is not None else None
-
-
-def _refund_reason(
-    orders: dict[int, ActivationRow], activation_id: int | None
-) -> RefundReason | None:
-    row = orders.get(activation_id) if activation_id is not None else None
-    if row is None or row.refund_reason is None:
+def _refund_reason(value: str | None) -> RefundReason | None:
+    if value is None:
         return None
     try:
-        return RefundReason(row.refund_reason)
+        return RefundReason(value)
     except ValueError:
         return None
+
+
+def _ledger_entry(line: LedgerLine) -> LedgerEntry:
+    e = line.entry
+    return LedgerEntry(
+        e.id, e.amount, e.kind, e.note, e.activation_id, e.created_at,
+        service_name=line.service_name,
+        refund_reason=_refund_reason(line.refund_reason) if e.kind == "refund" else None,
+        charge_id=e.charge_id, charge_entry=e.charge_entry,
+    )
 
 
 class Reports:
@@ -122,11 +125,7 @@ class Reports:
     async def wallet(self, user_id: int) -> WalletView:
         rt = self.rt
         now = rt.clock.now()
-        active_count = await rt.repos.activations.count_for_user(user_id, OPEN_STATES)
-        spent = sum(
-            await rt.repos.activations.prices_between(user_id, _month_start(now), now + 1),
-            Decimal(0),
-        )
+        figures = await self.sql.wallet_figures(user_id, _month_start(now), now + 1)
         try:
             acc = await self.accounts.funding_account(user_id)
         except KeyRequired:  # no key linked (yet)
@@ -139,37 +138,24 @@ class Reports:
         ledger = await self._ledger(user_id) if rt.policy.shows_ledger else ()
         return WalletView(
             mode=rt.policy.name, balance=funds.balance, email=funds.email, ledger=ledger,
-            active_count=active_count, spent_this_month=spent,
+            active_count=figures.active_count, spent_this_month=figures.spent,
         )
 
     async def _ledger(self, user_id: int) -> tuple[LedgerEntry, ...]:
         rt = self.rt
-        entries = await rt.repos.ledger.entries(user_id, limit=200)
+        # One statement: the entries with their orders' names and refund reasons.
+        lines = await rt.repos.ledger.lines(user_id, limit=200)
         open_ids = {
             t.id for t in rt.tracks.values()
             if t.user_id == user_id and t.state == S.PURCHASING
         }
         visible = [
-            e for e in entries
+            line for line in lines
             # Hold/release pairs are bookkeeping; show only holds still open.
-            if e.kind not in ("hold", "release")
-            or (e.kind == "hold" and e.activation_id in open_ids)
+            if line.entry.kind not in ("hold", "release")
+            or (line.entry.kind == "hold" and line.entry.activation_id in open_ids)
         ][:LEDGER_SHOWN]
-        orders: dict[int, ActivationRow] = {}
-        for e in visible:
-            if e.activation_id is not None and e.activation_id not in orders:
-                order = await rt.repos.activations.get(e.activation_id)
-                if order is not None:
-                    orders[e.activation_id] = order
-        return tuple(
-            LedgerEntry(
-                e.id, e.amount, e.kind, e.note, e.activation_id, e.created_at,
-                service_name=_order_name(orders, e.activation_id),
-                refund_reason=_refund_reason(orders, e.activation_id)
-                if e.kind == "refund" else None,
-            )
-            for e in visible
-        )
+        return tuple(_ledger_entry(line) for line in visible)
 
     # ------------------------------------------------------------------ admin
     async def admin_adjust(

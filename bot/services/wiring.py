@@ -6,12 +6,17 @@ import logging
 
 from bot.domain.activation import CANCELLING_STATES, ActivationState
 from bot.services.accounts import Accounts
+from bot.services.alerts import Alerts
 from bot.services.api import EventHandler
+from bot.services.broadcasts import Broadcasts
 from bot.services.cancels import Cancels
 from bot.services.catalogue import Catalogue
+from bot.services.funding import OperatorLedger
+from bot.services.moderation import Moderation
 from bot.services.outbox import Outbox
 from bot.services.outcomes import Outcomes
 from bot.services.polling import Polling
+from bot.services.pricing import Pricing
 from bot.services.purchases import RECONCILE_SETTLE, Purchases
 from bot.services.reports import Reports
 from bot.services.runtime import Runtime
@@ -37,7 +42,12 @@ class Services:
         self.outcomes = Outcomes(rt, self.tracker)
         self.catalogue = Catalogue(rt, accounts)
         self.cancels = Cancels(rt, accounts, self.tracker, self.outcomes)
-        self.purchases = Purchases(rt, accounts, self.tracker, self.outcomes, self.catalogue)
+        # --- h-ops: operator alerts and prices ---
+        self.alerts = Alerts(rt, accounts, enabled=isinstance(rt.policy, OperatorLedger))
+        self.pricing = Pricing(rt, accounts, self.catalogue)
+        self.purchases = Purchases(
+            rt, accounts, self.tracker, self.outcomes, self.catalogue, alerts=self.alerts
+        )
         self.polling = Polling(rt, self.tracker, self.outcomes)
         self.outbox = Outbox(rt)
         self.reports = Reports(rt, accounts)
@@ -45,6 +55,9 @@ class Services:
             rt.repos, rt.clock, cancel_lock=rt.cancel_lock,
             owns_every_order=rt.policy.owns_every_order, account=accounts.account_ref,
         )
+        # --- h-admin: broadcasts and bans (issue 13) ---
+        self.moderation = Moderation(rt, accounts)
+        self.broadcasts = Broadcasts(rt, accounts)
 
     async def load(self, handler: EventHandler | None) -> None:
         """At start-up: register the funding account, rebuild the tracking and
@@ -52,7 +65,9 @@ class Services:
         rt, tracker = self.rt, self.tracker
         now = rt.clock.now()
         await rt.policy.start(rt.repos, self.accounts)
-        for row in await rt.repos.activations.list_open():
+        open_rows = await rt.repos.activations.list_open()
+        await self.accounts.preload({row.account_id for row in open_rows})
+        for row in open_rows:
             track = tracker.track_from_row(row)
             if track.state == S.PURCHASING:
                 track.reconcile_at = max(now, row.purchase_sent_at + RECONCILE_SETTLE)
@@ -64,6 +79,8 @@ class Services:
             rt.timers.set(("sweep", account_id), now)
         await self.accounts.wipe_unused_keys()
         await self.catalogue.start()
+        await self.pricing.start()
+        self.alerts.start()
         if handler is not None:
             self.outbox.subscribe(handler)
         await self.outbox.start()
@@ -101,6 +118,8 @@ class Services:
                 events = True
             elif kind == "sweep":
                 await self._sweep(key[1], now)
+            elif kind == "balance":
+                await s.alerts.check()
         if cancels:
             await s.cancels.run(cancels, now)
         if polls:

@@ -35,6 +35,8 @@ def begin_stopping(application: DaisyApp, grace: float = STOP_GRACE) -> None:
     data = application.bot_data
     if data.scheduler is not None:
         data.scheduler.close()
+    if data.broadcasts is not None:  # h-admin: broadcast jobs end after what is on the wire
+        data.broadcasts.close()
     limiter = application.bot.rate_limiter
     if isinstance(limiter, ratelimit.TelegramRateLimiter):
         limiter.begin_stopping(grace)

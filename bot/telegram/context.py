@@ -48,6 +48,17 @@ class BotData:
     owns_engine: bool = False
     # When updates were last fetched (getUpdates / webhook): /healthz reads it.
     feed: UpdateFeed = field(default_factory=UpdateFeed)
+    # Sends the operator alerts to the admins (bot.telegram.admin.alerts.AlertSender).
+    alert_sender: Any = None
+    # --- h-admin: bans and broadcasts (issue 13) ---
+    # Banned users (loaded from the database at start-up; /ban and /unban keep it).
+    banned: set[int] = field(default_factory=set)
+    # Clock time a banned user was last told so (the refusal is not repeated for a minute).
+    ban_told: dict[int, float] = field(default_factory=dict)
+    # Clock time each user was last recorded as seen (engine.user_seen, at most hourly).
+    seen: dict[int, float] = field(default_factory=dict)
+    # The broadcast jobs (bot.telegram.admin.broadcast.BroadcastRunner), set by startup().
+    broadcasts: Any = None
 
     @property
     def engine(self) -> EngineAPI:

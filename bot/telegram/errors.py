@@ -16,6 +16,7 @@ from bot.telegram.common.handlers import (
     lang_of,
     users_bring_keys,
 )
+from bot.telegram.common.support import support_plain, with_support
 from bot.telegram.common.views import error_alert
 from bot.telegram.context import BotContext
 from bot.telegram.texts import plain, t
@@ -59,8 +60,8 @@ async def on_error(update: object, context: BotContext) -> None:
         text, markup = screen.text, screen.markup
         alert = error_alert(lang, error)
     else:
-        text, markup = t(lang, "err_generic"), None
-        alert = plain(lang, "err_generic")
+        text, markup = with_support(lang, t(lang, "err_generic")), None
+        alert = support_plain(lang, plain(lang, "err_generic"))
     query = update.callback_query
     try:
         if query is not None and not answered(query):

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 
-import httpx
 from telegram import Message
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
@@ -39,19 +38,9 @@ from bot.telegram.common.handlers import is_not_modified, user_lang
 from bot.telegram.context import BotData, DaisyApp
 from bot.telegram.orders import views
 from bot.telegram.ratelimit import Outgoing, Priority, retry_after_seconds
+from bot.telegram.request import maybe_delivered
 
 __all__ = ["EventRenderer"]
-
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-
-
-def _maybe_delivered(exc: NetworkError) -> bool:
-    """True when the request went out and no answer came back (read timeout,
-    connection cut): Telegram may have carried it out. False for real answers
-    (BadRequest, 5xx — PTB raises those as NetworkError too) and for requests
-    that never left (connection refused, pool timeout)."""
-    cause = exc.__cause__
-    return isinstance(cause, httpx.HTTPError) and not isinstance(cause, _NOT_SENT)
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +112,7 @@ class EventRenderer:
             except RetryAfter:
                 raise  # not sent
             except NetworkError as exc:
-                if not _maybe_delivered(exc):
+                if not maybe_delivered(exc):
                     raise
                 # No answer (timeout, connection cut): Telegram may well have delivered
                 # it. The order message carries the code too; once that edit goes

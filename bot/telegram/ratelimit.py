@@ -18,7 +18,8 @@ Docker waits. This limiter (a :class:`~telegram.ext.BaseRateLimiter`) does:
   ``GLOBAL_FLOOD_CHATS`` different chats within ``GLOBAL_FLOOD_WINDOW`` seconds
   are a global flood: every chat pauses.
 * **Order**: a waiting request is granted by priority (:class:`Priority`: code
-  pushes, then replies to users, then notices, then cosmetic edits), then by how
+  pushes, then replies to users, then notices, then cosmetic edits, then broadcast
+  messages), then by how
   much its chat has sent lately (a count decaying over ``FAIRNESS_SECONDS``: a new
   user's first reply goes ahead of a busy chat's), then by arrival.
 * **Superseded edits**: a queued :attr:`Priority.COSMETIC` edit of a message is
@@ -84,6 +85,7 @@ class Priority(IntEnum):
     REPLY = 1  # the answer to a user's own action (the default)
     NOTICE = 2  # an outbox notice (refund, failure)
     COSMETIC = 3  # an order-message re-render from the outbox (supersedable)
+    BULK = 4  # a broadcast message: after everything else (h-admin, issue 13)
 
 
 @dataclass(frozen=True, slots=True)

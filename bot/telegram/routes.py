@@ -5,7 +5,9 @@ Every CallbackQueryHandler pattern comes from the callback types' own grammars
 
 Groups (lower runs first; each group handles an update at most once):
 
+* -20  the pre-checkout query of a top-up (it has no chat: before the gate).
 * -10  access gate: private chats, allowlist, ``ensure_user``; stops the rest.
+* -5   a successful payment (credited before any conversation sees the message).
 * 0    the key conversation (``/key``; waits for the key message) — or, when the
        operator pays, ``/key`` saying no key is needed.
 * 1    own-key mode: a message that is just an API key, in any other state, is
@@ -28,12 +30,17 @@ from telegram.ext import (
     CallbackQueryHandler,
     CommandHandler,
     MessageHandler,
+    PreCheckoutQueryHandler,
     TypeHandler,
     filters,
 )
 
 from bot.telegram.access import gate
+from bot.telegram.admin.ban import ban_command, unban_command
+from bot.telegram.admin.broadcast import broadcast_callback, broadcast_command
+from bot.telegram.admin.callbacks import BroadcastCb
 from bot.telegram.admin.handlers import adjust_command, admin_command
+from bot.telegram.admin.pricing import price_command, prices_command
 from bot.telegram.buy.callbacks import BUY_TYPES
 from bot.telegram.buy.handlers import build_buy_conversation
 from bot.telegram.common.callbacks import CallbackData
@@ -66,11 +73,22 @@ from bot.telegram.menu.handlers import (
 )
 from bot.telegram.orders.callbacks import OrderCb
 from bot.telegram.orders.handlers import ORDER_PATTERN, active_command, order_callback
+from bot.telegram.topup.callbacks import TOPUP_TYPES, TopListCb, TopPackCb
+from bot.telegram.topup.handlers import (
+    ignore_update,
+    pre_checkout,
+    refund_command,
+    successful_payment,
+    topup_list_callback,
+    topup_pack_callback,
+)
 from bot.telegram.wallet.handlers import wallet_command
 
 __all__ = ["BUY_GROUP", "CALLBACK_TYPES", "GATE_GROUP", "KEY_GROUP", "MAIN_GROUP", "register"]
 
+PRE_CHECKOUT_GROUP = -20  # before the gate: a pre_checkout_query has no chat
 GATE_GROUP = -10
+PAYMENT_GROUP = -5  # after the gate, before the conversations
 KEY_GROUP = 0
 KEY_PASTE_GROUP = 1
 BUY_GROUP = 2
@@ -87,7 +105,16 @@ def register(application: DaisyApp, *, users_bring_keys: bool) -> None:
     private = filters.ChatType.PRIVATE
     not_edited = ~filters.UpdateType.EDITED
 
+    application.add_handler(PreCheckoutQueryHandler(pre_checkout), group=PRE_CHECKOUT_GROUP)
     application.add_handler(TypeHandler(Update, gate), group=GATE_GROUP)
+    application.add_handler(
+        MessageHandler(filters.SUCCESSFUL_PAYMENT, successful_payment), group=PAYMENT_GROUP
+    )
+    # Telegram's own "refunded" service message: the bot already told the user.
+    application.add_handler(
+        MessageHandler(filters.StatusUpdate.REFUNDED_PAYMENT, stop_propagation(ignore_update)),
+        group=PAYMENT_GROUP,
+    )
     key_main: list[Handler]
     if users_bring_keys:
         application.add_handler(build_key_conversation(timeout), group=KEY_GROUP)
@@ -117,6 +144,16 @@ def register(application: DaisyApp, *, users_bring_keys: bool) -> None:
         CommandHandler("language", language_command, filters=private),
         CommandHandler("admin", admin_command, filters=private),
         CommandHandler(["credit", "debit"], adjust_command, filters=private),
+        CommandHandler("price", price_command, filters=private),  # h-ops
+        CommandHandler("prices", prices_command, filters=private),  # h-ops
+        # --- h-admin: broadcasts and bans (issue 13) ---
+        CommandHandler("broadcast", broadcast_command, filters=private & not_edited),
+        CommandHandler("ban", ban_command, filters=private & not_edited),
+        CommandHandler("unban", unban_command, filters=private & not_edited),
+        CallbackQueryHandler(broadcast_callback, pattern=BroadcastCb.pattern()),
+        CommandHandler("refund", refund_command, filters=private),
+        CallbackQueryHandler(topup_list_callback, pattern=TopListCb.pattern()),
+        CallbackQueryHandler(topup_pack_callback, pattern=TopPackCb.pattern()),
         CallbackQueryHandler(menu_callback, pattern=MenuCb.pattern()),
         CallbackQueryHandler(language_callback, pattern=LangCb.pattern()),
         CallbackQueryHandler(order_callback, pattern=ORDER_PATTERN),
@@ -134,5 +171,5 @@ def register(application: DaisyApp, *, users_bring_keys: bool) -> None:
 
 # Every callback type the bot builds and routes (tests round-trip each one).
 CALLBACK_TYPES: tuple[type[CallbackData], ...] = (
-    MenuCb, LangCb, Noop, *BUY_TYPES, OrderCb, HistCb, KeyCb
+    MenuCb, LangCb, Noop, *BUY_TYPES, OrderCb, HistCb, KeyCb, *TOPUP_TYPES, BroadcastCb
 )

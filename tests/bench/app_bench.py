@@ -78,6 +78,8 @@ class UpdatesResult:
     bot_cpu: float = 0.0  # CPU seconds of the bot process in the throughput phase
     driver_cpu: float = 0.0  # CPU seconds of this process (fake Bot API + users) in it
     bot_error_lines: int = 0
+    paced_bot_cpu: float = 0.0  # CPU seconds of the bot process in the paced phase
+    paced_wall: float = 0.0  # wall seconds of the paced phase (until its last answer)
 
     @property
     def per_second(self) -> float:
@@ -159,11 +161,13 @@ async def run_updates(
     seed: int = 1,
     flood_limit: bool = True,
     concurrent_updates: int | None = None,
+    env: dict[str, str] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> UpdatesResult:
     """``users`` fake users each send /start and press Wallet; ``walkers`` of them
     then walk ``steps`` more menu steps. ``db_users`` / ``active`` pre-populate the
-    database (the RSS scenario). Then an open-loop phase at ``paced_rate``."""
+    database (the RSS scenario). Then an open-loop phase at ``paced_rate``.
+    ``env``: more settings for the bot process (``TELEGRAM_HTTP_BACKEND``...)."""
     rng = random.Random(seed)
     result = UpdatesResult(users=users, db_users=max(db_users, users), active=active)
     sim = await start_sim(SystemClock(), window=4 * 3600.0, seed=seed)
@@ -180,7 +184,7 @@ async def run_updates(
             work, telegram_url=fake.url, daisysim_url=sim.base_url, db_path=db_path,
             admin_ids=[ADMIN_ID], flood_limit=flood_limit,
             concurrent_updates=concurrent_updates,
-            env={"LOG_LEVEL": "WARNING", "GIVE_UP_MINUTES": "180"},
+            env={"LOG_LEVEL": "WARNING", "GIVE_UP_MINUTES": "180", **(env or {})},
         )
         bot.start()
         try:
@@ -235,6 +239,7 @@ async def run_updates(
                         idle.append(d)
 
                 start = time.perf_counter()
+                paced_cpu0 = cpu_seconds(bot.pid)
                 sent = 0
                 while time.perf_counter() - start < paced_seconds:
                     due = start + sent / paced_rate
@@ -250,6 +255,8 @@ async def run_updates(
                     sent += 1
                 if pending:
                     await asyncio.gather(*pending)
+                result.paced_wall = time.perf_counter() - start
+                result.paced_bot_cpu = cpu_seconds(bot.pid) - paced_cpu0
             result.rss_mb = bot.rss_mb()
             # Errors while under load (python-telegram-bot logs one at shutdown when its
             # final getUpdates waits behind the cancelled long poll: not counted).

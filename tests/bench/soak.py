@@ -24,6 +24,14 @@ purchases, wallet mismatches (to the cent), undelivered events, and upstream
 orders left unaccounted (every late order is either a bot order or a stray order
 refunded exactly once upstream, or recorded as a loss because its code came first).
 
+Top-ups (issue 13): users also top up their wallets with Telegram Stars (/wallet →
+Top up → a pack → the invoice → Pay), and one kill kind lands right after the bot
+answered a pre-checkout query (the payment is taken, its successful_payment update
+not yet fetched); a quarter of the payments never get their successful_payment
+update at all (only getStarTransactions shows them). At the end every Stars payment
+the fake took must be credited exactly once (0 lost credits, 0 double credits), at
+its top-up's amount, and the wallets must add up with the top-ups included.
+
 Timings are shortened on both sides (cancel lock, activation window, give-up
 time, poll interval) so that a run takes a few minutes; with ``--fast-budgets``
 (default) the purchase and cancel budgets are raised from 10 to 60 per minute,
@@ -76,7 +84,10 @@ SIM_BALANCE = Decimal("5000")
 USER_CREDIT = Decimal("200")
 FIRST_USER = 500_000
 ADMIN_ID = 1
-KILL_KINDS = ("purchase", "poll", "cancel", "random")
+TOPUP = button("btn_topup")
+TOPUP_TITLE = pattern("topup_title")
+TOPUP_PACK = pattern("btn_topup_pack")
+KILL_KINDS = ("topup", "purchase", "poll", "cancel", "random")
 
 
 @dataclass(frozen=True)
@@ -105,13 +116,16 @@ class SoakConfig:
     telegram_storms: bool = True  # 429 storms on one chat + short 429s on sends/edits
     storm_gap: tuple[float, float] = (5.0, 12.0)
     storm_seconds: float = 10.0
+    topups: int = 20  # Stars payments to make (top-ups)
+    topup_ratio: float = 0.3  # a user's chance to top up before a purchase
+    lost_update_ratio: float = 0.25  # payments whose successful_payment never arrives
 
 
 CI = SoakConfig(
-    purchases=15, kills=6, users=8, cancel_lock=4.0, give_up=15.0, window=25.0,
+    purchases=15, kills=8, users=8, cancel_lock=4.0, give_up=15.0, window=25.0,
     poll_interval=2.0, auto_sms=(1.0, 14.0), auto_sms_ratio=0.7, kill_gap=(1.0, 3.0),
-    wait=10.0, deadline=100.0, kill_kinds=("purchase", "poll", "cancel"),
-    late=(20.0, 35.0), storm_gap=(3.0, 6.0), storm_seconds=6.0,
+    wait=10.0, deadline=180.0, kill_kinds=("topup", "purchase", "poll", "cancel"),
+    late=(20.0, 35.0), storm_gap=(3.0, 6.0), storm_seconds=6.0, topups=6,
 )
 
 
@@ -138,6 +152,11 @@ class Report:
     strays: Counter[str] = field(default_factory=Counter)  # stray orders by final state
     lost_amount: Decimal = Decimal(0)  # stray orders whose code came first (a loss)
     storms: int = 0  # Telegram 429 storms started
+    topups_paid: int = 0  # Stars payments the fake took
+    topups_credited: int = 0
+    topup_notices_twice: int = 0  # informational: a kill between the notice and its mark
+    lost_credits: int = 0
+    double_credits: int = 0
     crashes: int = 0  # exits we did not cause (or a failed graceful stop)
     error_lines: int = 0  # ERROR lines in the bot's log (informational)
     problems: list[str] = field(default_factory=list)
@@ -145,7 +164,7 @@ class Report:
 
     INVARIANTS = ("lost_codes", "codes_pushed_twice", "unrefunded", "double_purchases",
                   "wallet_mismatches", "undelivered_events", "open_activations",
-                  "unaccounted_orders", "crashes")
+                  "unaccounted_orders", "crashes", "lost_credits", "double_credits")
 
     @property
     def ok(self) -> bool:
@@ -168,6 +187,8 @@ class Report:
             f"({_counts(self.strays)}; lost to a code first: ${self.lost_amount})",
             f"codes delivered upstream: {self.codes_delivered}   pushed: {self.codes_pushed}   "
             f"numbers refunded upstream: {self.refunded_upstream}",
+            f"top-ups paid (Stars): {self.topups_paid}   credited: {self.topups_credited}   "
+            f"balance notices sent twice: {self.topup_notices_twice}",
             "",
             f"lost codes:            {self.lost_codes}",
             f"codes pushed twice:    {self.codes_pushed_twice}",
@@ -177,6 +198,8 @@ class Report:
             f"undelivered events:    {self.undelivered_events}",
             f"activations not final: {self.open_activations}",
             f"orders unaccounted:    {self.unaccounted_orders}",
+            f"lost credits:          {self.lost_credits}",
+            f"double credits:        {self.double_credits}",
             f"bot crashes:           {self.crashes}   (ERROR lines in its log: "
             f"{self.error_lines})",
             f"=> {'OK' if self.ok else 'FAILED'} in {self.seconds:.0f} s",
@@ -267,6 +290,15 @@ class PushKillFake(TimedFakeTelegram):
 
     killer: Killer | None = None
     armed = False
+    topup_armed = False  # kill right after an ok pre-checkout answer
+
+    def _m_answer_pre_checkout_query(self, p: dict[str, Any]) -> Any:
+        result = super()._m_answer_pre_checkout_query(p)  # type: ignore[misc]
+        ok = str(p.get("ok", "")).lower() in ("true", "1")
+        if ok and self.topup_armed and self.killer is not None:
+            self.topup_armed = False  # paid; its successful_payment is not yet fetched
+            self.killer.kill_now("mid-topup (after the pre-checkout answer)")
+        return result
 
     def _m_send_message(self, p: dict[str, Any]) -> Any:
         result = super()._m_send_message(p)  # type: ignore[misc]  # set per method at import
@@ -290,6 +322,7 @@ class Shared:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_tasks: set[asyncio.Task[None]] = field(default_factory=set)
     kills_done: bool = False  # the supervisor made all its kills
+    topup_kill: bool = False  # a kill waits for a pre-checkout answer: keep paying
 
     def enough(self) -> bool:
         """Users keep buying until the target is reached AND every kill is made: a
@@ -353,8 +386,37 @@ async def cancel_when_possible(user: FakeUser, order: ChatMessage, sh: Shared) -
         await _press(user, CANCEL, mid, sh.cfg.wait)
 
 
+async def topup_one(user: FakeUser, sh: Shared) -> None:
+    """/wallet → Top up → a pack → Pay (a kill or a fault may get in the way)."""
+    wait = sh.cfg.wait
+    try:
+        await user.send("/wallet")
+        wallet = await user.wait_for(lambda m: m.has_button(TOPUP), wait)
+        if not await _press(user, TOPUP, wallet.message_id, wait):
+            return
+        packs = await user.wait_for(lambda m: TOPUP_TITLE.search(m.text) is not None
+                                    and m.has_button(TOPUP_PACK), wait)
+        label = sh.rng.choice([b for b in packs.button_labels if TOPUP_PACK.fullmatch(b)])
+        seen = {m.message_id for m in user.chat() if m.invoice is not None}
+        if not await _press(user, label, packs.message_id, wait):
+            return
+        invoice = await user.wait_for(
+            lambda m: m.from_bot and m.invoice is not None and m.message_id not in seen, wait)
+        # a share of payments whose successful_payment Telegram never delivers: only
+        # getStarTransactions shows them (the bot's reconciliation must credit them)
+        lose = sh.rng.random() < sh.cfg.lost_update_ratio
+        result = await user.pay(invoice.message_id, lose_update=lose, timeout=wait)
+    except AssertionError:
+        return
+    if result.paid:
+        sh.report.topups_paid += 1
+
+
 async def user_loop(user: FakeUser, sh: Shared, canceler: bool) -> None:
     while not sh.enough() and not sh.stop.is_set():
+        wanted = sh.report.topups_paid < sh.cfg.topups or sh.topup_kill
+        if wanted and sh.rng.random() < sh.cfg.topup_ratio:
+            await topup_one(user, sh)
         service = sh.rng.choice(SERVICES)
         order = await buy_one(user, sh, service)
         if order is None:
@@ -401,7 +463,17 @@ async def supervise(bot: BotProcess, fake: PushKillFake, killer: Killer, sh: Sha
         kind = kinds[done % len(kinds)] if done < len(kinds) else rng.choice(kinds)
         if kind == "random":
             killer.kill_now("random moment")
+        elif kind == "topup":
+            killer.killed.clear()
+            fake.topup_armed = sh.topup_kill = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(killer.killed.wait(), 3 * cfg.wait)
+            sh.topup_kill = False
+            if fake.topup_armed:
+                fake.topup_armed = False
+                killer.kill_now("random moment (no top-up in time)")
         elif kind == "push":
+            killer.killed.clear()  # (set by the previous kill: the wait would not wait)
             fake.armed = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(killer.killed.wait(), 2 * cfg.wait)
@@ -457,6 +529,9 @@ async def settle(bot: BotProcess, db_path: Path, sh: Shared, fake: PushKillFake)
                     "SELECT COUNT(*) FROM activations a WHERE watch_until > ? AND NOT EXISTS"
                     " (SELECT 1 FROM stray_orders s WHERE s.activation_id = a.id)",
                     (time.time(),)).fetchone()[0]
+                credited = {r[0] for r in conn.execute(
+                    "SELECT charge_id FROM ledger WHERE charge_entry = 'topup'")}
+                open_n += len(set(fake.charges) - credited)  # payments not yet credited
             finally:
                 conn.close()
             open_n += len(sh.sim.sim.core.late_purchases)
@@ -519,11 +594,14 @@ def verify(db_path: Path, sim: SimHandle, fake: PushKillFake, report: Report) ->
         rows = [dict(r) for r in conn.execute("SELECT * FROM activations ORDER BY id")]
         ledger = [dict(r) for r in conn.execute("SELECT * FROM ledger ORDER BY id")]
         strays = [dict(r) for r in conn.execute("SELECT * FROM stray_orders ORDER BY id")]
+        topups = {r["charge_id"]: dict(r) for r in conn.execute(
+            "SELECT * FROM topups WHERE charge_id IS NOT NULL")}
         report.undelivered_events = conn.execute(
             "SELECT COUNT(*) FROM events WHERE delivered_at IS NULL").fetchone()[0]
     finally:
         conn.close()
     stray_ids = verify_strays(strays, sim, report)
+    topped_up = verify_topups(ledger, topups, fake, report)
     # The checks below are about bot orders: stray orders are accounted for above.
     sim_acts = {a.aid: a for a in core.activations.values()
                 if a.account == OPERATOR_KEY and a.aid not in stray_ids}
@@ -646,11 +724,48 @@ def verify(db_path: Path, sim: SimHandle, fake: PushKillFake, report: Report) ->
                        f"bot net charges {bot_net} != upstream net {charges - refunds}")
     for uid, entries in by_user.items():
         total = sum((Decimal(e["amount"]) for e in entries), Decimal(0))
-        expected = USER_CREDIT - sum(
+        expected = USER_CREDIT + topped_up.get(uid, Decimal(0)) - sum(
             (-per_act[r["id"]].get("charge", Decimal(0)) - per_act[r["id"]].get(
                 "refund", Decimal(0)) for r in rows if r["user_id"] == uid), Decimal(0))
         if total != expected:
             report.problem("wallet_mismatches", f"user {uid}: balance {total} != {expected}")
+
+
+def verify_topups(ledger: list[dict[str, Any]], topups: dict[str, dict[str, Any]],
+                  fake: PushKillFake, report: Report) -> dict[int, Decimal]:
+    """Every Stars payment the fake took is credited exactly once, to its payer, at
+    its top-up's amount for its top-up's price; no credit without a payment.
+    Returns the credited dollars per user (for the wallet check)."""
+    credits = Counter(e["charge_id"] for e in ledger if e["charge_entry"] == "topup")
+    amounts: dict[str, Decimal] = {
+        e["charge_id"]: Decimal(e["amount"]) for e in ledger if e["charge_entry"] == "topup"}
+    per_user: dict[int, Decimal] = defaultdict(Decimal)
+    charges = fake.charges
+    report.topups_paid = max(report.topups_paid, len(charges))
+    for cid, charge in charges.items():
+        n = credits[cid]
+        if n == 0:
+            report.problem("lost_credits", f"payment {cid[:12]}… of user {charge.user_id} "
+                                           f"({charge.amount} Stars) never credited")
+            continue
+        if n > 1:
+            report.problem("double_credits", f"payment {cid[:12]}… credited {n} times")
+        report.topups_credited += 1
+        row = topups.get(cid)
+        if row is None or row["user_id"] != charge.user_id or row["paid_price"] != charge.amount:
+            report.problem("wallet_mismatches", f"payment {cid[:12]}…: top-up row {row}")
+        elif amounts[cid] != Decimal(row["amount"]):
+            report.problem("wallet_mismatches", f"payment {cid[:12]}…: credited {amounts[cid]}"
+                                                f" for a top-up of {row['amount']}")
+        per_user[charge.user_id] += amounts[cid]
+        shown = [m for m in fake.transcript(charge.user_id)
+                 if m.from_bot and cid in m.entity_texts("code")]
+        if len(shown) > 1:
+            report.topup_notices_twice += 1
+    for cid in credits:
+        if cid not in charges:
+            report.problem("double_credits", f"credit for {cid[:12]}… without a payment")
+    return per_user
 
 
 # ----------------------------------------------------------------------------- run
@@ -706,6 +821,7 @@ async def run_soak(cfg: SoakConfig, *, log: Callable[[str], None] | None = None,
             "GIVE_UP_MINUTES": repr(cfg.give_up / 60.0),
             "POLL_INTERVAL_SECONDS": str(cfg.poll_interval),
             "DAISYSIM_TIMEOUT_SECONDS": "5",
+            "TOPUP_RECONCILE_SECONDS": "10",
         }
         bot = BotProcess.configure(work, telegram_url=fake.url, daisysim_url=sim.base_url,
                                    db_path=db_path, admin_ids=[ADMIN_ID], env=extra,
@@ -749,6 +865,9 @@ async def run_soak(cfg: SoakConfig, *, log: Callable[[str], None] | None = None,
                 sup.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sup
+            # a kill the supervisor armed and no longer waits for must not land later
+            killer.disarm()
+            fake.armed = fake.topup_armed = False
             say(f"soak: buying done ({len(sim.sim.core.activations)} upstream activations, "
                 f"{sum(report.kills.values())} kills); settling")
             sim.sim.clear_faults()  # let the last retries through

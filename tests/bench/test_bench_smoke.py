@@ -64,6 +64,11 @@ async def test_tiny_run_of_every_benchmark_builds_the_table() -> None:
     assert "updates:" in raw and "share:" in raw
     assert row(table, "… the flood drained").met is True, raw
     assert "first contact (TelegramRateLimiter)" in raw and "(AIORateLimiter)" in raw
+    # issue 14: update cost per transport (both runs answered everything), the flood rows
+    assert "cost httpx/64:" in raw and "unanswered 0, ERROR lines 0" in raw, raw
+    assert row(table, "Bot CPU per update").baseline != "n/a", raw
+    floods = [r for r in table.rows if r.metric.startswith("Another user's answer p50")]
+    assert len(floods) == 2 and all(r.met is True for r in floods), raw
 
 
 async def test_bot_share_every_code_pushed_once() -> None:

@@ -1,6 +1,6 @@
-"""CI variant of the kill -9 soak: ~15 purchases, 6 kills (every other one right
-after an OTP message went out, the others mid-purchase, mid-poll, mid-cancel), 10 % upstream
-faults; every invariant must hold.
+"""CI variant of the kill -9 soak: ~15 purchases, ~6 Stars top-ups, 8 kills (every
+other one right after an OTP message went out, the others right after a pre-checkout
+answer, mid-purchase, mid-poll), 10 % upstream faults; every invariant must hold.
 
 The full run is ``python -m tests.bench.soak --purchases 120 --kills 12`` (also as
 the ``soak``-marked test below: ``pytest -m soak tests/bench``).
@@ -29,6 +29,8 @@ async def test_soak_with_kills_keeps_every_invariant() -> None:
     assert report.wallet_mismatches == 0, text
     assert report.undelivered_events == 0 and report.open_activations == 0, text
     assert report.crashes == 0, text
+    assert report.topups_paid > 0 and report.topups_credited == report.topups_paid, text
+    assert report.lost_credits == 0 and report.double_credits == 0, text
     assert report.ok, text
 
 

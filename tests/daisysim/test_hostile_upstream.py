@@ -111,8 +111,11 @@ async def test_trickled_purchase_is_reconciled(env: SimEnv) -> None:
 
 
 async def test_send_probe_tells_unsent_requests_apart() -> None:
+    class Pool:
+        traced = False
+
     class Owner:
-        _traced = False
+        pool = Pool()
 
     owner = Owner()
     unknown = _SendProbe(owner)  # type: ignore[arg-type]

@@ -56,7 +56,7 @@ async def test_single_provider_buy(h: Harness) -> None:
     copy = order.button(button("btn_copy_number"))
     assert copy.kind == "copy_text" and copy.copy_text == act.phone
     assert not order.has_button(button("btn_cancel_refund"))  # not before the 180 s lock
-    assert pattern("status_waiting").search(order.text) and "Signal" in order.text
+    assert pattern("status_waiting_live").search(order.text) and "Signal" in order.text
     [sim_act] = h.sim_activations()
     assert sim_act["app"] == "Signal" and sim_act["account"] == OP_KEY
     wallet = await h.engine.wallet(ALICE)

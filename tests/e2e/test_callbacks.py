@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.telegram.admin.callbacks import BroadcastAction, BroadcastCb
 from bot.telegram.buy import callbacks as buy
 from bot.telegram.buy.callbacks import (
     BuyAgain,
@@ -28,6 +29,7 @@ from bot.telegram.keys.handlers import KEY_ENTRY_PATTERN
 from bot.telegram.menu.callbacks import LANG_CODES, LangCb, MenuCb, MenuName, Noop, menu, noop
 from bot.telegram.orders.callbacks import OrderCb, order
 from bot.telegram.routes import CALLBACK_TYPES
+from bot.telegram.topup.callbacks import TopListCb, TopPackCb, topup_pack
 
 
 def parse(data: object) -> CallbackData:
@@ -48,6 +50,8 @@ VALID: list[tuple[str, CallbackData]] = [
     ("buy:again:sb_wa:2266", BuyAgain("sb_wa", "2266")),
     ("act:cancel:17", OrderCb("cancel", 17)),  # buttons of older versions
     ("act:open:1", OrderCb("open", 1)),
+    ("top", TopListCb()),  # Wallet → Top up (issue 13)
+    ("top:p:3", TopPackCb(3)),
     ("act:ref:99", OrderCb("ref", 99)),
     ("act:open:000000000042", OrderCb("open", 42)),
     ("order:cancel:17", OrderCb("cancel", 17)),
@@ -140,6 +144,9 @@ def _values(kind: type[CallbackData]) -> st.SearchStrategy[Any]:
         HistCb: st.builds(HistCb, st.sampled_from(["all", "completed", "waiting", "cancelled"]),
                           pages),
         KeyCb: st.builds(KeyCb, st.sampled_from(get_args(KeyAction))),
+        BroadcastCb: st.builds(BroadcastCb, st.sampled_from(get_args(BroadcastAction)), ids),
+        TopListCb: st.just(TopListCb()),
+        TopPackCb: st.integers(1, 9).map(TopPackCb),
     }[kind]
 
 
@@ -147,7 +154,9 @@ any_value = st.one_of([_values(kind) for kind in CALLBACK_TYPES])
 
 
 def test_every_callback_type_has_a_value_strategy() -> None:
-    assert len(CALLBACK_TYPES) == 12  # BuyQuote (stored quotes), LangCb (issue 12)
+    # BuyQuote (stored quotes), LangCb (issue 12), TopListCb/TopPackCb and
+    # BroadcastCb (issue 13)
+    assert len(CALLBACK_TYPES) == 15
     for kind in CALLBACK_TYPES:
         _values(kind)
 
@@ -170,6 +179,7 @@ def test_builders() -> None:
     assert menu("wal") == "menu:wal" and noop() == "noop"
     assert hist("waiting", 7) == "hist:waiting:7"
     assert key("rmno") == "key:rmno"
+    assert topup_pack(0) == "top:p:1"  # an index into TOPUP_PACKS_USD, never an amount
     # New order buttons say "order:" ("act" stays the Active list's menu name).
     assert order("cancel", 123456789) == "order:cancel:123456789"
     assert parse(order("cancel", 123456789)) == OrderCb("cancel", 123456789)
@@ -322,12 +332,15 @@ def test_every_string_the_previous_version_accepted_parses_the_same(data: str) -
     if old is not None:
         assert new == old, data
     else:  # new: the "order:" spelling of an activation's buttons, stored quotes
-        # ("buy:q:<id>") and the language picker ("menu:lang", "lang:<code>")
+        # ("buy:q:<id>"), the language picker ("menu:lang", "lang:<code>") and top-ups
+        # ("top", "top:p:<n>")
         assert new is None or (isinstance(new, OrderCb) and data.startswith("order:")) or (
             isinstance(new, BuyQuote) and data.startswith("buy:q:")
         ) or (
             new == MenuCb("lang") or isinstance(new, LangCb)
-        ), data
+        ) or (
+            isinstance(new, BroadcastCb) and data.startswith("bc:")  # issue 13
+        ) or isinstance(new, TopListCb | TopPackCb), data  # top-ups (issue 13)
 
 
 @given(callback_strings)

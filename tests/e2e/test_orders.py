@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from bot.sandbox.fake_telegram import ChatMessage, FakeUser
+from bot.sandbox.fake_telegram import ChatMessage, FakeUser, TimeMention
 from bot.services.api import ActivationState
 from tests.e2e.conftest import ALICE, BOB, WAIT, Harness, HarnessFactory
 from tests.texts import button, lead, pattern, service_button, text
@@ -66,11 +66,16 @@ async def test_cancel_button_appears_at_the_lock_and_refunds(h: Harness) -> None
     alice = h.user()
     order = await h.buy(alice, TELEGRAM)  # bought at 2026-01-01 00:00:00 UTC
     assert not order.has_button(CANCEL)
-    assert text("order_cancel_locked", at="00:03 UTC", left="3:00", now="00:00 UTC") in (
-        order.text
-    )
-    # absolute times: they never go stale
-    assert text("status_waiting", at="00:20 UTC") in order.text
+    # relative and live in the reader's app ("opens in 3 minutes"), beside the
+    # absolute time; the fallbacks are exact as of sending, the clock in UTC
+    in_3_00 = text("time_in", left="3:00")
+    assert text("order_cancel_locked_live", when=in_3_00, at="00:03 UTC") in order.text
+    in_20_00 = text("time_in", left="20:00")
+    assert text("status_waiting_live", when=in_20_00, at="00:20 UTC") in order.text
+    opens, expires = 1767225780, 1767226800  # 2026-01-01 00:03 / 00:20 UTC
+    assert TimeMention(in_3_00, opens, "r") in order.times
+    assert TimeMention("00:03 UTC", opens, "t") in order.times
+    assert TimeMention(in_20_00, expires, "r") in order.times
     assert order.has_button(LOCKED)  # looks disabled, a press explains why
     await h.advance(179)
     assert not alice.message(order.message_id).has_button(CANCEL)
@@ -308,16 +313,20 @@ async def test_an_off_minute_purchase_states_only_true_times(h: Harness) -> None
     h.clock.set(h.clock.now() + 11.3)
     order = await h.buy(alice, TELEGRAM)
     assert text(
-        "order_cancel_locked", at="00:03:12 UTC", left="3:01", now="00:00:11 UTC"
+        "order_cancel_locked_live", when=text("time_in", left="3:01"), at="00:03:12 UTC"
     ) in order.text
-    assert text("status_waiting", at="00:20:11 UTC") in order.text
+    assert text(
+        "status_waiting_live", when=text("time_in", left="20:00"), at="00:20:11 UTC"
+    ) in order.text
     locked = button("btn_cancel_locked", at="00:03:12 UTC")
     assert order.has_button(locked)
     await h.advance(150)  # 00:02:41.3
     answer = await alice.press(locked, message_id=order.message_id)
     assert answer.text is not None and answer.show_alert
     assert pattern("cb_too_early", at="00:03:12 UTC", seconds=31).search(answer.text), answer.text
-    in_0_31 = text("order_cancel_locked", at="00:03:12 UTC", left="0:31", now="00:02:41 UTC")
+    in_0_31 = text(
+        "order_cancel_locked_live", when=text("time_in", left="0:31"), at="00:03:12 UTC"
+    )
     await alice.wait_for(
         lambda m: m.message_id == order.message_id and in_0_31 in m.text,
         WAIT,

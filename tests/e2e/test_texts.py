@@ -354,7 +354,7 @@ def test_cancel_button_only_after_the_lock() -> None:
         return [b.text for row in screen.markup.inline_keyboard for b in row]
 
     assert "❌ Cancel & refund" not in labels(before)
-    assert "available from 00:03 UTC (in 0:01 as of 00:02:59 UTC)" in texts.strip_html(before.text)
+    assert "Cancel & refund opens in 0:01, at 00:03 UTC." in texts.strip_html(before.text)
     assert "🔒 Cancel from 00:03 UTC" in labels(before)  # a different, "locked" label
     assert not any(label.startswith("🔒") for label in labels(after))
     assert "❌ Cancel & refund" in labels(after)
@@ -443,7 +443,7 @@ def test_history_and_order_use_one_vocabulary() -> None:
     line, _ = status_of(_activation(ActivationState.COMPLETED, code="123456"))
     assert line == "code 123456"
     line, order = status_of(_activation(ActivationState.WAITING))
-    assert line == "waiting" and "waiting for the SMS · expires 00:20 UTC" in order
+    assert line == "waiting" and "waiting for the SMS · expires in 19:50 (00:20 UTC)" in order
     failed = _activation(ActivationState.FAILED, refund_reason=RefundReason.FAILED,
                          refund_amount=Decimal("0.74"))
     line, order = status_of(failed)
@@ -463,6 +463,14 @@ def test_absolute_times_in_utc() -> None:
     waiting = orders_views.order("en", _activation(ActivationState.WAITING, cancel_after=NOW + 190),
                           NOW + 70)
     text = texts.strip_html(waiting.text)
+    assert "expires in 18:50 (00:20 UTC)" in text
+    assert "opens in 2:00, at 00:03:10 UTC." in text
+    texts.use_date_time_entities(False)  # the UTC text only: the "as of" says when
+    try:
+        text = texts.strip_html(orders_views.order(
+            "en", _activation(ActivationState.WAITING, cancel_after=NOW + 190), NOW + 70).text)
+    finally:
+        texts.use_date_time_entities(True)
     assert "expires 00:20 UTC" in text
     assert "available from 00:03:10 UTC (in 2:00 as of 00:01:10 UTC)" in text
 
@@ -477,7 +485,17 @@ def test_every_stated_cancel_time_agrees_and_is_never_early(now_offset: float) -
     cancel_after = purchased + 180  # the button opens at 00:03:11.3
     a = _activation(ActivationState.WAITING, cancel_after=cancel_after)
     now = purchased + now_offset
-    text = texts.strip_html(orders_views.order("en", a, now).text)
+    live = orders_views.order("en", a, now).text  # relative + absolute, both exact
+    opens = re.search(r'<tg-time unix="(\d+)" format="r">in (\d+):(\d\d)</tg-time>, at '
+                      r'<tg-time unix="(\d+)" format="T">00:03:12 UTC</tg-time>', live)
+    assert opens, live
+    assert int(opens[1]) == int(opens[4]) == NOW + 192
+    assert int(opens[2]) * 60 + int(opens[3]) == texts.seconds_until(cancel_after, now)
+    texts.use_date_time_entities(False)
+    try:
+        text = texts.strip_html(orders_views.order("en", a, now).text)
+    finally:
+        texts.use_date_time_entities(True)
     found = re.search(r"available from (\d\d):(\d\d):(\d\d) UTC \(in (\d+):(\d\d) as of "
                       r"(\d\d):(\d\d):(\d\d) UTC\)", text)
     assert found, text

@@ -320,7 +320,7 @@ async def test_locked_cancel_button_explains_and_unlocks(h: Harness) -> None:
     answer = await alice.press(LOCKED, message_id=order.message_id)
     assert answer.show_alert and answer.text is not None
     assert pattern("cb_too_early", at="00:03 UTC", seconds=80).search(answer.text), answer.text
-    in_1_20 = pattern("order_cancel_locked", left="1:20", now="00:01:40 UTC")
+    in_1_20 = pattern("order_cancel_locked_live", when=text("time_in", left="1:20"))
     refreshed = await alice.wait_for(_on(order.message_id, in_1_20), WAIT)
     assert refreshed.has_button(LOCKED)
     await h.advance(80)

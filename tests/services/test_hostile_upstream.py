@@ -24,11 +24,11 @@ async def test_absurd_catalogue_prices_are_left_out_not_crashing(h: Harness) -> 
                                    "code=Telegram/price": Decimal(-3)})
     services = {s.code: s for s in await eng.list_services(ALICE)}
     assert "Signal" not in services and "Telegram" not in services
-    assert services["WhatsApp"].price == Decimal("2.035")
+    assert services["WhatsApp"].price == Decimal("2.04")  # 2.035 rounded up to the cent
     assert all(s.price > 0 for s in services.values())
-    act = await eng.buy(ALICE, "WhatsApp", None, Decimal("2.035"), request_id="r1")
-    assert act.price == Decimal("2.035")
-    assert await eng.inspect.balance(ALICE) == Decimal("7.965")
+    act = await eng.buy(ALICE, "WhatsApp", None, Decimal("2.04"), request_id="r1")
+    assert act.price == Decimal("2.04")
+    assert await eng.inspect.balance(ALICE) == Decimal("7.96")
 
 
 @pytest.mark.parametrize("amount", ABSURD, ids=str)

@@ -348,16 +348,18 @@ async def test_price_changed(h: Harness, mode: str) -> None:
 
 
 async def test_markup_applies_to_prices_and_charges(h: Harness) -> None:
+    """A marked-up price is rounded UP to the cent (1.85 x 1.1 = 2.035 -> 2.04), and
+    exactly that is shown, quoted, held and charged."""
     eng = await h.engine("operator", markup_percent=Decimal("10"))
     await eng.admin_adjust(ADMIN, ALICE, Decimal("5"), "top-up")
     services = {s.code: s for s in await eng.list_services(ALICE)}
-    assert services["WhatsApp"].price == Decimal("2.0350")
-    assert services["sb_wa"].pools[0].price == Decimal("1.1913")  # 1.0830 * 1.1 = 1.19130
+    assert services["WhatsApp"].price == Decimal("2.04")
+    assert services["sb_wa"].pools[0].price == Decimal("1.20")  # 1.0830 * 1.1 = 1.1913
     quote = await eng.quote(ALICE, "WhatsApp", None)
-    assert quote.price == Decimal("2.0350") and quote.balance_after == Decimal("2.9650")
+    assert quote.price == Decimal("2.04") and quote.balance_after == Decimal("2.96")
     act = await eng.buy(ALICE, "WhatsApp", None, quote.price, request_id="m")
-    assert act.price == Decimal("2.0350")
-    assert await eng.inspect.balance(ALICE) == Decimal("2.9650")
+    assert act.price == Decimal("2.04")
+    assert await eng.inspect.balance(ALICE) == Decimal("2.96")
     assert h.sim_balance() == Decimal("500") - Decimal("1.85")
 
 

@@ -71,9 +71,9 @@ def test_timer_heap_lazy_invalidation() -> None:
 
 def test_user_price_rounding() -> None:
     assert user_price(Decimal("1.0830"), Decimal("0")) == Decimal("1.0830")
-    assert user_price(Decimal("1.0830"), Decimal("10")) == Decimal("1.1913")
-    assert user_price(Decimal("0.0001"), Decimal("50")) == Decimal("0.0002")  # half up
-    assert user_price(Decimal("1.8500"), Decimal("12.5")) == Decimal("2.0813")
+    assert user_price(Decimal("1.0830"), Decimal("10")) == Decimal("1.20")  # up to the cent
+    assert user_price(Decimal("0.0001"), Decimal("50")) == Decimal("0.01")  # never below a cent
+    assert user_price(Decimal("1.8500"), Decimal("12.5")) == Decimal("2.09")  # 2.08125
 
 
 def test_key_vault_and_masking() -> None:

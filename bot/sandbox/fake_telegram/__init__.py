@@ -48,11 +48,19 @@ error; :attr:`FakeTelegram.webhook_deliveries` lists every attempt). So the same
 their updates just stay pending. The one deviation from Telegram: plain ``http://``
 is accepted for those loopback hosts (tests have no TLS).
 
+Telegram Stars: ``sendInvoice`` / ``createInvoiceLink`` (XTR, one price, empty
+provider_token), ``answerPreCheckoutQuery`` (once, within 10 s of the fake's clock),
+``refundStarPayment`` and ``getStarTransactions``. A user pays with
+``await alice.pay(invoice_message_id)``: the bot gets a ``pre_checkout_query``, and on
+``ok`` a ``successful_payment`` message; :meth:`FakeTelegram.redeliver` sends a payment
+update twice.
+
 Layout (one module per concern): ``server`` (HTTP, routing, request parsing),
 ``state`` (chats, messages, the updates queue, events), ``methods/`` (the Bot API
 methods by group), ``html`` / ``entities`` / ``markup`` (text and keyboard rules),
-``users`` (:class:`FakeUser`), ``faults`` (injected failures), ``persistence``
-(export / import of the chats), ``webhook`` (delivery), ``fake`` (the facade).
+``stars`` (the payments ledger), ``users`` (:class:`FakeUser`), ``faults`` (injected
+failures), ``persistence`` (export / import of the chats), ``webhook`` (delivery),
+``fake`` (the facade).
 """
 
 from bot.sandbox.fake_telegram.entities import MARKDOWN_REFUSED, find_auto_entities, render_html
@@ -71,6 +79,7 @@ from bot.sandbox.fake_telegram.snapshots import (
     WebhookDelivery,
     format_transcript,
 )
+from bot.sandbox.fake_telegram.stars import Charge, InvoiceInfo, PaymentResult, PreCheckout
 from bot.sandbox.fake_telegram.urls import check_url, utf16_len
 from bot.sandbox.fake_telegram.users import FakeUser
 
@@ -78,12 +87,16 @@ __all__ = [
     "MARKDOWN_REFUSED",
     "Button",
     "CallbackAnswer",
+    "Charge",
     "ChatEvent",
     "ChatMessage",
     "EntityParseError",
     "FakeTelegram",
     "FakeUser",
     "InjectedError",
+    "InvoiceInfo",
+    "PaymentResult",
+    "PreCheckout",
     "RecordedCall",
     "RecordedRequest",
     "TelegramApiError",

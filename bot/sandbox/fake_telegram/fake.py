@@ -24,13 +24,16 @@ from bot.sandbox.fake_telegram.snapshots import (
     RecordedRequest,
     WebhookDelivery,
 )
+from bot.sandbox.fake_telegram.stars import Charge, InvoiceInfo, PaymentResult, PreCheckout
 from bot.sandbox.fake_telegram.state import TOKEN_RE, BotState
 from bot.sandbox.fake_telegram.users import (
     FakeUser,
     get_user,
     push_raw_update,
+    redeliver,
     user_presses,
     wait_callback_answer,
+    wait_payment,
 )
 
 
@@ -253,6 +256,64 @@ class FakeTelegram:
         without ``update_id``, one kind key: ``{"message": {...}}``). It is delivered
         by getUpdates or to the webhook like any other. Returns its update_id."""
         return push_raw_update(self.state, content)
+
+    # -- Telegram Stars payments ----------------------------------------------------------
+    async def pay(
+        self,
+        user_id: int,
+        message_id: int | None = None,
+        *,
+        duplicate: bool = False,
+        lose_update: bool = False,
+        timeout: float = 15.0,  # noqa: ASYNC109
+    ) -> PaymentResult:
+        """User ``user_id`` pays invoice ``message_id``: see :meth:`FakeUser.pay`."""
+        return await self.user(user_id).pay(
+            message_id, duplicate=duplicate, lose_update=lose_update, timeout=timeout
+        )
+
+    def pay_nowait(
+        self, user_id: int, message_id: int | None = None, *, lose_update: bool = False
+    ) -> str:
+        """Start paying (the pre_checkout_query is queued); returns the query id."""
+        return self.user(user_id).pay_nowait(message_id, lose_update=lose_update)
+
+    async def wait_payment(self, query_id: str, timeout: float = 15.0) -> PaymentResult:  # noqa: ASYNC109
+        """How the payment of pre-checkout query ``query_id`` ended (waits for it)."""
+        return await wait_payment(self.state, query_id, timeout)
+
+    def redeliver(self, update_id: int) -> int:
+        """Deliver payment update ``update_id`` again (same content, new update_id), as
+        Telegram may deliver a successful_payment twice; returns the new update_id."""
+        return redeliver(self.state, update_id)
+
+    def pre_checkout(self, query_id: str) -> PreCheckout:
+        return self.state.stars.queries[query_id]
+
+    def invoice(self, chat_id: int, message_id: int) -> InvoiceInfo | None:
+        """What the fake knows of invoice message ``message_id`` (payload included)."""
+        return self.state.stars.invoices.get((chat_id, message_id))
+
+    def invoice_link(self, link: str) -> InvoiceInfo | None:
+        """The invoice behind a createInvoiceLink link."""
+        return self.state.stars.links.get(link.rsplit("$", 1)[-1])
+
+    @property
+    def charges(self) -> dict[str, Charge]:
+        """Every Stars payment, by telegram_payment_charge_id (``refunded`` flag)."""
+        return dict(self.state.stars.charges)
+
+    @property
+    def star_transactions(self) -> list[JSON]:
+        """The bot's StarTransactions, oldest first (what getStarTransactions pages)."""
+        return json.loads(json.dumps(self.state.stars.transactions))
+
+    @property
+    def star_balance(self) -> int:
+        """Stars received minus Stars refunded."""
+        return sum(
+            t["amount"] if "source" in t else -t["amount"] for t in self.state.stars.transactions
+        )
 
     # -- persistence (the playground keeps its chats across restarts) ---------------
     def export_state(self) -> JSON:

@@ -28,7 +28,7 @@ def require_bool(obj: JSON, name: str, prefix: str = "") -> None:
         raise bad(f'{prefix}field "{name}" must be of type Boolean')
 
 
-def _validate_inline_button(button: Any) -> JSON:
+def _validate_inline_button(button: Any, allow_pay: bool = False) -> JSON:
     prefix = "can't parse inline keyboard button: "
     if not isinstance(button, dict):
         raise bad(prefix + "InlineKeyboardButton must be an Object")
@@ -80,6 +80,9 @@ def _validate_inline_button(button: Any) -> JSON:
                 f"inline keyboard button Web App URL '{url}' is invalid: "
                 "Only HTTPS links are allowed"
             )
+    elif action == "pay" and allow_pay:
+        require_bool(button, "pay", prefix)
+        value = True
     elif action in ("callback_game", "pay"):
         raise bad("BUTTON_TYPE_INVALID")
     elif action == "login_url":
@@ -133,10 +136,13 @@ def _validate_keyboard_button(button: Any) -> JSON:
     return dict(button)
 
 
-def validate_reply_markup(raw: Any, *, inline_only: bool = False) -> tuple[str, JSON] | None:
+def validate_reply_markup(
+    raw: Any, *, inline_only: bool = False, allow_pay: bool = False
+) -> tuple[str, JSON] | None:
     """Validate ``reply_markup``; returns (kind, normalised markup) or None if absent.
 
-    kind is one of "inline", "keyboard", "remove", "force_reply".
+    kind is one of "inline", "keyboard", "remove", "force_reply". ``allow_pay``: Pay
+    buttons are allowed (invoices; the caller checks that one comes first).
     """
     if raw is None or raw == "":
         return None
@@ -156,7 +162,7 @@ def validate_reply_markup(raw: Any, *, inline_only: bool = False) -> tuple[str, 
         for row in rows:
             if not isinstance(row, list):
                 raise bad('field "inline_keyboard" must be an Array of Arrays')
-            clean_rows.append([_validate_inline_button(b) for b in row])
+            clean_rows.append([_validate_inline_button(b, allow_pay) for b in row])
             total += len(row)
         if total > 100:
             raise bad("REPLY_MARKUP_TOO_LONG")

@@ -27,6 +27,17 @@ STRING_PARAMS = frozenset(
         "short_description",
         "name",
         "caption",
+        # payments (a payload "007" must stay a string)
+        "title",
+        "payload",
+        "currency",
+        "provider_token",
+        "provider_data",
+        "start_parameter",
+        "photo_url",
+        "error_message",
+        "pre_checkout_query_id",
+        "telegram_payment_charge_id",
     }
 )
 

@@ -13,10 +13,12 @@ STATE_VERSION = 1
 
 def export_state(state: BotState) -> JSON:
     """The chats (users, messages as they are now, message-id counters, started /
-    blocked, reply keyboard), the unconfirmed updates and the update-id and event
-    counters, as JSON. Deleted messages are left out entirely (their text may be a
-    key the bot deleted); recorded requests, injections, callback queries and
-    webhook settings are not state a restart keeps."""
+    blocked, reply keyboard), the unconfirmed updates (payment updates included, so a
+    restarted bot sees a successful_payment it never confirmed), the update-id and event
+    counters and the Stars ledger (invoices, charges, transactions), as JSON. Deleted
+    messages are left out entirely (their text may be a key the bot deleted); recorded
+    requests, injections, callback queries, pre-checkout queries and webhook settings
+    are not state a restart keeps."""
     chats: list[JSON] = []
     for chat in state.chats.values():
         u = chat.user
@@ -46,6 +48,7 @@ def export_state(state: BotState) -> JSON:
         "seq": state.seq,
         "updates": state.updates,
         "chats": chats,
+        "stars": state.stars.export(),
     }))  # fmt: skip
 
 
@@ -87,6 +90,7 @@ def import_state(state: BotState, saved: JSON) -> None:
         restored = [dict(u) for u in saved["updates"] if u["update_id"] not in known]
         state.updates = sorted(state.updates + restored, key=lambda u: u["update_id"])
         state.seq = max(state.seq, int(saved["seq"]))
+        state.stars.restore(saved.get("stars"))
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"malformed FakeTelegram state: {exc!r}") from None
     state.notify()

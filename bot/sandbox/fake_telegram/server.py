@@ -130,6 +130,7 @@ class FakeBotServer:
             state.in_flight += 1
         state.notify()
         params: JSON = {}
+        at = state.now()
         try:
             if handler is None:
                 raise TelegramApiError(404, "Not Found")
@@ -144,7 +145,7 @@ class FakeBotServer:
             body: JSON = {"ok": True, "result": result}
             status = 200
             if inj is not None and inj.drop:
-                self.calls.append(RecordedCall(next(self._call_seq), method, params, 0, body))
+                self.calls.append(RecordedCall(next(self._call_seq), method, params, 0, body, at))
                 if request.transport is not None:
                     request.transport.abort()
                 return web.Response(status=500)
@@ -153,6 +154,6 @@ class FakeBotServer:
         finally:
             if counted:
                 state.in_flight -= 1
-        self.calls.append(RecordedCall(next(self._call_seq), method, params, status, body))
+        self.calls.append(RecordedCall(next(self._call_seq), method, params, status, body, at))
         state.notify()
         return web.json_response(body, status=status)

@@ -21,7 +21,7 @@ class Button:
     callback_data: str | None = None
     url: str | None = None
     copy_text: str | None = None
-    kind: str = "callback"  # callback | url | copy_text | web_app | other
+    kind: str = "callback"  # callback | url | copy_text | web_app | pay | other
     raw: JSON = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -34,6 +34,8 @@ class Button:
             kind = "copy_text"
         elif "web_app" in b:
             kind = "web_app"
+        elif b.get("pay") is True:
+            kind = "pay"
         else:
             kind = "other"
         ct = b.get("copy_text")
@@ -85,6 +87,13 @@ class ChatMessage:
     date: int
     edit_date: int | None = None
     raw: JSON = field(default_factory=dict, repr=False)
+    # payments: the Invoice of an invoice message (title, description, start_parameter,
+    # currency, total_amount), whether it was paid, and the service messages about a
+    # payment (SuccessfulPayment) or a refund (RefundedPayment)
+    invoice: JSON | None = None
+    invoice_paid: bool = False
+    successful_payment: JSON | None = None
+    refunded_payment: JSON | None = None
 
     @property
     def button_labels(self) -> list[str]:
@@ -145,12 +154,29 @@ class ChatMessage:
             "deleted": self.deleted,
             "date": self.date,
             "edit_date": self.edit_date,
+            "invoice": self.invoice,
+            "invoice_paid": self.invoice_paid,
+            "successful_payment": self.successful_payment,
+            "refunded_payment": self.refunded_payment,
         }
 
     def describe(self) -> str:
         who = "bot " if self.from_bot else "user"
         flags = (" (edited)" if self.edited else "") + (" (DELETED)" if self.deleted else "")
-        lines = [f"#{self.message_id} {who}{flags}: {self.text}"]
+        text = self.text
+        if self.invoice is not None:
+            inv = self.invoice
+            paid = ", paid" if self.invoice_paid else ""
+            text = f"[invoice {inv['title']!r}: {inv['total_amount']} {inv['currency']}{paid}]"
+        elif self.successful_payment is not None:
+            sp = self.successful_payment
+            text = (
+                f"[paid {sp['total_amount']} {sp['currency']}: {sp['telegram_payment_charge_id']}]"
+            )
+        elif self.refunded_payment is not None:
+            rp = self.refunded_payment
+            text = f"[refunded {rp['total_amount']} {rp['currency']}]"
+        lines = [f"#{self.message_id} {who}{flags}: {text}"]
         for row in self.buttons:
             lines.append("      [" + "] [".join(_describe_button(b) for b in row) + "]")
         return "\n".join(lines)
@@ -216,6 +242,7 @@ class RecordedCall:
     params: JSON
     status: int
     response: JSON
+    at: float = 0.0  # the fake's clock when the call arrived (pacing checks)
 
 
 class WebhookDelivery(NamedTuple):

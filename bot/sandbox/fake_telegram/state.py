@@ -26,6 +26,7 @@ from bot.sandbox.fake_telegram.snapshots import (
     ChatMessage,
     WebhookDelivery,
 )
+from bot.sandbox.fake_telegram.stars import StarsLedger
 
 T = TypeVar("T")
 
@@ -43,6 +44,7 @@ class FakeUser(Protocol):
     def to_user_json(self) -> JSON: ...
 
     def to_chat_json(self) -> JSON: ...
+
 
 TOKEN_RE = re.compile(r"^\d+:[A-Za-z0-9_\-]+$")
 DEFAULT_EXCLUDED_UPDATES = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
@@ -134,6 +136,7 @@ class BotState:
         self.query_counter = itertools.count(1)
         self.commands: dict[tuple[str, str], list[JSON]] = {}
         self.bot_settings: dict[tuple[str, str], Any] = {}
+        self.stars = StarsLedger()  # invoices, pre-checkout queries, charges, transactions
         self.global_events: list[ChatEvent] = []
         self.seq = 0  # sequence number of the newest event (0 before any)
         self.changed = asyncio.Event()
@@ -232,6 +235,7 @@ class BotState:
         d = stored.data
         markup = d.get("reply_markup") or {}
         buttons = [[Button.from_json(b) for b in row] for row in markup.get("inline_keyboard", [])]
+        invoice = self.stars.invoices.get((d["chat"]["id"], d["message_id"]))
         return ChatMessage(
             message_id=d["message_id"],
             chat_id=d["chat"]["id"],
@@ -244,6 +248,10 @@ class BotState:
             date=d["date"],
             edit_date=d.get("edit_date"),
             raw=json.loads(json.dumps(d)),
+            invoice=dict(d["invoice"]) if "invoice" in d else None,
+            invoice_paid=invoice is not None and invoice.paid_charge_id is not None,
+            successful_payment=d.get("successful_payment"),
+            refunded_payment=d.get("refunded_payment"),
         )
 
     def transcript(self, chat_id: int, *, include_deleted: bool = False) -> list[ChatMessage]:

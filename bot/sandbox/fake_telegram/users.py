@@ -4,18 +4,26 @@ fake (a message or callback query queued as an update, a my_chat_member on block
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 from collections.abc import Callable
 
 from bot.sandbox.fake_telegram.entities import finalize_text
 from bot.sandbox.fake_telegram.errors import JSON
+from bot.sandbox.fake_telegram.methods.payments import (
+    expire,
+    new_link_pre_checkout,
+    new_pre_checkout,
+)
 from bot.sandbox.fake_telegram.snapshots import (
     Button,
     CallbackAnswer,
     ChatMessage,
     format_transcript,
 )
+from bot.sandbox.fake_telegram.stars import PRE_CHECKOUT_TIMEOUT, PaymentResult
 from bot.sandbox.fake_telegram.state import BotState, Query, Stored
 
 
@@ -107,6 +115,62 @@ class FakeUser:
         """Send a forged callback query with arbitrary ``data`` for ``message_id``."""
         query_id = user_presses(self.state, self, message_id, data, forged=True)
         return await wait_callback_answer(self.state, query_id, timeout=timeout)
+
+    async def pay(
+        self,
+        message_id: int | None = None,
+        *,
+        duplicate: bool = False,
+        lose_update: bool = False,
+        timeout: float = 15.0,  # noqa: ASYNC109
+    ) -> PaymentResult:
+        """Press Pay on invoice ``message_id`` (default: the newest unpaid invoice) and
+        confirm: the bot gets a ``pre_checkout_query`` and has 10 seconds of the fake's
+        clock to answer it. Returns how it ended: ``paid`` (a ``successful_payment``
+        message update was queued; ``charge_id`` is its telegram_payment_charge_id),
+        ``declined`` (``error_message`` is the bot's) or ``expired`` (no answer in time).
+
+        ``duplicate``: once paid, the successful_payment update is delivered a second
+        time (a new update_id, same content), as Telegram may do.
+        ``lose_update``: once paid, the successful_payment update is never delivered
+        (``payment_update_id`` is None): the charge shows only in getStarTransactions.
+        ``timeout``: real seconds to wait at most (a safety net; with a VirtualClock the
+        10 seconds pass only when the test advances the clock).
+        """
+        query_id = self.pay_nowait(message_id, lose_update=lose_update)
+        result = await wait_payment(self.state, query_id, timeout)
+        if duplicate and result.payment_update_id is not None:
+            result.duplicate_update_id = redeliver(self.state, result.payment_update_id)
+        return result
+
+    def pay_nowait(self, message_id: int | None = None, *, lose_update: bool = False) -> str:
+        """Like :meth:`pay` but returns the pre-checkout query id without waiting (see
+        :func:`wait_payment`)."""
+        if message_id is None:
+            message_id = self._newest_invoice()
+        q = new_pre_checkout(self.state, self.id, message_id, lose_update=lose_update)
+        self._mark = self.state.seq
+        return q.id
+
+    async def pay_link(
+        self,
+        link: str,
+        *,
+        lose_update: bool = False,
+        timeout: float = 15.0,  # noqa: ASYNC109
+    ) -> PaymentResult:
+        """Open a createInvoiceLink link and pay it (same flow as :meth:`pay`)."""
+        q = new_link_pre_checkout(self.state, self.id, link, lose_update=lose_update)
+        self._mark = self.state.seq
+        return await wait_payment(self.state, q.id, timeout)
+
+    def _newest_invoice(self) -> int:
+        for m in reversed(self.chat()):
+            if m.from_bot and m.invoice is not None and not m.invoice_paid:
+                return m.message_id
+        raise AssertionError(
+            f"no unpaid invoice in chat {self.id}:\n{format_transcript(self.chat())}"
+        )
 
     async def block(self) -> None:
         """The user blocks the bot (sends get 403; a my_chat_member update is queued)."""
@@ -314,6 +378,56 @@ async def wait_callback_answer(
             f"within {timeout}s; transcript:\n{format_transcript(state.transcript(q.chat_id))}"
         )
     return answer
+
+
+async def wait_payment(
+    state: BotState,
+    query_id: str,
+    timeout: float = 15.0,  # noqa: ASYNC109
+) -> PaymentResult:
+    """Wait until the bot answered pre-checkout query ``query_id`` or its 10 seconds on
+    the fake's clock are over (then the payment fails: ``expired``)."""
+    q = state.stars.queries[query_id]
+    left = PRE_CHECKOUT_TIMEOUT - (state.now() - q.created)
+    answered = asyncio.ensure_future(
+        state.wait_until(lambda: q if q.status != "pending" else None, timeout)
+    )
+    ran_out = asyncio.ensure_future(state.clock.sleep(max(left, 0.0)))
+    try:
+        await asyncio.wait({answered, ran_out}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (answered, ran_out):
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    if q.status == "pending":
+        if not ran_out.done() or ran_out.cancelled():
+            raise AssertionError(
+                f"the bot did not answer pre-checkout query {q.id} (invoice #{q.message_id}) "
+                f"within {timeout}s of real time, and the fake's clock did not reach its "
+                f"10 s limit; transcript:\n{format_transcript(state.transcript(q.chat_id))}"
+            )
+        expire(state, q)
+    return PaymentResult(
+        query_id=q.id,
+        status=q.status,
+        ok=q.ok,
+        error_message=q.error_message,
+        charge_id=q.charge_id,
+        payment_update_id=q.payment_update_id,
+    )
+
+
+def redeliver(state: BotState, update_id: int) -> int:
+    """Deliver payment update ``update_id`` (pre_checkout_query, successful_payment or
+    refunded_payment message) once more, with a new update_id; returns it."""
+    content = state.stars.updates.get(update_id)
+    if content is None:
+        raise KeyError(f"update {update_id} is not a payment update the fake delivered")
+    new_id = state.push_update(json.loads(json.dumps(content)))
+    state.stars.updates[new_id] = content
+    return new_id
 
 
 def push_raw_update(state: BotState, content: JSON) -> int:

@@ -24,6 +24,7 @@
     panelTimer: null,
     typingTimer: null,
     toastTimer: null,
+    payments: new Map(), // invoice message_id -> {status, error}: the latest payment attempt
   };
 
   var el = {
@@ -395,7 +396,9 @@
       return h("a", common);
     }
     var node = h("button", Object.assign(common, { type: "button" }));
-    if (button.kind === "callback") {
+    if (button.kind === "pay") {
+      decoratePayButton(message, node);
+    } else if (button.kind === "callback") {
       node.setAttribute("data-callback-data", button.callback_data);
       node.addEventListener("click", function () { pressButton(message.message_id, button.callback_data, node); });
     } else if (button.kind === "copy_text") {
@@ -414,7 +417,105 @@
     return node;
   }
 
+  // ------------------------------------------------------------------ payments
+  // An invoice is a card (title, description, "⭐ N") with a Pay button that stands in
+  // for Telegram's payment sheet: POST /api/pay, then "payment" events tell the outcome.
+  function priceText(invoice) {
+    if (invoice.currency === "XTR") return "⭐ " + invoice.total_amount;
+    return invoice.total_amount + " " + invoice.currency;
+  }
+
+  var PAYMENT_TEXT = {
+    pending: "Waiting for the bot to confirm…",
+    paid: "✅ Paid",
+    declined: "❌ Payment declined",
+    expired: "❌ Payment failed: the bot did not confirm in time",
+  };
+
+  function paymentStatus(message) {
+    if (message.invoice_paid) return { status: "paid", error: null };
+    return state.payments.get(message.message_id) || null;
+  }
+
+  function decoratePayButton(message, node) {
+    var payment = paymentStatus(message);
+    node.setAttribute("data-testid", "pay-button");
+    node.setAttribute("data-kind", "pay");
+    if (payment && payment.status === "paid") {
+      node.textContent = "Receipt";
+      node.disabled = true;
+    } else if (payment && payment.status === "pending") {
+      node.classList.add("pending");
+      node.setAttribute("aria-busy", "true");
+    }
+    node.addEventListener("click", function () { payInvoice(message.message_id, node); });
+  }
+
+  function renderInvoice(message) {
+    var inv = message.invoice;
+    var payment = paymentStatus(message);
+    var card = h("div", { className: "invoice", "data-testid": "invoice" }, [
+      h("div", { className: "invoice-title", "data-testid": "invoice-title", text: inv.title }),
+      h("div", { className: "invoice-description", text: inv.description }),
+      h("div", { className: "invoice-price", "data-testid": "invoice-price", text: priceText(inv) }),
+    ]);
+    if (payment) {
+      var text = PAYMENT_TEXT[payment.status] || payment.status;
+      if (payment.status === "declined" && payment.error) text += ": " + payment.error;
+      card.appendChild(h("div", {
+        className: "invoice-status " + payment.status,
+        "data-testid": "invoice-status",
+        "data-status": payment.status,
+        text: text,
+      }));
+    }
+    return card;
+  }
+
+  function payInvoice(messageId, node) {
+    var current = state.messages.get(messageId);
+    if (node.classList.contains("pending") || !current || current.invoice_paid) return;
+    state.payments.set(messageId, { status: "pending", error: null });
+    upsertMessage(current, false);
+    api("POST", "/api/pay", { user_id: state.userId, message_id: messageId }).catch(function (err) {
+      state.payments.delete(messageId);
+      var m = state.messages.get(messageId);
+      if (m) upsertMessage(m, false);
+      showToast("Payment failed: " + err.message);
+    });
+  }
+
+  function notePayment(ev) {
+    if (ev.message_id === null || ev.message_id === undefined) return;
+    var status = ev.kind === "pre_checkout_query" ? "pending" : ev.status;
+    state.payments.set(ev.message_id, { status: status, error: ev.error_message || null });
+    var m = state.messages.get(ev.message_id);
+    if (m) {
+      if (status === "paid") m = Object.assign({}, m, { invoice_paid: true });
+      upsertMessage(m, status !== "pending");
+    }
+    if (status === "declined") showAlert(ev.error_message || "The bot declined the payment.");
+    if (status === "expired") showAlert("Payment failed: the bot did not confirm it within 10 seconds.");
+  }
+
+  function serviceText(message) {
+    if (message.successful_payment) {
+      var sp = message.successful_payment;
+      return "You paid " + priceText({ currency: sp.currency, total_amount: sp.total_amount });
+    }
+    var rp = message.refunded_payment;
+    return priceText({ currency: rp.currency, total_amount: rp.total_amount }) + " refunded to you";
+  }
+
   function renderMessage(message) {
+    if (message.successful_payment || message.refunded_payment) {
+      return h("div", {
+        className: "msg service",
+        "data-testid": "service-message",
+        "data-message-id": message.message_id,
+        "data-from": message.from_bot ? "bot" : "user",
+      }, [h("div", { className: "service-text", text: serviceText(message) })]);
+    }
     var wrapper = h("div", {
       className: "msg " + (message.from_bot ? "bot" : "user"),
       "data-testid": "message",
@@ -427,12 +528,26 @@
       message.edited ? h("span", { className: "edited", text: "edited" }) : null,
       h("time", { text: formatTime(message.edit_date || message.date) }),
     ]);
-    bubble.appendChild(renderText(message.text, message.entities));
+    if (message.invoice) bubble.appendChild(renderInvoice(message));
+    else bubble.appendChild(renderText(message.text, message.entities));
     bubble.appendChild(meta);
     wrapper.appendChild(bubble);
     var kb = renderKeyboard(message);
+    if (message.invoice && !hasPayButton(message)) {
+      // no keyboard of the bot's own: Telegram shows a "Pay ⭐N" button
+      var pay = { text: "Pay " + priceText(message.invoice), kind: "pay" };
+      var row = h("div", { className: "kb-row" }, [renderButton(message, pay)]);
+      if (!kb) kb = h("div", { className: "keyboard", "data-testid": "keyboard" });
+      kb.insertBefore(row, kb.firstChild);
+    }
     if (kb) wrapper.appendChild(kb);
     return wrapper;
+  }
+
+  function hasPayButton(message) {
+    return (message.buttons || []).some(function (row) {
+      return row.some(function (b) { return b.kind === "pay"; });
+    });
   }
 
   // ------------------------------------------------------------------ scrolling
@@ -704,6 +819,11 @@
         break;
       case "commands":
         renderCommands(ev.commands);
+        break;
+      case "pre_checkout_query":
+      case "payment":
+        notePayment(ev);
+        schedulePanelRefresh();
         break;
       default:
         break;

@@ -18,6 +18,7 @@ from bot.telegram.common.keyboards import (
 )
 from bot.telegram.menu.callbacks import menu
 from bot.telegram.texts import N_, label
+from bot.telegram.topup.keyboards import topup_button
 
 __all__ = [
     "SERVICES_PER_PAGE",
@@ -132,10 +133,14 @@ def confirm_kb(lang: str, quote: Quote) -> InlineKeyboardMarkup:
     )
 
 
-def insufficient_kb(lang: str, service: Service | None) -> InlineKeyboardMarkup:
-    """Not enough balance: no Confirm. Back to the pools (another may be cheaper),
-    another service, the wallet, the menu."""
+def insufficient_kb(
+    lang: str, service: Service | None, *, top_up: bool = False
+) -> InlineKeyboardMarkup:
+    """Not enough balance: no Confirm. Top up (operator mode), back to the pools
+    (another may be cheaper), another service, the wallet, the menu."""
     rows: list[list[InlineKeyboardButton]] = []
+    if top_up:
+        rows.append([topup_button(lang)])
     if service is not None and service.multi_pool:
         rows.append([back_button(lang, buy_service(service.code))])
     rows.append([button(label(lang, "btn_pick_another"), buy_list(1))])

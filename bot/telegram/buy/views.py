@@ -10,6 +10,7 @@ from bot.services.api import EngineError, InsufficientFunds, PriceChanged, Quote
 from bot.telegram.buy import keyboards as kb
 from bot.telegram.buy.callbacks import buy_list
 from bot.telegram.common.keyboards import back_home_kb, error_kb
+from bot.telegram.common.support import with_support
 from bot.telegram.common.views import Screen, engine_error
 from bot.telegram.texts import Raw, fmt_lock, t
 
@@ -95,14 +96,14 @@ def insufficient(
     if own_key:
         step = t(lang, "err_insufficient_own_key")
     elif user_id is not None:
-        step = t(lang, "err_insufficient_operator_id", user_id=user_id)
+        step = with_support(lang, t(lang, "err_insufficient_operator_id", user_id=user_id))
     else:
-        step = t(lang, "err_insufficient_operator")
+        step = with_support(lang, t(lang, "err_insufficient_operator"))
     if balance is None:
         text = t(lang, "err_insufficient_unknown", price=price, next_step=step)
     else:
         text = t(lang, "err_insufficient", price=price, balance=balance, next_step=step)
-    return Screen(text, kb.insufficient_kb(lang, service))
+    return Screen(text, kb.insufficient_kb(lang, service, top_up=not own_key))
 
 
 def _pool_line(lang: str, quote: Quote) -> Raw:

@@ -25,6 +25,7 @@ __all__ = [
     "fmt_time",
     "fmt_wait",
     "money",
+    "relative_entity",
     "seconds_until",
     "time_entity",
     "use_date_time_entities",
@@ -156,6 +157,14 @@ def time_entity(timestamp: float, *, round_up: bool = False) -> Raw:
     minute, else ``T`` (with seconds)."""
     secs = _whole_second(timestamp, round_up)
     return _tg_time(secs, fmt_time(secs), "t" if secs % 60 == 0 else "T")
+
+
+def relative_entity(timestamp: float, fallback: str, *, round_up: bool = False) -> Raw:
+    """A moment shown relative to the reader's now, and kept live by their app
+    (format ``r``: "in 3 minutes", then "in 2 minutes"…). ``fallback`` is the plain
+    text shown where entities are not rendered (the sender words it exactly as of
+    sending: ``"in 2:41"``); pair it with an absolute :func:`time_entity`."""
+    return _tg_time(_whole_second(timestamp, round_up), fallback, "r")
 
 
 def clock_entity(timestamp: float) -> Raw:

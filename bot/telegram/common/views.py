@@ -14,12 +14,14 @@ from bot.services.api import (
     InvalidKey,
     KeyRequired,
     NotAllowed,
+    OperatorFundsLow,
     PurchasePending,
     ServiceUnavailable,
     TooBusy,
 )
 from bot.telegram.buy.callbacks import buy_list
 from bot.telegram.common.keyboards import error_kb
+from bot.telegram.common.support import support_plain, with_support
 from bot.telegram.texts import N_, Raw, plain, t
 
 __all__ = ["Screen", "engine_error", "error_alert", "join", "notice"]
@@ -54,8 +56,9 @@ def engine_error(lang: str, exc: EngineError, *, retry: str | None = None) -> Sc
     if isinstance(exc, InvalidKey):
         return Screen(t(lang, "err_invalid_key"), error_kb(lang, key=True))
     if isinstance(exc, AccountUnavailable):
-        key = N_("err_account_locked") if exc.locked else N_("err_account_suspended")
-        return Screen(t(lang, key), error_kb(lang))
+        if exc.locked:
+            return Screen(t(lang, "err_account_locked"), error_kb(lang))
+        return Screen(with_support(lang, t(lang, "err_account_suspended")), error_kb(lang))
     if isinstance(exc, ActivationNotFound):
         return Screen(t(lang, "err_not_found"), error_kb(lang))
     if isinstance(exc, ServiceUnavailable):
@@ -64,6 +67,8 @@ def engine_error(lang: str, exc: EngineError, *, retry: str | None = None) -> Sc
         return Screen(t(lang, "not_allowed"), error_kb(lang))
     if isinstance(exc, PurchasePending):  # never "nothing was charged": not known
         return Screen(t(lang, "err_purchase_pending"), error_kb(lang))
+    if isinstance(exc, OperatorFundsLow):  # the operator's DaisySim wallet, not theirs
+        return Screen(with_support(lang, t(lang, "err_service_unavailable")), error_kb(lang))
     # UpstreamUnavailable and anything new
     return Screen(t(lang, "err_upstream"), error_kb(lang, retry=retry))
 
@@ -87,4 +92,6 @@ def error_alert(lang: str, exc: EngineError) -> str:
         return plain(lang, N_("err_account_locked") if exc.locked else N_("err_account_suspended"))
     if isinstance(exc, PurchasePending):
         return plain(lang, "err_purchase_pending")
+    if isinstance(exc, OperatorFundsLow):
+        return support_plain(lang, plain(lang, "err_service_unavailable"))
     return plain(lang, "err_upstream")

@@ -22,8 +22,9 @@ __all__ = [
 
 
 def main_menu(lang: str, *, own_key: bool, first_name: str | None = None) -> Screen:
+    name = first_name or label(lang, "welcome_no_name")
     text = (
-        join(t(lang, "welcome", name=first_name or "there"), "", t(lang, "menu_title"))
+        join(t(lang, "welcome", name=name), "", t(lang, "menu_title"))
         if first_name is not None
         else t(lang, "menu_title")
     )
@@ -38,6 +39,8 @@ def commands_text(lang: str, *, own_key: bool, is_admin: bool = False) -> Raw:
         admin_lines = t(lang, "help_admin_lines")
         if not own_key:
             admin_lines = Raw(admin_lines + t(lang, "help_admin_wallet_lines"))
+            admin_lines = Raw(admin_lines + t(lang, "help_admin_price_lines"))
+            admin_lines = Raw(admin_lines + t(lang, "help_admin_refund_line"))  # top-ups
     return t(lang, "commands", key_line=key_line, admin_lines=admin_lines)
 
 

@@ -4,6 +4,7 @@ the Active numbers list. No I/O here."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from bot.services.api import (
@@ -19,9 +20,13 @@ from bot.telegram.orders import keyboards as kb
 from bot.telegram.texts import (
     N_,
     Raw,
+    date_time_entities,
+    fmt_duration,
     fmt_lock,
     fmt_wait,
+    label,
     plain,
+    relative_entity,
     seconds_until,
     t,
     time_entity,
@@ -53,6 +58,9 @@ def status(lang: str, a: Activation, now: float) -> Raw:
     """The order's status line (also on the Active numbers list)."""
     state = a.state
     if state == ActivationState.WAITING:
+        if date_time_entities():  # "expires in 17 minutes (08:20)", live in the app
+            return t(lang, "status_waiting_live", at=time_entity(a.expires_at),
+                     when=_relative(lang, a.expires_at, now, round_up=False))
         return t(lang, "status_waiting", at=time_entity(a.expires_at))
     if state == ActivationState.REFUNDED:
         amount = a.refund_amount if a.refund_amount is not None else a.price
@@ -69,6 +77,17 @@ def status(lang: str, a: Activation, now: float) -> Raw:
             return t(lang, "status_not_bought")
         return t(lang, "status_failed")
     return t(lang, _STATUS_KEYS[state])
+
+
+def _relative(lang: str, moment: float, now: float, *, round_up: bool) -> Raw:
+    """``moment`` relative to the reader's now (Telegram keeps it live); the fallback
+    is exact as of sending ("in 2:41"), rounded the way the absolute time beside it is."""
+    if round_up:
+        left = seconds_until(moment, now)
+    else:  # the second it falls in, as the absolute time beside it
+        left = max(0, math.floor(moment + 1e-6) - math.floor(now + 1e-6))
+    return relative_entity(moment, label(lang, "time_in", left=fmt_duration(left)),
+                           round_up=round_up)
 
 
 def order(lang: str, a: Activation, now: float) -> Screen:
@@ -89,6 +108,10 @@ def order(lang: str, a: Activation, now: float) -> Screen:
         lines.append("")
         if a.cancel_available(now):
             lines.append(t(lang, "order_cancel_open"))
+        elif date_time_entities():  # "opens in 3 minutes, at 08:03", live in the app
+            lines.append(t(lang, "order_cancel_locked_live",
+                           when=_relative(lang, a.cancel_after, now, round_up=True),
+                           at=time_entity(a.cancel_after, round_up=True)))
         else:
             _, left, _ = fmt_wait(a.cancel_after, now)  # the same seconds as these two:
             lines.append(t(lang, "order_cancel_locked", left=left,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from bot.services.api import LedgerEntry, RefundReason, WalletView
+from bot.telegram.common.support import with_support
 from bot.telegram.common.views import Screen
 from bot.telegram.texts import N_, Raw, Signed, clock_entity, label, t
 from bot.telegram.wallet.keyboards import wallet_kb
@@ -31,6 +32,8 @@ def wallet(lang: str, view: WalletView, *, has_key: bool, user_id: int | None = 
                 user_id=user_id if user_id is not None else "—",
             )
         )
+        if not view.balance:  # nothing to buy with: say who tops it up (h-ops)
+            lines.append(with_support(lang, t(lang, "wallet_operator_empty")))
         lines.append("")
         lines.append(t(lang, "wallet_ledger_title"))
         if not view.ledger:
@@ -61,6 +64,11 @@ _LEDGER_KINDS: dict[str, str] = {
     "charge": N_("ledger_charge"),
     "refund": N_("ledger_refund"),
 }
+_TOPUP_ENTRIES: dict[str, str] = {
+    "topup": N_("ledger_topup_stars"),
+    "refund": N_("ledger_topup_refund"),
+    "refund_back": N_("ledger_topup_refund_back"),
+}
 _REFUND_REASONS: dict[RefundReason, str] = {
     RefundReason.USER_CANCEL: N_("ledger_refund_user_cancel"),
     RefundReason.EXPIRED: N_("ledger_refund_expired"),
@@ -79,6 +87,8 @@ _REFUND_NOTES: dict[str, RefundReason] = {
 def ledger_label(lang: str, entry: LedgerEntry) -> str:
     """A wallet movement in words: "WhatsApp 3 · purchase", "Signal · refund · you
     cancelled", "top-up · bank transfer". Internal notes are never shown."""
+    if entry.charge_entry in _TOPUP_ENTRIES:  # a Stars top-up, its refund
+        return label(lang, _TOPUP_ENTRIES[entry.charge_entry])
     kind_key = _LEDGER_KINDS.get(entry.kind)
     what = label(lang, kind_key) if kind_key is not None else entry.kind
     if entry.kind == "refund":

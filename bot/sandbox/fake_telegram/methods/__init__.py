@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.sandbox.fake_telegram.errors import JSON
-from bot.sandbox.fake_telegram.methods import bot_settings, chat, messages, updates
+from bot.sandbox.fake_telegram.methods import bot_settings, chat, messages, payments, updates
 from bot.sandbox.fake_telegram.state import BotState
 
 Method = Callable[[BotState, JSON], Any]
@@ -44,6 +44,11 @@ METHODS: dict[str, Method] = {
     "getMyName": bot_settings.get_my_name,
     "setChatMenuButton": bot_settings.set_chat_menu_button,
     "getChatMenuButton": bot_settings.get_chat_menu_button,
+    "sendInvoice": payments.send_invoice,
+    "createInvoiceLink": payments.create_invoice_link,
+    "answerPreCheckoutQuery": payments.answer_pre_checkout_query,
+    "refundStarPayment": payments.refund_star_payment,
+    "getStarTransactions": payments.get_star_transactions,
 }
 
 _BY_LOWER = {name.lower(): name for name in METHODS}

@@ -15,6 +15,7 @@ from bot.sandbox.fake_telegram.methods.common import (
     resolve_chat,
     resolve_message_id,
 )
+from bot.sandbox.fake_telegram.methods.payments import check_pay_buttons
 from bot.sandbox.fake_telegram.params import as_bool, as_int, as_int_safe, as_json
 from bot.sandbox.fake_telegram.state import BotState, Chat, Stored
 from bot.sandbox.fake_telegram.urls import check_url
@@ -111,10 +112,10 @@ def edit_message_text(state: BotState, p: JSON) -> JSON:
 
 
 def edit_message_reply_markup(state: BotState, p: JSON) -> JSON:
-    markup = validate_reply_markup(as_json(p, "reply_markup"), inline_only=True)
+    markup = validate_reply_markup(as_json(p, "reply_markup"), inline_only=True, allow_pay=True)
     chat, stored = _editable(state, p)
     old = stored.data
-    inline = markup[1] if markup and markup[1]["inline_keyboard"] else None
+    inline = check_pay_buttons(None if markup is None else markup[1], invoice="invoice" in old)
     if old.get("reply_markup") == inline:
         raise bad(NOT_MODIFIED)
     new = {k: v for k, v in old.items() if k not in ("reply_markup", "edit_date")}
