@@ -75,11 +75,14 @@ def text_phrases() -> set[str]:
     keys = [k for k in CATALOGUE[DEFAULT_LANG] if k not in labels and not k.startswith("cmd_")]
     # one plain word ("refund", "waiting") is a ledger kind or a state name as often as
     # copy: only a whole one-word text with punctuation ("Updated.") counts
+    # and a piece between a tag and a placeholder that is one word with punctuation
+    # (". The" of "</code>. The {amount}") is not copy either
     return {
         seg
         for key in keys
         for seg in _segments(key)
-        if " " in seg or not seg.isalpha()
+        if (" " in seg and (_words(seg) >= 2 or not seg.strip()[:1].isascii()))
+        or (" " not in seg and not seg.isalpha())
     }
 
 

@@ -123,7 +123,7 @@ def test_parse_rejects(data: str | None) -> None:
 # --------------------------------------------------------------- round trips
 
 tokens = st.from_regex(r"[A-Za-z0-9_.()+\-]{1,12}|~[a-z2-7]{10}", fullmatch=True)
-pools = st.none() | tokens
+pools = st.none() | tokens.filter(lambda t: t != "-")  # "-" is the cheapest (None)
 nonces = st.from_regex(r"[0-9a-z]{5}", fullmatch=True)
 pages = st.integers(1, 9999)
 ids = st.integers(1, 10**12 - 1)
