@@ -124,6 +124,11 @@ class Event:
     # An earlier delivery of this event was cut off (the process died while the
     # handler ran): the handler may already have carried it out, e.g. sent the code.
     interrupted: bool = False
+    # Code events: the handler awaits this right before the push goes out (after the
+    # flood limiter let it through), and only that counts as a started delivery; a
+    # crash before it (waiting for the limiter) is not "interrupted": the code is
+    # pushed on redelivery. Other events count as started when the handler starts.
+    sending: Callable[[], Awaitable[None]] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

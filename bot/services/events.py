@@ -4,6 +4,7 @@ snapshot stored with each outbox event."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -87,11 +88,14 @@ def activation_from_json(text: str) -> Activation:
     )
 
 
-def event_from_row(row: EventRow) -> Event:
+def event_from_row(
+    row: EventRow, sending: Callable[[], Awaitable[None]] | None = None
+) -> Event:
     return Event(
         id=row.id,
         kind=EventKind(row.kind),
         activation=activation_from_json(row.payload),
         created_at=row.created_at,
         interrupted=row.dispatches > row.attempts,
+        sending=sending,
     )

@@ -33,8 +33,9 @@ the order can be updated; render idempotently.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
-from bot.services.api import EventHandler, RetryLater
+from bot.services.api import EventHandler, EventKind, RetryLater
 from bot.services.events import event_from_row
 from bot.services.runtime import Runtime
 from bot.services.timers import backoff
@@ -80,13 +81,21 @@ class Outbox:
             if due > now and not ignore_backoff:
                 blocked.add(row.activation_id)  # keep each activation's events in order
                 continue
+            # The dispatch is committed before anything may reach the user: if the
+            # process dies after it, the redelivery knows (Event.interrupted) and must
+            # not repeat it. A code push counts from the moment it goes out
+            # (Event.sending, after the flood limiter's wait), other events from the
+            # handler's start; either way it is counted once by the end, as before.
+            started = _once(events.mark_dispatching, row.id)
             try:
-                event = event_from_row(row)
-                # Committed before the handler runs: if the process dies inside it,
-                # the redelivery knows (Event.interrupted) and must not repeat it.
-                await events.mark_dispatching(row.id)
+                if row.kind == EventKind.CODE_RECEIVED:
+                    event = event_from_row(row, started)
+                else:
+                    await started()
+                    event = event_from_row(row)
                 await handler(event)
             except RetryLater as later:
+                await started()
                 blocked.add(row.activation_id)
                 logger.warning("event %d (%s) deferred %.0f s: %s",
                                row.id, row.kind, later.delay, later)
@@ -95,6 +104,7 @@ class Outbox:
                 )
                 continue
             except Exception as exc:
+                await started()
                 attempts = row.attempts + 1
                 blocked.add(row.activation_id)
                 if attempts >= EVENT_MAX_ATTEMPTS:
@@ -113,6 +123,7 @@ class Outbox:
                         row.id, now + backoff(attempts, 5.0, 600.0), repr(exc)
                     )
                 continue
+            await started()
             await events.mark_delivered(row.id, clock.now())
         self.rt.timers.set(("events",), await self._next_due())
 
@@ -126,3 +137,17 @@ class Outbox:
                 due = row.next_attempt_at if row.next_attempt_at is not None else row.created_at
                 first[row.activation_id] = due
         return min(first.values(), default=None)
+
+
+def _once(mark: Callable[[int], Awaitable[None]], event_id: int) -> Callable[[], Awaitable[None]]:
+    """``mark(event_id)`` on the first call only (the limiter may send a push twice
+    after a short flood pause: still one started delivery)."""
+    done = False
+
+    async def sending() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            await mark(event_id)
+
+    return sending

@@ -29,6 +29,7 @@ RetryAfter, and the event is handed back to the outbox with
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from telegram import Message
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
@@ -107,7 +108,7 @@ class EventRenderer:
             try:
                 await bot.send_message(
                     chat_id=chat_id, text=screen.text, reply_markup=screen.markup,
-                    rate_limit_args=CODE,
+                    rate_limit_args=replace(CODE, on_send=event.sending),
                 )
             except RetryAfter:
                 raise  # not sent

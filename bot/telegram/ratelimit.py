@@ -45,7 +45,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import IntEnum
@@ -94,6 +94,9 @@ class Outgoing:
 
     priority: Priority = Priority.REPLY
     max_wait: float = DEFAULT_MAX_WAIT
+    # Awaited right before the request goes out (after the limiter let it through):
+    # the code push records there that it may have reached Telegram (issue 14).
+    on_send: Callable[[], Awaitable[None]] | None = None
 
 
 DEFAULT = Outgoing()
@@ -295,6 +298,8 @@ class TelegramRateLimiter(BaseRateLimiter[Outgoing]):
                 log.debug("%s to chat %s superseded by a newer edit: dropped", endpoint, key)
                 return True
             try:
+                if options.on_send is not None:
+                    await options.on_send()
                 return await callback(*args, **kwargs)
             except RetryAfter as exc:
                 seconds = retry_after_seconds(exc)

@@ -86,7 +86,9 @@ async def test_delivery_cut_off_by_a_crash_is_redelivered_marked_interrupted(
 
     async def dies(event: Event) -> None:
         seen.append(event)
-        raise asyncio.CancelledError  # what a kill looks like from inside: no ack, no record
+        assert event.sending is not None  # a code push: the handler says when it goes out
+        await event.sending()  # the push went out ...
+        raise asyncio.CancelledError  # ... and then the kill: no ack, no record
 
     eng = await h.engine("operator", handler=dies)
     await eng.admin_adjust(ADMIN, ALICE, Decimal("5"), "top-up")
@@ -103,6 +105,34 @@ async def test_delivery_cut_off_by_a_crash_is_redelivered_marked_interrupted(
     eng = await restart(h, eng)
     await h.run_for(eng, 600)
     assert delivered_codes(h) == {act.id: 1}  # acknowledged: never again
+
+
+async def test_a_crash_before_the_code_push_went_out_is_not_an_interruption(
+    h: Harness,
+) -> None:
+    """Killed while the push still waited (for the flood limiter: before
+    ``Event.sending``): nothing can have reached the user, so the redelivery is not
+    flagged and the code is pushed (before, it was flagged and only the order
+    message showed the code: the soak's "lost code")."""
+    seen: list[Event] = []
+
+    async def dies_waiting(event: Event) -> None:
+        seen.append(event)
+        if len(seen) == 1:
+            raise asyncio.CancelledError  # killed before the request went out
+        await h.record(event)
+
+    eng = await h.engine("operator", handler=dies_waiting)
+    await eng.admin_adjust(ADMIN, ALICE, Decimal("5"), "top-up")
+    act = await eng.buy(ALICE, "Signal", None, Decimal("1"), request_id="w")
+    h.sms(act, "555333")
+    with pytest.raises(asyncio.CancelledError):
+        await h.run_for(eng, 20)
+    eng = await restart(h, eng)
+    await h.run_for(eng, 1)
+    [again] = [e for e in h.events if e.kind is EventKind.CODE_RECEIVED]
+    assert again.id == seen[0].id and not again.interrupted  # pushed, not just shown
+    assert delivered_codes(h) == {act.id: 1}
 
 
 async def test_handler_failure_is_not_an_interruption(h: Harness) -> None:
