@@ -75,15 +75,17 @@ def text_phrases() -> set[str]:
     keys = [k for k in CATALOGUE[DEFAULT_LANG] if k not in labels and not k.startswith("cmd_")]
     # one plain word ("refund", "waiting") is a ledger kind or a state name as often as
     # copy: only a whole one-word text with punctuation ("Updated.") counts
-    # and a piece between a tag and a placeholder that is one word with punctuation
-    # (". The" of "</code>. The {amount}") is not copy either
+    # and a sentence's last stop plus the next sentence's first word, between a tag
+    # and a placeholder (". The" of "</code>. The {amount}"), is not copy either
     return {
         seg
         for key in keys
         for seg in _segments(key)
-        if (" " in seg and (_words(seg) >= 2 or not seg.strip()[:1].isascii()))
-        or (" " not in seg and not seg.isalpha())
+        if (" " in seg or not seg.isalpha()) and not _STOP_AND_WORD.fullmatch(seg)
     }
+
+
+_STOP_AND_WORD = re.compile(r"\s*[.,;:!?]+\s+[A-Za-z]+\s*")
 
 
 def _docstrings(tree: ast.AST) -> set[int]:
