@@ -26,7 +26,7 @@ SANDBOX_MISSING = (
 def _sandbox_main(command: str, rest: list[str]) -> int:
     try:
         if command == "playground":
-            from bot.sandbox.playground import main as sandbox_main
+            from bot.sandbox.playground_cli import main as sandbox_main
         else:
             from bot.sandbox.simulator import main as sandbox_main
     except ModuleNotFoundError as exc:

@@ -26,9 +26,9 @@ from bot.sandbox.playground import (
     PLAYGROUND_TOKEN,
     Playground,
     PlaygroundOptions,
-    options_from_args,
     start_playground,
 )
+from bot.sandbox.playground_cli import options_from_args
 from bot.services.api import ActivationState
 from tests.texts import button, pattern, service_button, text
 

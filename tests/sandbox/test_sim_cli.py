@@ -72,7 +72,7 @@ def test_cli_rejects_bad_arguments() -> None:
 def test_cli_reading_flag_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The documented reading by default; ``--cache-bound`` or
     DAISYSIM_SIM_CACHE_BOUND=1 (the playground reads the same) for the other."""
-    from bot.sandbox import playground
+    from bot.sandbox import playground_cli as playground
     from bot.sandbox.simulator import build_parser
 
     monkeypatch.delenv("DAISYSIM_SIM_CACHE_BOUND", raising=False)
