@@ -9,7 +9,10 @@ exactly the catalogue's keys — so no key is built at run time out of sight.
 
 from __future__ import annotations
 
+import os
+import shutil
 import string
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -155,3 +158,28 @@ def test_a_text_that_names_a_button_uses_its_label(lang: str) -> None:
         words = CATALOGUE[lang][button_key].split(" · ")[0]
         words = re.sub(r"^[^\w]+", "", words, flags=re.UNICODE).strip()
         assert words in html.unescape(CATALOGUE[lang][text_key]), (lang, text_key, words)
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_gnu_msgfmt_check_would_pass(lang: str) -> None:
+    """Translators' tools (Poedit, msgfmt -c) refuse an entry whose msgstr begins or
+    ends with a newline its msgid lacks. The msgid is a key, so no msgstr may begin
+    or end with one: the views put the line breaks between fragments themselves."""
+    with open(LOCALE_DIR / f"{lang}.po", "rb") as fh:
+        catalog = read_po(fh)
+    bad = []
+    for message in catalog:
+        if not message.id:
+            continue
+        forms = message.string if isinstance(message.string, tuple) else (message.string,)
+        ids = message.id if isinstance(message.id, tuple) else (message.id,)
+        for form in forms:
+            for edge in (str.startswith, str.endswith):
+                if any(edge(form, "\n") != edge(ids[0], "\n") for _ in ids):
+                    bad.append(message.id)
+    assert bad == []
+    msgfmt = shutil.which("msgfmt")
+    if msgfmt is not None:  # GNU gettext, when installed: the real check too
+        done = subprocess.run([msgfmt, "-c", "-o", os.devnull, str(LOCALE_DIR / f"{lang}.po")],
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr

@@ -83,7 +83,7 @@ async def _moderate(update: Update, context: BotContext, *, ban: bool) -> None:
         if not changed:
             await send(update, context, notice(lang, "ban_already", user_id=target))
             return
-        why = t(lang, "ban_reason_line", reason=reason) if reason.strip() else Raw("")
+        why = Raw("\n" + t(lang, "ban_reason_line", reason=reason)) if reason.strip() else Raw("")
         await send(update, context, notice(lang, "ban_done", user_id=target, reason=why))
         return
     banned.discard(target)

@@ -65,6 +65,7 @@ def stats(lang: str, s: Stats) -> Screen:
     if s.strays_cancelling[0] or s.strays_refunded[0] or s.strays_lost[0]:
         text = Raw(
             text
+            + "\n\n"
             + t(
                 lang,
                 "admin_strays",

@@ -73,8 +73,9 @@ def service_gone(lang: str) -> Screen:
 def _balance_line(lang: str, quote: Quote) -> Raw:
     if quote.balance is None or quote.balance_after is None:
         return Raw("")  # no balance to show: the line is left out
-    return t(lang, "buy_confirm_balance_line", balance=quote.balance,
+    line = t(lang, "buy_confirm_balance_line", balance=quote.balance,
              balance_after=quote.balance_after)
+    return Raw(line + "\n")
 
 
 def can_afford(quote: Quote) -> bool:
@@ -111,9 +112,9 @@ def _pool_line(lang: str, quote: Quote) -> Raw:
         return Raw("")
     if quote.provider_id is None:  # cheapest available: say which pool it is now
         if quote.pool is None:
-            return t(lang, "buy_confirm_cheapest_line")
-        return t(lang, "buy_confirm_cheapest_pool_line", pool=quote.pool)
-    return t(lang, "buy_confirm_pool_line", pool=quote.provider_id)
+            return Raw(t(lang, "buy_confirm_cheapest_line") + "\n")
+        return Raw(t(lang, "buy_confirm_cheapest_pool_line", pool=quote.pool) + "\n")
+    return Raw(t(lang, "buy_confirm_pool_line", pool=quote.provider_id) + "\n")
 
 
 def confirm(

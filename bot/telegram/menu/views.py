@@ -33,14 +33,14 @@ def main_menu(lang: str, *, own_key: bool, first_name: str | None = None) -> Scr
 
 def commands_text(lang: str, *, own_key: bool, is_admin: bool = False) -> Raw:
     """The command list (in /help and after an unknown command)."""
-    key_line = t(lang, "help_key_line") if own_key else Raw("")
+    key_line = Raw(t(lang, "help_key_line") + "\n") if own_key else Raw("")
     admin_lines = Raw("")
     if is_admin:
-        admin_lines = t(lang, "help_admin_lines")
+        admin_lines = Raw("\n\n" + t(lang, "help_admin_lines"))
         if not own_key:
-            admin_lines = Raw(admin_lines + t(lang, "help_admin_wallet_lines"))
-            admin_lines = Raw(admin_lines + t(lang, "help_admin_price_lines"))
-            admin_lines = Raw(admin_lines + t(lang, "help_admin_refund_line"))  # top-ups
+            admin_lines = Raw(admin_lines + "\n" + t(lang, "help_admin_wallet_lines"))
+            admin_lines = Raw(admin_lines + "\n" + t(lang, "help_admin_price_lines"))
+            admin_lines = Raw(admin_lines + "\n" + t(lang, "help_admin_refund_line"))  # top-ups
     return t(lang, "commands", key_line=key_line, admin_lines=admin_lines)
 
 
