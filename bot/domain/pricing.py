@@ -44,8 +44,9 @@ MAX_MARKUP = Decimal(1000)  # percent
 MAX_FIXED = Decimal(1000)  # USD
 RuleSource = Literal["admin", "settings", "default"]
 
-_MARKUP = re.compile(r"\+?([0-9]{1,4}(?:\.[0-9]{1,2})?)%")
-_FIXED = re.compile(r"\$?([0-9]{1,4}(?:\.[0-9]{1,2})?)")
+# A decimal point or a decimal comma ("0,75"), at most 2 decimals either way.
+_MARKUP = re.compile(r"\+?([0-9]{1,4}(?:[.,][0-9]{1,2})?)%")
+_FIXED = re.compile(r"\$?([0-9]{1,4}(?:[.,][0-9]{1,2})?)")
 # DaisySim app codes: "WhatsApp", "whatsapp-(us)5", "sb_wa".
 _CODE = re.compile(r"[A-Za-z0-9_().\-]{1,64}")
 
@@ -89,10 +90,10 @@ def parse_rule(text: str) -> PriceRule:
     try:
         m = _MARKUP.fullmatch(raw)
         if m:
-            return PriceRule(markup=Decimal(m.group(1)))
+            return PriceRule(markup=Decimal(m.group(1).replace(",", ".")))
         m = _FIXED.fullmatch(raw)
         if m:
-            return PriceRule(fixed=Decimal(m.group(1)))
+            return PriceRule(fixed=Decimal(m.group(1).replace(",", ".")))
     except InvalidOperation:  # pragma: no cover - the patterns rule this out
         pass
     raise PriceRuleError(

@@ -42,7 +42,8 @@ async def test_operator_wallet_admin_credit_and_history(make_harness: HarnessFac
     await admin.send("/credit abc 5")
     await admin.wait_for(pattern("admin_bad_user_id", usage=text("admin_usage_credit")), WAIT)
     for bad in ("/credit 1 -5", "/credit 1 1e3", "/credit 1 5.123456", "/credit 1 NaN",
-                "/credit 1 1,5", "/credit 1 0.005", "/credit 1 0", "/credit 1 1000000.01",
+                "/credit 1 1,500", "/credit 1 1,5,0", "/credit 1 0.005", "/credit 1 0",
+                "/credit 1 1000000.01",
                 "/debit 1 0.001"):
         await admin.send(bad)
         msg = await admin.wait_for(pattern("admin_bad_amount"), WAIT)
@@ -68,6 +69,10 @@ async def test_operator_wallet_admin_credit_and_history(make_harness: HarnessFac
     await admin.wait_for(pattern("admin_debit_too_much", amount="$100.00", user_id=ALICE), WAIT)
     await admin.send(f"/debit {ALICE} 2.5 correction")
     await admin.wait_for(pattern("admin_debited", amount="$2.50"), WAIT)
+    await admin.send(f"/debit {ALICE} 0,5")  # a decimal comma, as many languages write it
+    await admin.wait_for(pattern("admin_debited", amount="$0.50"), WAIT)
+    await admin.send(f"/credit {ALICE} 0,5")
+    await admin.wait_for(pattern("admin_credited", amount="$0.50"), WAIT)
     await admin.send(f"/credit {ALICE} 1000000")  # the upper bound itself is fine
     await admin.wait_for(pattern("admin_credited", amount=Decimal("1000000")), WAIT)
     await admin.send(f"/debit {ALICE} 1000000")

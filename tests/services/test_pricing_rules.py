@@ -34,6 +34,8 @@ D = Decimal
         ("0%", PriceRule(markup=D(0))),
         ("0.75", PriceRule(fixed=D("0.75"))),
         ("$2", PriceRule(fixed=D(2))),
+        ("0,75", PriceRule(fixed=D("0.75"))),  # a decimal comma
+        ("+12,5%", PriceRule(markup=D("12.5"))),
     ],
 )
 def test_rules_parse(raw: str, rule: PriceRule) -> None:
@@ -41,7 +43,9 @@ def test_rules_parse(raw: str, rule: PriceRule) -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", ["0.755", "-10%", "1001%", "0", "0.00", "abc", "1e3", "NaN", "+", "%", "1,5", "1001"]
+    "raw",
+    ["0.755", "-10%", "1001%", "0", "0.00", "abc", "1e3", "NaN", "+", "%", "1,500", "1,5,0",
+     "1001"],
 )
 def test_bad_rules_are_refused(raw: str) -> None:
     with pytest.raises(PriceRuleError):

@@ -31,8 +31,10 @@ log = logging.getLogger(__name__)
 
 _USER_ID = re.compile(r"[1-9][0-9]{0,14}")
 # A plain positive amount in dollars and cents: no sign, exponent, thousands
-# separator, NaN or infinity; at most 2 decimals.
-_AMOUNT = re.compile(r"[0-9]{1,7}(?:\.[0-9]{1,2})?")
+# separator, NaN or infinity; at most 2 decimals, after a point or a decimal comma
+# ("1,5" is 1.50; "1,500" has 3 digits after the comma and is refused: never a
+# thousands separator read as a decimal one).
+_AMOUNT = re.compile(r"[0-9]{1,7}(?:[.,][0-9]{1,2})?")
 MAX_AMOUNT = Decimal("1000000")
 _NOTE_MAX = 200
 
@@ -55,7 +57,7 @@ def parse_adjustment(args: list[str]) -> tuple[int, Decimal, str] | AdjustError:
     if not _AMOUNT.fullmatch(args[1]):
         return AdjustError("amount")
     try:
-        amount = Decimal(args[1])
+        amount = Decimal(args[1].replace(",", "."))
     except InvalidOperation:  # pragma: no cover - the regex already rules this out
         return AdjustError("amount")
     if amount <= 0 or amount > MAX_AMOUNT:
