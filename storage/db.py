@@ -33,7 +33,7 @@ import aiosqlite
 
 _T = TypeVar("_T")
 
-__all__ = ["Database", "Migration", "MigrationError", "load_migrations", "split_sql"]
+__all__ = ["Database", "Dialect", "Migration", "MigrationError", "load_migrations", "split_sql"]
 
 logger = logging.getLogger("storage")
 
@@ -54,9 +54,21 @@ class Migration:
     sql: str
 
 
-def load_migrations() -> list[Migration]:
-    """``storage/migrations/NNNN_name.sql``, sorted by version (gaps not allowed)."""
-    folder = resources.files("storage").joinpath("migrations")
+Dialect = Literal["sqlite", "postgresql"]
+
+# One folder of migrations per backend, the same versions and names in both.
+_MIGRATION_FOLDERS: dict[str, str] = {"sqlite": "migrations", "postgresql": "migrations_pg"}
+
+
+def load_migrations(dialect: Dialect = "sqlite") -> list[Migration]:
+    """``storage/migrations/NNNN_name.sql`` (SQLite) or ``storage/migrations_pg/``
+    (PostgreSQL), sorted by version (gaps not allowed).
+
+    SQLite scripts run statement by statement (:func:`split_sql`); a PostgreSQL
+    script is ONE simple-query execute (its plpgsql bodies contain ``;``)."""
+    if dialect not in _MIGRATION_FOLDERS:
+        raise MigrationError(f"unknown SQL dialect {dialect!r}")
+    folder = resources.files("storage").joinpath(_MIGRATION_FOLDERS[dialect])
     found: list[Migration] = []
     for entry in folder.iterdir():
         match = _MIGRATION_NAME.match(entry.name)
