@@ -137,13 +137,16 @@ class BroadcastRepo:
                 "AND state = 'pending' ORDER BY user_id LIMIT ?",
                 (broadcast_id, limit),
             )
-            ids = [int(r["user_id"]) for r in rows]
-            for user_id in ids:
-                await self.db.execute(
+            ids: list[int] = []
+            for r in rows:
+                # Only the rows this guarded UPDATE moved are ours: correct on its own,
+                # even where another process's claim was not serialized with this one.
+                if await self.db.execute(
                     "UPDATE broadcast_recipients SET state = 'sending', updated_at = ? "
                     "WHERE broadcast_id = ? AND user_id = ? AND state = 'pending'",
-                    (now, broadcast_id, user_id),
-                )
+                    (now, broadcast_id, int(r["user_id"])),
+                ):
+                    ids.append(int(r["user_id"]))
         return ids
 
     async def record(self, broadcast_id: int, user_id: int, outcome: Outcome, now: float) -> bool:
