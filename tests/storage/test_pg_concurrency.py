@@ -37,11 +37,10 @@ from bot.domain.activation import ActivationState, Step
 from bot.services.api import InsufficientFunds
 from bot.services.funding import Ledger
 from bot.services.outcomes import move
+from storage import open_database
 from storage.base import DuplicateError
 from storage.quotes import QuoteRepo
 from storage.repositories import Repositories
-
-from storage import open_database
 
 S = ActivationState
 NOW = 1_767_225_600.0

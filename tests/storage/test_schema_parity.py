@@ -21,9 +21,8 @@ from typing import Any
 
 import pytest
 
-from storage.db import Database, load_migrations
-
 from storage import open_database
+from storage.db import Database, load_migrations
 
 # Every column that holds an amount of money: TEXT (exact decimal string) on
 # SQLite, NUMERIC on PostgreSQL. Nothing else may be NUMERIC.
