@@ -192,7 +192,10 @@ def _translate(exc: BaseException, conn: Any) -> Exception | None:
             return ConnectionLostError(message, sqlstate=state)
         return StorageError(f"{type(exc).__name__}: {message}", sqlstate=state or None)
     if isinstance(exc, OSError | asyncpg.InterfaceError | asyncio.TimeoutError):
-        if conn.is_closed() or isinstance(exc, OSError | asyncpg.ConnectionDoesNotExistError):
+        if (
+            conn is None or conn.is_closed()
+            or isinstance(exc, OSError | asyncpg.ConnectionDoesNotExistError)
+        ):
             return ConnectionLostError(f"connection to PostgreSQL lost: {exc}")
         return StorageError(f"{type(exc).__name__}: {exc}")
     return None
@@ -252,8 +255,13 @@ class PostgresDatabase(Database):
                     "timezone": "UTC",
                 },
             )
-        except asyncpg.PostgresError as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise _translate(exc, None) or exc from exc
+        except (OSError, TimeoutError) as exc:  # refused, unknown host, no answer
+            reason = str(exc).strip() or type(exc).__name__
+            raise ConnectionLostError(f"cannot connect to PostgreSQL: {reason}") from exc
+        except ValueError as exc:  # asyncpg cannot parse the URL
+            raise StorageError(f"not a usable PostgreSQL URL: {exc}") from exc
         try:
             _client_keepalive(conn)
             db = cls(conn, url)
