@@ -360,8 +360,13 @@ class PostgresDatabase(Database):
                     if self._trace is not None:
                         self._trace("ROLLBACK")
                     if not self._pg.is_closed():
-                        with contextlib.suppress(Exception):
+                        try:
                             await self._pg.execute("ROLLBACK")
+                        except Exception:
+                            # Never go on in an unknown transaction (it may hold the
+                            # write lock): drop the connection; the process is fenced.
+                            logger.exception("ROLLBACK failed: closing the connection")
+                            self._pg.terminate()
                     raise
                 if self._trace is not None:
                     self._trace("COMMIT")

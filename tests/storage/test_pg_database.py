@@ -283,3 +283,34 @@ async def test_an_unreachable_server_is_a_storage_error(tmp_path: object) -> Non
 async def test_a_missing_database_is_a_storage_error(postgres_url: str) -> None:
     with pytest.raises(DatabaseErrors, match="does not exist"):
         await open_database(postgres_url.replace("/t_", "/missing_t_", 1))
+
+
+async def test_a_cancelled_transaction_is_rolled_back_and_frees_the_write_lock(
+    postgres_url: str,
+) -> None:
+    db = await open_database(postgres_url)
+    other = await open_database(postgres_url, migrate=False)
+    assert isinstance(db, PostgresDatabase)
+    try:
+        await _user(db)
+        entered = asyncio.Event()
+
+        async def slow_write() -> None:
+            async with db.transaction():
+                await db.execute("UPDATE users SET locale = 'xx' WHERE id = ?", (1,))
+                entered.set()
+                await db.fetchval("SELECT pg_sleep(30)")
+
+        task = asyncio.create_task(slow_write())
+        await asyncio.wait_for(entered.wait(), WAIT)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not db.in_transaction
+        assert await db.fetchval("SELECT locale FROM users WHERE id = ?", (1,)) is None
+        async with other.transaction():  # the write lock is free again
+            await other.execute("UPDATE users SET locale = 'en' WHERE id = ?", (1,))
+        assert await db.fetchval("SELECT locale FROM users WHERE id = ?", (1,)) == "en"
+    finally:
+        await db.close()
+        await other.close()
