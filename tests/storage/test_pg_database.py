@@ -314,3 +314,18 @@ async def test_a_cancelled_transaction_is_rolled_back_and_frees_the_write_lock(
     finally:
         await db.close()
         await other.close()
+
+
+async def test_the_ledger_balance_is_an_exact_numeric_sum(pg: PostgresDatabase) -> None:
+    repos = Repositories(pg)
+    await _user(pg)
+    assert await repos.ledger.balance(1) == Decimal(0)
+    amounts = [Decimal("0.1")] * 10 + [Decimal("-0.3333"), Decimal("1234567.8901")]
+    for amount in amounts:
+        await pg.insert(
+            "INSERT INTO ledger (user_id, amount, kind, created_at) VALUES (?, ?, ?, ?)",
+            (1, amount, "credit" if amount > 0 else "debit", 1.0),
+        )
+    balance = await repos.ledger.balance(1)
+    assert isinstance(balance, Decimal) and balance == sum(amounts, Decimal(0))
+    assert balance == Decimal("1234568.5568")
