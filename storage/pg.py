@@ -360,8 +360,13 @@ class PostgresDatabase(Database):
                     if self._trace is not None:
                         self._trace("ROLLBACK")
                     if not self._pg.is_closed():
-                        with contextlib.suppress(Exception):
+                        try:
                             await self._pg.execute("ROLLBACK")
+                        except Exception:
+                            # Never go on in an unknown transaction (it may hold the
+                            # write lock): drop the connection; the process is fenced.
+                            logger.exception("ROLLBACK failed: closing the connection")
+                            self._pg.terminate()
                     raise
                 if self._trace is not None:
                     self._trace("COMMIT")
@@ -373,7 +378,18 @@ class PostgresDatabase(Database):
         if self._closed:
             raise ConnectionLostError("database is closed")
         if self._lost or self._pg.is_closed():
+            self._found_lost()
             raise ConnectionLostError("the connection to PostgreSQL was lost")
+
+    def _found_lost(self) -> None:
+        """The connection is closed though nobody closed it: report it lost, once.
+        asyncpg runs its termination listeners only when the server or the network
+        ends the connection; when asyncpg aborts it itself (a statement started while
+        the server's FATAL "terminating connection" was still being read raises
+        InternalClientError and aborts), no listener runs, and without this the
+        process would go on (the failover soak's connection kills found it)."""
+        if not self._closed and not self._lost and self._pg.is_closed():
+            self._terminated(self._pg)
 
     @asynccontextmanager
     async def _access(self) -> AsyncIterator[None]:
@@ -389,6 +405,7 @@ class PostgresDatabase(Database):
         try:
             return await awaitable
         except Exception as exc:
+            self._found_lost()
             translated = _translate(exc, self._pg)
             if translated is None:
                 raise
@@ -423,6 +440,7 @@ class PostgresDatabase(Database):
             rows = await prepared.fetch(*stmt.args(params))
             return rows, prepared.get_statusmsg()
         except Exception as exc:
+            self._found_lost()
             translated = _translate(exc, self._pg)
             if translated is None:
                 raise
