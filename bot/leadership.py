@@ -56,7 +56,7 @@ class Leadership:
         *,
         poll_interval: float = 0.5,
         clock: Clock | None = None,
-        exit: Callable[[int], object] = os._exit,  # noqa: A002
+        exit: Callable[[int], object] = os._exit,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")

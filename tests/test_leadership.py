@@ -29,6 +29,10 @@ class FakeLock:
         self.releases += 1
 
 
+def _no_exit(code: int) -> None:
+    raise AssertionError(f"exit({code}) was not expected")
+
+
 async def _settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
@@ -40,7 +44,7 @@ async def test_a_follower_tries_every_poll_interval_and_leads_when_the_lock_free
     caplog.set_level(logging.INFO, "bot.leadership")
     clock = VirtualClock()
     lock = FakeLock()
-    lead = Leadership(lock, poll_interval=0.5, clock=clock, exit=pytest.fail)
+    lead = Leadership(lock, poll_interval=0.5, clock=clock, exit=_no_exit)
     task = asyncio.create_task(lead.wait())
     await _settle()
     assert lock.tries == 1 and lead.role == "follower" and not task.done()
@@ -71,7 +75,7 @@ async def test_a_free_lock_leads_at_once_without_waiting() -> None:
     clock = VirtualClock()
     lock = FakeLock()
     lock.free = True
-    lead = Leadership(lock, clock=clock, exit=pytest.fail)
+    lead = Leadership(lock, clock=clock, exit=_no_exit)
     assert await lead.wait() is True
     assert lock.tries == 1 and lead.elected_at == clock.now()
 
@@ -79,7 +83,7 @@ async def test_a_free_lock_leads_at_once_without_waiting() -> None:
 async def test_stop_ends_the_wait_without_leading() -> None:
     clock = VirtualClock()
     lock = FakeLock()
-    lead = Leadership(lock, poll_interval=0.5, clock=clock, exit=pytest.fail)
+    lead = Leadership(lock, poll_interval=0.5, clock=clock, exit=_no_exit)
     stop = asyncio.Event()
     task = asyncio.create_task(lead.wait(stop))
     await _settle()
