@@ -84,14 +84,16 @@ async def test_sqlite_a_second_process_on_the_same_file_waits_hot_then_takes_ove
             # At most the dead leader's abandoned long poll, superseded by the new one.
             assert _conflicts(fake) <= 1
         finally:
-            fleet.stop()
+            await fleet.stop()
 
 
 async def _no_second_poller(fake: TimedFakeTelegram, seconds: float) -> None:
-    """For ``seconds``, no getUpdates is refused as a second poller's."""
+    """For ``seconds``, no getUpdates is refused as a second poller's (409s before the
+    call: a killed leader's abandoned long poll, superseded by its successor's)."""
+    before = _conflicts(fake)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        assert _conflicts(fake) == 0
+        assert _conflicts(fake) == before
         await asyncio.sleep(0.1)
 
 
@@ -111,6 +113,7 @@ async def test_pg_one_leader_polls_kill9_hands_over_and_the_new_leader_serves_a_
             status, body = await health(leader.health_port)
             assert status == 200 and body["role"] == "leader", body
             # The follower keeps trying the lock (every 0.5 s) but never polls.
+            assert _conflicts(fake) == 0
             await _no_second_poller(fake, 2.0)
             assert "waiting as follower" in follower.bot.log_text()
             assert "leading" not in follower.bot.log_text()
@@ -142,7 +145,7 @@ async def test_pg_one_leader_polls_kill9_hands_over_and_the_new_leader_serves_a_
             assert server.sim.invariant_violations() == []
             assert len(server.sim.state()["activations"]) == 1  # bought once
         finally:
-            fleet.stop()
+            await fleet.stop()
 
 
 async def test_pg_graceful_stop_hands_over_and_a_lost_connection_exits_75(
@@ -161,7 +164,8 @@ async def test_pg_graceful_stop_hands_over_and_a_lost_connection_exits_75(
             fleet.start()
             leader, [follower] = await fleet.settled()
             fake.first_get_updates = None
-            assert leader.bot.stop() == 0  # SIGTERM: gives leadership up on the way out
+            # SIGTERM: it gives leadership up on the way out
+            assert await asyncio.to_thread(leader.bot.stop) == 0
             new, _ = await fleet.settled()
             assert new is follower
             await until(lambda: fake.first_get_updates is not None, "the new leader polls")
@@ -197,7 +201,7 @@ async def test_pg_graceful_stop_hands_over_and_a_lost_connection_exits_75(
             await alice.send("/start")
             await alice.wait_for(text("menu_title"), WAIT)
         finally:
-            fleet.stop()
+            await fleet.stop()
 
 
 async def _answers(port: int) -> bool:
@@ -255,7 +259,7 @@ async def test_pg_webhook_only_the_leader_listens_and_a_takeover_repoints_the_we
             assert not await _answers(int(leader.bot.env["WEBHOOK_PORT"]))
             assert fake.pending_updates == []
         finally:
-            fleet.stop()
+            await fleet.stop()
 
 
 async def _webhook_info(fake: TimedFakeTelegram) -> dict[str, object]:

@@ -118,9 +118,10 @@ class Fleet:
             if not m.bot.running:
                 m.bot.start()
 
-    def stop(self) -> None:
-        for m in self.members:
-            m.bot.stop()
+    async def stop(self) -> None:
+        """SIGTERM every member and wait for them all (in threads: the fake Bot API in
+        this event loop must keep answering while they shut down)."""
+        await asyncio.gather(*(asyncio.to_thread(m.bot.stop) for m in self.members))
 
     async def roles(self) -> list[str | None]:
         return list(await asyncio.gather(*(m.role() for m in self.members)))
@@ -245,7 +246,7 @@ async def measure_takeover(database_url: str, workdir: Path, *, kills: int = 10,
                 killed.bot.start()
                 await fleet.settled()
         finally:
-            fleet.stop()
+            await fleet.stop()
     return times
 
 
