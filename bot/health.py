@@ -20,7 +20,12 @@ The answer is 200 ``{"status": "ok", ...}`` when every check passes and 503
 * ``outbox``: no event (a code, a refund notice) has waited longer than
   ``HEALTH_OUTBOX_MAX_AGE_SECONDS`` for delivery.
 
-The body names the checks and nothing else: no token, no key, no user data.
+The body names the checks and nothing else: no token, no key, no user data. It
+also says the process's ``"role"``: ``"leader"`` (the checks above) or
+``"follower"`` (several processes on one PostgreSQL database, see
+:mod:`bot.leadership`): a follower waiting hot neither polls nor runs the engine, so
+its checks are ``database`` (its connection answers) and ``standby`` (it is still
+waiting for the lock); healthy, 200, so Docker keeps it.
 """
 
 from __future__ import annotations
@@ -383,7 +388,7 @@ def install_health_server(
 ) -> None:
     """Serve ``/healthz`` on ``settings.health_port`` while ``application`` runs.
 
-    For ``run_polling`` / :func:`bot.webhook.run_webhook`: chains the application's
+    For an Application run by ``run_polling``: chains the application's
     ``post_init`` (the server starts once the bot is initialised) and
     ``post_shutdown`` (it stops last). Checks: :func:`bot_probe`. No-op when
     ``HEALTH_PORT`` is not set.

@@ -77,6 +77,7 @@ class Leadership:
         """Try the lock until it is ours (True) or ``stop`` is set first (False).
         Logs "leading" once, and "waiting as follower" once if it had to wait."""
         said_waiting = False
+        began = self.clock.now()
         while True:
             if stop is not None and stop.is_set():
                 self.role = "stopped"
@@ -85,8 +86,9 @@ class Leadership:
             if await self.lock.try_acquire():
                 self.role = "leader"
                 self.elected_at = self.clock.now()
-                log.info("leading (elected after %d attempt%s)", self.attempts,
-                         "" if self.attempts == 1 else "s")
+                log.info("leading (elected after %d attempt%s, %.1f s as follower)",
+                         self.attempts, "" if self.attempts == 1 else "s",
+                         self.elected_at - began)
                 return True
             if not said_waiting:
                 said_waiting = True
