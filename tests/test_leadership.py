@@ -200,3 +200,54 @@ async def test_pg_a_terminated_connection_ends_leadership_with_exit_75(
     finally:
         await other.close()
         await db.close()
+
+
+async def test_serve_in_process_a_second_app_waits_hot_and_takes_over_on_a_graceful_stop(
+    tmp_path: Path,
+) -> None:
+    """bot.runner.serve, the life of ``daisybot run``, called as a function: two
+    Applications on one SQLite file in this process (the flock is per open file);
+    the second waits without polling, and leads once the first is stopped."""
+    from bot.app import build_application
+    from bot.config import Settings
+    from bot.runner import serve
+    from tests import proc as subproc
+    from tests.texts import text
+
+    token, key = "4545:ServeInProcessTok_q7", "sk_serve_inproc_0a1b2c3d4e5f60718293"
+    async with subproc.upstreams(token, key) as (fake, server):
+        settings = Settings(
+            _env_file=None, bot_token=token, telegram_base_url=fake.url,
+            daisysim_base_url=server.base_url, funding_mode="operator",
+            daisysim_api_key=key, database_path=str(tmp_path / "bot.sqlite3"),
+            leader_poll_interval=0.05,
+        )
+        first, second = build_application(settings), build_application(settings)
+        stops = asyncio.Event(), asyncio.Event()
+        runs = [asyncio.create_task(serve(first, settings, stop=stops[0]))]
+        alice = fake.user(1, first_name="Alice")
+        try:
+            await alice.send("/start")
+            await alice.wait_for(text("menu_title"), 30)
+            assert first.running
+            runs.append(asyncio.create_task(serve(second, settings, stop=stops[1])))
+            await asyncio.sleep(0.3)  # several of its tries
+            assert second.bot_data.started is False and not second.running
+            stops[0].set()
+            assert await asyncio.wait_for(runs[0], 30) == 0
+            assert not first.running and first.bot_data.started is False
+            handover = len(fake.calls)
+            alice.mark()
+            await alice.send("/start")
+            await alice.wait_for(text("menu_title"), 30)
+            assert second.running
+            get_updates = [c for c in fake.calls if c.method == "getUpdates"]
+            assert all(c.status == 200 for c in fake.calls[handover:]
+                       if c.method == "getUpdates")  # the second polls alone
+            # 200 throughout but one 409: the first's own long poll, cancelled as it
+            # stopped and superseded by its last (confirming, timeout 0) getUpdates.
+            assert [c.status for c in get_updates].count(409) <= 1
+        finally:
+            for stop in stops:
+                stop.set()
+            assert await asyncio.wait_for(asyncio.gather(*runs), 30) == [0] * len(runs)
