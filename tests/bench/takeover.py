@@ -3,7 +3,8 @@ leader is ``kill -9``-ed, and the time from the kill to the follower's first
 ``getUpdates`` (as the fake Bot API sees it arrive) is measured, N times.
 
 ``python -m tests.bench.takeover [--kills 10] [--poll-interval 0.5] [--graceful]
-[--database-url postgresql://…]``  (``--graceful``: SIGTERM instead of ``kill -9``;
+[--idle-seconds 20] [--database-url postgresql://…]`` (``--idle-seconds``: also what
+an idle follower costs, CPU and memory)  (``--graceful``: SIGTERM instead of ``kill -9``;
 the time then includes the old leader's orderly stop)
 
 Without ``--database-url`` a throwaway cluster is started (tests/pgcluster.py; or
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import sys
@@ -250,6 +252,37 @@ async def measure_takeover(database_url: str, workdir: Path, *, kills: int = 10,
     return times
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def follower_cost(database_url: str, workdir: Path, *, seconds: float = 20.0,
+                        poll_interval: float = 0.5) -> tuple[float, float, float]:
+    """What a follower waiting hot costs: (its CPU share of one core, its RSS in MiB,
+    the leader's CPU share) over ``seconds`` of an idle bot."""
+    async with upstreams() as (fake, server):
+        fleet = Fleet.configure(
+            workdir, size=2, telegram_url=fake.url, daisysim_url=server.base_url,
+            database_url=database_url,
+            env={"LEADER_POLL_INTERVAL": str(poll_interval)},
+        )
+        try:
+            fleet.start()
+            leader, [follower] = await fleet.settled()
+            await asyncio.sleep(2.0)  # past the start-up
+            pids = (follower.bot.pid, leader.bot.pid)
+            before = [cpu_seconds(p) for p in pids]
+            await asyncio.sleep(seconds)
+            after = [cpu_seconds(p) for p in pids]
+            rss = follower.bot.rss_mb()
+        finally:
+            await fleet.stop()
+    share = [(a - b) / seconds for a, b in zip(after, before, strict=True)]
+    return share[0], rss, share[1]
+
+
 def _fresh_database(server_url: str) -> str:
     import asyncpg
 
@@ -274,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--poll-interval", type=float, default=0.5)
     ap.add_argument("--graceful", action="store_true",
                     help="SIGTERM the leader instead of kill -9")
+    ap.add_argument("--idle-seconds", type=float, default=0.0,
+                    help="also measure an idle follower's CPU and memory for this long")
     ap.add_argument("--database-url", default=None,
                     help="an empty PostgreSQL database (default: a throwaway cluster's)")
     args = ap.parse_args(argv)
@@ -291,6 +326,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(times)} kills, LEADER_POLL_INTERVAL={args.poll_interval:g} s:")
     print("  " + ", ".join(f"{t:.2f}" for t in times))
     print(f"  median {statistics.median(times):.2f} s, max {max(times):.2f} s")
+    if args.idle_seconds > 0:
+        with tempfile.TemporaryDirectory(prefix="takeover-idle-") as tmp:
+            cpu, rss, leader_cpu = asyncio.run(follower_cost(
+                url, Path(tmp), seconds=args.idle_seconds, poll_interval=args.poll_interval))
+        print(f"idle follower over {args.idle_seconds:g} s: {cpu * 100:.2f} % of a core, "
+              f"RSS {rss:.0f} MiB (the idle leader: {leader_cpu * 100:.2f} % of a core)")
     return 0
 
 
