@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -533,3 +534,43 @@ async def test_amounts_round_trip_exactly(db: Database) -> None:
     assert sum((Decimal(str(r[0])) for r in rows), Decimal(0)) == sum(
         (Decimal(a) for a in amounts), Decimal(0)
     )
+
+
+@pytest.mark.postgres
+async def test_rules_are_listed_in_sqlite_order_whatever_the_collation(
+    postgres_server: str,
+) -> None:
+    """A database whose default collation is ICU's en-US (a common production
+    setting) still lists /price rules in SQLite's byte order (service_key is
+    COLLATE "C"): "B" < "_z" < "a_c" < "ab" < "b", not en-US's "_z" … "b" < "B"."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import asyncpg
+
+    from storage.prices import PriceOverrideRepo
+
+    name = f"icu_{os.getpid()}"
+    admin = await asyncpg.connect(postgres_server)
+    try:
+        await admin.execute(
+            f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING UTF8'
+            " LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+        )
+        db = await open_database(urlunsplit(urlsplit(postgres_server)._replace(path="/" + name)))
+        try:
+            keys = ["b", "B", "ab", "a_c", "_z"]
+            prices = PriceOverrideRepo(db)
+            for key in keys:
+                await prices.put(service_key=key, service_code=key, rule="1", admin_id=1, now=0)
+            assert [r.service_key for r in await prices.all()] == sorted(keys)
+            # ...where the database's own order differs (so this test means something).
+            plain = await db.fetchall(
+                "SELECT service_key FROM price_overrides ORDER BY CAST(service_key AS TEXT)"
+                ' COLLATE "default"'
+            )
+            assert [r[0] for r in plain] != sorted(keys)
+        finally:
+            await db.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
