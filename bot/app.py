@@ -2,7 +2,8 @@
 clients) and the python-telegram-bot Application around it, wired together.
 Handlers are registered by :func:`bot.telegram.routes.register`.
 
-Lifecycle (``run_polling``/``run_webhook`` do this; tests call it by hand)::
+Lifecycle (:func:`bot.runner.serve` does this once the process leads; tests call it
+by hand)::
 
     app = build_application(settings, clock=clock)
     await app.initialize()

@@ -242,6 +242,11 @@ class Settings(BaseSettings):
             return self.database_url.get_secret_value()
         return self.database_path
 
+    # --- leadership ---
+    # Several processes on one PostgreSQL database: the followers try to take the
+    # leader's lock this often (seconds); the takeover after a leader dies is about this.
+    leader_poll_interval: float = Field(default=0.5, gt=0, le=60)
+
     @property
     def users_bring_keys(self) -> bool:
         """Own-key funding: each user links their own DaisySim key (the engine's

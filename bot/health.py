@@ -20,7 +20,12 @@ The answer is 200 ``{"status": "ok", ...}`` when every check passes and 503
 * ``outbox``: no event (a code, a refund notice) has waited longer than
   ``HEALTH_OUTBOX_MAX_AGE_SECONDS`` for delivery.
 
-The body names the checks and nothing else: no token, no key, no user data.
+The body names the checks and nothing else: no token, no key, no user data. It
+also says the process's ``"role"``: ``"leader"`` (the checks above) or
+``"follower"`` (several processes on one PostgreSQL database, see
+:mod:`bot.leadership`): a follower waiting hot neither polls nor runs the engine, so
+its checks are ``database`` (its connection answers) and ``standby`` (it is still
+waiting for the lock); healthy, 200, so Docker keeps it.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ __all__ = [
     "database_probe",
     "healthcheck_main",
     "install_health_server",
+    "role_probe",
     "start_health_server",
     "store_probe",
     "webhook_probe",
@@ -255,6 +261,30 @@ def bot_probe(
     )
 
 
+def role_probe(
+    leader: Callable[[], Awaitable[dict[str, bool]]],
+    role: Callable[[], str],
+    ping: Callable[[], Awaitable[bool]],
+) -> Callable[[], Awaitable[dict[str, bool]]]:
+    """Several processes on one database (:mod:`bot.leadership`): the leader answers
+    ``leader`` (:func:`bot_probe`'s checks); a follower, waiting hot, is healthy when
+    its database connection answers (``database``) and it is still waiting for the
+    lock (``standby``): it neither polls Telegram nor runs the engine, so those
+    checks do not apply to it."""
+
+    async def probe() -> dict[str, bool]:
+        if role() == "leader":
+            return await leader()
+        try:
+            ok = bool(await asyncio.wait_for(ping(), DB_PROBE_TIMEOUT_SECONDS))
+        except Exception as exc:  # any failure: the connection does not answer
+            log.warning("health: the database does not answer (%s)", type(exc).__name__)
+            ok = False
+        return {"database": ok, "standby": role() == "follower"}
+
+    return probe
+
+
 async def _call(probe: Callable[[], Any]) -> Any:
     result = probe()
     if inspect.isawaitable(result):
@@ -297,14 +327,16 @@ class HealthServer:
 
 
 async def start_health_server(
-    application_or_probe: Any, host: str = "127.0.0.1", port: int = 0
+    application_or_probe: Any, host: str = "127.0.0.1", port: int = 0,
+    *, role: Callable[[], str] | None = None,
 ) -> HealthServer:
     """Serve ``GET /healthz`` on ``host:port`` (port 0 = ephemeral).
 
     ``application_or_probe`` is a PTB :class:`~telegram.ext.Application` (checks
     that it and its updater are running) or a probe callable (sync or async)
     returning a bool or a mapping of check name → bool, e.g.
-    :func:`application_probe` with a :func:`database_probe`.
+    :func:`application_probe` with a :func:`database_probe`. ``role``: the body
+    also says ``"role": role()`` ("leader" / "follower", see :func:`role_probe`).
     """
     from aiohttp import web
 
@@ -326,6 +358,8 @@ async def start_health_server(
             "checks": {name: bool(v) for name, v in checks.items()},
             "uptime_seconds": round(time.monotonic() - started, 1),
         }
+        if role is not None:
+            body["role"] = role()
         return web.json_response(
             body, status=200 if healthy else 503, headers={"Cache-Control": "no-store"}
         )
@@ -354,7 +388,7 @@ def install_health_server(
 ) -> None:
     """Serve ``/healthz`` on ``settings.health_port`` while ``application`` runs.
 
-    For ``run_polling`` / :func:`bot.webhook.run_webhook`: chains the application's
+    For an Application run by ``run_polling``: chains the application's
     ``post_init`` (the server starts once the bot is initialised) and
     ``post_shutdown`` (it stops last). Checks: :func:`bot_probe`. No-op when
     ``HEALTH_PORT`` is not set.
