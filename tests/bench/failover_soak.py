@@ -36,15 +36,12 @@ import contextlib
 import os
 import random
 import signal
-import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -52,7 +49,16 @@ from aiohttp import ClientSession, ClientTimeout, web
 
 from bot.clock import SystemClock
 from tests.bench import soak
-from tests.bench.common import OPERATOR_KEY, SimHandle, start_sim
+from tests.bench.common import start_sim
+from tests.bench.failover_db import (
+    fence_leader,
+    fresh_database,
+    open_work,
+    populate_pg,
+    snapshot,
+    verify_failover,
+)
+from tests.bench.failover_nodes import BotPair, Node, peer_pid
 from tests.bench.harness import BotProcess
 from tests.proc import free_port
 
@@ -90,10 +96,14 @@ class FailoverReport(soak.Report):
     two_leaders: int = 0  # health samples where both processes said "leader"
     slow_takeovers: int = 0
     fences: int = 0
+    fenced_overlaps: int = 0  # informational: a fenced leader's last poll was superseded
 
-    INVARIANTS: ClassVar[tuple[str, ...]] = (  # type: ignore[misc]
-        *soak.Report.INVARIANTS, "double_refunds", "poll_conflicts", "two_leaders",
-        "slow_takeovers")
+    EXTRA_INVARIANTS: ClassVar[tuple[str, ...]] = (
+        "double_refunds", "poll_conflicts", "two_leaders", "slow_takeovers")
+
+    @property
+    def ok(self) -> bool:
+        return super().ok and all(getattr(self, n) == 0 for n in self.EXTRA_INVARIANTS)
 
     def takeover_line(self) -> str:
         def stats(values: list[float]) -> str:
@@ -140,10 +150,26 @@ class FailoverFake(soak.PushKillFake):
             self.taken = asyncio.Event()
         self.taken.clear()
 
+    victim_pid: int | None = None  # the process killed (or fenced) last
+    live_pids: Callable[[], list[int]] = staticmethod(lambda: [])
+
+    def from_survivor(self, request: web.Request) -> bool:
+        """The request came from a process other than the victim (the victim may
+        still send a request it had under way, and a fenced leader lives on a moment)."""
+        transport = request.transport
+        if transport is None:
+            return False
+        peer, own = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
+        if not peer or not own:
+            return False
+        pids = [p for p in self.live_pids() if p != self.victim_pid]
+        return peer_pid(int(peer[1]), int(own[1]), pids) is not None
+
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info.get("method", "")
         if method.lower() == "getupdates":
-            if self.killed_at is not None and self.polled_at is None:
+            if (self.killed_at is not None and self.polled_at is None
+                    and self.from_survivor(request)):
                 self.polled_at = time.perf_counter()
                 if self.taken is not None:
                     self.taken.set()
@@ -153,93 +179,25 @@ class FailoverFake(soak.PushKillFake):
             transport = request.transport
             alive = transport is not None and not transport.is_closing()
             if response.status == 409 and alive and self.report is not None:
-                self.report.problem("poll_conflicts", "a live poller got 409 Conflict")
+                if self.from_survivor(request):
+                    self.report.problem("poll_conflicts", "a live poller got 409 Conflict")
+                else:  # the fenced leader's poll, superseded before it exited
+                    self.report.fenced_overlaps += 1
             return response
         response = await super()._handle(request)
         if (self.polled_at is not None and self.killed_at is not None and not self.answered
-                and method in ANSWERS):
+                and method in ANSWERS and self.from_survivor(request)):
             self.answered = True
             if self.report is not None:
                 self.report.first_answers.append(time.perf_counter() - self.killed_at)
         return response
 
 
-# ---------------------------------------------------------------------- processes
-
-
-@dataclass
-class Node:
-    """One of the two bot processes."""
-
-    name: str
-    proc: BotProcess
-    health_port: int
-    role: str | None = None  # the last /healthz role ("leader", "follower"), None: down
-    healthy: bool = False
-    expected_exit: int | None = None  # -SIGKILL or FENCE_EXIT once we caused the exit
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.health_port}/healthz"
-
-
-class Cluster2:
-    """The pair of bot processes and what the harness knows about their roles."""
-
-    def __init__(self, nodes: list[Node], report: FailoverReport) -> None:
-        self.nodes = nodes
-        self.report = report
-        self.session: ClientSession | None = None
-
-    async def sample(self, node: Node) -> None:
-        if not node.proc.running:
-            node.role, node.healthy = None, False
-            return
-        assert self.session is not None
-        try:
-            async with self.session.get(node.url) as r:
-                body = await r.json(content_type=None)
-                node.healthy = r.status == 200
-                node.role = str(body.get("role")) if isinstance(body, dict) else None
-        except (TimeoutError, OSError, ValueError):
-            node.role, node.healthy = None, False
-
-    async def sample_all(self) -> None:
-        await asyncio.gather(*(self.sample(n) for n in self.nodes))
-        leaders = [n for n in self.nodes if n.role == "leader" and n.proc.running]
-        if len(leaders) > 1:
-            self.report.problem("two_leaders", "both processes said leader")
-
-    def leader(self) -> Node | None:
-        for n in self.nodes:
-            if n.role == "leader" and n.proc.running:
-                return n
-        return None
-
-    async def wait_role(self, node: Node, role: str, limit: float = 60.0) -> None:
-        deadline = time.monotonic() + limit
-        while True:
-            await self.sample(node)
-            if node.role == role and node.healthy:
-                return
-            if not node.proc.running and node.expected_exit is None:
-                raise RuntimeError(f"{node.name} exited early:\n{node.proc.log_text()[-4000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{node.name} is not a healthy {role} (role {node.role}):\n"
-                                   f"{node.proc.log_text()[-4000:]}")
-            await asyncio.sleep(0.1)
-
-    async def monitor(self, period: float, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await self.sample_all()
-            await asyncio.sleep(period)
-
-
 class LeaderKiller(soak.Killer):
     """:class:`~tests.bench.soak.Killer` aimed at whichever process leads. A "fence"
     kill terminates the leader's database connection instead of the process."""
 
-    def __init__(self, pair: Cluster2, fake: FailoverFake, report: FailoverReport,
+    def __init__(self, pair: BotPair, fake: FailoverFake, report: FailoverReport,
                  fence: Callable[[], Awaitable[bool]]) -> None:
         super().__init__(pair.nodes[0].proc, report)
         self.pair = pair
@@ -253,6 +211,7 @@ class LeaderKiller(soak.Killer):
         target = self.pair.leader()
         if target is not None and target.proc.running and self.victim is None:
             self.victim = target
+            self.fake.victim_pid = target.proc.pid
             self.fake.kill_started()
             if self.fence_next:
                 target.expected_exit = FENCE_EXIT
@@ -271,116 +230,6 @@ class LeaderKiller(soak.Killer):
             self.report.kills[f"fence: {kind}"] += 1
             assert isinstance(self.report, FailoverReport)
             self.report.fences += 1
-
-
-# ---------------------------------------------------------------------- database
-
-
-async def populate_pg(url: str, *, users: int, credit: Decimal, now: float) -> None:
-    """What :func:`tests.bench.harness.populate` writes, through the repositories:
-    the operator account and ``users`` credited operator-mode users."""
-    from bot.services.crypto import key_hash, mask_key
-    from storage import open_database
-    from storage.repositories import Repositories
-
-    db = await open_database(url)
-    try:
-        repos = Repositories(db)  # type: ignore[arg-type]
-        async with db.transaction():
-            await repos.accounts.insert(kind="operator", owner_user_id=None,
-                                        key_hash=key_hash(OPERATOR_KEY), key_encrypted=None,
-                                        key_masked=mask_key(OPERATOR_KEY), email=None, now=now)
-            for i in range(users):
-                uid = soak.FIRST_USER + i
-                await repos.users.ensure(uid, now, "en")
-                await repos.ledger.add(user_id=uid, amount=credit, kind="credit", now=now,
-                                       note="bench")
-    finally:
-        await db.close()
-
-
-SNAPSHOT_TABLES = ("activations", "ledger", "stray_orders", "topups", "events")
-
-
-async def snapshot(url: str, path: Path) -> None:
-    """Copy the tables :func:`tests.bench.soak.verify` reads into a SQLite file
-    (NUMERIC as its exact decimal text, as the SQLite schema stores money)."""
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        tables = {t: await conn.fetch(f"SELECT * FROM {t} ORDER BY 1") for t in SNAPSHOT_TABLES}
-        columns = {t: [a.name for a in (await conn.prepare(f"SELECT * FROM {t}"))
-                       .get_attributes()] for t in SNAPSHOT_TABLES}
-    finally:
-        await conn.close()
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, Decimal):
-            return str(value)
-        if isinstance(value, bool):
-            return int(value)
-        if value is None or isinstance(value, int | float | str | bytes):
-            return value
-        return str(value)
-
-    out = sqlite3.connect(path)
-    try:
-        with out:
-            for table, rows in tables.items():
-                cols = columns[table]
-                out.execute(f"CREATE TABLE {table} ({', '.join(cols)})")
-                out.executemany(
-                    f"INSERT INTO {table} VALUES ({', '.join('?' * len(cols))})",
-                    [tuple(plain(r[c]) for c in cols) for r in rows])
-    finally:
-        out.close()
-
-
-async def open_work(url: str, sh: soak.Shared, fake: FailoverFake) -> int:
-    """How much is not final yet (soak.settle's measure, on PostgreSQL)."""
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        n = await conn.fetchval(
-            "SELECT COUNT(*) FROM activations WHERE state IN"
-            " ('purchasing','waiting','cancelling','expired')")
-        n += await conn.fetchval("SELECT COUNT(*) FROM events WHERE delivered_at IS NULL")
-        n += await conn.fetchval("SELECT COUNT(*) FROM stray_orders WHERE state = 'cancelling'")
-        n += await conn.fetchval(
-            "SELECT COUNT(*) FROM activations a WHERE watch_until > $1 AND NOT EXISTS"
-            " (SELECT 1 FROM stray_orders s WHERE s.activation_id = a.id)", time.time())
-        credited = {r[0] for r in await conn.fetch(
-            "SELECT charge_id FROM ledger WHERE charge_entry = 'topup'")}
-    finally:
-        await conn.close()
-    n += len(set(fake.charges) - credited)
-    return int(n) + len(sh.sim.sim.core.late_purchases) + len(fake.pending_updates)
-
-
-def verify_failover(snap: Path, sim: SimHandle, report: FailoverReport) -> None:
-    """Refunds at most once per activation on both sides; request ids unique."""
-    conn = soak.read_only(snap)
-    try:
-        twice = conn.execute(
-            "SELECT activation_id, COUNT(*) FROM ledger WHERE kind = 'refund'"
-            " AND activation_id IS NOT NULL GROUP BY activation_id HAVING COUNT(*) > 1"
-        ).fetchall()
-        dup_requests = conn.execute(
-            "SELECT request_id, COUNT(*) FROM activations GROUP BY request_id"
-            " HAVING COUNT(*) > 1").fetchall()
-    finally:
-        conn.close()
-    for aid, n in twice:
-        report.problem("double_refunds", f"bot order {aid} refunded {n}× in the ledger")
-    upstream = Counter(e.activation_id for e in sim.sim.core.accounts[OPERATOR_KEY].ledger
-                       if e.kind == "refund")
-    for aid, n in upstream.items():
-        if n > 1:
-            report.problem("double_refunds", f"upstream {aid} refunded {n}×")
-    for rid, n in dup_requests:
-        report.problem("double_purchases", f"request id {rid} on {n} bot orders")
 
 
 # ---------------------------------------------------------------------- the killer
@@ -428,7 +277,7 @@ async def strike(kind: str, killer: LeaderKiller, fake: FailoverFake, sh: soak.S
     killer.fence_next = False
 
 
-async def supervise(pair: Cluster2, fake: FailoverFake, killer: LeaderKiller,
+async def supervise(pair: BotPair, fake: FailoverFake, killer: LeaderKiller,
                     sh: soak.Shared, fcfg: FailoverConfig) -> None:
     """Kill the leader ``kills`` times; after each kill wait for the survivor's
     takeover, then restart the victim and wait until it is a healthy follower."""
@@ -468,6 +317,9 @@ async def supervise(pair: Cluster2, fake: FailoverFake, killer: LeaderKiller,
         victim.proc.start()  # like Docker's restart policy: back as the follower
         report.restarts += 1
         await pair.wait_role(victim, "follower")
+        for other in pair.nodes:
+            if other is not victim:
+                await pair.wait_role(other, "leader")
         killer.victim = None
         done += 1
     sh.kills_done = True
@@ -478,7 +330,7 @@ def fcfg_report(sh: soak.Shared) -> FailoverReport:
     return sh.report
 
 
-async def revive(pair: Cluster2, report: FailoverReport) -> None:
+async def revive(pair: BotPair, report: FailoverReport) -> None:
     """Restart any process that exited without our doing (a crash)."""
     for n in pair.nodes:
         if not n.proc.running and n.expected_exit is None:
@@ -488,7 +340,7 @@ async def revive(pair: Cluster2, report: FailoverReport) -> None:
             report.restarts += 1
 
 
-async def settle(pair: Cluster2, url: str, sh: soak.Shared, fake: FailoverFake) -> None:
+async def settle(pair: BotPair, url: str, sh: soak.Shared, fake: FailoverFake) -> None:
     """Wait until every activation is final and every event delivered."""
     cfg = sh.cfg
     deadline = time.monotonic() + 2 * cfg.give_up + cfg.window + cfg.late[1] + 240.0
@@ -506,26 +358,6 @@ async def settle(pair: Cluster2, url: str, sh: soak.Shared, fake: FailoverFake) 
         elif time.monotonic() - quiet_since > 2.0:
             return
         await asyncio.sleep(0.25)
-
-
-async def fence_leader(url: str, key: int) -> bool:
-    """Terminate the database connection holding the leader lock ``key``."""
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        rows = await conn.fetch(
-            "SELECT pid, classid, objid FROM pg_locks WHERE locktype = 'advisory'"
-            " AND objsubid = 1 AND granted AND database ="
-            " (SELECT oid FROM pg_database WHERE datname = current_database())")
-        unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
-        pids = [r["pid"] for r in rows if (r["classid"] << 32 | r["objid"]) == unsigned]
-        done = False
-        for pid in pids:
-            done = bool(await conn.fetchval("SELECT pg_terminate_backend($1)", pid)) or done
-        return done
-    finally:
-        await conn.close()
 
 
 # ----------------------------------------------------------------------------- run
@@ -547,6 +379,7 @@ async def run_failover_soak(fcfg: FailoverConfig, database_url: str, *,
         work = keep_dir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         holder: dict[str, soak.Killer] = {}
+        nodes: list[Node] = []
 
         @web.middleware
         async def hook(request: web.Request,
@@ -576,6 +409,7 @@ async def run_failover_soak(fcfg: FailoverConfig, database_url: str, *,
         sim.sim.core.take_fault = counting_take  # type: ignore[method-assign]
         fake = FailoverFake()
         fake.report = report
+        fake.live_pids = lambda: [n.proc.pid for n in nodes if n.proc.running]
         await fake.start()
         await populate_pg(database_url, users=cfg.users, credit=soak.USER_CREDIT,
                           now=sim.sim.clock.now())
@@ -588,7 +422,6 @@ async def run_failover_soak(fcfg: FailoverConfig, database_url: str, *,
             "DATABASE_URL": database_url,
             "LEADER_POLL_INTERVAL": str(fcfg.leader_poll_interval),
         }
-        nodes = []
         for i in (1, 2):
             folder = work / f"bot{i}"
             port = free_port()
@@ -597,13 +430,14 @@ async def run_failover_soak(fcfg: FailoverConfig, database_url: str, *,
                 db_path=folder / "unused.sqlite3", admin_ids=[soak.ADMIN_ID],
                 env={**extra, "HEALTH_PORT": str(port)}, budget_per_minute=budget)
             nodes.append(Node(f"bot{i}", proc, port))
-        pair = Cluster2(nodes, report)
+        pair = BotPair(nodes, report)
         killer = LeaderKiller(pair, fake, report,
                               lambda: fence_leader(database_url, LEADER_LOCK_KEY))
         holder["k"] = killer
         fake.killer = killer
         sh = soak.Shared(cfg, sim, report, rng)
         stop_monitor = asyncio.Event()
+        monitor: asyncio.Future[None] | None = None
         pair.session = ClientSession(timeout=ClientTimeout(total=2.0))
         try:
             nodes[0].proc.start()
@@ -656,10 +490,11 @@ async def run_failover_soak(fcfg: FailoverConfig, database_url: str, *,
             await settle(pair, database_url, sh, fake)
             for t in list(sh.cancel_tasks):
                 t.cancel()
-            stop_monitor.set()
-            await monitor
         finally:
             stop_monitor.set()
+            if monitor is not None and not monitor.done():
+                monitor.cancel()
+                await asyncio.gather(monitor, return_exceptions=True)
             await pair.session.close()
             await pair.sample_all()
             # the follower first: stopping the leader first would hand over again
@@ -684,21 +519,6 @@ async def run_failover_soak(fcfg: FailoverConfig, database_url: str, *,
         await sim.close()
     report.seconds = time.monotonic() - started
     return report
-
-
-async def fresh_database(server_url: str, name: str) -> str:
-    """CREATE DATABASE ``name`` on the server; its URL."""
-    import asyncpg
-
-    from tests.conftest import database_dsn
-
-    conn = await asyncpg.connect(server_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return database_dsn(server_url, name)
 
 
 def main(argv: list[str] | None = None) -> int:
