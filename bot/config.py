@@ -214,6 +214,10 @@ class Settings(BaseSettings):
     telegram_connection_pool_size: int = Field(default=32, ge=1, le=256)
     # Proxy for the Bot API: http://[user:pass@]host:port (socks5://: httpx backend only).
     telegram_proxy_url: str | None = None
+    # --- leadership ---
+    # Several processes on one PostgreSQL database: the followers try to take the
+    # leader's lock this often (seconds); the takeover after a leader dies is about this.
+    leader_poll_interval: float = Field(default=0.5, gt=0, le=60)
 
     @property
     def users_bring_keys(self) -> bool:

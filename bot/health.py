@@ -55,6 +55,7 @@ __all__ = [
     "database_probe",
     "healthcheck_main",
     "install_health_server",
+    "role_probe",
     "start_health_server",
     "store_probe",
     "webhook_probe",
@@ -254,6 +255,30 @@ def bot_probe(
     )
 
 
+def role_probe(
+    leader: Callable[[], Awaitable[dict[str, bool]]],
+    role: Callable[[], str],
+    ping: Callable[[], Awaitable[bool]],
+) -> Callable[[], Awaitable[dict[str, bool]]]:
+    """Several processes on one database (:mod:`bot.leadership`): the leader answers
+    ``leader`` (:func:`bot_probe`'s checks); a follower, waiting hot, is healthy when
+    its database connection answers (``database``) and it is still waiting for the
+    lock (``standby``): it neither polls Telegram nor runs the engine, so those
+    checks do not apply to it."""
+
+    async def probe() -> dict[str, bool]:
+        if role() == "leader":
+            return await leader()
+        try:
+            ok = bool(await asyncio.wait_for(ping(), DB_PROBE_TIMEOUT_SECONDS))
+        except Exception as exc:  # any failure: the connection does not answer
+            log.warning("health: the database does not answer (%s)", type(exc).__name__)
+            ok = False
+        return {"database": ok, "standby": role() == "follower"}
+
+    return probe
+
+
 async def _call(probe: Callable[[], Any]) -> Any:
     result = probe()
     if inspect.isawaitable(result):
@@ -296,14 +321,16 @@ class HealthServer:
 
 
 async def start_health_server(
-    application_or_probe: Any, host: str = "127.0.0.1", port: int = 0
+    application_or_probe: Any, host: str = "127.0.0.1", port: int = 0,
+    *, role: Callable[[], str] | None = None,
 ) -> HealthServer:
     """Serve ``GET /healthz`` on ``host:port`` (port 0 = ephemeral).
 
     ``application_or_probe`` is a PTB :class:`~telegram.ext.Application` (checks
     that it and its updater are running) or a probe callable (sync or async)
     returning a bool or a mapping of check name → bool, e.g.
-    :func:`application_probe` with a :func:`database_probe`.
+    :func:`application_probe` with a :func:`database_probe`. ``role``: the body
+    also says ``"role": role()`` ("leader" / "follower", see :func:`role_probe`).
     """
     from aiohttp import web
 
@@ -325,6 +352,8 @@ async def start_health_server(
             "checks": {name: bool(v) for name, v in checks.items()},
             "uptime_seconds": round(time.monotonic() - started, 1),
         }
+        if role is not None:
+            body["role"] = role()
         return web.json_response(
             body, status=200 if healthy else 503, headers={"Cache-Control": "no-store"}
         )

@@ -24,7 +24,6 @@ import asyncio
 import hmac
 import json
 import logging
-import signal
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -36,7 +35,7 @@ if TYPE_CHECKING:
     from bot.liveness import UpdateFeed
     from bot.telegram.context import DaisyApp
 
-__all__ = ["SECRET_HEADER", "WebhookServer", "run_webhook"]
+__all__ = ["SECRET_HEADER", "WebhookServer", "serve_webhook"]
 
 log = logging.getLogger("bot.webhook")
 
@@ -144,19 +143,19 @@ def _refuse(response: web.HTTPException) -> web.HTTPException:
     return response
 
 
-def run_webhook(application: DaisyApp, settings: Settings) -> None:
-    """Run the bot in webhook mode until SIGTERM/SIGINT (what ``run_webhook`` did)."""
-    asyncio.run(_serve(application, settings))
+async def serve_webhook(application: DaisyApp, settings: Settings,
+                        stop: asyncio.Event) -> None:
+    """The leader's webhook mode until ``stop`` is set: listen, point Telegram's webhook
+    here (this process's WEBHOOK_URL, with the secret), start the Application.
 
-
-async def _serve(application: DaisyApp, settings: Settings) -> None:
+    The Application is initialized and :func:`bot.app.startup` has run (the runner
+    does both, see :func:`bot.runner.serve`). Only the leader calls this: a follower
+    does not listen, so Telegram (or the proxy in front) reaches the leader alone,
+    and a new leader re-points the webhook to itself when it takes over; updates sent
+    meanwhile wait at Telegram and are delivered then, in order."""
     url = settings.webhook_public_url
     assert url is not None and settings.webhook_secret is not None  # webhook_problem()
     secret = settings.webhook_secret.get_secret_value()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     server = WebhookServer(
         application,
         path=settings.webhook_path,
@@ -166,10 +165,7 @@ async def _serve(application: DaisyApp, settings: Settings) -> None:
         port=settings.webhook_port,
         feed=application.bot_data.feed,
     )
-    await application.initialize()
     try:
-        if application.post_init is not None:
-            await application.post_init(application)
         await server.start()  # listening before Telegram is told the URL
         await application.bot.set_webhook(
             url, secret_token=secret, allowed_updates=Update.ALL_TYPES,
@@ -181,10 +177,3 @@ async def _serve(application: DaisyApp, settings: Settings) -> None:
         log.info("stopping")
     finally:
         await server.stop()
-        if application.running:
-            await application.stop()
-            if application.post_stop is not None:
-                await application.post_stop(application)
-        await application.shutdown()
-        if application.post_shutdown is not None:
-            await application.post_shutdown(application)

@@ -136,7 +136,9 @@ async def test_healthz_503_while_get_updates_fails_then_200(
         assert body["status"] == "unavailable"
         assert body["checks"] == {"application": True, "updates": False, "database": True,
                                   "outbox": True}
-        assert set(body) == {"status", "checks", "uptime_seconds"}  # nothing else
+        # nothing else (the role: one process of several on a database leads)
+        assert set(body) == {"status", "checks", "uptime_seconds", "role"}
+        assert body["role"] == "leader"
         await bot.until(200, "healthy again after getUpdates recovers")
         await alice.wait_for(text("menu_title"), WAIT)
         assert [c.status for c in fake.calls if c.method == "getUpdates"].count(502) == 3

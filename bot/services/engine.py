@@ -361,3 +361,11 @@ class Engine(AdminTools, TopUpDesk):
         self._alert_listener = listener
         if self._s is not None:
             self._s.alerts.set_listener(listener)
+
+    # --- h-lead: the runner opens the database (leadership lives on its connection) ---
+    def use_database(self, db: Database) -> None:
+        """Before :meth:`start`: work on ``db``, opened (and closed) by the caller."""
+        if self._s is not None:
+            raise RuntimeError("the engine has started: too late to change its database")
+        self._db = db
+        self._own_db = False

@@ -1,0 +1,252 @@
+"""Takeover time: two ``daisybot run`` processes on one PostgreSQL database; the
+leader is ``kill -9``-ed, and the time from the kill to the follower's first
+``getUpdates`` (as the fake Bot API sees it arrive) is measured, N times.
+
+``python -m tests.bench.takeover [--kills 10] [--poll-interval 0.5]
+[--database-url postgresql://…]``
+
+Without ``--database-url`` a throwaway cluster is started (tests/pgcluster.py; or
+``$DAISYBOT_TEST_POSTGRES`` is used) and a fresh database made on it. The pieces
+(:class:`Fleet`, :func:`health`, :func:`measure_takeover`) are what the leadership
+tests and the failover soak use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bot.sandbox.simulator import Simulator, SimulatorServer, start_simulator
+from tests.bench.common import BOT_TOKEN, OPERATOR_KEY
+from tests.bench.harness import BotProcess, TimedFakeTelegram
+from tests.proc import free_port
+
+WAIT = 30.0  # safety net for bounded waits (seconds)
+
+
+async def health(port: int) -> tuple[int | None, dict[str, Any]]:
+    """``GET /healthz`` of a bot process: (status, body); (None, {}) when it does not
+    answer."""
+    try:
+        timeout = aiohttp.ClientTimeout(total=3)
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
+            f"http://127.0.0.1:{port}/healthz"
+        ) as response:
+            return response.status, await response.json()
+    except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+        return None, {}
+
+
+@dataclass
+class Member:
+    """One ``daisybot run`` of a :class:`Fleet` with its own /healthz port."""
+
+    bot: BotProcess
+    health_port: int
+
+    async def role(self) -> str | None:
+        if not self.bot.running:
+            return None
+        _, body = await health(self.health_port)
+        role = body.get("role")
+        return str(role) if role is not None else None
+
+
+@dataclass
+class Fleet:
+    """Several ``daisybot run`` processes on one database (``database_url``, or the
+    SQLite file ``db_path``), each with its own HEALTH_PORT (and webhook port when
+    ``webhook`` is set: WEBHOOK_URL http://127.0.0.1:<port>/hook, the fake Bot API
+    delivers to loopback)."""
+
+    members: list[Member] = field(default_factory=list)
+
+    @classmethod
+    def configure(
+        cls,
+        workdir: Path,
+        *,
+        size: int,
+        telegram_url: str,
+        daisysim_url: str,
+        database_url: str | None = None,
+        db_path: Path | None = None,
+        admin_ids: list[int] | None = None,
+        env: dict[str, str] | None = None,
+        webhook: bool = False,
+        token: str = BOT_TOKEN,
+        api_key: str = OPERATOR_KEY,
+    ) -> Fleet:
+        fleet = cls()
+        for i in range(size):
+            port = free_port()
+            extra = {"HEALTH_PORT": str(port), "LEADER_POLL_INTERVAL": "0.5",
+                     "DAISYSIM_TIMEOUT_SECONDS": "20"}
+            if database_url is not None:
+                extra["DATABASE_URL"] = database_url
+            if webhook:
+                hook = free_port()
+                extra |= {"WEBHOOK_URL": f"http://127.0.0.1:{hook}/hook",
+                          "WEBHOOK_SECRET": "whsec_fleet-0123456789",
+                          "WEBHOOK_LISTEN": "127.0.0.1", "WEBHOOK_PORT": str(hook)}
+            extra |= env or {}
+            bot = BotProcess.configure(
+                workdir / f"bot{i}", telegram_url=telegram_url, daisysim_url=daisysim_url,
+                db_path=db_path or workdir / "unused.sqlite3", admin_ids=admin_ids,
+                token=token, api_key=api_key, env=extra,
+            )
+            fleet.members.append(Member(bot, port))
+        return fleet
+
+    def start(self) -> None:
+        for m in self.members:
+            if not m.bot.running:
+                m.bot.start()
+
+    def stop(self) -> None:
+        for m in self.members:
+            m.bot.stop()
+
+    async def roles(self) -> list[str | None]:
+        return list(await asyncio.gather(*(m.role() for m in self.members)))
+
+    async def settled(self, limit: float = WAIT) -> tuple[Member, list[Member]]:
+        """Wait until every running member answers /healthz and exactly one leads:
+        (leader, followers)."""
+        deadline = time.monotonic() + limit
+        while True:
+            roles = await self.roles()
+            running = [m for m in self.members if m.bot.running]
+            leaders = [m for m, r in zip(self.members, roles, strict=True) if r == "leader"]
+            followers = [m for m, r in zip(self.members, roles, strict=True)
+                         if r == "follower"]
+            if len(leaders) == 1 and len(leaders) + len(followers) == len(running):
+                return leaders[0], followers
+            if len(leaders) > 1:
+                raise AssertionError(f"two leaders at once: {roles}")
+            if time.monotonic() > deadline:
+                logs = "\n".join(m.bot.log_text()[-3000:] for m in self.members)
+                raise TimeoutError(f"no single leader (roles {roles}):\n{logs}")
+            await asyncio.sleep(0.05)
+
+    def output(self) -> str:
+        return "\n".join(m.bot.log_text() for m in self.members)
+
+
+async def until(predicate: Callable[[], bool], what: str, limit: float = WAIT) -> None:
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+@asynccontextmanager
+async def upstreams(**fake_options: Any) -> AsyncIterator[tuple[TimedFakeTelegram,
+                                                              SimulatorServer]]:
+    """A timed fake Bot API and a simulator with a funded operator account."""
+    sim = Simulator(cancel_lock=180.0)
+    sim.add_account(OPERATOR_KEY, Decimal("100"), email="operator@example.com")
+    server = await start_simulator(sim, "127.0.0.1", 0)
+    fake = TimedFakeTelegram(BOT_TOKEN, **fake_options)
+    await fake.start()
+    try:
+        yield fake, server
+    finally:
+        await fake.close()
+        await server.close()
+
+
+async def kill_leader(fleet: Fleet, fake: TimedFakeTelegram) -> tuple[float, Member, Member]:
+    """``kill -9`` the leader; returns (seconds from the kill to the next leader's first
+    getUpdates, the killed member, the new leader)."""
+    leader, _ = await fleet.settled()
+    fake.first_get_updates = None
+    killed_at = time.perf_counter()
+    leader.bot.kill9()
+    await until(lambda: fake.first_get_updates is not None, "the follower's getUpdates")
+    assert fake.first_get_updates is not None
+    took = fake.first_get_updates - killed_at
+    new, _ = await fleet.settled()
+    return took, leader, new
+
+
+async def measure_takeover(database_url: str, workdir: Path, *, kills: int = 10,
+                           poll_interval: float = 0.5) -> list[float]:
+    """Seconds from each kill to the follower's first getUpdates (``kills`` times; the
+    killed process is started again and becomes the follower)."""
+    times: list[float] = []
+    async with upstreams() as (fake, server):
+        fleet = Fleet.configure(
+            workdir, size=2, telegram_url=fake.url, daisysim_url=server.base_url,
+            database_url=database_url,
+            env={"LEADER_POLL_INTERVAL": str(poll_interval)},
+        )
+        try:
+            fleet.start()
+            await fleet.settled()
+            await until(lambda: fake.first_get_updates is not None, "the first getUpdates")
+            for _ in range(kills):
+                took, killed, _new = await kill_leader(fleet, fake)
+                times.append(took)
+                killed.bot.start()
+                await fleet.settled()
+        finally:
+            fleet.stop()
+    return times
+
+
+def _fresh_database(server_url: str) -> str:
+    import asyncpg
+
+    from tests.conftest import database_dsn
+
+    name = f"takeover_{int(time.time())}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(server_url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return database_dsn(server_url, name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.bench.takeover")
+    ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--poll-interval", type=float, default=0.5)
+    ap.add_argument("--database-url", default=None,
+                    help="an empty PostgreSQL database (default: a throwaway cluster's)")
+    args = ap.parse_args(argv)
+    url = args.database_url
+    if url is None:
+        from tests.pgcluster import lazy_server_url
+
+        url = _fresh_database(lazy_server_url())
+    with tempfile.TemporaryDirectory(prefix="takeover-") as tmp:
+        times = asyncio.run(measure_takeover(url, Path(tmp), kills=args.kills,
+                                             poll_interval=args.poll_interval))
+    print(f"takeover after kill -9 (kill -> new leader's first getUpdates), "
+          f"{len(times)} kills, LEADER_POLL_INTERVAL={args.poll_interval:g} s:")
+    print("  " + ", ".join(f"{t:.2f}" for t in times))
+    print(f"  median {statistics.median(times):.2f} s, max {max(times):.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
