@@ -353,7 +353,18 @@ class PostgresDatabase(Database):
         if self._closed:
             raise ConnectionLostError("database is closed")
         if self._lost or self._pg.is_closed():
+            self._found_lost()
             raise ConnectionLostError("the connection to PostgreSQL was lost")
+
+    def _found_lost(self) -> None:
+        """The connection is closed though nobody closed it: report it lost, once.
+        asyncpg runs its termination listeners only when the server or the network
+        ends the connection; when asyncpg aborts it itself (a statement started while
+        the server's FATAL "terminating connection" was still being read raises
+        InternalClientError and aborts), no listener runs, and without this the
+        process would go on (the failover soak's connection kills found it)."""
+        if not self._closed and not self._lost and self._pg.is_closed():
+            self._terminated(self._pg)
 
     @asynccontextmanager
     async def _access(self) -> AsyncIterator[None]:
@@ -369,6 +380,7 @@ class PostgresDatabase(Database):
         try:
             return await awaitable
         except Exception as exc:
+            self._found_lost()
             translated = _translate(exc, self._pg)
             if translated is None:
                 raise

@@ -39,6 +39,7 @@ class BotPair:
         self.nodes = nodes
         self.report = report
         self.session: ClientSession | None = None
+        self.both_leading = False
 
     async def sample(self, node: Node) -> None:
         if not node.proc.running:
@@ -56,8 +57,11 @@ class BotPair:
     async def sample_all(self) -> None:
         await asyncio.gather(*(self.sample(n) for n in self.nodes))
         leaders = [n for n in self.nodes if n.role == "leader" and n.proc.running]
-        if len(leaders) > 1:
-            self.report.problem("two_leaders", "both processes said leader")
+        both = len(leaders) > 1
+        if both and not self.both_leading:  # one problem per episode, not per sample
+            self.report.problem("two_leaders", "both processes said leader: "
+                                + ", ".join(f"{n.name} (pid {n.proc.pid})" for n in leaders))
+        self.both_leading = both
 
     def leader(self) -> Node | None:
         for n in self.nodes:

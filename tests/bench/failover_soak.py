@@ -180,7 +180,9 @@ class FailoverFake(soak.PushKillFake):
             alive = transport is not None and not transport.is_closing()
             if response.status == 409 and alive and self.report is not None:
                 if self.from_survivor(request):
-                    self.report.problem("poll_conflicts", "a live poller got 409 Conflict")
+                    self.report.problem("poll_conflicts", "a live poller got 409 Conflict "
+                                                          f"({len(self.report.takeovers)} "
+                                                          "takeovers so far)")
                 else:  # the fenced leader's poll, superseded before it exited
                     self.report.fenced_overlaps += 1
             return response
@@ -495,8 +497,8 @@ async def run_failover_soak(fcfg: FailoverConfig, database_url: str, *,
             if monitor is not None and not monitor.done():
                 monitor.cancel()
                 await asyncio.gather(monitor, return_exceptions=True)
-            await pair.session.close()
             await pair.sample_all()
+            await pair.session.close()
             # the follower first: stopping the leader first would hand over again
             order = sorted(nodes, key=lambda n: n.role == "leader")
             codes = {n.name: await asyncio.to_thread(n.proc.stop) for n in order}
