@@ -480,8 +480,9 @@ async def run_failover_soak(fcfg: FailoverConfig, database_url: str, *,
                 await sup
             killer.disarm()
             fake.armed = fake.topup_armed = False
-            say(f"failover soak: buying done ({len(sim.sim.core.activations)} upstream "
-                f"activations, {sum(report.kills.values())} kills); settling")
+            say(f"failover soak: buying done after {time.monotonic() - started:.0f} s "
+                f"({len(sim.sim.core.activations)} upstream activations, "
+                f"{sum(report.kills.values())} kills); settling")
             sim.sim.clear_faults()
             for n in nodes:  # a victim the cancelled supervisor left down
                 if not n.proc.running:
@@ -490,6 +491,7 @@ async def run_failover_soak(fcfg: FailoverConfig, database_url: str, *,
                     n.proc.start()
                     report.restarts += 1
             await settle(pair, database_url, sh, fake)
+            say(f"failover soak: settled after {time.monotonic() - started:.0f} s")
             for t in list(sh.cancel_tasks):
                 t.cancel()
         finally:
