@@ -66,12 +66,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from bot.app import build_application
     from bot.services.crypto import ConfigurationError
+    from storage import is_postgres_url
     from storage.health import check_writable
 
     try:
         application = build_application(settings)  # checks the settings, opens nothing
         # Before Telegram is contacted: an unwritable database is one clear line.
-        asyncio.run(check_writable(settings.database_path))
+        if not is_postgres_url(database_target(settings)):
+            asyncio.run(check_writable(settings.database_path))
         return asyncio.run(serve(application, settings))
     except ConfigurationError as exc:
         print(f"daisybot: {exc}", file=sys.stderr)
@@ -89,11 +91,21 @@ def _database_problem(path: str, exc: sqlite3.Error) -> str:
     )
 
 
+def database_target(settings: Settings) -> str:
+    """DATABASE_URL (PostgreSQL) when set, else the SQLite file DATABASE_PATH."""
+    url = getattr(settings, "database_url", None)
+    if url is not None:
+        value = url.get_secret_value() if hasattr(url, "get_secret_value") else str(url)
+        if value.strip():
+            return value.strip()
+    return settings.database_path
+
+
 async def open_bot_database(settings: Settings) -> Any:
     """The bot's one database connection (opened and migrated)."""
-    from storage.db import Database
+    from storage import open_database
 
-    return await Database.open(settings.database_path)
+    return await open_database(database_target(settings))
 
 
 def _watch_connection(db: Any, callback: Callable[[], object]) -> None:

@@ -12,7 +12,7 @@ import pytest
 from bot.clock import VirtualClock
 from bot.leadership import EXIT_CONNECTION_LOST, Leadership
 from storage.db import Database
-from storage.leader import LeaderRepo
+from storage.leader import LEADER_LOCK_KEY, LeaderRepo
 
 
 class FakeLock:
@@ -143,4 +143,60 @@ async def test_sqlite_memory_database_always_leads() -> None:
         assert await LeaderRepo(db).try_acquire() is True
         assert await LeaderRepo(db).ping() is True
     finally:
+        await db.close()
+
+
+async def test_pg_one_holder_at_a_time_released_by_release_or_by_closing(
+    postgres_url: str,
+) -> None:
+    from storage import open_database
+
+    first, second = await open_database(postgres_url), await open_database(postgres_url)
+    try:
+        one, two = LeaderRepo(first), LeaderRepo(second)
+        assert one.postgresql
+        assert await one.try_acquire() is True
+        assert await one.try_acquire() is True  # held: not stacked a second time
+        assert await two.try_acquire() is False
+        mine, theirs = await one.holder(), await two.holder()
+        assert mine is not None and mine.ours and mine.pid == await one.backend_pid()
+        assert theirs is not None and not theirs.ours and theirs.pid == mine.pid
+        await one.release()
+        assert await one.holder() is None
+        assert await two.try_acquire() is True
+        await second.close()  # a closed (or killed) connection releases it
+        assert await one.try_acquire() is True
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_pg_a_terminated_connection_ends_leadership_with_exit_75(
+    postgres_url: str,
+) -> None:
+    import asyncpg
+
+    from storage import open_database
+
+    db = await open_database(postgres_url)
+    codes: list[int] = []
+    exited = asyncio.Event()
+
+    def exit_(code: int) -> None:
+        codes.append(code)
+        exited.set()
+
+    lead = Leadership(LeaderRepo(db), clock=VirtualClock(), exit=exit_)
+    db.on_connection_lost(lead.connection_lost)
+    other = await asyncpg.connect(postgres_url)
+    try:
+        assert await lead.wait() is True
+        pid = await LeaderRepo(db).backend_pid()
+        assert await other.fetchval("SELECT pg_terminate_backend($1)", pid)
+        await asyncio.wait_for(exited.wait(), 10)  # no statement needed to notice
+        assert codes == [75] and lead.lost
+        # The lock went with the connection: another session takes it at once.
+        assert await other.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK_KEY)
+    finally:
+        await other.close()
         await db.close()

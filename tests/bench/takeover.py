@@ -2,8 +2,9 @@
 leader is ``kill -9``-ed, and the time from the kill to the follower's first
 ``getUpdates`` (as the fake Bot API sees it arrive) is measured, N times.
 
-``python -m tests.bench.takeover [--kills 10] [--poll-interval 0.5]
-[--database-url postgresql://…]``
+``python -m tests.bench.takeover [--kills 10] [--poll-interval 0.5] [--graceful]
+[--database-url postgresql://…]``  (``--graceful``: SIGTERM instead of ``kill -9``;
+the time then includes the old leader's orderly stop)
 
 Without ``--database-url`` a throwaway cluster is started (tests/pgcluster.py; or
 ``$DAISYBOT_TEST_POSTGRES`` is used) and a fresh database made on it. The pieces
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import sys
 import tempfile
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from bot.sandbox.simulator import Simulator, SimulatorServer, start_simulator
 from tests.bench.common import BOT_TOKEN, OPERATOR_KEY
@@ -153,14 +156,41 @@ async def until(predicate: Callable[[], bool], what: str, limit: float = WAIT) -
         await asyncio.sleep(0.005)
 
 
+class PollingFakeTelegram(TimedFakeTelegram):
+    """Also records when each *long* poll (``getUpdates`` with a timeout > 0) arrives:
+    a stopping leader's last ``getUpdates`` (timeout 0, confirming what it fetched) is
+    not a new leader's poll."""
+
+    def __init__(self, token: str = BOT_TOKEN, **kwargs: Any) -> None:
+        super().__init__(token, **kwargs)
+        self.long_polls: list[float] = []
+        read = self.server._read_params  # the params as the fake reads them, on arrival
+
+        async def read_and_stamp(request: web.Request) -> Any:
+            params = await read(request)
+            if request.match_info.get("method", "").lower() == "getupdates":
+                try:
+                    timeout = float(params.get("timeout") or 0)
+                except (TypeError, ValueError):
+                    timeout = 0.0
+                if timeout > 0:
+                    self.long_polls.append(time.perf_counter())
+            return params
+
+        self.server._read_params = read_and_stamp  # type: ignore[method-assign]
+
+    def first_long_poll_after(self, moment: float) -> float | None:
+        return next((t for t in self.long_polls if t >= moment), None)
+
+
 @asynccontextmanager
-async def upstreams(**fake_options: Any) -> AsyncIterator[tuple[TimedFakeTelegram,
+async def upstreams(**fake_options: Any) -> AsyncIterator[tuple[PollingFakeTelegram,
                                                               SimulatorServer]]:
     """A timed fake Bot API and a simulator with a funded operator account."""
     sim = Simulator(cancel_lock=180.0)
     sim.add_account(OPERATOR_KEY, Decimal("100"), email="operator@example.com")
     server = await start_simulator(sim, "127.0.0.1", 0)
-    fake = TimedFakeTelegram(BOT_TOKEN, **fake_options)
+    fake = PollingFakeTelegram(BOT_TOKEN, **fake_options)
     await fake.start()
     try:
         yield fake, server
@@ -169,25 +199,35 @@ async def upstreams(**fake_options: Any) -> AsyncIterator[tuple[TimedFakeTelegra
         await server.close()
 
 
-async def kill_leader(fleet: Fleet, fake: TimedFakeTelegram) -> tuple[float, Member, Member]:
-    """``kill -9`` the leader; returns (seconds from the kill to the next leader's first
-    getUpdates, the killed member, the new leader)."""
+async def kill_leader(fleet: Fleet, fake: PollingFakeTelegram, *, graceful: bool = False
+                      ) -> tuple[float, Member, Member]:
+    """``kill -9`` the leader (``graceful``: SIGTERM, and wait for its exit); returns
+    (seconds from the signal to the next leader's first getUpdates, the stopped member,
+    the new leader)."""
     leader, _ = await fleet.settled()
-    fake.first_get_updates = None
     killed_at = time.perf_counter()
-    leader.bot.kill9()
-    await until(lambda: fake.first_get_updates is not None, "the follower's getUpdates")
-    assert fake.first_get_updates is not None
-    took = fake.first_get_updates - killed_at
+    if graceful:
+        await asyncio.to_thread(leader.bot.stop)
+    else:
+        leader.bot.kill9()
+    await until(lambda: fake.first_long_poll_after(killed_at) is not None,
+                "the follower's getUpdates")
+    first = fake.first_long_poll_after(killed_at)
+    assert first is not None
+    took = first - killed_at
     new, _ = await fleet.settled()
     return took, leader, new
 
 
 async def measure_takeover(database_url: str, workdir: Path, *, kills: int = 10,
-                           poll_interval: float = 0.5) -> list[float]:
-    """Seconds from each kill to the follower's first getUpdates (``kills`` times; the
-    killed process is started again and becomes the follower)."""
+                           poll_interval: float = 0.5, graceful: bool = False,
+                           seed: int = 1) -> list[float]:
+    """Seconds from each kill (``graceful``: SIGTERM) to the follower's first getUpdates
+    (``kills`` times; the killed process is started again and becomes the follower)."""
     times: list[float] = []
+    # A random pause before each kill: the kill must not fall at the same moment of
+    # the follower's LEADER_POLL_INTERVAL cadence every time.
+    pauses = random.Random(seed)
     async with upstreams() as (fake, server):
         fleet = Fleet.configure(
             workdir, size=2, telegram_url=fake.url, daisysim_url=server.base_url,
@@ -199,7 +239,8 @@ async def measure_takeover(database_url: str, workdir: Path, *, kills: int = 10,
             await fleet.settled()
             await until(lambda: fake.first_get_updates is not None, "the first getUpdates")
             for _ in range(kills):
-                took, killed, _new = await kill_leader(fleet, fake)
+                await asyncio.sleep(pauses.uniform(0.5, 1.5))
+                took, killed, _new = await kill_leader(fleet, fake, graceful=graceful)
                 times.append(took)
                 killed.bot.start()
                 await fleet.settled()
@@ -230,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.bench.takeover")
     ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--poll-interval", type=float, default=0.5)
+    ap.add_argument("--graceful", action="store_true",
+                    help="SIGTERM the leader instead of kill -9")
     ap.add_argument("--database-url", default=None,
                     help="an empty PostgreSQL database (default: a throwaway cluster's)")
     args = ap.parse_args(argv)
@@ -240,8 +283,10 @@ def main(argv: list[str] | None = None) -> int:
         url = _fresh_database(lazy_server_url())
     with tempfile.TemporaryDirectory(prefix="takeover-") as tmp:
         times = asyncio.run(measure_takeover(url, Path(tmp), kills=args.kills,
-                                             poll_interval=args.poll_interval))
-    print(f"takeover after kill -9 (kill -> new leader's first getUpdates), "
+                                             poll_interval=args.poll_interval,
+                                             graceful=args.graceful))
+    how = "SIGTERM" if args.graceful else "kill -9"
+    print(f"takeover after {how} ({how} -> new leader's first getUpdates), "
           f"{len(times)} kills, LEADER_POLL_INTERVAL={args.poll_interval:g} s:")
     print("  " + ", ".join(f"{t:.2f}" for t in times))
     print(f"  median {statistics.median(times):.2f} s, max {max(times):.2f} s")
