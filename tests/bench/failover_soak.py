@@ -80,9 +80,9 @@ class FailoverConfig:
 FULL = FailoverConfig(soak=replace(soak.SoakConfig(), purchases=100, kills=12))
 CI = FailoverConfig(
     soak=replace(
-        soak.CI, purchases=10, kills=4, users=6, fault_rate=0.05, late_weight=0,
-        telegram_storms=False, topups=3, kill_gap=(1.0, 2.5), deadline=110.0,
-        give_up=12.0, window=20.0, auto_sms=(1.0, 10.0)),
+        soak.CI, purchases=10, kills=4, users=4, fault_rate=0.05, late_weight=0,
+        telegram_storms=False, topups=2, kill_gap=(0.5, 1.5), deadline=90.0,
+        give_up=10.0, window=18.0, auto_sms=(1.0, 8.0)),
     kills=4, kill_kinds=("purchase", "push", "fence", "poll"),
 )
 
@@ -342,9 +342,11 @@ async def revive(pair: BotPair, report: FailoverReport) -> None:
             report.restarts += 1
 
 
-async def settle(pair: BotPair, url: str, sh: soak.Shared, fake: FailoverFake) -> None:
+async def settle(pair: BotPair, url: str, sh: soak.Shared, fake: FailoverFake,
+                 say: Callable[[str], None] | None = None) -> None:
     """Wait until every activation is final and every event delivered."""
     cfg = sh.cfg
+    next_say = time.monotonic() + 5.0
     deadline = time.monotonic() + 2 * cfg.give_up + cfg.window + cfg.late[1] + 240.0
     quiet_since: float | None = None
     report = fcfg_report(sh)
@@ -352,7 +354,11 @@ async def settle(pair: BotPair, url: str, sh: soak.Shared, fake: FailoverFake) -
         await revive(pair, report)
         busy = True
         with contextlib.suppress(Exception):
-            busy = await open_work(url, sh, fake) > 0
+            left = await open_work(url, sh, fake)
+            busy = bool(left)
+            if busy and say is not None and time.monotonic() >= next_say:
+                say(f"failover soak: waiting for {soak._counts(left)}")
+                next_say = time.monotonic() + 5.0
         if busy:
             quiet_since = None
         elif quiet_since is None:
@@ -490,7 +496,7 @@ async def run_failover_soak(fcfg: FailoverConfig, database_url: str, *,
                     n.expected_exit = None
                     n.proc.start()
                     report.restarts += 1
-            await settle(pair, database_url, sh, fake)
+            await settle(pair, database_url, sh, fake, say)
             say(f"failover soak: settled after {time.monotonic() - started:.0f} s")
             for t in list(sh.cancel_tasks):
                 t.cancel()
