@@ -4,6 +4,7 @@ fence), and a SQLite snapshot of the tables :func:`tests.bench.soak.verify` read
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections import Counter
@@ -13,6 +14,7 @@ from typing import Any
 
 from tests.bench import soak
 from tests.bench.common import OPERATOR_KEY, SimHandle
+from tests.bench.harness import TimedFakeTelegram
 
 __all__ = ["fence_leader", "fresh_database", "open_work", "populate_pg", "snapshot",
            "verify_failover"]
@@ -167,3 +169,33 @@ async def fresh_database(server_url: str, name: str) -> str:
     finally:
         await conn.close()
     return database_dsn(server_url, name)
+
+
+def code_latencies(snap: Path, sim: SimHandle, fake: TimedFakeTelegram,
+                   offset: float) -> list[float]:
+    """Seconds from each code's due time upstream to its push (the OTP message's
+    sendMessage, as the fake stamped it; ``offset`` turns its perf_counter stamps
+    into wall-clock time, the simulator's clock)."""
+    conn = soak.read_only(snap)
+    try:
+        chats = {str(r["remote_id"]): r["chat_id"] if r["chat_id"] is not None else r["user_id"]
+                 for r in conn.execute("SELECT remote_id, chat_id, user_id FROM activations"
+                                       " WHERE remote_id IS NOT NULL")}
+    finally:
+        conn.close()
+    pushes: dict[int, list[tuple[float, str]]] = {}
+    for s in fake.stamps:
+        text = str(s.params.get("text", ""))
+        if s.method == "sendMessage" and s.status == 200 and text.startswith(soak.OTP_PREFIX):
+            with contextlib.suppress(TypeError, ValueError):
+                pushes.setdefault(int(str(s.params.get("chat_id"))), []).append(
+                    (s.t + offset, text))
+    out: list[float] = []
+    for act in sim.sim.core.activations.values():
+        chat = chats.get(act.aid)
+        if act.code is None or act.code_at is None or chat is None:
+            continue
+        sent = [t for t, text in pushes.get(int(chat), []) if act.code in text]
+        if sent:
+            out.append(max(0.0, min(sent) - act.code_at))
+    return out

@@ -51,6 +51,7 @@ from bot.clock import SystemClock
 from tests.bench import soak
 from tests.bench.common import start_sim
 from tests.bench.failover_db import (
+    code_latencies,
     fence_leader,
     fresh_database,
     open_work,
@@ -63,6 +64,7 @@ from tests.bench.harness import BotProcess
 from tests.proc import free_port
 
 FENCE_EXIT = 75  # the leader lost its database connection (bot.leadership)
+SLOW_CODE_SECONDS = 15.0  # a code pushed later than this after it was due (reported)
 ANSWERS = frozenset({"answerCallbackQuery", "sendMessage", "editMessageText"})
 
 
@@ -97,6 +99,7 @@ class FailoverReport(soak.Report):
     slow_takeovers: int = 0
     fences: int = 0
     fenced_overlaps: int = 0  # informational: a fenced leader's last poll was superseded
+    code_latencies: list[float] = field(default_factory=list)  # code due → pushed (s)
 
     EXTRA_INVARIANTS: ClassVar[tuple[str, ...]] = (
         "double_refunds", "poll_conflicts", "two_leaders", "slow_takeovers")
@@ -112,8 +115,11 @@ class FailoverReport(soak.Report):
             return (f"median {statistics.median(values):.2f} s, max {max(values):.2f} s "
                     f"({len(values)})")
 
+        slow = sum(1 for v in self.code_latencies if v > SLOW_CODE_SECONDS)
         return (f"takeover (kill → survivor's first getUpdates): {stats(self.takeovers)}\n"
-                f"takeover (kill → first update handled):      {stats(self.first_answers)}")
+                f"takeover (kill → first update handled):      {stats(self.first_answers)}\n"
+                f"code latency (due upstream → pushed):        {stats(self.code_latencies)}; "
+                f"over {SLOW_CODE_SECONDS:.0f} s: {slow}")
 
     def render(self) -> str:
         lines = super().render().splitlines()
@@ -125,7 +131,8 @@ class FailoverReport(soak.Report):
             f"slow takeovers:        {self.slow_takeovers}",
         ]
         head = [self.takeover_line(), f"connection kills (fence, exit {FENCE_EXIT}): "
-                                      f"{self.fences}"]
+                                      f"{self.fences}   a fenced leader's last poll "
+                                      f"superseded: {self.fenced_overlaps}"]
         return "\n".join(head + lines[:at] + extra + lines[at:])
 
 
@@ -380,6 +387,7 @@ async def run_failover_soak(fcfg: FailoverConfig, database_url: str, *,
     cfg = fcfg.soak
     report = FailoverReport()
     started = time.monotonic()
+    clock_offset = time.time() - time.perf_counter()  # the fake's stamps → wall clock
     say = log or (lambda _text: None)
     rng = random.Random(cfg.seed)
     budget = 60 if cfg.fast_budgets else None
@@ -519,6 +527,7 @@ async def run_failover_soak(fcfg: FailoverConfig, database_url: str, *,
         await snapshot(database_url, snap)
         soak.verify(snap, sim, fake, report)
         verify_failover(snap, sim, report)
+        report.code_latencies = code_latencies(snap, sim, fake, clock_offset)
         errors = [line for n in nodes for line in n.proc.log_text().splitlines()
                   if " ERROR " in line]
         report.error_lines = len(errors)
