@@ -17,8 +17,9 @@ connection (``pg_terminate_backend``): the leader must exit at once with status 
 (and is restarted, as Docker's restart policy would).
 
 Each takeover is timed: kill → the survivor's first getUpdates, and kill → the first
-update it handled (its first answer to a user). At the end every activation is drained
-to a final state and the database (snapshotted into a SQLite file so that
+update it handled (its first answer to a user); and each code's latency, from its due
+time upstream to its push (reported: a stalled leader shows there). At the end every
+activation is drained to a final state and the database (snapshotted into a SQLite file so that
 :func:`tests.bench.soak.verify` reads it unchanged), the chat transcripts and the
 simulator's state are compared: 0 lost codes, 0 codes pushed twice, 0 double refunds
 (bot ledger and upstream), 0 double purchases (every upstream order has exactly one
