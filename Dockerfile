@@ -15,12 +15,14 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY storage ./storage
-# A wheel, installed (not editable): the image runs what the wheel carries.
+# A wheel, installed (not editable): the image runs what the wheel carries, with its
+# dependencies (asyncpg too: DATABASE_URL=postgresql://... works; SQLite stays the default).
 RUN pip wheel --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/venv \
     && /opt/venv/bin/pip install /wheels/daisybot-*.whl \
     && cd / && /opt/venv/bin/python -c "import importlib.util as u, sys; \
-sys.exit('test stand-ins in the image' if u.find_spec('bot.sandbox') else 0)"
+sys.exit('test stand-ins in the image' if u.find_spec('bot.sandbox') else 0)" \
+    && /opt/venv/bin/python -c "import asyncpg"
 
 # ---------------------------------------------------------------- runtime
 FROM python:3.11-slim-bookworm AS runtime

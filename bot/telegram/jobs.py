@@ -27,6 +27,7 @@ __all__ = ["JOB_NAME", "EngineScheduler", "kick"]
 log = logging.getLogger(__name__)
 
 JOB_NAME = "engine:tick"
+_RUN_LATE = {"misfire_grace_time": None, "coalesce": True}  # APScheduler job options
 ERROR_BACKOFF_SECONDS = 5.0
 # Real seconds: cap one sleep so a clock jump (NTP, suspend) is noticed in time.
 MAX_DELAY_SECONDS = 300.0
@@ -61,7 +62,12 @@ class EngineScheduler:
         self._remove_job()
         delay = min(max(0.0, due - self._clock.now()), MAX_DELAY_SECONDS)
         self._due = due
-        self._job = job_queue.run_once(self._run_job, when=delay, name=JOB_NAME)
+        # A tick that runs late (a loaded machine, a long GC pause) still runs:
+        # APScheduler would otherwise skip it past its 1-s misfire grace, and with
+        # ``_due`` left at the skipped time every later wake() is ignored: the engine
+        # would stall (no polls, cancels or give-ups) until a restart.
+        self._job = job_queue.run_once(self._run_job, when=delay, name=JOB_NAME,
+                                       job_kwargs=_RUN_LATE)
 
     async def _run_job(self, context: BotContext) -> None:
         self._job = None

@@ -230,8 +230,11 @@ class BroadcastRunner:
         if self._stopping.is_set() or broadcast_id in self._active or job_queue is None:
             return
         self._active.add(broadcast_id)
+        # misfire_grace_time None: a job that starts late still runs (APScheduler would
+        # skip it after 1 s, and _active would keep the broadcast from ever resuming)
         job_queue.run_once(self._job, when=delay, data=(broadcast_id, resumed),
-                           name=f"{JOB_PREFIX}{broadcast_id}")
+                           name=f"{JOB_PREFIX}{broadcast_id}",
+                           job_kwargs={"misfire_grace_time": None})
 
     def close(self) -> None:
         """Stopping: each job ends after the messages on the wire (the rest resumes
