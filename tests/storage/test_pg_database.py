@@ -341,7 +341,8 @@ async def test_a_statement_made_stale_by_another_process_migrating_is_prepared_a
     try:
         await _user(old)
         sql = "SELECT * FROM users WHERE id = ?"
-        assert "zz_new" not in (await old.fetchone(sql, (1,))).keys()
+        first = await old.fetchone(sql, (1,))
+        assert first is not None and "zz_new" not in first.keys()
         await new.execute("ALTER TABLE users ADD COLUMN zz_new INTEGER NOT NULL DEFAULT 7")
         row = await old.fetchone(sql, (1,))
         assert row is not None and row["zz_new"] == 7
