@@ -24,6 +24,7 @@ Run on both backends (``[sqlite]``: two connections to one file).
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable
 from decimal import Decimal
 from itertools import count
@@ -44,7 +45,8 @@ from storage.repositories import Repositories
 
 S = ActivationState
 NOW = 1_767_225_600.0
-ROUNDS = 25
+# More rounds for a longer hunt: DAISYBOT_RACE_ROUNDS=500 .venv/bin/python -m pytest ...
+ROUNDS = int(os.environ.get("DAISYBOT_RACE_ROUNDS", "25"))
 ROUND_TIMEOUT = 30.0
 _T = TypeVar("_T")
 
@@ -294,7 +296,7 @@ async def test_the_same_quote_consumed_twice(pair: tuple[Process, Process]) -> N
     """Confirm pressed twice, each press handled by a different process (two
     request ids): one purchase, the other rolled back with nothing written."""
     a, b = pair
-    user, account = await _setup(a, credit="100")
+    user, account = await _setup(a, credit=str(ROUNDS))
 
     async def buy(p: Process, quote: int, request: str) -> int | None:
         # The durable intent of Purchases.buy: activation, quote consumed, hold.
@@ -329,7 +331,7 @@ async def test_the_same_quote_consumed_twice(pair: tuple[Process, Process]) -> N
         assert await a.repos.activations.by_request_id(
             f"q{n}-b" if results[0] is not None else f"q{n}-a"
         ) is None
-    assert await a.repos.ledger.balance(user) == Decimal("100") - Decimal("0.75") * ROUNDS
+    assert await a.repos.ledger.balance(user) == Decimal(ROUNDS) - Decimal("0.75") * ROUNDS
 
 
 async def test_the_same_request_id_inserted_twice(pair: tuple[Process, Process]) -> None:

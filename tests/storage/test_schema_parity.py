@@ -411,6 +411,7 @@ CASES: list[tuple[str, str, str]] = [
     ("strays: the same order twice", _stray(10, "s1", "cancelling"), U),
     ("strays: the same purchase twice", _stray(10, "s10", "cancelling", activation=4), U),
     ("strays: unknown account", _stray(10, "s10", "cancelling", account=99), F),
+    ("strays: unknown purchase", _stray(10, "s10", "cancelling", activation=99), F),
     ("strays: refunded -> cancelling",
      "UPDATE stray_orders SET state = 'cancelling' WHERE id = 2", STRAY_FINAL),
     ("strays: lost -> refunded",
@@ -424,6 +425,10 @@ CASES: list[tuple[str, str, str]] = [
     ("quotes: consumed without a time", _quote(10, activation=5), C),
     ("quotes: a time without a purchase", _quote(10, consumed=5), C),
     ("quotes: two quotes for one purchase", _quote(10, activation=1, consumed=2), U),
+    ("quotes: unknown purchase", _quote(10, activation=99, consumed=2), F),
+    ("quotes: unknown user",
+     "INSERT INTO quotes (id, user_id, service_code, price, created_at, expires_at)"
+     " VALUES (10, 99, 'sb_wa', '1', 0, 1)", F),
     ("quotes: an open quote", _quote(10), OK),
     ("quotes: consumed by another purchase", _quote(10, activation=5, consumed=2), OK),
     # topups
@@ -431,6 +436,7 @@ CASES: list[tuple[str, str, str]] = [
     ("topups: paid without a charge", "UPDATE topups SET state = 'paid' WHERE id = 1", C),
     ("topups: unknown state", _topup(10, state="lost", charge="tc9"), C),
     ("topups: the same charge twice", _topup(10, state="paid", charge="tc1"), U),
+    ("topups: unknown user", "UPDATE topups SET user_id = 99 WHERE id = 1", F),
     ("topups: open rows have no charge", _topup(10), OK),
     # broadcasts
     ("broadcasts: unknown audience",
