@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import itertools
 import logging
 import re
 import socket
@@ -168,6 +169,13 @@ class _Statement:
         return [v if a is None else a(v) for a, v in zip(self.adapters, params, strict=True)]
 
 
+_names = itertools.count(1)
+
+
+def _next_name() -> str:
+    return f"daisy_{next(_names)}"
+
+
 def _rowcount(status: str | None) -> int:
     """``UPDATE 3`` / ``INSERT 0 1`` / ``DELETE 0`` → the number of rows."""
     if not status:
@@ -247,7 +255,10 @@ class PostgresDatabase(Database):
             conn = await asyncpg.connect(
                 url,
                 timeout=connect_timeout,
-                statement_cache_size=0,  # prepared statements: our own cache
+                # Our own cache keeps the prepared statements; asyncpg's (for its
+                # fetch/execute, unused here) must stay enabled: without it prepare()
+                # makes UNNAMED statements, parsed and planned again on every run.
+                statement_cache_size=16,
                 server_settings={
                     "application_name": application_name,
                     "tcp_keepalives_idle": str(KEEPALIVE_IDLE),
@@ -420,7 +431,24 @@ class PostgresDatabase(Database):
             return await self._call_held(sql, params, row, trace)
 
     async def _call_held(self, sql: str, params: Params, row: bool, trace: bool) -> Any:
-        """``row``: ``fetchrow`` (a Record or None); else ``(rows, status)``."""
+        """``row``: ``fetchrow`` (a Record or None); else ``(rows, status)``.
+
+        A prepared statement that another process's migration made stale (a column
+        added under ``SELECT *``: a rolling upgrade, whose new process migrates while
+        the old leader runs) is prepared again: at once outside a transaction; inside
+        one the transaction is lost (PostgreSQL aborted it), the next try re-prepares."""
+        try:
+            return await self._call_once(sql, params, row, trace)
+        except StorageError as exc:
+            if not isinstance(exc.__cause__, asyncpg.InvalidCachedStatementError):
+                raise
+            self._statements.pop(sql, None)
+            if self._owner.get():
+                raise
+            logger.info("a prepared statement went stale (schema changed): preparing it again")
+            return await self._call_once(sql, params, row, False)
+
+    async def _call_once(self, sql: str, params: Params, row: bool, trace: bool) -> Any:
         if self._closed or self._lost or self._pg.is_closed():
             self._check_open()
         if trace and self._trace is not None:
@@ -428,7 +456,8 @@ class PostgresDatabase(Database):
         stmt = self._statements.get(sql)
         try:
             if stmt is None:
-                stmt = _Statement(await self._pg.prepare(to_dollar(sql)))
+                # a named server-side statement: parsed and planned once
+                stmt = _Statement(await self._pg.prepare(to_dollar(sql), name=_next_name()))
                 self._statements[sql] = stmt
                 if len(self._statements) > STATEMENT_CACHE:
                     self._statements.popitem(last=False)

@@ -133,6 +133,30 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     os.setpgrp()  # a Ctrl-C to the terminal's group goes to us, we stop it in order
 
 
+_STALE_AFTER = 600.0  # seconds: a directory this old with no live postmaster is litter
+
+
+def _remove_stale(parent: Path) -> None:
+    """Directories of clusters whose test process was killed (the postmaster died
+    with it, the files stayed): removed, so repeated kills do not fill the disk."""
+    now = time.time()
+    for folder in parent.glob("daisybot-pg-*"):
+        try:
+            if now - folder.stat().st_mtime < _STALE_AFTER:
+                continue
+            pid_file = folder / "data" / "postmaster.pid"
+            if pid_file.exists():
+                pid = int(pid_file.read_text().split("\n", 1)[0])
+                try:
+                    os.kill(pid, 0)
+                    continue  # still running
+                except ProcessLookupError:
+                    pass
+            shutil.rmtree(folder, ignore_errors=True)
+        except (OSError, ValueError):
+            continue
+
+
 def start_cluster(
     base_dir: str | os.PathLike[str] | None = None,
     *,
@@ -155,6 +179,7 @@ def start_cluster(
         parent.mkdir(parents=True, exist_ok=True)
     if parent is None or (uid is not None and not _reachable_by(parent.resolve(), uid)):
         parent = Path(tempfile.gettempdir())
+    _remove_stale(parent)
     root = Path(tempfile.mkdtemp(prefix="daisybot-pg-", dir=parent))
     owned = [root]
     sockets = root / "s"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import asyncpg
 
 
@@ -29,3 +31,24 @@ async def test_each_test_gets_its_own_database(postgres_url: str) -> None:
         ) == 0
     finally:
         await conn.close()
+
+
+def test_litter_of_killed_runs_is_removed(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from tests.pgcluster import _remove_stale
+
+    dead = tmp_path / "daisybot-pg-dead"
+    (dead / "data").mkdir(parents=True)
+    (dead / "data" / "postmaster.pid").write_text("999999999\n/x\n")
+    alive = tmp_path / "daisybot-pg-alive"
+    (alive / "data").mkdir(parents=True)
+    (alive / "data" / "postmaster.pid").write_text(f"{os.getpid()}\n/x\n")
+    young = tmp_path / "daisybot-pg-young"
+    young.mkdir()
+    old = time.time() - 3600
+    for folder in (dead, alive):
+        os.utime(folder, (old, old))
+    _remove_stale(tmp_path)
+    assert not dead.exists() and alive.exists() and young.exists()

@@ -329,3 +329,31 @@ async def test_the_ledger_balance_is_an_exact_numeric_sum(pg: PostgresDatabase) 
     balance = await repos.ledger.balance(1)
     assert isinstance(balance, Decimal) and balance == sum(amounts, Decimal(0))
     assert balance == Decimal("1234568.5568")
+
+
+async def test_a_statement_made_stale_by_another_process_migrating_is_prepared_again(
+    postgres_url: str,
+) -> None:
+    """A rolling upgrade: the new process adds a column while the old one runs with
+    ``SELECT *`` prepared; the old one's next read works (and sees the column)."""
+    old = await open_database(postgres_url)
+    new = await open_database(postgres_url, migrate=False)
+    try:
+        await _user(old)
+        sql = "SELECT * FROM users WHERE id = ?"
+        first = await old.fetchone(sql, (1,))
+        assert first is not None and "zz_new" not in first.keys()
+        await new.execute("ALTER TABLE users ADD COLUMN zz_new INTEGER NOT NULL DEFAULT 7")
+        row = await old.fetchone(sql, (1,))
+        assert row is not None and row["zz_new"] == 7
+        # inside a transaction: that transaction fails, the next one works
+        await new.execute("ALTER TABLE users ADD COLUMN zz_newer INTEGER")
+        with pytest.raises(DatabaseErrors):
+            async with old.transaction():
+                await old.fetchone(sql, (1,))
+        async with old.transaction():
+            row = await old.fetchone(sql, (1,))
+        assert row is not None and "zz_newer" in row.keys()
+    finally:
+        await old.close()
+        await new.close()
