@@ -45,10 +45,17 @@ __all__ = ["EventRenderer"]
 
 log = logging.getLogger(__name__)
 
-# The outbox never waits for a flood pause (max_wait 0): the engine redelivers.
-CODE = Outgoing(Priority.CODE, max_wait=0.0)
-NOTICE = Outgoing(Priority.NOTICE, max_wait=0.0)
-COSMETIC = Outgoing(Priority.COSMETIC, max_wait=0.0)
+# The outbox never waits for a flood pause (max_wait 0), nor long for its turn in a
+# busy chat (max_queue): the engine redelivers the event, and meanwhile every other
+# chat's events and the engine's next tick go on. (A code push goes first in its
+# chat: it waits at most for the chat's next free slot, about a second.)
+CODE = Outgoing(Priority.CODE, max_wait=0.0, max_queue=5.0)
+NOTICE = Outgoing(Priority.NOTICE, max_wait=0.0, max_queue=2.0)
+COSMETIC = Outgoing(Priority.COSMETIC, max_wait=0.0, max_queue=2.0)
+# The order message's re-render once the code is out: nothing is redelivered after
+# the push, so it is not awaited by the outbox; it waits its turn (and a short
+# flood pause) in the background instead.
+AFTER_CODE = Outgoing(Priority.COSMETIC)
 
 
 class _Unconfirmed(Exception):
@@ -125,10 +132,9 @@ class EventRenderer:
                 except RetryAfter as later:
                     raise _Unconfirmed(str(later)) from later
                 return
-            try:  # the code is out: never fail (and get redelivered) after this point
-                await self._update_order(a, lang, chat_id, COSMETIC)
-            except TelegramError as exc:
-                log.warning("order message update after code failed for %s: %s", a.id, exc)
+            # The code is out: never fail (and get redelivered) after this point.
+            self._app.create_task(self._after_code(a, lang, chat_id),
+                                  name=f"order-after-code:{a.id}")
             return
         await self._update_order(a, lang, chat_id, COSMETIC)
         notice = views.event_notice(lang, event, own_key=self._own_key)
@@ -139,6 +145,15 @@ class EventRenderer:
                 raise  # deferred: the redelivery re-renders the order (not modified) and sends it
             except TelegramError as exc:
                 log.warning("notice for activation %s failed: %s", a.id, exc)
+
+    async def _after_code(self, a: Activation, lang: str, chat_id: int) -> None:
+        try:
+            await self._update_order(a, lang, chat_id, AFTER_CODE)
+        except TelegramError as exc:
+            if not (isinstance(exc, BadRequest) and is_not_modified(exc)):
+                log.warning("order message update after code failed for %s: %s", a.id, exc)
+        except Exception:  # a background task: say it, never raise into the loop
+            log.exception("order message update after code failed for %s", a.id)
 
     async def _update_order(
         self, snapshot: Activation, lang: str, chat_id: int, how: Outgoing

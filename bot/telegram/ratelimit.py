@@ -29,6 +29,10 @@ Docker waits. This limiter (a :class:`~telegram.ext.BaseRateLimiter`) does:
   not queued but fails at once with :class:`~telegram.error.RetryAfter` (the
   outbox uses 0: the engine hands the event over again when the pause ends,
   instead of every other chat's events waiting behind it).
+* **max_queue** (:class:`Outgoing`): a request still not granted after that many
+  seconds of pacing (its chat busy with higher-priority sends) fails with
+  ``RetryAfter(1)``: the outbox hands such an event back instead of holding every
+  other chat's events (and the engine's next tick) behind one busy chat.
 * **Retries**: each 429 is one WARNING line; the request goes back into the queue
   behind the pause, at most ``max_retries`` times, then RetryAfter is raised.
 * **Stopping** (:meth:`begin_stopping`): nothing waits for a pause any more, and
@@ -94,6 +98,9 @@ class Outgoing:
 
     priority: Priority = Priority.REPLY
     max_wait: float = DEFAULT_MAX_WAIT
+    # Seconds (pace clock) the request may wait in the queue for pacing; then
+    # RetryAfter(1). Unbounded by default: a user's reply waits its turn.
+    max_queue: float = math.inf
     # Awaited right before the request goes out (after the limiter let it through):
     # the code push records there that it may have reached Telegram (issue 14).
     on_send: Callable[[], Awaitable[None]] | None = None
@@ -170,6 +177,7 @@ class _Ticket:
     max_wait: float
     future: asyncio.Future[bool]  # True: go; False: superseded (drop)
     edit_key: tuple[int | str, int] | None = None
+    give_up_at: float = math.inf  # pace clock: not granted by then -> RetryAfter(1)
 
 
 class TelegramRateLimiter(BaseRateLimiter[Outgoing]):
@@ -364,6 +372,7 @@ class TelegramRateLimiter(BaseRateLimiter[Outgoing]):
         ticket = _Ticket(
             int(options.priority), next(self._seq), key, chat, options.max_wait,
             asyncio.get_running_loop().create_future(), edit_key,
+            self._pace_clock.now() + options.max_queue,
         )
         self._waiting.append(ticket)
         chat.waiting += 1
@@ -409,10 +418,12 @@ class TelegramRateLimiter(BaseRateLimiter[Outgoing]):
                 if paused > 0 and (paused > t.max_wait or self.stopping):
                     t.future.set_exception(RetryAfter(max(1, math.ceil(paused))))
                     continue
-                if deadline_passed:
+                if deadline_passed or pace_now >= t.give_up_at:
                     t.future.set_exception(RetryAfter(1))
                     continue
                 keep.append(t)
+                if math.isfinite(t.give_up_at):
+                    pace_wait = min(pace_wait, t.give_up_at - pace_now)
                 if paused > 0:
                     clock_wait = min(clock_wait, paused)
                     continue

@@ -271,3 +271,62 @@ async def test_a_storm_on_the_users_chat_defers_the_order_update_and_never_drops
     events = await h.engine.inspect.events()  # type: ignore[attr-defined]
     assert all(e.delivered_at is not None for e in events)
     assert all(e.attempts == 0 for e in events)  # deferrals are not failures
+
+
+async def test_a_request_not_granted_within_max_queue_fails_and_the_rest_go_on() -> None:
+    """max_queue: an outbox send that its busy chat's (higher-priority) traffic keeps
+    from going gives up after that many seconds of pacing, with RetryAfter(1); the
+    replies it waited behind are unaffected."""
+    pace = VirtualClock()
+    limiter = TelegramRateLimiter(VirtualClock(), pace_clock=pace, overall_per_second=1)
+    wire = Wire()
+    await request(limiter, wire, "sendMessage", {"chat_id": 9, "text": "warm-up"})
+    replies = [request(limiter, wire, "sendMessage", {"chat_id": 1, "text": f"reply {i}"})
+               for i in range(5)]
+    bounded = request(limiter, wire, "editMessageText",
+                      {"chat_id": 1, "message_id": 5, "text": "order"},
+                      Outgoing(Priority.COSMETIC, max_wait=0.0, max_queue=2.0))
+    await spin()
+    for _ in range(2):
+        pace.advance(1.0)
+        await spin()
+    with pytest.raises(RetryAfter):
+        await bounded
+    for _ in range(3):
+        pace.advance(1.0)
+        await spin()
+    assert all(t.done() and t.result() is True for t in replies)
+    assert [text for _, text in wire.sent] == ["warm-up"] + [f"reply {i}" for i in range(5)]
+    await limiter.shutdown()
+
+
+async def test_a_busy_chat_does_not_hold_up_the_outbox(h: Harness) -> None:
+    """One user's chat is busy (replies queued behind its 1-message-a-second pace):
+    the engine's dispatch pushes every code, that user's first, and returns without
+    waiting for the order message's re-render behind those replies (it follows in
+    the background). Before, the re-render was awaited inside the dispatch: every
+    other user's events and the next poll round waited behind the busy chat."""
+    busy, other = h.user(1, "Busy"), h.user(2, "Other")
+    for u in (busy, other):
+        await h.credit(u.id, "10")
+        await h.buy(u, service_button("Signal", "$0.60"))
+    codes = {busy.id: "700001", other.id: "700002"}
+    for u in (busy, other):
+        [a] = await h.activations(u.id)
+        assert a.remote_id is not None
+        h.sim.deliver_sms(a.remote_id, codes[u.id])
+    assert h.app is not None
+    bot = h.app.bot
+    replies = [asyncio.ensure_future(bot.send_message(chat_id=busy.id, text=f"reply {i}"))
+               for i in range(40)]  # a burst of 20, then one a second
+    try:
+        await spin(100)
+        await h.advance(15)  # the poll round finds both codes; the outbox runs
+        for u in (busy, other):
+            got = otp_messages(u)
+            assert len(got) == 1 and codes[u.id] in got[0].text, u
+        assert not all(t.done() for t in replies)  # the outbox did not wait behind them
+    finally:
+        for t in replies:
+            t.cancel()
+        await asyncio.gather(*replies, return_exceptions=True)
