@@ -25,7 +25,11 @@ Drivers (one connection each, on the same database, one at a time):
   each text once (what a thin ``Database`` class on asyncpg does);
 * ``sqlalchemy`` — SQLAlchemy 2 async Core (``create_async_engine("postgresql+asyncpg://")``,
   ``text()`` statements built once, one ``AsyncConnection``; transactions through
-  ``conn.begin()``, every other statement committed at once like the bot's autocommit);
+  ``conn.begin()``, every other statement committed at once like the bot's autocommit:
+  SQLAlchemy's autobegin makes that BEGIN, the statement, COMMIT);
+* ``sqlalchemy-autocommit`` — the same at its cheapest: an ``isolation_level=
+  "AUTOCOMMIT"`` connection (one round trip per statement), transactions as explicit
+  ``BEGIN`` / ``COMMIT`` texts;
 * ``psycopg`` — psycopg 3 ``AsyncConnection`` (autocommit, server-side prepare after 5
   uses, its default; binary libpq build if installed).
 
@@ -55,7 +59,7 @@ from urllib.parse import urlsplit, urlunsplit
 from tests.bench.common import cpu_seconds, percentile
 
 STATEMENTS = ("update", "insert", "select", "transaction", "scan")
-DRIVERS = ("asyncpg-prepared", "asyncpg", "sqlalchemy", "psycopg")
+DRIVERS = ("asyncpg-prepared", "asyncpg", "sqlalchemy", "sqlalchemy-autocommit", "psycopg")
 OPEN_STATES = ("purchasing", "waiting", "cancelling", "expired")
 WRITE_KEY = 0x0DA15B07  # an advisory-lock key for the transaction statement
 
@@ -300,14 +304,66 @@ class Psycopg(Driver):
         return await (await c.execute(q["scan"], OPEN_STATES)).fetchall()
 
 
+class SqlAlchemyAutocommit(SqlAlchemyCore):
+    """SQLAlchemy at its cheapest: an AUTOCOMMIT connection (no BEGIN / COMMIT round
+    trips around single statements), transactions as explicit BEGIN ... COMMIT texts."""
+
+    name = "sqlalchemy-autocommit"
+
+    async def open(self, url: str) -> None:
+        from sqlalchemy import text
+
+        await super().open(url)
+        await self.conn.close()
+        self.conn = await self.engine.connect()
+        self.conn = await self.conn.execution_options(isolation_level="AUTOCOMMIT")
+        self.begin, self.commit = text("BEGIN"), text("COMMIT")
+
+    async def backend_pid(self) -> int:
+        from sqlalchemy import text
+
+        return int((await self.conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+    async def run(self, statement: str, a: Args) -> Any:
+        c, t = self.conn, self.text
+        upd = self._params(a.to_state, a.activation_id, a.from_state)
+        ins = self._params(a.user_id, a.amount, "refund", a.activation_id, "bench", a.now)
+        if statement == "transaction":
+            await c.execute(self.begin)
+            try:
+                await c.execute(t["lock"])
+                await c.execute(t["update"], upd)
+                (await c.execute(t["insert"], ins)).scalar_one()
+            except BaseException:
+                await c.execute(text_rollback())
+                raise
+            await c.execute(self.commit)
+            return None
+        if statement == "update":
+            return (await c.execute(t["update"], upd)).rowcount
+        if statement == "insert":
+            return (await c.execute(t["insert"], ins)).scalar_one()
+        if statement == "select":
+            return (await c.execute(t["select"], self._params(a.activation_id))).first()
+        return (await c.execute(t["scan"], self._params(*OPEN_STATES))).fetchall()
+
+
+def text_rollback() -> Any:
+    from sqlalchemy import text
+
+    return text("ROLLBACK")
+
+
 FACTORIES: dict[str, Callable[[], Driver]] = {
     "asyncpg-prepared": AsyncpgPrepared, "asyncpg": AsyncpgCached,
-    "sqlalchemy": SqlAlchemyCore, "psycopg": Psycopg,
+    "sqlalchemy": SqlAlchemyCore, "sqlalchemy-autocommit": SqlAlchemyAutocommit,
+    "psycopg": Psycopg,
 }
 
 
 def available(name: str) -> bool:
-    module = {"sqlalchemy": "sqlalchemy.ext.asyncio", "psycopg": "psycopg"}.get(name, "asyncpg")
+    module = {"sqlalchemy": "sqlalchemy.ext.asyncio", "sqlalchemy-autocommit":
+              "sqlalchemy.ext.asyncio", "psycopg": "psycopg"}.get(name, "asyncpg")
     try:
         __import__(module)
     except ImportError:
@@ -357,14 +413,18 @@ async def measure(drivers: dict[str, tuple[Driver, int]], statement: str, n: int
                   ids: list[int], user_ids: list[int], flip: dict[int, str]
                   ) -> dict[str, Samples]:
     """``n`` executions of ``statement`` through every driver, interleaved call by call
-    (so that the disk's fsync latency and the machine's load fall on all alike);
+    in a rotating order (so that the disk's fsync latency, the machine's load and the
+    position after another driver's call fall on all alike);
     ``flip``: each activation's current state (every guarded UPDATE matches)."""
     out = {name: Samples() for name in drivers}
     server0 = {name: server_pid_cpu(pid) for name, (_, pid) in drivers.items()}
     clock, cpu = time.perf_counter, time.process_time
+    names = list(drivers)
     for i in range(n):
         aid = ids[i % len(ids)]
-        for name, (driver, _) in drivers.items():
+        shift = i % len(names)  # each driver takes every position in turn
+        for name in names[shift:] + names[:shift]:
+            driver = drivers[name][0]
             cur = flip[aid]
             new = "cancelling" if cur == "waiting" else "waiting"
             args = Args(aid, new, cur, user_ids[i % len(user_ids)], Decimal("0.4200"),
