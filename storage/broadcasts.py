@@ -80,13 +80,13 @@ class BroadcastRepo:
     async def create(
         self, admin_id: int, audience: Audience, text: str, chat_id: int, now: float
     ) -> int:
-        async with self.db.transaction():
-            await self.db.execute(
-                "INSERT INTO broadcasts (admin_id, audience, text, chat_id, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (admin_id, audience, text, chat_id, now),
-            )
-            return int(await self.db.fetchval("SELECT last_insert_rowid()"))
+        rowid = await self.db.insert(
+            "INSERT INTO broadcasts (admin_id, audience, text, chat_id, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (admin_id, audience, text, chat_id, now),
+        )
+        assert rowid is not None
+        return rowid
 
     async def get(self, broadcast_id: int) -> BroadcastRow | None:
         row = await self.db.fetchone("SELECT * FROM broadcasts WHERE id = ?", (broadcast_id,))
