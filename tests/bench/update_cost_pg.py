@@ -82,6 +82,7 @@ class ServerMeter:
         self.postmaster = postmaster
         self.dbname = dbname
         self.backend_readings: list[float] = []
+        self.backends_seen = 0  # most processes serving ``dbname`` seen at one call
         self._hz = os.sysconf("SC_CLK_TCK")
 
     @classmethod
@@ -92,13 +93,13 @@ class ServerMeter:
         conn = await asyncpg.connect(url)
         try:
             backend = int(await conn.fetchval("SELECT pg_backend_pid()"))
+            try:
+                postmaster = int(_stat(backend)[1])  # the backend's parent (while it lives)
+                _stat(postmaster)
+            except (OSError, ValueError, IndexError):
+                return None
         finally:
             await conn.close()
-        try:
-            postmaster = int(_stat(backend)[1])  # the backend's parent
-            _stat(postmaster)
-        except (OSError, ValueError, IndexError):
-            return None
         return cls(postmaster, dbname)
 
     def _children(self) -> Iterator[tuple[int, list[str]]]:
@@ -121,13 +122,15 @@ class ServerMeter:
 
     def __call__(self) -> float:
         ticks = _ticks(_stat(self.postmaster), children=True)
-        backend = 0
+        backend = serving = 0
         for pid, fields in self._children():
             own = _ticks(fields)
             ticks += own
             # "postgres: <user> <database> [local] <activity>"
             if self.dbname is not None and f" {self.dbname} " in self._title(pid):
                 backend += own
+                serving += 1
+        self.backends_seen = max(self.backends_seen, serving)
         self.backend_readings.append(backend / self._hz)
         return ticks / self._hz
 
@@ -200,6 +203,7 @@ class BackendRun:
     server_cpu: float = math.nan  # PostgreSQL: every cluster process, throughput phase
     backend_cpu: float = math.nan  # ... the bot's backend alone
     paced_server_cpu: float = math.nan
+    backends_seen: int = 0  # server processes that served the bot's database at once
 
     def _per(self, cpu: float) -> float:
         return cpu / self.upd.updates * 1000 if self.upd.updates else math.nan
@@ -285,6 +289,7 @@ async def run_backend(backend: str, cfg: CostConfig, *, server_url: str | None =
                 if meter is not None:
                     readings = meter.backend_readings  # 4: the two phases' ends
                     run.server_cpu, run.paced_server_cpu = upd.meter_cpu, upd.paced_meter_cpu
+                    run.backends_seen = meter.backends_seen
                     if len(readings) >= 2:
                         run.backend_cpu = readings[1] - readings[0]
             finally:
