@@ -164,6 +164,11 @@ class Database:
     def closed(self) -> bool:
         return self._closed
 
+    async def set_trace_callback(self, callback: Callable[[str], object] | None) -> None:
+        """Call ``callback(sql)`` for every statement run from now on (None: stop);
+        tests count statements with it, on either backend."""
+        await self._conn.set_trace_callback(callback)  # type: ignore[arg-type]
+
     def on_connection_lost(self, callback: Callable[[], object]) -> None:
         """PostgreSQL calls ``callback()`` when its connection dies; a SQLite file
         has no connection to lose, so this never calls it."""

@@ -192,7 +192,10 @@ def _translate(exc: BaseException, conn: Any) -> Exception | None:
             return ConnectionLostError(message, sqlstate=state)
         return StorageError(f"{type(exc).__name__}: {message}", sqlstate=state or None)
     if isinstance(exc, OSError | asyncpg.InterfaceError | asyncio.TimeoutError):
-        if conn.is_closed() or isinstance(exc, OSError | asyncpg.ConnectionDoesNotExistError):
+        if (
+            conn is None or conn.is_closed()
+            or isinstance(exc, OSError | asyncpg.ConnectionDoesNotExistError)
+        ):
             return ConnectionLostError(f"connection to PostgreSQL lost: {exc}")
         return StorageError(f"{type(exc).__name__}: {exc}")
     return None
@@ -222,6 +225,7 @@ class PostgresDatabase(Database):
         self._id_tables: frozenset[str] | None = None
         self._lost_callbacks: list[Callable[[], object]] = []
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._trace: Callable[[str], object] | None = None
         conn.add_termination_listener(self._terminated)
 
     # ---------------------------------------------------------------- lifecycle
@@ -252,8 +256,13 @@ class PostgresDatabase(Database):
                     "timezone": "UTC",
                 },
             )
-        except asyncpg.PostgresError as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise _translate(exc, None) or exc from exc
+        except (OSError, TimeoutError) as exc:  # refused, unknown host, no answer
+            reason = str(exc).strip() or type(exc).__name__
+            raise ConnectionLostError(f"cannot connect to PostgreSQL: {reason}") from exc
+        except ValueError as exc:  # asyncpg cannot parse the URL
+            raise StorageError(f"not a usable PostgreSQL URL: {exc}") from exc
         try:
             _client_keepalive(conn)
             db = cls(conn, url)
@@ -274,6 +283,11 @@ class PostgresDatabase(Database):
                 await self._pg.close(timeout=5)
             if not self._pg.is_closed():
                 self._pg.terminate()
+
+    async def set_trace_callback(self, callback: Callable[[str], object] | None) -> None:
+        """Call ``callback(sql)`` for every statement run from now on (the ``?``
+        text; BEGIN / COMMIT / ROLLBACK too, as SQLite's trace shows them)."""
+        self._trace = callback
 
     def on_connection_lost(self, callback: Callable[[], object]) -> None:
         """Call ``callback()`` once when the connection dies (not on close())."""
@@ -335,16 +349,22 @@ class PostgresDatabase(Database):
             self._check_open()
             token = self._owner.set(True)
             try:
+                if self._trace is not None:
+                    self._trace("BEGIN")
                 await self._run(
                     self._pg.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
                 )
                 try:
                     yield
                 except BaseException:
+                    if self._trace is not None:
+                        self._trace("ROLLBACK")
                     if not self._pg.is_closed():
                         with contextlib.suppress(Exception):
                             await self._pg.execute("ROLLBACK")
                     raise
+                if self._trace is not None:
+                    self._trace("COMMIT")
                 await self._run(self._pg.execute("COMMIT"))
             finally:
                 self._owner.reset(token)
@@ -374,7 +394,9 @@ class PostgresDatabase(Database):
                 raise
             raise translated from exc
 
-    async def _statement(self, sql: str) -> _Statement:
+    async def _statement(self, sql: str, *, trace: bool = True) -> _Statement:
+        if trace and self._trace is not None:
+            self._trace(sql)
         cached = self._statements.get(sql)
         if cached is not None:
             self._statements.move_to_end(sql)
@@ -417,7 +439,8 @@ class PostgresDatabase(Database):
         if self._id_tables is None:
             stmt = await self._statement(
                 "SELECT table_name FROM information_schema.columns"
-                " WHERE table_schema = current_schema() AND column_name = 'id'"
+                " WHERE table_schema = current_schema() AND column_name = 'id'",
+                trace=False,
             )
             rows = await self._run(stmt.prepared.fetch())
             self._id_tables = frozenset(str(r[0]).lower() for r in rows)

@@ -8,7 +8,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
-import asyncpg
 import pytest
 import pytest_asyncio
 
@@ -276,6 +275,11 @@ async def test_the_write_lock_key_is_not_leaderships() -> None:
     assert leader.LEADER_LOCK_KEY not in (WRITE_LOCK_KEY, MIGRATE_LOCK_KEY)
 
 
-async def test_an_unreachable_server_raises_an_os_error(tmp_path: object) -> None:
-    with pytest.raises((OSError, asyncpg.PostgresError, asyncio.TimeoutError)):
+async def test_an_unreachable_server_is_a_storage_error(tmp_path: object) -> None:
+    with pytest.raises(DatabaseErrors, match="cannot connect to PostgreSQL"):
         await open_database(f"postgresql://nobody@/x?host={tmp_path}&port=1", connect_timeout=2)
+
+
+async def test_a_missing_database_is_a_storage_error(postgres_url: str) -> None:
+    with pytest.raises(DatabaseErrors, match="does not exist"):
+        await open_database(postgres_url.replace("/t_", "/missing_t_", 1))
