@@ -51,7 +51,8 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -64,6 +65,9 @@ DRIVERS = ("asyncpg-prepared", "asyncpg", "sqlalchemy", "sqlalchemy-autocommit",
            "bot-pg", "bot-sqlite")
 OPEN_STATES = ("purchasing", "waiting", "cancelling", "expired")
 WRITE_KEY = 0x0DA15B07  # an advisory-lock key for the transaction statement
+# A durable server (the test cluster turns these off for speed): what is measured.
+DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on",
+           "shared_buffers": "128MB"}
 
 # A trimmed mirror of the bot's activations and ledger tables (the columns and the
 # indexes that matter for these statements; money NUMERIC as in the PostgreSQL schema).
@@ -623,7 +627,7 @@ async def states_match(url: str, flip: dict[int, str], sqlite_path: str | None =
 
 async def run(url: str, *, n: int = 2000, rounds: int = 3, rows: int = 1000,
               open_rows: int = 100, drivers: tuple[str, ...] = DRIVERS,
-              statements: tuple[str, ...] = STATEMENTS,
+              statements: tuple[str, ...] = STATEMENTS, warmup: int = 50,
               log: Callable[[str], None] | None = None) -> Report:
     """Create a fresh database on the server at ``url``, measure, drop it."""
     import asyncpg
@@ -660,7 +664,7 @@ async def run(url: str, *, n: int = 2000, rounds: int = 3, rows: int = 1000,
                 await driver.open(db_url)
                 opened[name] = (driver, await driver.backend_pid())
             for statement in statements:  # warm-up: caches, prepared statements
-                await measure(opened, statement, 50, open_ids, user_ids, flips)
+                await measure(opened, statement, warmup, open_ids, user_ids, flips)
             for r in range(rounds):
                 for statement in statements:
                     got = await measure(opened, statement,
@@ -745,8 +749,23 @@ def verdict(report: Report) -> str:
             f"asyncpg {base:.0f} µs; {others}.")
 
 
+@contextmanager
+def server(url: str | None) -> Iterator[str]:
+    """``url``, or a throwaway cluster with :data:`DURABLE` settings for the run."""
+    if url:
+        yield url
+        return
+    from tests.pgcluster import start_cluster
+
+    cluster = start_cluster(settings=DURABLE)  # its own temp dir, removed by stop()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
 def default_url() -> str | None:
-    return os.environ.get("DAISYBOT_BENCH_POSTGRES") or os.environ.get("DAISYBOT_TEST_POSTGRES")
+    return os.environ.get("DAISYBOT_BENCH_POSTGRES")  # not the tests' (fsync off)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -754,15 +773,14 @@ def main(argv: list[str] | None = None) -> int:
                                  description="asyncpg vs SQLAlchemy async vs psycopg 3.")
     ap.add_argument("--url", default=default_url(),
                     help="server URL (postgresql://user@/postgres?host=/socket/dir); "
-                         "default $DAISYBOT_BENCH_POSTGRES or $DAISYBOT_TEST_POSTGRES")
+                         "default $DAISYBOT_BENCH_POSTGRES, else a throwaway cluster with "
+                         "durable settings")
     ap.add_argument("-n", type=int, default=2000, help="executions per statement per round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rows", type=int, default=1000)
     ap.add_argument("--open-rows", type=int, default=100)
     ap.add_argument("--drivers", default=",".join(DRIVERS))
     args = ap.parse_args(argv)
-    if not args.url:
-        ap.error("no server: pass --url or set DAISYBOT_BENCH_POSTGRES")
     drivers = tuple(d.strip() for d in args.drivers.split(",") if d.strip())
     unknown = [d for d in drivers if d not in FACTORIES and d not in SQLITE_DRIVERS]
     if unknown:
@@ -771,8 +789,9 @@ def main(argv: list[str] | None = None) -> int:
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    report = asyncio.run(run(args.url, n=args.n, rounds=args.rounds, rows=args.rows,
-                             open_rows=args.open_rows, drivers=drivers, log=say))
+    with server(args.url) as url:
+        report = asyncio.run(run(url, n=args.n, rounds=args.rounds, rows=args.rows,
+                                 open_rows=args.open_rows, drivers=drivers, log=say))
     print(markdown(report, drivers))
     print()
     print(verdict(report))

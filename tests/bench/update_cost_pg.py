@@ -38,7 +38,6 @@ import math
 import os
 import statistics
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,12 +48,10 @@ from urllib.parse import urlsplit, urlunsplit
 from bot.sandbox.simulator import Simulator
 from tests.bench import app_bench
 from tests.bench.common import OPERATOR_KEY, fmt, percentile
+from tests.bench.pg_driver import DURABLE, server
 from tests.bench.update_cost import SHIPPED, TELEGRAM_RATE, CostConfig, config_for, variant_env
 
 BACKENDS = ("sqlite", "postgresql")
-# A durable server, like the SQLite side (the test cluster turns these off for speed).
-DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on",
-           "shared_buffers": "128MB"}
 _names = itertools.count(1)
 
 
@@ -405,22 +402,6 @@ def markdown(report: Report) -> str:
             f"{k}={v}" for k, v in s.items() if k != "server_version") + ".",
     ]
     return "\n".join(rows)
-
-
-@contextmanager
-def server(url: str | None) -> Iterator[str]:
-    """``url``, or a throwaway durable cluster for the run."""
-    if url:
-        yield url
-        return
-    from tests.pgcluster import start_cluster
-
-    with tempfile.TemporaryDirectory(prefix="bench-pg-") as tmp:
-        cluster = start_cluster(tmp, settings=DURABLE)
-        try:
-            yield cluster.url
-        finally:
-            cluster.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
