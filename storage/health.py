@@ -36,9 +36,10 @@ class HealthRepo:
     def free_bytes(self) -> int | None:
         """Free space on the database's file system (None for ``:memory:``). A commit
         into WAL space that is already allocated succeeds on a full disk, so the write
-        probe alone may not see it; this does."""
-        if self.db.path == ":memory:" or self.db.dialect != "sqlite":
-            return None  # PostgreSQL: the server's disk; a full one fails the write probe
+        probe alone may not see it; this does. None on PostgreSQL: its disk is the
+        server's (a full one fails the write probe itself)."""
+        if self.db.path == ":memory:" or getattr(self.db, "dialect", "sqlite") != "sqlite":
+            return None
         folder = Path(self.db.path).resolve().parent
         stat = os.statvfs(folder)
         return stat.f_bavail * stat.f_frsize

@@ -67,7 +67,14 @@ class LedgerRepo:
         )
 
     async def balance(self, user_id: int) -> Decimal:
-        """Exact: the Decimal sum of the user's entries (never SQL float sums)."""
+        """Exact: the Decimal sum of the user's entries (never SQL float sums).
+        PostgreSQL: a NUMERIC SUM in SQL (exact; one row over the wire). SQLite: the
+        amounts are text, summed here."""
+        if self.db.dialect == "postgresql":
+            total = await self.db.fetchval(
+                "SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE user_id = ?", (user_id,)
+            )
+            return dec(total)
         rows = await self.db.fetchall("SELECT amount FROM ledger WHERE user_id = ?", (user_id,))
         return sum((dec(r[0]) for r in rows), Decimal(0))
 

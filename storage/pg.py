@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import itertools
 import logging
 import re
 import socket
@@ -168,6 +169,13 @@ class _Statement:
         return [v if a is None else a(v) for a, v in zip(self.adapters, params, strict=True)]
 
 
+_names = itertools.count(1)
+
+
+def _next_name() -> str:
+    return f"daisy_{next(_names)}"
+
+
 def _rowcount(status: str | None) -> int:
     """``UPDATE 3`` / ``INSERT 0 1`` / ``DELETE 0`` → the number of rows."""
     if not status:
@@ -247,7 +255,10 @@ class PostgresDatabase(Database):
             conn = await asyncpg.connect(
                 url,
                 timeout=connect_timeout,
-                statement_cache_size=0,  # prepared statements: our own cache
+                # Our own cache keeps the prepared statements; asyncpg's (for its
+                # fetch/execute, unused here) must stay enabled: without it prepare()
+                # makes UNNAMED statements, parsed and planned again on every run.
+                statement_cache_size=16,
                 server_settings={
                     "application_name": application_name,
                     "tcp_keepalives_idle": str(KEEPALIVE_IDLE),
@@ -360,8 +371,13 @@ class PostgresDatabase(Database):
                     if self._trace is not None:
                         self._trace("ROLLBACK")
                     if not self._pg.is_closed():
-                        with contextlib.suppress(Exception):
+                        try:
                             await self._pg.execute("ROLLBACK")
+                        except Exception:
+                            # Never go on in an unknown transaction (it may hold the
+                            # write lock): drop the connection; the process is fenced.
+                            logger.exception("ROLLBACK failed: closing the connection")
+                            self._pg.terminate()
                     raise
                 if self._trace is not None:
                     self._trace("COMMIT")
@@ -373,7 +389,18 @@ class PostgresDatabase(Database):
         if self._closed:
             raise ConnectionLostError("database is closed")
         if self._lost or self._pg.is_closed():
+            self._found_lost()
             raise ConnectionLostError("the connection to PostgreSQL was lost")
+
+    def _found_lost(self) -> None:
+        """The connection is closed though nobody closed it: report it lost, once.
+        asyncpg runs its termination listeners only when the server or the network
+        ends the connection; when asyncpg aborts it itself (a statement started while
+        the server's FATAL "terminating connection" was still being read raises
+        InternalClientError and aborts), no listener runs, and without this the
+        process would go on (the failover soak's connection kills found it)."""
+        if not self._closed and not self._lost and self._pg.is_closed():
+            self._terminated(self._pg)
 
     @asynccontextmanager
     async def _access(self) -> AsyncIterator[None]:
@@ -389,75 +416,103 @@ class PostgresDatabase(Database):
         try:
             return await awaitable
         except Exception as exc:
+            self._found_lost()
             translated = _translate(exc, self._pg)
             if translated is None:
                 raise
             raise translated from exc
 
-    async def _statement(self, sql: str, *, trace: bool = True) -> _Statement:
+    # -------------------------------------------------------------- statements
+    # The hot path: one lock check, one cached prepared statement, one round trip.
+    async def _call(self, sql: str, params: Params, row: bool, trace: bool = True) -> Any:
+        if self._owner.get():
+            return await self._call_held(sql, params, row, trace)
+        async with self._lock:
+            return await self._call_held(sql, params, row, trace)
+
+    async def _call_held(self, sql: str, params: Params, row: bool, trace: bool) -> Any:
+        """``row``: ``fetchrow`` (a Record or None); else ``(rows, status)``.
+
+        A prepared statement that another process's migration made stale (a column
+        added under ``SELECT *``: a rolling upgrade, whose new process migrates while
+        the old leader runs) is prepared again: at once outside a transaction; inside
+        one the transaction is lost (PostgreSQL aborted it), the next try re-prepares."""
+        try:
+            return await self._call_once(sql, params, row, trace)
+        except StorageError as exc:
+            if not isinstance(exc.__cause__, asyncpg.InvalidCachedStatementError):
+                raise
+            self._statements.pop(sql, None)
+            if self._owner.get():
+                raise
+            logger.info("a prepared statement went stale (schema changed): preparing it again")
+            return await self._call_once(sql, params, row, False)
+
+    async def _call_once(self, sql: str, params: Params, row: bool, trace: bool) -> Any:
+        if self._closed or self._lost or self._pg.is_closed():
+            self._check_open()
         if trace and self._trace is not None:
             self._trace(sql)
-        cached = self._statements.get(sql)
-        if cached is not None:
-            self._statements.move_to_end(sql)
-            return cached
-        prepared = await self._run(self._pg.prepare(to_dollar(sql)))
-        stmt = _Statement(prepared)
-        self._statements[sql] = stmt
-        if len(self._statements) > STATEMENT_CACHE:
-            self._statements.popitem(last=False)
-        return stmt
+        stmt = self._statements.get(sql)
+        try:
+            if stmt is None:
+                # a named server-side statement: parsed and planned once
+                stmt = _Statement(await self._pg.prepare(to_dollar(sql), name=_next_name()))
+                self._statements[sql] = stmt
+                if len(self._statements) > STATEMENT_CACHE:
+                    self._statements.popitem(last=False)
+            else:
+                self._statements.move_to_end(sql)
+            prepared = stmt.prepared
+            if row:
+                return await prepared.fetchrow(*stmt.args(params))
+            rows = await prepared.fetch(*stmt.args(params))
+            return rows, prepared.get_statusmsg()
+        except Exception as exc:
+            self._found_lost()
+            translated = _translate(exc, self._pg)
+            if translated is None:
+                raise
+            raise translated from exc
 
-    async def _fetch(self, sql: str, params: Params) -> tuple[list[Any], str | None]:
-        stmt = await self._statement(sql)
-        rows = await self._run(stmt.prepared.fetch(*stmt.args(params)))
-        return rows, stmt.prepared.get_statusmsg()
-
-    # -------------------------------------------------------------- statements
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one statement; returns the number of rows changed."""
-        async with self._access():
-            _, status = await self._fetch(sql, params)
+        _, status = await self._call(sql, params, False)
         return _rowcount(status)
 
     async def insert(self, sql: str, params: Params = ()) -> int | None:
         """Run an INSERT; returns the new row's ``id`` (``RETURNING id`` is added
         when the table has one), None if nothing was inserted (``ON CONFLICT DO
         NOTHING``). A table without ``id``: 1 when a row was inserted."""
-        async with self._access():
-            if not _RETURNING.search(sql):
-                match = _INSERT_TABLE.match(sql)
-                if match is not None and match.group(1).lower() in await self._tables_with_id():
-                    rows, _ = await self._fetch(f"{sql} RETURNING id", params)
-                    return int(rows[0][0]) if rows else None
-            rows, status = await self._fetch(sql, params)
+        if not _RETURNING.search(sql):
+            match = _INSERT_TABLE.match(sql)
+            if match is not None and match.group(1).lower() in await self._tables_with_id():
+                rows, _ = await self._call(f"{sql} RETURNING id", params, False)
+                return int(rows[0][0]) if rows else None
+        rows, status = await self._call(sql, params, False)
         if rows:
             return int(rows[0][0])
         return 1 if _rowcount(status) > 0 else None
 
     async def _tables_with_id(self) -> frozenset[str]:
         if self._id_tables is None:
-            stmt = await self._statement(
+            rows, _ = await self._call(
                 "SELECT table_name FROM information_schema.columns"
                 " WHERE table_schema = current_schema() AND column_name = 'id'",
-                trace=False,
+                (), False, trace=False,
             )
-            rows = await self._run(stmt.prepared.fetch())
             self._id_tables = frozenset(str(r[0]).lower() for r in rows)
         return self._id_tables
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Any]:
-        async with self._access():
-            rows, _ = await self._fetch(sql, params)
-        return rows
+        rows, _ = await self._call(sql, params, False)
+        return list(rows)
 
     async def fetchone(self, sql: str, params: Params = ()) -> Any:
-        async with self._access():
-            stmt = await self._statement(sql)
-            return await self._run(stmt.prepared.fetchrow(*stmt.args(params)))
+        return await self._call(sql, params, True)
 
     async def fetchval(self, sql: str, params: Params = ()) -> Any:
-        row = await self.fetchone(sql, params)
+        row = await self._call(sql, params, True)
         return None if row is None else row[0]
 
 

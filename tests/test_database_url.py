@@ -87,3 +87,22 @@ async def test_check_writable_migrates_and_probes_postgresql(postgres_url: str) 
         assert HealthRepo(db).free_bytes() is None  # the server's disk, not ours
     finally:
         await db.close()
+
+
+def test_the_database_url_and_its_password_are_never_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from bot.app import build_application
+
+    url = f"postgresql://bot:{PASSWORD}@db:5432/daisy"
+    settings = Settings(
+        _env_file=None, bot_token=TOKEN, funding_mode="own_key", database_url=url,
+        encryption_key=Fernet.generate_key().decode(), telegram_base_url="http://127.0.0.1:9",
+    )
+    build_application(settings)  # registers the secrets; opens nothing
+    caplog.set_level(logging.INFO)
+    logging.getLogger("storage").warning("cannot reach %s", url)
+    logging.getLogger("asyncpg").warning("password %s refused", PASSWORD)
+    assert caplog.records and PASSWORD not in caplog.text and url not in caplog.text

@@ -1,6 +1,8 @@
 -- Operator prices and alerts (issue 13; mirrors storage/migrations/0009).
+-- service_key COLLATE "C": /price lists the rules ORDER BY service_key, in SQLite's
+-- byte order whatever the database's default collation (e.g. en_US.UTF-8).
 CREATE TABLE price_overrides (
-    service_key TEXT PRIMARY KEY,
+    service_key TEXT COLLATE "C" PRIMARY KEY,
     service_code TEXT NOT NULL,
     rule TEXT NOT NULL,                 -- "+20%" or "0.75": a rule, not an amount
     admin_id BIGINT NOT NULL,

@@ -1,7 +1,7 @@
 """tests/storage on both backends: the ``backend`` fixture is parametrized over
 SQLite and PostgreSQL (test ids ``[sqlite]`` / ``[postgresql]``), and ``db`` /
-``repos`` open a fresh database of that backend (a file in ``tmp_path``, or a fresh
-PostgreSQL database from ``postgres_url``, tests/conftest.py).
+``repos`` open a fresh, migrated database of that backend (a file in ``tmp_path``, or
+this process's PostgreSQL storage database emptied: see "Speed" below).
 
 Which parameters run (``DAISYBOT_TEST_BACKEND``):
 
@@ -55,7 +55,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 # Rows that a migration itself writes, put back after emptying (0003_health_probe).
+# A new migration that seeds rows must add them here (checked when the database is made).
 _SEED = "INSERT INTO health_probe (id, probed_at) VALUES (1, 0)"
+_SEEDED = {"health_probe": 1}
 
 
 async def _reset_script(url: str) -> str:
@@ -72,6 +74,12 @@ async def _reset_script(url: str) -> str:
                 " AND tablename <> 'schema_version' ORDER BY tablename"
             )
         ]
+        seeded = {}
+        for table in tables:
+            rows = int(await conn.fetchval(f'SELECT COUNT(*) FROM "{table}"'))
+            if rows:
+                seeded[table] = rows
+        assert seeded == _SEEDED, f"the migrations seed {seeded}: update _SEED"
         sequences = [
             str(r[0]) for r in await conn.fetch(
                 "SELECT pg_get_serial_sequence(quote_ident(table_name), column_name)"

@@ -283,3 +283,77 @@ async def test_an_unreachable_server_is_a_storage_error(tmp_path: object) -> Non
 async def test_a_missing_database_is_a_storage_error(postgres_url: str) -> None:
     with pytest.raises(DatabaseErrors, match="does not exist"):
         await open_database(postgres_url.replace("/t_", "/missing_t_", 1))
+
+
+async def test_a_cancelled_transaction_is_rolled_back_and_frees_the_write_lock(
+    postgres_url: str,
+) -> None:
+    db = await open_database(postgres_url)
+    other = await open_database(postgres_url, migrate=False)
+    assert isinstance(db, PostgresDatabase)
+    try:
+        await _user(db)
+        entered = asyncio.Event()
+
+        async def slow_write() -> None:
+            async with db.transaction():
+                await db.execute("UPDATE users SET locale = 'xx' WHERE id = ?", (1,))
+                entered.set()
+                await db.fetchval("SELECT pg_sleep(30)")
+
+        task = asyncio.create_task(slow_write())
+        await asyncio.wait_for(entered.wait(), WAIT)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not db.in_transaction
+        assert await db.fetchval("SELECT locale FROM users WHERE id = ?", (1,)) is None
+        async with other.transaction():  # the write lock is free again
+            await other.execute("UPDATE users SET locale = 'en' WHERE id = ?", (1,))
+        assert await db.fetchval("SELECT locale FROM users WHERE id = ?", (1,)) == "en"
+    finally:
+        await db.close()
+        await other.close()
+
+
+async def test_the_ledger_balance_is_an_exact_numeric_sum(pg: PostgresDatabase) -> None:
+    repos = Repositories(pg)
+    await _user(pg)
+    assert await repos.ledger.balance(1) == Decimal(0)
+    amounts = [Decimal("0.1")] * 10 + [Decimal("-0.3333"), Decimal("1234567.8901")]
+    for amount in amounts:
+        await pg.insert(
+            "INSERT INTO ledger (user_id, amount, kind, created_at) VALUES (?, ?, ?, ?)",
+            (1, amount, "credit" if amount > 0 else "debit", 1.0),
+        )
+    balance = await repos.ledger.balance(1)
+    assert isinstance(balance, Decimal) and balance == sum(amounts, Decimal(0))
+    assert balance == Decimal("1234568.5568")
+
+
+async def test_a_statement_made_stale_by_another_process_migrating_is_prepared_again(
+    postgres_url: str,
+) -> None:
+    """A rolling upgrade: the new process adds a column while the old one runs with
+    ``SELECT *`` prepared; the old one's next read works (and sees the column)."""
+    old = await open_database(postgres_url)
+    new = await open_database(postgres_url, migrate=False)
+    try:
+        await _user(old)
+        sql = "SELECT * FROM users WHERE id = ?"
+        first = await old.fetchone(sql, (1,))
+        assert first is not None and "zz_new" not in first.keys()
+        await new.execute("ALTER TABLE users ADD COLUMN zz_new INTEGER NOT NULL DEFAULT 7")
+        row = await old.fetchone(sql, (1,))
+        assert row is not None and row["zz_new"] == 7
+        # inside a transaction: that transaction fails, the next one works
+        await new.execute("ALTER TABLE users ADD COLUMN zz_newer INTEGER")
+        with pytest.raises(DatabaseErrors):
+            async with old.transaction():
+                await old.fetchone(sql, (1,))
+        async with old.transaction():
+            row = await old.fetchone(sql, (1,))
+        assert row is not None and "zz_newer" in row.keys()
+    finally:
+        await old.close()
+        await new.close()

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -410,6 +411,7 @@ CASES: list[tuple[str, str, str]] = [
     ("strays: the same order twice", _stray(10, "s1", "cancelling"), U),
     ("strays: the same purchase twice", _stray(10, "s10", "cancelling", activation=4), U),
     ("strays: unknown account", _stray(10, "s10", "cancelling", account=99), F),
+    ("strays: unknown purchase", _stray(10, "s10", "cancelling", activation=99), F),
     ("strays: refunded -> cancelling",
      "UPDATE stray_orders SET state = 'cancelling' WHERE id = 2", STRAY_FINAL),
     ("strays: lost -> refunded",
@@ -423,6 +425,10 @@ CASES: list[tuple[str, str, str]] = [
     ("quotes: consumed without a time", _quote(10, activation=5), C),
     ("quotes: a time without a purchase", _quote(10, consumed=5), C),
     ("quotes: two quotes for one purchase", _quote(10, activation=1, consumed=2), U),
+    ("quotes: unknown purchase", _quote(10, activation=99, consumed=2), F),
+    ("quotes: unknown user",
+     "INSERT INTO quotes (id, user_id, service_code, price, created_at, expires_at)"
+     " VALUES (10, 99, 'sb_wa', '1', 0, 1)", F),
     ("quotes: an open quote", _quote(10), OK),
     ("quotes: consumed by another purchase", _quote(10, activation=5, consumed=2), OK),
     # topups
@@ -430,6 +436,7 @@ CASES: list[tuple[str, str, str]] = [
     ("topups: paid without a charge", "UPDATE topups SET state = 'paid' WHERE id = 1", C),
     ("topups: unknown state", _topup(10, state="lost", charge="tc9"), C),
     ("topups: the same charge twice", _topup(10, state="paid", charge="tc1"), U),
+    ("topups: unknown user", "UPDATE topups SET user_id = 99 WHERE id = 1", F),
     ("topups: open rows have no charge", _topup(10), OK),
     # broadcasts
     ("broadcasts: unknown audience",
@@ -533,3 +540,43 @@ async def test_amounts_round_trip_exactly(db: Database) -> None:
     assert sum((Decimal(str(r[0])) for r in rows), Decimal(0)) == sum(
         (Decimal(a) for a in amounts), Decimal(0)
     )
+
+
+@pytest.mark.postgres
+async def test_rules_are_listed_in_sqlite_order_whatever_the_collation(
+    postgres_server: str,
+) -> None:
+    """A database whose default collation is ICU's en-US (a common production
+    setting) still lists /price rules in SQLite's byte order (service_key is
+    COLLATE "C"): "B" < "_z" < "a_c" < "ab" < "b", not en-US's "_z" … "b" < "B"."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import asyncpg
+
+    from storage.prices import PriceOverrideRepo
+
+    name = f"icu_{os.getpid()}"
+    admin = await asyncpg.connect(postgres_server)
+    try:
+        await admin.execute(
+            f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING UTF8'
+            " LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+        )
+        db = await open_database(urlunsplit(urlsplit(postgres_server)._replace(path="/" + name)))
+        try:
+            keys = ["b", "B", "ab", "a_c", "_z"]
+            prices = PriceOverrideRepo(db)
+            for key in keys:
+                await prices.put(service_key=key, service_code=key, rule="1", admin_id=1, now=0)
+            assert [r.service_key for r in await prices.all()] == sorted(keys)
+            # ...where the database's own order differs (so this test means something).
+            plain = await db.fetchall(
+                "SELECT service_key FROM price_overrides ORDER BY CAST(service_key AS TEXT)"
+                ' COLLATE "default"'
+            )
+            assert [r[0] for r in plain] != sorted(keys)
+        finally:
+            await db.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
