@@ -39,6 +39,7 @@ from typing import Any
 
 from bot.clock import SystemClock, VirtualClock
 from bot.sandbox.fake_telegram import FakeUser
+from bot.sandbox.simulator import Simulator
 from tests.bench.common import (
     BOT_TOKEN,
     OPERATOR_KEY,
@@ -80,6 +81,8 @@ class UpdatesResult:
     bot_error_lines: int = 0
     paced_bot_cpu: float = 0.0  # CPU seconds of the bot process in the paced phase
     paced_wall: float = 0.0  # wall seconds of the paced phase (until its last answer)
+    meter_cpu: float = 0.0  # run_updates(meter=...): its CPU seconds in the throughput phase
+    paced_meter_cpu: float = 0.0  # ... and in the paced phase
 
     @property
     def per_second(self) -> float:
@@ -163,11 +166,16 @@ async def run_updates(
     concurrent_updates: int | None = None,
     env: dict[str, str] | None = None,
     log: Callable[[str], None] | None = None,
+    populate_with: Callable[[Simulator, int, int, int], Awaitable[object]] | None = None,
+    meter: Callable[[], float] | None = None,
 ) -> UpdatesResult:
     """``users`` fake users each send /start and press Wallet; ``walkers`` of them
     then walk ``steps`` more menu steps. ``db_users`` / ``active`` pre-populate the
     database (the RSS scenario). Then an open-loop phase at ``paced_rate``.
-    ``env``: more settings for the bot process (``TELEGRAM_HTTP_BACKEND``...)."""
+    ``env``: more settings for the bot process (``TELEGRAM_HTTP_BACKEND``...).
+    ``populate_with(sim, users, active, first_user)``: populates instead of the SQLite
+    file (another database, e.g. ``DATABASE_URL`` in ``env``); ``meter()``: CPU seconds
+    of something else (the database server), read with the bot's at each phase."""
     rng = random.Random(seed)
     result = UpdatesResult(users=users, db_users=max(db_users, users), active=active)
     sim = await start_sim(SystemClock(), window=4 * 3600.0, seed=seed)
@@ -177,7 +185,9 @@ async def run_updates(
         work = Path(tmp)
         db_path = work / "bot.sqlite3"
         first_user = 100_000
-        if db_users or active:
+        if populate_with is not None:
+            await populate_with(sim.sim, max(db_users, users), active, first_user)
+        elif db_users or active:
             await populate(db_path, sim.sim, users=max(db_users, users), active=active,
                            first_user=first_user)
         bot = BotProcess.configure(
@@ -213,11 +223,13 @@ async def run_updates(
 
             t0 = time.perf_counter()
             cpu0, bot_cpu0 = cpu_seconds(), cpu_seconds(bot.pid)
+            meter0 = meter() if meter else 0.0
             await _pool(drivers, concurrency, first_steps)
             await _pool(drivers[:walkers], concurrency, walk)
             result.seconds = time.perf_counter() - t0
             result.driver_cpu = cpu_seconds() - cpu0
             result.bot_cpu = cpu_seconds(bot.pid) - bot_cpu0
+            result.meter_cpu = (meter() - meter0) if meter else 0.0
             if log:
                 log(f"updates: {result.updates} in {result.seconds:.1f}s "
                     f"= {result.per_second:.0f}/s (concurrency {concurrency})")
@@ -240,6 +252,7 @@ async def run_updates(
 
                 start = time.perf_counter()
                 paced_cpu0 = cpu_seconds(bot.pid)
+                paced_meter0 = meter() if meter else 0.0
                 sent = 0
                 while time.perf_counter() - start < paced_seconds:
                     due = start + sent / paced_rate
@@ -257,6 +270,7 @@ async def run_updates(
                     await asyncio.gather(*pending)
                 result.paced_wall = time.perf_counter() - start
                 result.paced_bot_cpu = cpu_seconds(bot.pid) - paced_cpu0
+                result.paced_meter_cpu = (meter() - paced_meter0) if meter else 0.0
             result.rss_mb = bot.rss_mb()
             # Errors while under load (python-telegram-bot logs one at shutdown when its
             # final getUpdates waits behind the cancelled long poll: not counted).
