@@ -96,6 +96,9 @@ def build_application(
     proxy_password = urlsplit(settings.telegram_proxy_url or "").password
     if proxy_password:
         register_secret(proxy_password)
+    if settings.database_url is not None:  # the URL and its password, never logged
+        register_secret(settings.database_url.get_secret_value())
+        register_secret(urlsplit(settings.database_url.get_secret_value()).password)
     quiet_http_loggers()
     use_date_time_entities(settings.date_time_entities)
     use_support_contact(settings.support_contact)

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
         extra="ignore",
         case_sensitive=False,
         env_ignore_empty=True,
+        # A validation error must not echo what was given: DATABASE_URL may carry a
+        # password, and a model-level error would show every input (the bot token too).
+        hide_input_in_errors=True,
     )
 
     # --- Telegram ---
@@ -214,6 +217,30 @@ class Settings(BaseSettings):
     telegram_connection_pool_size: int = Field(default=32, ge=1, le=256)
     # Proxy for the Bot API: http://[user:pass@]host:port (socks5://: httpx backend only).
     telegram_proxy_url: str | None = None
+    # --- PostgreSQL (issue 15) ---
+    # postgresql://user:password@host:5432/dbname (or postgres://): the bot's database
+    # on PostgreSQL, which several bot processes may share (one of them leads). Unset:
+    # SQLite at DATABASE_PATH. A secret (it may carry the password): never logged.
+    database_url: SecretStr | None = None
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _database_url(cls, value: object) -> object:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None
+        if not isinstance(raw, str) or raw.strip().split("://", 1)[0].lower() not in (
+            "postgresql", "postgres",
+        ):
+            raise ValueError("DATABASE_URL must be a postgresql:// (or postgres://) URL")
+        return raw.strip()
+
+    @property
+    def database_target(self) -> str:
+        """What storage.open_database opens: DATABASE_URL when set, else DATABASE_PATH."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return self.database_path
 
     @property
     def users_bring_keys(self) -> bool:

@@ -149,6 +149,7 @@ def store_probe(
     One probe runs at a time; a caller that gives up after
     ``DB_PROBE_TIMEOUT_SECONDS`` leaves it running (cancelling a statement halfway
     would leave the connection inside a transaction) and later callers share it."""
+    from storage.errors import DatabaseErrors
     from storage.health import MIN_FREE_BYTES, HealthRepo
 
     running: list[asyncio.Task[dict[str, bool]]] = []
@@ -167,12 +168,12 @@ def store_probe(
                 checks["database"] = False
             else:
                 await repo.write_probe(time.time())
-        except (sqlite3.Error, OSError) as exc:
+        except (*DatabaseErrors, OSError) as exc:
             log.warning("health: the database cannot be written: %s", exc)
             checks["database"] = False
         try:
             oldest = await repo.oldest_undelivered_event()
-        except sqlite3.Error as exc:
+        except DatabaseErrors as exc:
             log.warning("health: the event outbox cannot be read: %s", exc)
             checks["outbox"] = False
         else:

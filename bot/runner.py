@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sqlite3
 import sys
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from telegram import Update
@@ -54,36 +54,55 @@ def main(argv: list[str] | None = None) -> int:
     secrets = [
         s.get_secret_value()
         for s in (settings.bot_token, settings.daisysim_api_key, settings.encryption_key,
-                  settings.webhook_secret)
+                  settings.webhook_secret, settings.database_url)
         if s is not None
     ]
+    if settings.database_url is not None:  # its password alone too (e.g. in an error)
+        password = urlsplit(settings.database_url.get_secret_value()).password
+        if password:
+            secrets.append(password)
     configure_logging(settings.log_level, secrets)
 
     from bot.app import build_application
     from bot.health import install_health_server
     from bot.services.crypto import ConfigurationError
+    from storage.errors import DatabaseErrors
     from storage.health import check_writable
 
     try:
         application = build_application(settings)  # checks the settings, opens nothing
         # Before Telegram is contacted: an unwritable database is one clear line.
-        asyncio.run(check_writable(settings.database_path))
+        asyncio.run(check_writable(settings.database_target))
         install_health_server(application, settings)  # GET /healthz when HEALTH_PORT is set
         _run(application, settings)
     except ConfigurationError as exc:
         print(f"daisybot: {exc}", file=sys.stderr)
         return 2
-    except sqlite3.Error as exc:  # at the check, or when the engine opens it
-        print(f"daisybot: {_database_problem(settings.database_path, exc)}", file=sys.stderr)
+    except DatabaseErrors as exc:  # at the check, or when the engine opens it
+        print(f"daisybot: {_database_problem(settings, exc)}", file=sys.stderr)
         return 1
     return 0
 
 
-def _database_problem(path: str, exc: sqlite3.Error) -> str:
+def _database_problem(settings: Settings, exc: Exception) -> str:
     reason = str(exc).strip() or type(exc).__name__
+    if settings.database_url is not None:
+        from storage.pg import redact_url
+
+        url = settings.database_url.get_secret_value()
+        password = urlsplit(url).password
+        if password:
+            reason = reason.replace(password, "***")
+        return (
+            f"the PostgreSQL database {redact_url(url)} cannot be reached or written "
+            f"({reason}). Check DATABASE_URL (host, port, user, password, database name), "
+            "that the server is running and accepts connections from here, and that the "
+            "user may create tables in that database."
+        )
     return (
-        f"the database {path} cannot be written ({reason}). Check that the file and its "
-        "folder are writable (a Docker volume mounted read-write) and the disk has space."
+        f"the database {settings.database_path} cannot be written ({reason}). Check that "
+        "the file and its folder are writable (a Docker volume mounted read-write) and the "
+        "disk has space."
     )
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Collection
 from typing import Any
 
 from bot.domain.activation import OPEN_STATES
 from storage.base import literals, raise_duplicate
 from storage.db import Database
+from storage.errors import IntegrityError
 from storage.rows import AccountRow
 from storage.strays import STRAY_OPEN
 
@@ -75,7 +75,7 @@ class AccountRepo:
                 " email, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (kind, owner_user_id, key_hash, key_encrypted, key_masked, email, now),
             )
-        except sqlite3.IntegrityError as exc:
+        except IntegrityError as exc:
             raise_duplicate(exc)
         assert rowid is not None
         return rowid

@@ -8,7 +8,6 @@ state machine does not allow is refused before the database is touched.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from bot.domain.activation import OPEN_STATES, ActivationState, allowed
 from storage.base import literals, marks, money, raise_duplicate, values
 from storage.db import Database
+from storage.errors import IntegrityError
 from storage.rows import ActivationRow, dec
 
 __all__ = ["ActivationRepo", "check_transition"]
@@ -107,7 +107,7 @@ class ActivationRepo:
                     message_id,
                 ),
             )
-        except sqlite3.IntegrityError as exc:
+        except IntegrityError as exc:
             raise_duplicate(exc)
         assert rowid is not None
         return rowid

@@ -96,6 +96,6 @@ class AlertRepo:
         """A failed attempt; ``give_up`` (the admin blocked the bot...): no more tries."""
         await self.db.execute(
             "UPDATE alert_deliveries SET attempts = attempts + 1,"
-            " sent_at = CASE WHEN ? THEN ? ELSE sent_at END WHERE id = ?",
+            " sent_at = CASE WHEN ? = 1 THEN ? ELSE sent_at END WHERE id = ?",
             (1 if give_up else 0, now, delivery_id),
         )

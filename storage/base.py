@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import NoReturn
 
+from storage.errors import ConstraintError
+
 __all__ = ["DuplicateError", "literals", "marks", "money", "raise_duplicate", "values"]
 
 _WORD = re.compile(r"[a-z_]+")
@@ -17,9 +19,16 @@ class DuplicateError(Exception):
     """A UNIQUE constraint refused the row (e.g. a repeated purchase request id)."""
 
 
-def raise_duplicate(exc: sqlite3.IntegrityError) -> NoReturn:
-    """Re-raise a UNIQUE violation as :class:`DuplicateError` (others unchanged)."""
-    if "UNIQUE" in str(exc):
+def raise_duplicate(exc: BaseException) -> NoReturn:
+    """Re-raise a UNIQUE violation as :class:`DuplicateError` (others unchanged):
+    SQLite's ``UNIQUE constraint failed``, PostgreSQL's SQLSTATE 23505 (asyncpg's
+    UniqueViolationError, or the :class:`storage.errors.ConstraintError` it becomes)."""
+    unique = (
+        (isinstance(exc, ConstraintError) and exc.unique)
+        or getattr(exc, "sqlstate", None) == "23505"
+        or (isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc))
+    )
+    if unique:
         raise DuplicateError(str(exc)) from exc
     raise exc
 

@@ -31,10 +31,12 @@ DELIVERED: Final = "delivered"
 BLOCKED: Final = "blocked"
 FAILED: Final = "failed"
 
+# Both backends: the bare "? IS NULL" has no type PostgreSQL can infer (hence the
+# CAST), and a subquery in FROM needs an alias there ("AS r" below).
 _RECIPIENTS = (
     "SELECT id FROM users u WHERE u.banned_at IS NULL AND u.blocked_at IS NULL "
-    "AND (? IS NULL OR u.last_seen_at >= ? OR EXISTS (SELECT 1 FROM activations a "
-    "WHERE a.user_id = u.id AND a.purchase_sent_at >= ?))"
+    "AND (CAST(? AS DOUBLE PRECISION) IS NULL OR u.last_seen_at >= ? "
+    "OR EXISTS (SELECT 1 FROM activations a WHERE a.user_id = u.id AND a.purchase_sent_at >= ?))"
 )
 
 
@@ -74,19 +76,19 @@ class BroadcastRepo:
     async def audience_size(self, active_since: float | None) -> int:
         """How many users a broadcast would reach now (``active_since`` None: all)."""
         return int(await self.db.fetchval(
-            f"SELECT COUNT(*) FROM ({_RECIPIENTS})", (active_since, active_since, active_since)
+            f"SELECT COUNT(*) FROM ({_RECIPIENTS}) AS r", (active_since, active_since, active_since)
         ))
 
     async def create(
         self, admin_id: int, audience: Audience, text: str, chat_id: int, now: float
     ) -> int:
-        async with self.db.transaction():
-            await self.db.execute(
-                "INSERT INTO broadcasts (admin_id, audience, text, chat_id, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (admin_id, audience, text, chat_id, now),
-            )
-            return int(await self.db.fetchval("SELECT last_insert_rowid()"))
+        rowid = await self.db.insert(
+            "INSERT INTO broadcasts (admin_id, audience, text, chat_id, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (admin_id, audience, text, chat_id, now),
+        )
+        assert rowid is not None
+        return rowid
 
     async def get(self, broadcast_id: int) -> BroadcastRow | None:
         row = await self.db.fetchone("SELECT * FROM broadcasts WHERE id = ?", (broadcast_id,))
@@ -107,7 +109,8 @@ class BroadcastRepo:
                 return False
             await self.db.execute(
                 "INSERT INTO broadcast_recipients (broadcast_id, user_id, updated_at) "
-                f"SELECT ?, id, ? FROM ({_RECIPIENTS})",
+                "SELECT CAST(? AS BIGINT), id, CAST(? AS DOUBLE PRECISION)"
+                f" FROM ({_RECIPIENTS}) AS r",
                 (broadcast_id, now, active_since, active_since, active_since),
             )
         return True
@@ -134,13 +137,16 @@ class BroadcastRepo:
                 "AND state = 'pending' ORDER BY user_id LIMIT ?",
                 (broadcast_id, limit),
             )
-            ids = [int(r["user_id"]) for r in rows]
-            for user_id in ids:
-                await self.db.execute(
+            ids: list[int] = []
+            for r in rows:
+                # Only the rows this guarded UPDATE moved are ours: correct on its own,
+                # even where another process's claim was not serialized with this one.
+                if await self.db.execute(
                     "UPDATE broadcast_recipients SET state = 'sending', updated_at = ? "
                     "WHERE broadcast_id = ? AND user_id = ? AND state = 'pending'",
-                    (now, broadcast_id, user_id),
-                )
+                    (now, broadcast_id, int(r["user_id"])),
+                ):
+                    ids.append(int(r["user_id"]))
         return ids
 
     async def record(self, broadcast_id: int, user_id: int, outcome: Outcome, now: float) -> bool:

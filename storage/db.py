@@ -33,7 +33,7 @@ import aiosqlite
 
 _T = TypeVar("_T")
 
-__all__ = ["Database", "Migration", "MigrationError", "load_migrations", "split_sql"]
+__all__ = ["Database", "Dialect", "Migration", "MigrationError", "load_migrations", "split_sql"]
 
 logger = logging.getLogger("storage")
 
@@ -54,9 +54,21 @@ class Migration:
     sql: str
 
 
-def load_migrations() -> list[Migration]:
-    """``storage/migrations/NNNN_name.sql``, sorted by version (gaps not allowed)."""
-    folder = resources.files("storage").joinpath("migrations")
+Dialect = Literal["sqlite", "postgresql"]
+
+# One folder of migrations per backend, the same versions and names in both.
+_MIGRATION_FOLDERS: dict[str, str] = {"sqlite": "migrations", "postgresql": "migrations_pg"}
+
+
+def load_migrations(dialect: Dialect = "sqlite") -> list[Migration]:
+    """``storage/migrations/NNNN_name.sql`` (SQLite) or ``storage/migrations_pg/``
+    (PostgreSQL), sorted by version (gaps not allowed).
+
+    SQLite scripts run statement by statement (:func:`split_sql`); a PostgreSQL
+    script is ONE simple-query execute (its plpgsql bodies contain ``;``)."""
+    if dialect not in _MIGRATION_FOLDERS:
+        raise MigrationError(f"unknown SQL dialect {dialect!r}")
+    folder = resources.files("storage").joinpath(_MIGRATION_FOLDERS[dialect])
     found: list[Migration] = []
     for entry in folder.iterdir():
         match = _MIGRATION_NAME.match(entry.name)
@@ -88,7 +100,18 @@ def split_sql(script: str) -> list[str]:
 
 
 class Database:
-    """One aiosqlite connection with a transaction helper. Use :meth:`open`."""
+    """One aiosqlite connection with a transaction helper. Use :meth:`open`.
+
+    :class:`storage.pg.PostgresDatabase` is the same interface on PostgreSQL;
+    :func:`storage.open_database` picks one from a path or a ``postgresql://`` URL."""
+
+    dialect: Dialect = "sqlite"
+    _SCHEMA_VERSION_DDL = (
+        "CREATE TABLE IF NOT EXISTS schema_version ("
+        " version INTEGER PRIMARY KEY,"
+        " name TEXT NOT NULL,"
+        " applied_at REAL NOT NULL)"
+    )
 
     def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
         self._conn = conn
@@ -141,20 +164,24 @@ class Database:
     def closed(self) -> bool:
         return self._closed
 
+    async def set_trace_callback(self, callback: Callable[[str], object] | None) -> None:
+        """Call ``callback(sql)`` for every statement run from now on (None: stop);
+        tests count statements with it, on either backend."""
+        await self._conn.set_trace_callback(callback)  # type: ignore[arg-type]
+
+    def on_connection_lost(self, callback: Callable[[], object]) -> None:
+        """PostgreSQL calls ``callback()`` when its connection dies; a SQLite file
+        has no connection to lose, so this never calls it."""
+
     # -------------------------------------------------------------- migrations
     async def migrate(self, migrations: Iterable[Migration] | None = None) -> int:
         """Apply pending migrations, each in its own transaction. Returns the
         schema version. Idempotent; safe with several processes (BEGIN IMMEDIATE
         and a re-check of the version inside the transaction)."""
-        pending = list(load_migrations() if migrations is None else migrations)
+        pending = list(load_migrations(self.dialect) if migrations is None else migrations)
         known = max((m.version for m in pending), default=0)
         async with self.transaction():
-            await self.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version ("
-                " version INTEGER PRIMARY KEY,"
-                " name TEXT NOT NULL,"
-                " applied_at REAL NOT NULL)"
-            )
+            await self.execute(self._SCHEMA_VERSION_DDL)
         current = await self.schema_version()
         if current > known:
             raise MigrationError(
@@ -167,14 +194,18 @@ class Database:
                 # Re-check inside the write lock: another process may have done it.
                 if await self.schema_version() >= migration.version:
                     continue
-                for statement in split_sql(migration.sql):
-                    await self.execute(statement)
+                await self._apply_script(migration.sql)
                 await self.execute(
                     "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
                     (migration.version, migration.name, time.time()),
                 )
             logger.info("applied migration %04d_%s", migration.version, migration.name)
         return await self.schema_version()
+
+    async def _apply_script(self, script: str) -> None:
+        """One migration's SQL, inside its transaction: statement by statement."""
+        for statement in split_sql(script):
+            await self.execute(statement)
 
     async def schema_version(self) -> int:
         row = await self.fetchone("SELECT COALESCE(MAX(version), 0) AS v FROM schema_version")

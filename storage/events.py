@@ -65,8 +65,11 @@ class EventRepo:
         """The handler delivered nothing and asked to be called again later (a flood
         pause): undo the dispatch mark, so the redelivery is not taken as
         interrupted, and count no failed attempt."""
+        # The larger of the two as a CASE: SQLite's scalar MAX(a, b) is PostgreSQL's
+        # GREATEST(a, b), and neither has the other's.
         await self.db.execute(
-            "UPDATE events SET dispatches = MAX(dispatches - 1, attempts), next_attempt_at = ?,"
+            "UPDATE events SET dispatches = CASE WHEN dispatches - 1 > attempts"
+            " THEN dispatches - 1 ELSE attempts END, next_attempt_at = ?,"
             " last_error = ? WHERE id = ? AND delivered_at IS NULL",
             (next_attempt_at, reason[:500], event_id),
         )

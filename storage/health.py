@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 
+from storage import open_database
 from storage.db import Database
 
 __all__ = ["MIN_FREE_BYTES", "HealthRepo", "check_writable"]
@@ -36,8 +37,8 @@ class HealthRepo:
         """Free space on the database's file system (None for ``:memory:``). A commit
         into WAL space that is already allocated succeeds on a full disk, so the write
         probe alone may not see it; this does."""
-        if self.db.path == ":memory:":
-            return None
+        if self.db.path == ":memory:" or self.db.dialect != "sqlite":
+            return None  # PostgreSQL: the server's disk; a full one fails the write probe
         folder = Path(self.db.path).resolve().parent
         stat = os.statvfs(folder)
         return stat.f_bavail * stat.f_frsize
@@ -51,9 +52,10 @@ class HealthRepo:
 
 
 async def check_writable(path: str) -> None:
-    """Open (creating and migrating if needed) the database at ``path`` and commit the
-    write probe. Raises ``sqlite3.Error`` when it cannot be written."""
-    db = await Database.open(path)
+    """Open (creating and migrating if needed) the database at ``path`` (a SQLite path
+    or a ``postgresql://`` URL) and commit the write probe. Raises one of
+    ``storage.errors.DatabaseErrors`` when it cannot be reached or written."""
+    db = await open_database(path)
     try:
         await HealthRepo(db).write_probe(time.time())
     finally:

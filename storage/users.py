@@ -22,7 +22,7 @@ class UserRepo:
         sighting = ", last_seen_at = excluded.last_seen_at, blocked_at = NULL" if seen else ""
         row = await self.db.fetchone(
             "INSERT INTO users (id, locale, created_at, last_seen_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET locale = CASE WHEN users.locale_chosen "
+            "ON CONFLICT (id) DO UPDATE SET locale = CASE WHEN users.locale_chosen <> 0 "
             "THEN users.locale ELSE COALESCE(excluded.locale, users.locale) END"
             f"{sighting} RETURNING *",
             (user_id, locale, now, now if seen else None),

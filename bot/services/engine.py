@@ -86,6 +86,7 @@ from bot.services.inspect import Inspector
 from bot.services.runtime import Runtime
 from bot.services.timers import Timers, Waker
 from bot.services.wiring import Services
+from storage import open_database
 from storage.db import Database
 from storage.repositories import Repositories
 
@@ -178,7 +179,7 @@ class Engine(AdminTools, TopUpDesk):
         if self._s is not None:
             return
         if self._db is None:
-            self._db = await Database.open(self.settings.database_path)
+            self._db = await open_database(self.settings.database_target)
         repos = Repositories(self._db)
         rt = Runtime(
             self.settings, self.clock, self._db, repos, self.policy, self._timers, self._waker

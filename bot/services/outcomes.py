@@ -11,7 +11,6 @@ the same row, and a transition the table does not have cannot be written.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +25,7 @@ from bot.domain.activation import (
 from bot.services.api import EventKind
 from bot.services.runtime import Runtime
 from bot.services.tracker import Tracker
+from storage.errors import IntegrityError
 from storage.repositories import Repositories
 from storage.rows import ActivationRow
 
@@ -214,7 +214,7 @@ class Outcomes:
                     await rt.repos.activations.update(activation_id, price=price)
                     if late:
                         await rt.emit(activation_id, EventKind.PURCHASED)
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             # The same remote id twice: never attach one number to two orders.
             logger.exception("activation %d: cannot record the purchase", activation_id)
             await self.fail_purchase(activation_id, "purchase could not be recorded", emit=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import pytest_asyncio
 from cryptography.fernet import Fernet
 
@@ -32,6 +33,7 @@ from bot.sandbox.fake_telegram import ChatMessage, FakeTelegram, FakeUser
 from bot.sandbox.simulator import Simulator, SimulatorServer, start_simulator
 from bot.services.api import Activation, EngineAPI
 from bot.telegram.context import DaisyApp
+from tests.conftest import ON_POSTGRES
 from tests.texts import pattern, text
 
 TOKEN = "4242:e2e-test-token-not-a-real-one"
@@ -55,6 +57,8 @@ class Harness:
     overrides: dict[str, Any] = field(default_factory=dict)
     app: DaisyApp | None = None
     daisysim_transport: Any = None  # e.g. a GatedTransport; None: plain HTTP
+    # DAISYBOT_TEST_BACKEND=postgresql: the test's fresh PostgreSQL database
+    database_url: str | None = None
 
     # ------------------------------------------------------------ lifecycle
     def settings(self) -> Settings:
@@ -72,6 +76,8 @@ class Harness:
         }
         if self.mode == FundingMode.OPERATOR:
             values["daisysim_api_key"] = OP_KEY
+        if self.database_url is not None:
+            values["database_url"] = self.database_url
         values.update(self.overrides)
         return Settings(_env_file=None, **values)
 
@@ -202,8 +208,12 @@ HarnessFactory = Callable[..., Awaitable[Harness]]
 
 
 @pytest_asyncio.fixture
-async def make_harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
+async def make_harness(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[HarnessFactory]:
     created: list[Harness] = []
+    # one database per test, as the SQLite file in tmp_path is
+    database_url = request.getfixturevalue("postgres_url") if ON_POSTGRES else None
 
     async def factory(
         mode: FundingMode = FundingMode.OPERATOR, start: bool = True, **overrides: Any
@@ -217,6 +227,7 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
         fake = FakeTelegram(TOKEN)
         await fake.start()
         h = Harness(tmp_path, clock, sim, sim_server, fake, mode, dict(overrides))
+        h.database_url = database_url
         created.append(h)
         if start:
             await h.start_bot()

@@ -19,14 +19,14 @@ async def statements(h: Harness) -> AsyncIterator[list[str]]:
     engine = h.engine
     assert isinstance(engine, Engine)
     seen: list[str] = []
-    conn = engine.database._conn
+    conn = engine.database
     await h.settle()  # what earlier updates left running is not counted
     await conn.set_trace_callback(seen.append)
     try:
         yield seen
         await h.settle()
     finally:
-        await conn.set_trace_callback(None)  # type: ignore[arg-type]
+        await conn.set_trace_callback(None)
 
 
 def _tables(seen: list[str]) -> list[str]:

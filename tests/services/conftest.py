@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import pytest_asyncio
 from cryptography.fernet import Fernet
 
@@ -20,6 +21,7 @@ from bot.config import Settings
 from bot.sandbox.simulator import Simulator, SimulatorServer, start_simulator
 from bot.services.api import Activation, Event, EventKind
 from bot.services.engine import Engine
+from tests.conftest import ON_POSTGRES
 
 OP_KEY = "sk_operator_0123456789abcdef0123"
 USER_KEY = "sk_userkey_A_0123456789abcdef0123"
@@ -63,6 +65,8 @@ class Harness:
     server: SimulatorServer
     transport: RecordingTransport
     db_path: Path
+    # DAISYBOT_TEST_BACKEND=postgresql: a fresh PostgreSQL database (tests/conftest.py)
+    database_url: str | None = None
     engines: list[Engine] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 
@@ -76,6 +80,8 @@ class Harness:
             "admin_ids": [ADMIN],
             "daisysim_timeout_seconds": 5.0,
         }
+        if self.database_url is not None:
+            values["database_url"] = self.database_url
         values.update(overrides)
         return Settings(_env_file=None, **values)
 
@@ -138,7 +144,7 @@ class Harness:
 
 
 @pytest_asyncio.fixture
-async def h(tmp_path: Path) -> AsyncIterator[Harness]:
+async def h(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     clock = VirtualClock()
     sim = Simulator(clock, seed=7)
     sim.add_account(OP_KEY, "500.0000", email="operator@example.com")
@@ -146,7 +152,8 @@ async def h(tmp_path: Path) -> AsyncIterator[Harness]:
     sim.add_account(USER_KEY_B, "20.0000", email="bob@example.com")
     server = await start_simulator(sim, host="127.0.0.1", port=0)
     transport = RecordingTransport(clock)
-    harness = Harness(clock, sim, server, transport, tmp_path / "bot.sqlite3")
+    database_url = request.getfixturevalue("postgres_url") if ON_POSTGRES else None
+    harness = Harness(clock, sim, server, transport, tmp_path / "bot.sqlite3", database_url)
     try:
         yield harness
     finally:

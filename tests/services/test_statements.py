@@ -17,12 +17,12 @@ from tests.services.conftest import ADMIN, ALICE, Harness
 async def statements(eng: Engine) -> AsyncIterator[list[str]]:
     """Every SQL statement the engine's connection runs inside the block."""
     seen: list[str] = []
-    conn = eng.database._conn
+    conn = eng.database
     await conn.set_trace_callback(seen.append)
     try:
         yield seen
     finally:
-        await conn.set_trace_callback(None)  # type: ignore[arg-type]
+        await conn.set_trace_callback(None)
 
 
 async def test_wallet_statements_do_not_grow_with_entries(h: Harness) -> None:

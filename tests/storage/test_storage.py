@@ -1,29 +1,28 @@
-"""Storage: migrations, durability across reopen, and the SQL-level guards."""
+"""Storage: migrations, durability across reopen, and the SQL-level guards, on
+both backends (``repos`` / ``db_target``: tests/storage/conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
-from storage.db import Database, Migration, MigrationError, load_migrations, split_sql
+from storage import DatabaseErrors, IntegrityError, open_database
+from storage.db import Migration, MigrationError, load_migrations, split_sql
 from storage.repositories import DuplicateError, Repositories
 
 NOW = 1_767_225_600.0
 
 
-@pytest_asyncio.fixture
-async def repos(tmp_path: Path) -> AsyncIterator[Repositories]:
-    db = await Database.open(tmp_path / "t.sqlite3")
-    try:
-        yield Repositories(db)
-    finally:
-        await db.close()
+@pytest.fixture
+def fresh_target(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database of this test's own, not even migrated yet (migration tests)."""
+    if backend == "sqlite":
+        return str(tmp_path / "db.sqlite3")
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 async def _activation(
@@ -60,6 +59,7 @@ async def _activation(
 # --------------------------------------------------------------------------- migrations
 
 
+@pytest.mark.sqlite_only
 def test_migrations_are_numbered_and_split() -> None:
     migrations = load_migrations()
     assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
@@ -70,17 +70,17 @@ def test_migrations_are_numbered_and_split() -> None:
     assert all(s.rstrip().endswith("END;") for s in triggers)
 
 
-async def test_migrations_idempotent_and_reopen_keeps_data(tmp_path: Path) -> None:
-    path = tmp_path / "db.sqlite3"
-    db = await Database.open(path)
+async def test_migrations_idempotent_and_reopen_keeps_data(fresh_target: str) -> None:
+    db = await open_database(fresh_target)
     assert await db.schema_version() == len(load_migrations())
     assert await db.migrate() == len(load_migrations())  # second run: nothing to do
     await Repositories(db).users.ensure(42, NOW, locale="en")
-    assert str(await db.fetchval("PRAGMA journal_mode")).lower() == "wal"
-    assert await db.fetchval("PRAGMA foreign_keys") == 1
+    if db.dialect == "sqlite":
+        assert str(await db.fetchval("PRAGMA journal_mode")).lower() == "wal"
+        assert await db.fetchval("PRAGMA foreign_keys") == 1
     await db.close()
 
-    db2 = await Database.open(path)
+    db2 = await open_database(fresh_target)
     try:
         rows = await db2.fetchall("SELECT version FROM schema_version")
         assert [r[0] for r in rows] == list(range(1, len(load_migrations()) + 1))
@@ -90,28 +90,31 @@ async def test_migrations_idempotent_and_reopen_keeps_data(tmp_path: Path) -> No
         await db2.close()
 
 
-async def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "db.sqlite3"
-    db = await Database.open(path)
+async def test_newer_schema_is_refused(fresh_target: str) -> None:
+    db = await open_database(fresh_target)
     await db.execute(
         "INSERT INTO schema_version (version, name, applied_at) VALUES (999, 'future', 0)"
     )
     await db.close()
     with pytest.raises(MigrationError):
-        await Database.open(path)
+        await open_database(fresh_target)
 
 
-async def test_failed_migration_rolls_back(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "db.sqlite3")
+async def test_failed_migration_rolls_back(fresh_target: str) -> None:
+    db = await open_database(fresh_target)
     try:
         bad = [
-            *load_migrations(),
+            *load_migrations(db.dialect),
             Migration(len(load_migrations()) + 1, "bad", "CREATE TABLE x (a INT);\nNOT SQL;\n"),
         ]
-        with pytest.raises(sqlite3.OperationalError):
+        with pytest.raises(DatabaseErrors):
             await db.migrate(bad)
         assert await db.schema_version() == len(load_migrations())
-        assert await db.fetchone("SELECT name FROM sqlite_master WHERE name = 'x'") is None
+        exists = (
+            "SELECT name FROM sqlite_master WHERE name = 'x'" if db.dialect == "sqlite"
+            else "SELECT tablename FROM pg_tables WHERE tablename = 'x'"
+        )
+        assert await db.fetchone(exists) is None
     finally:
         await db.close()
 
@@ -181,7 +184,7 @@ async def test_remote_id_unique_per_account(repos: Repositories) -> None:
     a = await _activation(repos, request_id="a")
     b = await _activation(repos, request_id="b")
     assert await repos.activations.transition(a, ["purchasing"], "waiting", remote_id="100")
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(IntegrityError):
         await repos.activations.transition(b, ["purchasing"], "waiting", remote_id="100")
     # The same remote id on another account is fine.
     other = await repos.accounts.insert(
@@ -206,7 +209,7 @@ async def test_guarded_transitions_and_final_states(repos: Repositories) -> None
     with pytest.raises(ValueError, match="not allowed"):
         await acts.transition(act, ["waiting", "cancelling"], "refunded")
     # ...and not even by raw SQL: the trigger refuses it.
-    with pytest.raises(sqlite3.IntegrityError, match="final state"):
+    with pytest.raises(IntegrityError, match="final state"):
         await repos.db.execute("UPDATE activations SET state = 'refunded' WHERE id = ?", (act,))
     row = await acts.get(act)
     assert row is not None and row.state == "completed" and row.code == "123456"
@@ -217,11 +220,11 @@ async def test_guarded_transitions_and_final_states(repos: Repositories) -> None
     assert await acts.transition(act2, ["cancelling"], "refunded", refund_reason="user_cancel")
     with pytest.raises(ValueError, match="not allowed"):
         await acts.transition(act2, ["refunded"], "completed", code="9")
-    with pytest.raises(sqlite3.IntegrityError, match="final state"):
+    with pytest.raises(IntegrityError, match="final state"):
         await repos.db.execute(
             "UPDATE activations SET state = 'completed', code = '9' WHERE id = ?", (act2,)
         )
-    with pytest.raises(sqlite3.IntegrityError):  # completed needs a code
+    with pytest.raises(IntegrityError):  # completed needs a code
         act3 = await _activation(repos, request_id="r3")
         await acts.transition(act3, ["purchasing"], "waiting", remote_id="3")
         await acts.transition(act3, ["waiting"], "completed")
@@ -247,11 +250,11 @@ async def test_ledger_once_per_activation_and_signs(repos: Repositories) -> None
     assert again is None
     kinds = [e.kind for e in await led.for_activation(act)]
     assert kinds == ["hold", "refund"]
-    with pytest.raises(sqlite3.IntegrityError):  # a refund must be positive
+    with pytest.raises(IntegrityError):  # a refund must be positive
         await led.add(user_id=1, amount=Decimal("-1"), kind="refund", activation_id=act, now=NOW)
-    with pytest.raises(sqlite3.IntegrityError):  # a charge must name its activation
+    with pytest.raises(IntegrityError):  # a charge must name its activation
         await led.add(user_id=1, amount=Decimal("-1"), kind="charge", now=NOW)
-    with pytest.raises(sqlite3.IntegrityError):  # foreign keys are enforced
+    with pytest.raises(IntegrityError):  # foreign keys are enforced
         await led.add(user_id=999, amount=Decimal("1"), kind="credit", now=NOW)
 
 
@@ -259,7 +262,7 @@ async def test_no_refund_row_for_completed_activation(repos: Repositories) -> No
     act = await _activation(repos)
     await repos.activations.transition(act, ["purchasing"], "waiting", remote_id="5")
     await repos.activations.transition(act, ["waiting"], "completed", code="1")
-    with pytest.raises(sqlite3.IntegrityError, match="cannot be refunded"):
+    with pytest.raises(IntegrityError, match="cannot be refunded"):
         await repos.ledger.add(
             user_id=1, amount=Decimal("1.0830"), kind="refund", activation_id=act, now=NOW
         )
@@ -271,8 +274,13 @@ async def test_balance_is_exact_decimal(repos: Repositories) -> None:
         await repos.ledger.add(user_id=1, amount=Decimal("0.1"), kind="credit", now=NOW)
     await repos.ledger.add(user_id=1, amount=Decimal("-0.3"), kind="debit", now=NOW)
     assert await repos.ledger.balance(1) == Decimal("0.7")
-    stored = await repos.db.fetchval("SELECT typeof(amount) FROM ledger LIMIT 1")
-    assert stored == "text"
+    # Stored exactly: decimal text on SQLite, NUMERIC on PostgreSQL (never a float).
+    if repos.db.dialect == "sqlite":
+        stored = await repos.db.fetchval("SELECT typeof(amount) FROM ledger LIMIT 1")
+        assert stored == "text"
+    else:
+        stored = await repos.db.fetchval("SELECT pg_typeof(amount)::text FROM ledger LIMIT 1")
+        assert stored == "numeric"
 
 
 async def test_events_once_per_activation_kind(repos: Repositories) -> None:

@@ -1,28 +1,16 @@
-"""Storage of top-ups (migration 7): the topups table and the ledger's charge ids."""
+"""Storage of top-ups (migration 7): the topups table and the ledger's charge ids
+(both backends: ``repos`` from tests/storage/conftest.py)."""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
-from storage.db import Database
+from storage import IntegrityError
 from storage.repositories import Repositories
 
 NOW = 1_767_225_600.0
-
-
-@pytest_asyncio.fixture
-async def repos(tmp_path: Path) -> AsyncIterator[Repositories]:
-    db = await Database.open(tmp_path / "t.sqlite3")
-    try:
-        yield Repositories(db)
-    finally:
-        await db.close()
 
 
 async def _open(r: Repositories, user: int = 1) -> int:
@@ -41,7 +29,7 @@ async def test_a_charge_is_recorded_on_one_row_only(repos: Repositories) -> None
     assert not await repos.topups.mark_paid(first, charge_id="ch2", provider_charge_id=None,
                                             paid_price=385, now=NOW)
     # ... and no second row can hold the same charge (unique index)
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(IntegrityError):
         await repos.topups.mark_paid(second, charge_id="ch1", provider_charge_id=None,
                                      paid_price=385, now=NOW)
     assert await repos.topups.create_paid(
@@ -71,7 +59,7 @@ async def test_ledger_entries_of_a_charge_exist_once_each(repos: Repositories) -
         ("topup", Decimal("5")), ("refund", Decimal("-5")), ("refund_back", Decimal("5"))
     ]
     assert await repos.ledger.balance(1) == Decimal("5")
-    with pytest.raises(sqlite3.IntegrityError):  # not a known entry
+    with pytest.raises(IntegrityError):  # not a known entry
         await add(user_id=1, amount=Decimal("5"), kind="credit", now=NOW,
                   charge_id="ch2", charge_entry="bonus")
 
@@ -95,7 +83,7 @@ async def test_refund_states_are_guarded(repos: Repositories) -> None:
 
 async def test_an_unpaid_row_cannot_claim_a_paid_state(repos: Repositories) -> None:
     topup = await _open(repos)
-    with pytest.raises(sqlite3.IntegrityError):  # paid needs its charge id
+    with pytest.raises(IntegrityError):  # paid needs its charge id
         await repos.db.execute("UPDATE topups SET state = 'paid' WHERE id = ?", (topup,))
     assert await repos.topups.claim_notice(topup, NOW)
     assert not await repos.topups.claim_notice(topup, NOW)
