@@ -7,6 +7,10 @@
   ``DAISYBOT_REQUIRE_POSTGRES=1`` (then it fails).
 * ``postgres_url``: a fresh, empty database per test (``t_<worker>_<pid>_<n>``),
   dropped afterwards (WITH (FORCE): a connection the test left open does not block).
+* ``postgres_migrated_url``: the same, already at the current schema: a copy
+  (``CREATE DATABASE … TEMPLATE``) of one database this process migrated once,
+  ~70 ms instead of ~0.4 s for the nine migrations. The services and e2e harnesses
+  use it.
 * ``DAISYBOT_TEST_BACKEND=postgresql`` (:data:`ON_POSTGRES`) makes the database
   fixtures of tests/storage, tests/services and tests/e2e use ``postgres_url``;
   tests marked ``sqlite_only`` (SQLite-file specifics) skip then.
@@ -76,6 +80,16 @@ class _Admin:
         conn = await self._connection()
         await conn.execute(sql)
 
+    async def _migrate(self, dsn: str) -> None:
+        from storage import open_database
+
+        db = await open_database(dsn)
+        await db.close()
+
+    def migrate(self, dsn: str) -> None:
+        with self._lock:
+            self.run(self._migrate(dsn))
+
     def execute(self, sql: str) -> None:
         with self._lock:
             self.run(self._execute(sql))
@@ -123,15 +137,49 @@ def postgres_server() -> Iterator[str]:
         admin.close()
 
 
+def _admin(server: str) -> _Admin:
+    admin = _admins.get(server)
+    if admin is None:
+        admin = _admins[server] = _Admin(server)
+    return admin
+
+
+def _fresh_name() -> str:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    return f"t_{worker}_{os.getpid()}_{next(_counter)}".lower()
+
+
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A fresh empty PostgreSQL database for this test; its DSN."""
-    admin = _admins.get(postgres_server)
-    if admin is None:
-        admin = _admins[postgres_server] = _Admin(postgres_server)
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    name = f"t_{worker}_{os.getpid()}_{next(_counter)}".lower()
+    admin = _admin(postgres_server)
+    name = _fresh_name()
     admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield database_dsn(postgres_server, name)
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: str) -> Iterator[str]:
+    """This process's migrated template database (its name)."""
+    admin = _admin(postgres_server)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"tmpl_{worker}_{os.getpid()}".lower()
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.execute(f'CREATE DATABASE "{name}"')
+    admin.migrate(database_dsn(postgres_server, name))  # and closed: copyable
+    yield name
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_migrated_url(postgres_server: str, postgres_template: str) -> Iterator[str]:
+    """A fresh PostgreSQL database at the current schema for this test; its DSN."""
+    admin = _admin(postgres_server)
+    name = _fresh_name()
+    admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
     try:
         yield database_dsn(postgres_server, name)
     finally:

@@ -159,8 +159,8 @@ class Purchases:
             if budget.available() <= 0:
                 raise TooBusy("purchase budget used up", retry_after=budget.wait_time())
             now = rt.clock.now()
-            async with rt.db.transaction():
-                try:
+            try:
+                async with rt.db.transaction():
                     activation_id = await rt.repos.activations.insert_purchasing(
                         user_id=user_id, account_id=acc.id, service_code=app_info.code,
                         service_name=app_info.name,
@@ -169,14 +169,16 @@ class Purchases:
                         request_id=request_id, sent_at=now, chat_id=chat_id,
                         message_id=message_id if chat_id is not None else None,
                     )
-                except DuplicateError:
-                    dup = await rt.repos.activations.by_request_id(request_id)
-                    raise self._duplicate(dup, user_id) from None
-                if quote_id is not None and not await self.catalogue.quotes.consume(
-                    quote_id, activation_id, now
-                ):
-                    raise self._duplicate(None, user_id)  # rolled back: nothing written
-                await rt.policy.hold(user_id, activation_id, price)
+                    if quote_id is not None and not await self.catalogue.quotes.consume(
+                        quote_id, activation_id, now
+                    ):
+                        raise self._duplicate(None, user_id)  # rolled back: nothing written
+                    await rt.policy.hold(user_id, activation_id, price)
+            except DuplicateError:
+                # The request id is taken. Looked up after the rollback: on PostgreSQL
+                # the failed INSERT aborted the transaction (no statement runs in it).
+                dup = await rt.repos.activations.by_request_id(request_id)
+                raise self._duplicate(dup, user_id) from None
             track = self.tracker.new_purchase(activation_id, user_id, acc.id)
             row = await self._purchase(acc, client, track, app_info, pid, price)
         rt.notify()

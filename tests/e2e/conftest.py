@@ -213,7 +213,7 @@ async def make_harness(
 ) -> AsyncIterator[HarnessFactory]:
     created: list[Harness] = []
     # one database per test, as the SQLite file in tmp_path is
-    database_url = request.getfixturevalue("postgres_url") if ON_POSTGRES else None
+    database_url = request.getfixturevalue("postgres_migrated_url") if ON_POSTGRES else None
 
     async def factory(
         mode: FundingMode = FundingMode.OPERATOR, start: bool = True, **overrides: Any

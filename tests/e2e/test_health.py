@@ -2,7 +2,9 @@
 and the event outbox, with the virtual clock.
 
 * The bot's own connection cannot write (``PRAGMA query_only``: what a read-only
-  file or file system looks like to SQLite) → 503 naming ``database``; back → 200.
+  file or file system looks like to SQLite; on PostgreSQL a read-only session,
+  what a hot standby or a read-only database answers) → 503 naming ``database``;
+  back → 200.
 * A code that cannot be delivered (Telegram answers 500) waits in the outbox longer
   than HEALTH_OUTBOX_MAX_AGE_SECONDS → 503 naming ``outbox``; delivered → 200.
 * The unit rules of the updates check (UpdateFeed) on a fake monotonic clock.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -50,14 +53,18 @@ async def test_database_that_cannot_be_written_is_503(
     status, body = await _health(server)
     assert status == 200 and body["checks"]["database"] is True
     db = h.engine.inspect.db  # type: ignore[attr-defined]
-    await db.execute("PRAGMA query_only = ON")
+    read_only = {"sqlite": "PRAGMA query_only = ON",
+                 "postgresql": "SET default_transaction_read_only = on"}
+    writable = {"sqlite": "PRAGMA query_only = OFF",
+                "postgresql": "SET default_transaction_read_only = off"}
+    await db.execute(read_only[db.dialect])
     try:
         status, body = await _health(server)
         assert status == 503
         assert body["checks"] == {"application": True, "updates": True, "database": False,
                                   "outbox": True}
     finally:
-        await db.execute("PRAGMA query_only = OFF")
+        await db.execute(writable[db.dialect])
     status, body = await _health(server)
     assert status == 200, body
     # The probe's transaction was rolled back cleanly: the bot still writes.
@@ -93,20 +100,40 @@ async def test_stuck_outbox_is_503_until_the_event_is_delivered(
     assert status == 200, body
 
 
+@asynccontextmanager
+async def _other_process_writing(h: Harness) -> AsyncIterator[None]:
+    """Another process inside a write transaction on the bot's database."""
+    if h.database_url is None:
+        other = sqlite3.connect(h.engine.inspect.db_path, timeout=0.1)  # type: ignore[attr-defined]
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            other.rollback()
+            other.close()
+        return
+    import asyncpg
+
+    from storage.pg import WRITE_LOCK_KEY
+
+    conn = await asyncpg.connect(h.database_url)
+    try:
+        await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+        yield
+        await conn.execute("ROLLBACK")
+    finally:
+        await conn.close()
+
+
 async def test_database_probe_that_hangs_is_503_and_is_not_cancelled(
     hh: tuple[Harness, HealthServer],
 ) -> None:
     """Another process holds the write lock: the probe gives up (503) without cancelling
     its statement; the transaction completes later and the bot goes on writing."""
     h, server = hh
-    other = sqlite3.connect(h.engine.inspect.db_path, timeout=0.1)  # type: ignore[attr-defined]
-    other.execute("BEGIN IMMEDIATE")
-    try:
+    async with _other_process_writing(h):
         status, body = await _health(server)
         assert status == 503 and body["checks"]["database"] is False
-    finally:
-        other.rollback()
-        other.close()
     for _ in range(100):  # bounded: the shared probe finishes once the lock is free
         status, body = await _health(server)
         if status == 200:

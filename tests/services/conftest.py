@@ -152,7 +152,7 @@ async def h(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Har
     sim.add_account(USER_KEY_B, "20.0000", email="bob@example.com")
     server = await start_simulator(sim, host="127.0.0.1", port=0)
     transport = RecordingTransport(clock)
-    database_url = request.getfixturevalue("postgres_url") if ON_POSTGRES else None
+    database_url = request.getfixturevalue("postgres_migrated_url") if ON_POSTGRES else None
     harness = Harness(clock, sim, server, transport, tmp_path / "bot.sqlite3", database_url)
     try:
         yield harness

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from bot.services.api import (
+    Activation,
     ActivationNotFound,
     ActivationState,
     DuplicateRequest,
@@ -372,6 +373,24 @@ async def test_duplicate_request_id(h: Harness) -> None:
     with pytest.raises(DuplicateRequest) as other:
         await eng.buy(BOB, "Signal", None, Decimal("1"), request_id="dup")
     assert other.value.activation is None  # never someone else's order
+    assert h.transport.count("/purchase") == 1
+    assert await eng.inspect.balance(ALICE) == Decimal("10") - Decimal("0.6")
+
+
+async def test_duplicate_request_id_racing_the_first_is_still_a_duplicate(h: Harness) -> None:
+    """Both pass the early check; the second meets the UNIQUE request_id inside its
+    transaction. On PostgreSQL a failed statement aborts the transaction, so the
+    first order is looked up after the rollback, not inside it."""
+    eng = await setup(h, "operator")
+    results = await asyncio.gather(
+        eng.buy(ALICE, "Signal", None, Decimal("1"), request_id="race"),
+        eng.buy(ALICE, "Signal", None, Decimal("1"), request_id="race"),
+        return_exceptions=True,
+    )
+    [first] = [r for r in results if isinstance(r, Activation)]
+    [dup] = [r for r in results if not isinstance(r, Activation)]
+    assert isinstance(dup, DuplicateRequest), dup
+    assert dup.activation is not None and dup.activation.id == first.id
     assert h.transport.count("/purchase") == 1
     assert await eng.inspect.balance(ALICE) == Decimal("10") - Decimal("0.6")
 

@@ -27,7 +27,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from decimal import Decimal
 from itertools import count
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 import pytest_asyncio
@@ -123,9 +123,12 @@ async def _bought(p: Process, user: int, account: int, price: str = "1.00",
     return act
 
 
-def _no_errors(results: list[Any]) -> None:
+async def settled(*calls: Awaitable[_T]) -> list[_T]:
+    """:func:`race`, where no call may fail."""
+    results = await race(*calls)
     errors = [r for r in results if isinstance(r, BaseException)]
     assert errors == [], errors
+    return [r for r in results if not isinstance(r, BaseException)]
 
 
 # --------------------------------------------------------------------------- the races
@@ -152,14 +155,13 @@ async def test_the_same_refund_by_both(pair: tuple[Process, Process]) -> None:
 
     for _ in range(ROUNDS):
         act = await _bought(a, user, account, state=S.CANCELLING)
-        results = await race(refunded(a, act), refunded(b, act))
-        _no_errors(results)
+        results = await settled(refunded(a, act), refunded(b, act))
         assert sorted(results) == [False, True]
         kinds = [e.kind for e in await a.repos.ledger.for_activation(act)]
         assert sorted(kinds) == ["charge", "hold", "refund", "release"]
         assert [e.kind for e in await b.repos.events.for_activation(act)] == ["refunded"]
         # The wallet service itself refunds at most once, whoever calls it.
-        again = await race(a.ledger.refund(user, act), b.ledger.refund(user, act))
+        again = await settled(a.ledger.refund(user, act), b.ledger.refund(user, act))
         assert again == [Decimal(0), Decimal(0)]
     assert await a.repos.ledger.balance(user) == Decimal("10")
     assert await b.repos.ledger.balance(user) == Decimal("10")
@@ -192,8 +194,7 @@ async def test_completed_against_refunded(pair: tuple[Process, Process]) -> None
     for n in range(ROUNDS):
         act = await _bought(a, user, account, state=S.CANCELLING)
         first, second = (a, b) if n % 2 else (b, a)
-        results = await race(complete(first, act), refund(second, act))
-        _no_errors(results)
+        results = await settled(complete(first, act), refund(second, act))
         assert sorted(results) == [False, True]
         row = await a.repos.activations.get(act)
         assert row is not None
@@ -272,18 +273,17 @@ async def test_the_same_charge_credited_twice(pair: tuple[Process, Process]) -> 
             now=NOW, expires_at=NOW + 60,
         )
         charge = f"charge-{n}"
-        results = await race(record(a, topup, charge), record(b, topup, charge))
-        _no_errors(results)
+        results = await settled(record(a, topup, charge), record(b, topup, charge))
         assert sorted(results) == [False, True]
         # The bare ledger write is once-only too, and so is the user's notice.
-        again = await race(
+        again = await settled(
             a.repos.ledger.add(user_id=user, amount=Decimal("1.25"), kind="credit",
                                        now=NOW, charge_id=charge, charge_entry="topup"),
             b.repos.ledger.add(user_id=user, amount=Decimal("1.25"), kind="credit",
                                        now=NOW, charge_id=charge, charge_entry="topup"),
         )
         assert again == [None, None]
-        notices = await race(a.repos.topups.claim_notice(topup, NOW),
+        notices = await settled(a.repos.topups.claim_notice(topup, NOW),
                              b.repos.topups.claim_notice(topup, NOW))
         assert sorted(notices) == [False, True]
         assert [e.charge_entry for e in await b.repos.ledger.for_charge(charge)] == ["topup"]
@@ -320,8 +320,7 @@ async def test_the_same_quote_consumed_twice(pair: tuple[Process, Process]) -> N
             user_id=user, service_code="sb_wa", provider_id=None, pool=None,
             price=Decimal("0.75"), now=NOW, expires_at=NOW + 60,
         )
-        results = await race(buy(a, quote, f"q{n}-a"), buy(b, quote, f"q{n}-b"))
-        _no_errors(results)
+        results = await settled(buy(a, quote, f"q{n}-a"), buy(b, quote, f"q{n}-b"))
         winners = [r for r in results if r is not None]
         assert len(winners) == 1
         row = await b.quotes.get(quote)
@@ -361,15 +360,14 @@ async def test_the_same_event_claimed_for_delivery(pair: tuple[Process, Process]
     user, account = await _setup(a, credit=str(ROUNDS))
     for _ in range(ROUNDS):
         act = await _bought(a, user, account)
-        written = await race(a.repos.events.add(act, "code_received", "{}", NOW),
+        written = await settled(a.repos.events.add(act, "code_received", "{}", NOW),
                              b.repos.events.add(act, "code_received", "{}", NOW))
-        _no_errors(written)
         ids = [r for r in written if r is not None]
         assert len(ids) == 1
         event = ids[0]
-        await race(a.repos.events.mark_dispatching(event),
+        await settled(a.repos.events.mark_dispatching(event),
                    b.repos.events.mark_dispatching(event))
-        delivered = await race(a.repos.events.mark_delivered(event, NOW),
+        delivered = await settled(a.repos.events.mark_delivered(event, NOW),
                                b.repos.events.mark_delivered(event, NOW))
         assert sorted(delivered) == [False, True]
         row = await a.repos.events.get(event)
@@ -404,11 +402,10 @@ async def test_the_same_alert_fired_by_both(pair: tuple[Process, Process]) -> No
     a, b = pair
     for n in range(ROUNDS):
         kind = f"low-{n}"
-        fired = await race(a.repos.alerts.fire(kind, Decimal("1.5"), NOW),
+        fired = await settled(a.repos.alerts.fire(kind, Decimal("1.5"), NOW),
                            b.repos.alerts.fire(kind, Decimal("1.5"), NOW))
-        _no_errors(fired)
         assert sorted(fired) == [False, True]
-        rearmed = await race(a.repos.alerts.rearm(kind, None, NOW),
+        rearmed = await settled(a.repos.alerts.rearm(kind, None, NOW),
                              b.repos.alerts.rearm(kind, None, NOW))
         assert sorted(rearmed) == [False, True]
 
@@ -423,9 +420,8 @@ async def test_broadcast_recipients_claimed_by_both(pair: tuple[Process, Process
     assert await a.repos.broadcasts.start(broadcast, 5, NOW, None)
     claimed: list[int] = []
     for _ in range(ROUNDS):
-        batches = await race(a.repos.broadcasts.claim(broadcast, 3, NOW),
+        batches = await settled(a.repos.broadcasts.claim(broadcast, 3, NOW),
                              b.repos.broadcasts.claim(broadcast, 3, NOW))
-        _no_errors(batches)
         for batch in batches:
             assert isinstance(batch, list)
             claimed.extend(batch)
