@@ -1,43 +1,262 @@
-"""Run the whole test suite: ``python -m tests [pytest args]``.
+"""Run the whole test suite: ``python -m tests [--backends B] [pytest args]``.
 
 This is the README's test command (and what ``.ci/run`` runs). It makes sure the
-one system package the browser test needs (Debian's ``chromium``) is present,
-installing it with apt when running as root, then runs pytest on both cores.
+system packages the suite needs are present (Debian's ``chromium`` for the browser
+tests, Debian's ``postgresql`` server binaries for the PostgreSQL tests), installing
+them with apt when running as root, starts ONE throwaway PostgreSQL cluster for the
+run (:func:`tests.pgcluster.start_cluster`: an unprivileged user, a unix socket in
+its own temp dir) and exports its URL as ``DAISYBOT_TEST_POSTGRES`` (the
+``postgres_url`` fixture makes a fresh database per test on it), then runs pytest
+on both cores in two passes:
+
+1. **SQLite**: everything (the tests that need PostgreSQL itself, e.g. the schema
+   parity and the race tests of tests/storage, use the cluster here too);
+2. **PostgreSQL**: :data:`PG_SUITES` again with ``DAISYBOT_TEST_BACKEND=postgresql``
+   (the storage, engine and end-to-end harnesses on a fresh PostgreSQL database per
+   test; tests marked ``sqlite_only`` skip).
+
+The cluster is stopped at the end, also on failure or Ctrl-C; the exit status is
+non-zero if either pass failed.
+
+With pytest arguments (``python -m tests tests/e2e -k foo``) only that selection runs,
+on SQLite alone. ``--backends`` (or ``$DAISYBOT_TEST_BACKENDS``) chooses the passes:
+``sqlite``, ``postgresql``, or ``sqlite,postgresql`` (``both``); with a selection
+the PostgreSQL pass runs that same selection, e.g.
+``python -m tests --backends both tests/e2e -k foo``.
+Without PostgreSQL binaries (and no root to install them) the PostgreSQL tests fail
+(``DAISYBOT_REQUIRE_POSTGRES=1``, as CI wants); set ``DAISYBOT_REQUIRE_POSTGRES=0``
+to let them skip instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from types import FrameType
+
+SQLITE = "sqlite"
+POSTGRESQL = "postgresql"
+# The suites the PostgreSQL pass runs again with DAISYBOT_TEST_BACKEND=postgresql:
+# everything that opens the bot's database through a harness.
+PG_SUITES = ("tests/storage", "tests/services", "tests/e2e")
+_ALIASES = {"sqlite": SQLITE, "postgresql": POSTGRESQL, "postgres": POSTGRESQL, "pg": POSTGRESQL}
 
 
-def _ensure_chromium() -> None:
-    if shutil.which("chromium") or os.environ.get("DAISYBOT_SKIP_BROWSER"):
-        return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        print("tests: chromium not found and cannot apt-get it; the browser test will skip")
-        return
-    print("tests: installing Debian's chromium for the browser test (apt-get)...", flush=True)
+def _say(text: str) -> None:
+    print(f"tests: {text}", flush=True)
+
+
+# ------------------------------------------------------------------ system packages
+
+
+def _have_postgresql() -> bool:
+    from tests.pgcluster import find_bin_dir
+
+    return find_bin_dir() is not None
+
+
+def _apt_install(packages: list[str]) -> None:
+    """One ``apt-get update`` and one install for every missing package (as root)."""
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     quiet = {"stdout": subprocess.DEVNULL, "env": env, "check": False}
     subprocess.run(["apt-get", "update", "-qq"], **quiet)  # type: ignore[call-overload]
     subprocess.run(  # type: ignore[call-overload]
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"], **quiet
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], **quiet
     )
-    if not shutil.which("chromium"):
-        print("tests: chromium install failed; the browser test will skip")
+
+
+def _ensure_packages(want_postgresql: bool) -> None:
+    need_browser = not (shutil.which("chromium") or os.environ.get("DAISYBOT_SKIP_BROWSER"))
+    need_pg = want_postgresql and not _have_postgresql()
+    missing = (["chromium"] if need_browser else []) + (["postgresql"] if need_pg else [])
+    if not missing:
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        if need_browser:
+            _say("chromium not found and cannot apt-get it; the browser test will skip")
+        if need_pg:
+            _say("PostgreSQL binaries not found (/usr/lib/postgresql/*/bin) and cannot "
+                 "apt-get them")
+        return
+    _say(f"installing Debian's {' and '.join(missing)} (apt-get)...")
+    started = time.monotonic()
+    _apt_install(missing)
+    _say(f"apt-get done in {time.monotonic() - started:.0f} s")
+    if need_browser and not shutil.which("chromium"):
+        _say("chromium install failed; the browser test will skip")
+    if need_pg and not _have_postgresql():
+        _say("postgresql install failed")
+
+
+# ------------------------------------------------------------------------ arguments
+
+
+def _parse_backends(value: str) -> list[str]:
+    names = [n.strip().lower() for n in value.replace(" ", ",").split(",") if n.strip()]
+    if names == ["both"] or names == ["all"]:
+        return [SQLITE, POSTGRESQL]
+    out: list[str] = []
+    for name in names:
+        if name not in _ALIASES:
+            raise SystemExit(f"tests: unknown backend {name!r} (sqlite, postgresql or both)")
+        if _ALIASES[name] not in out:
+            out.append(_ALIASES[name])
+    if not out:
+        raise SystemExit("tests: --backends needs sqlite, postgresql or both")
+    return out
+
+
+def split_args(argv: list[str]) -> tuple[list[str] | None, list[str]]:
+    """``--backends B`` / ``--backends=B`` taken out of ``argv`` (None: not given),
+    and the arguments for pytest."""
+    backends: list[str] | None = None
+    rest: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--backends":
+            value = next(it, None)
+            if value is None:
+                raise SystemExit("tests: --backends needs a value")
+            backends = _parse_backends(value)
+        elif arg.startswith("--backends="):
+            backends = _parse_backends(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+    if backends is None and os.environ.get("DAISYBOT_TEST_BACKENDS", "").strip():
+        backends = _parse_backends(os.environ["DAISYBOT_TEST_BACKENDS"])
+    return backends, rest
+
+
+def _has_selection(args: list[str]) -> bool:
+    """Whether pytest arguments choose tests (a path, -k, -m, a node id), as opposed
+    to options only (``-x``, ``-v``, ``-n 1``...)."""
+    takes_value = {"-n", "--numprocesses", "-p", "--maxfail", "--tb", "-W", "-o",
+                   "--durations", "--dist", "--deselect", "--ignore", "-c", "--rootdir",
+                   "--basetemp", "--junitxml", "--log-level", "--timeout"}
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg in ("-k", "-m"):
+            return True
+        if arg in takes_value:
+            skip = True
+            continue
+        if not arg.startswith("-"):
+            return True
+    return False
+
+
+def plan(argv: list[str]) -> list[tuple[str, list[str]]]:
+    """The passes to run: (backend, pytest arguments) in order."""
+    backends, rest = split_args(argv)
+    selected = _has_selection(rest)
+    if backends is None:
+        backends = [SQLITE] if selected else [SQLITE, POSTGRESQL]
+    passes: list[tuple[str, list[str]]] = []
+    for backend in backends:
+        if backend == POSTGRESQL and not selected:
+            passes.append((backend, [*rest, *PG_SUITES]))
+        else:
+            passes.append((backend, list(rest)))
+    return passes
+
+
+# ------------------------------------------------------------------------- running
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (CI cancelling the job) unwinds like Ctrl-C, so the cluster stops."""
+
+    def _handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _cluster(env: dict[str, str]) -> Iterator[None]:
+    """One throwaway PostgreSQL cluster for the whole run (its URL into ``env``),
+    unless one is given (``$DAISYBOT_TEST_POSTGRES``) or no binaries exist."""
+    if env.get("DAISYBOT_TEST_POSTGRES") or not _have_postgresql():
+        yield
+        return
+    from tests.pgcluster import start_cluster
+
+    started = time.monotonic()
+    cluster = start_cluster()
+    try:
+        env["DAISYBOT_TEST_POSTGRES"] = cluster.url
+        _say(f"PostgreSQL cluster up in {time.monotonic() - started:.1f} s ({cluster.url})")
+        yield
+    finally:
+        cluster.stop()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Let pytest stop in order (SIGINT: its fixtures stop their servers and bots),
+    then kill it."""
+    for sig, wait in ((signal.SIGINT, 20.0), (signal.SIGKILL, 5.0)):
+        if proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(wait)
+
+
+def _pytest(backend: str, args: list[str], env: dict[str, str]) -> int:
+    pass_env = dict(env, DAISYBOT_TEST_BACKEND=backend)
+    argv = ["-n", "2", "-q", *args] if "-n" not in args else ["-q", *args]
+    _say(f"{backend} pass: pytest {' '.join(argv)}")
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", *argv], env=pass_env)
+    try:
+        code = proc.wait()
+    except BaseException:  # Ctrl-C (the terminal sent pytest SIGINT too) or SIGTERM
+        _stop(proc)
+        raise
+    _say(f"{backend} pass: exit {code} in {time.monotonic() - started:.0f} s")
+    if code == 5:
+        _say(f"{backend} pass: pytest collected no tests (exit 5)")
+        return 0
+    return code
 
 
 def main(argv: list[str]) -> int:
-    _ensure_chromium()
-    args = ["-n", "2", "-q", *argv] if "-n" not in argv else ["-q", *argv]
-    code = subprocess.call([sys.executable, "-m", "pytest", *args])
-    if code == 5:
-        print("tests: pytest collected no tests (exit 5)")
-        return 0
-    return code
+    passes = plan(argv)
+    want_pg = True  # the SQLite pass has PostgreSQL tests too (tests/storage parity, ...)
+    _ensure_packages(want_pg)
+    env = dict(os.environ)
+    env.setdefault("DAISYBOT_REQUIRE_POSTGRES", "1")
+    started = time.monotonic()
+    codes: list[int] = []
+    try:
+        with _terminate_as_interrupt(), _cluster(env):
+            for backend, args in passes:
+                codes.append(_pytest(backend, args, env))
+    except KeyboardInterrupt:
+        _say("interrupted; the PostgreSQL cluster is stopped")
+        return 130
+    failed = [b for (b, _), c in zip(passes, codes, strict=True) if c != 0]
+    summary = ", ".join(f"{b} {'FAILED' if c else 'ok'}" for (b, _), c in
+                        zip(passes, codes, strict=True))
+    _say(f"{summary} in {time.monotonic() - started:.0f} s")
+    if failed:
+        return next(c for c in codes if c != 0)
+    return 0
 
 
 if __name__ == "__main__":

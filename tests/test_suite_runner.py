@@ -1,0 +1,103 @@
+"""``python -m tests`` (tests/__main__.py): which passes run on which backend, and the
+one PostgreSQL cluster of a run is stopped however the run ends."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tests.__main__ as runner
+from tests.pgcluster import find_bin_dir
+
+SUITES = list(runner.PG_SUITES)
+
+
+@pytest.fixture(autouse=True)
+def _no_backends_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DAISYBOT_TEST_BACKENDS", raising=False)
+
+
+def test_no_arguments_run_everything_on_sqlite_then_the_database_suites_on_postgresql() -> None:
+    assert runner.plan([]) == [("sqlite", []), ("postgresql", SUITES)]
+    # options alone select nothing: both passes, the options on both
+    assert runner.plan(["-x", "-n", "1"]) == [
+        ("sqlite", ["-x", "-n", "1"]), ("postgresql", ["-x", "-n", "1", *SUITES])]
+
+
+def test_a_selection_runs_on_sqlite_only_unless_backends_are_asked_for() -> None:
+    assert runner.plan(["tests/e2e", "-k", "foo"]) == [("sqlite", ["tests/e2e", "-k", "foo"])]
+    assert runner.plan(["-k", "foo"]) == [("sqlite", ["-k", "foo"])]
+    assert runner.plan(["--backends", "both", "tests/e2e", "-k", "foo"]) == [
+        ("sqlite", ["tests/e2e", "-k", "foo"]), ("postgresql", ["tests/e2e", "-k", "foo"])]
+    assert runner.plan(["--backends=pg", "tests/e2e/test_buy.py"]) == [
+        ("postgresql", ["tests/e2e/test_buy.py"])]
+    assert runner.plan(["--backends", "sqlite"]) == [("sqlite", [])]
+
+
+def test_the_backends_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DAISYBOT_TEST_BACKENDS", "sqlite,postgresql")
+    assert runner.plan(["tests/services"]) == [
+        ("sqlite", ["tests/services"]), ("postgresql", ["tests/services"])]
+    assert runner.plan(["--backends", "sqlite", "tests/services"]) == [
+        ("sqlite", ["tests/services"])]  # the flag wins
+
+
+def test_unknown_backends_are_refused() -> None:
+    with pytest.raises(SystemExit, match="unknown backend 'mysql'"):
+        runner.plan(["--backends", "mysql"])
+    with pytest.raises(SystemExit, match="needs a value"):
+        runner.plan(["--backends"])
+
+
+@pytest.mark.skipif(find_bin_dir() is None, reason="no PostgreSQL binaries")
+def test_the_cluster_is_exported_and_stopped_even_when_the_run_fails(tmp_path: Path) -> None:
+    env: dict[str, str] = {}
+    with pytest.raises(KeyboardInterrupt), runner._cluster(env):
+        url = env["DAISYBOT_TEST_POSTGRES"]
+        socket_dir = Path(url.split("host=", 1)[1].split("&", 1)[0])
+        assert socket_dir.is_dir()
+        raise KeyboardInterrupt  # Ctrl-C (SIGTERM unwinds the same way)
+    assert not socket_dir.exists()  # stopped, its directory removed
+
+
+def test_a_failing_pass_fails_the_run_and_the_other_pass_still_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ran: list[tuple[str, list[str], str | None]] = []
+    codes = {"sqlite": 1, "postgresql": 0}
+
+    def fake_pytest(backend: str, args: list[str], env: dict[str, str]) -> int:
+        ran.append((backend, args, env.get("DAISYBOT_REQUIRE_POSTGRES")))
+        return codes[backend]
+
+    monkeypatch.setattr(runner, "_pytest", fake_pytest)
+    monkeypatch.setattr(runner, "_ensure_packages", lambda want_postgresql: None)
+    monkeypatch.setattr(runner, "_cluster", contextlib.nullcontext)
+    monkeypatch.delenv("DAISYBOT_REQUIRE_POSTGRES", raising=False)
+    assert runner.main([]) == 1
+    assert ran == [("sqlite", [], "1"), ("postgresql", SUITES, "1")]
+    assert "sqlite FAILED, postgresql ok" in capsys.readouterr().out
+    codes.update(sqlite=0, postgresql=2)
+    assert runner.main(["--backends", "both", "tests/e2e"]) == 2
+    codes.update(postgresql=0)
+    assert runner.main(["--backends", "both", "tests/e2e"]) == 0
+
+
+def test_no_tests_collected_is_not_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+    popen = subprocess.Popen
+
+    def fake_call(argv: list[str], *, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        calls.append(argv)
+        assert env["DAISYBOT_TEST_BACKEND"] in ("sqlite", "postgresql")
+        return popen([sys.executable, "-c", "raise SystemExit(5)"])
+
+    monkeypatch.setattr(runner.subprocess, "Popen", fake_call)
+    assert runner._pytest("postgresql", ["tests/telegram"], {}) == 0
+    assert calls[0][-4:] == ["-n", "2", "-q", "tests/telegram"]
+    assert runner._pytest("sqlite", ["-n", "1", "tests/x"], {}) == 0
+    assert calls[1][-4:] == ["-q", "-n", "1", "tests/x"]
