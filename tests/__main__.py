@@ -13,7 +13,9 @@ on both cores in two passes:
    parity and the race tests of tests/storage, use the cluster here too);
 2. **PostgreSQL**: :data:`PG_SUITES` again with ``DAISYBOT_TEST_BACKEND=postgresql``
    (the storage, engine and end-to-end harnesses on a fresh PostgreSQL database per
-   test; tests marked ``sqlite_only`` skip).
+   test; tests marked ``sqlite_only`` skip). The plugin :mod:`tests.pg_pass` leaves
+   out the tests there that open no switchable database (units, texts, the planner,
+   the browser test on the playground's SQLite): they would run exactly as in pass 1.
 
 The cluster is stopped at the end, also on failure or Ctrl-C; the exit status is
 non-zero if either pass failed.
@@ -45,6 +47,7 @@ POSTGRESQL = "postgresql"
 # The suites the PostgreSQL pass runs again with DAISYBOT_TEST_BACKEND=postgresql:
 # everything that opens the bot's database through a harness.
 PG_SUITES = ("tests/storage", "tests/services", "tests/e2e")
+PG_PLUGIN = ("-p", "tests.pg_pass")
 _ALIASES = {"sqlite": SQLITE, "postgresql": POSTGRESQL, "postgres": POSTGRESQL, "pg": POSTGRESQL}
 
 
@@ -162,8 +165,10 @@ def plan(argv: list[str]) -> list[tuple[str, list[str]]]:
         backends = [SQLITE] if selected else [SQLITE, POSTGRESQL]
     passes: list[tuple[str, list[str]]] = []
     for backend in backends:
-        if backend == POSTGRESQL and not selected:
-            passes.append((backend, [*rest, *PG_SUITES]))
+        if backend == POSTGRESQL:
+            # tests.pg_pass: leave out what opens no switchable database (it would run
+            # exactly as in the SQLite pass)
+            passes.append((backend, [*PG_PLUGIN, *rest, *([] if selected else PG_SUITES)]))
         else:
             passes.append((backend, list(rest)))
     return passes

@@ -4,6 +4,7 @@ one PostgreSQL cluster of a run is stopped however the run ends."""
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import tests.__main__ as runner
 from tests.pgcluster import find_bin_dir
 
 SUITES = list(runner.PG_SUITES)
+PLUGIN = list(runner.PG_PLUGIN)
 
 
 @pytest.fixture(autouse=True)
@@ -22,26 +24,26 @@ def _no_backends_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_no_arguments_run_everything_on_sqlite_then_the_database_suites_on_postgresql() -> None:
-    assert runner.plan([]) == [("sqlite", []), ("postgresql", SUITES)]
+    assert runner.plan([]) == [("sqlite", []), ("postgresql", [*PLUGIN, *SUITES])]
     # options alone select nothing: both passes, the options on both
     assert runner.plan(["-x", "-n", "1"]) == [
-        ("sqlite", ["-x", "-n", "1"]), ("postgresql", ["-x", "-n", "1", *SUITES])]
+        ("sqlite", ["-x", "-n", "1"]), ("postgresql", [*PLUGIN, "-x", "-n", "1", *SUITES])]
 
 
 def test_a_selection_runs_on_sqlite_only_unless_backends_are_asked_for() -> None:
     assert runner.plan(["tests/e2e", "-k", "foo"]) == [("sqlite", ["tests/e2e", "-k", "foo"])]
     assert runner.plan(["-k", "foo"]) == [("sqlite", ["-k", "foo"])]
     assert runner.plan(["--backends", "both", "tests/e2e", "-k", "foo"]) == [
-        ("sqlite", ["tests/e2e", "-k", "foo"]), ("postgresql", ["tests/e2e", "-k", "foo"])]
+        ("sqlite", ["tests/e2e", "-k", "foo"]), ("postgresql", [*PLUGIN, "tests/e2e", "-k", "foo"])]
     assert runner.plan(["--backends=pg", "tests/e2e/test_buy.py"]) == [
-        ("postgresql", ["tests/e2e/test_buy.py"])]
+        ("postgresql", [*PLUGIN, "tests/e2e/test_buy.py"])]
     assert runner.plan(["--backends", "sqlite"]) == [("sqlite", [])]
 
 
 def test_the_backends_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DAISYBOT_TEST_BACKENDS", "sqlite,postgresql")
     assert runner.plan(["tests/services"]) == [
-        ("sqlite", ["tests/services"]), ("postgresql", ["tests/services"])]
+        ("sqlite", ["tests/services"]), ("postgresql", [*PLUGIN, "tests/services"])]
     assert runner.plan(["--backends", "sqlite", "tests/services"]) == [
         ("sqlite", ["tests/services"])]  # the flag wins
 
@@ -79,7 +81,7 @@ def test_a_failing_pass_fails_the_run_and_the_other_pass_still_runs(
     monkeypatch.setattr(runner, "_cluster", contextlib.nullcontext)
     monkeypatch.delenv("DAISYBOT_REQUIRE_POSTGRES", raising=False)
     assert runner.main([]) == 1
-    assert ran == [("sqlite", [], "1"), ("postgresql", SUITES, "1")]
+    assert ran == [("sqlite", [], "1"), ("postgresql", [*PLUGIN, *SUITES], "1")]
     assert "sqlite FAILED, postgresql ok" in capsys.readouterr().out
     codes.update(sqlite=0, postgresql=2)
     assert runner.main(["--backends", "both", "tests/e2e"]) == 2
@@ -101,3 +103,28 @@ def test_no_tests_collected_is_not_a_failure(monkeypatch: pytest.MonkeyPatch) ->
     assert calls[0][-4:] == ["-n", "2", "-q", "tests/telegram"]
     assert runner._pytest("sqlite", ["-n", "1", "tests/x"], {}) == 0
     assert calls[1][-4:] == ["-q", "-n", "1", "tests/x"]
+
+
+def test_the_postgresql_pass_leaves_out_only_tests_without_a_database(tmp_path: Path) -> None:
+    (tmp_path / "conftest.py").write_text(
+        "import pytest\n"
+        "@pytest.fixture\ndef make_harness(): return 'harness'\n"
+        "@pytest.fixture\ndef h(make_harness): return make_harness\n"
+        "@pytest.fixture\ndef backend(): return 'postgresql'\n"
+    )
+    (tmp_path / "test_mixed.py").write_text(
+        "def test_pure_unit(): pass\n"
+        "def test_through_the_harness(h): pass\n"
+        "def test_storage(backend): pass\n"
+    )
+    root = Path(__file__).parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.pg_pass", "--pg-pass-report",
+         "-p", "no:xdist", "-p", "no:cacheprovider", "-q", "-o", "addopts=", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(root)),
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "2 passed, 1 deselected" in out, out
+    assert "leaves out (no database fixture): test_mixed.py::test_pure_unit" in out, out
