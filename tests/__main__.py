@@ -38,8 +38,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 SQLITE = "sqlite"
@@ -48,6 +51,10 @@ POSTGRESQL = "postgresql"
 # everything that opens the bot's database through a harness.
 PG_SUITES = ("tests/storage", "tests/services", "tests/e2e")
 PG_PLUGIN = ("-p", "tests.pg_pass")
+# DAISYBOT_TEST_PASSES: "together" runs the passes side by side (pytest workers each,
+# see SIDE_BY_SIDE_WORKERS), "sequential" one after the other (-n 2 each).
+DEFAULT_MODE = "together"
+SIDE_BY_SIDE_WORKERS = {SQLITE: 2, POSTGRESQL: 2}
 _ALIASES = {"sqlite": SQLITE, "postgresql": POSTGRESQL, "postgres": POSTGRESQL, "pg": POSTGRESQL}
 
 
@@ -222,22 +229,73 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(wait)
 
 
-def _pytest(backend: str, args: list[str], env: dict[str, str]) -> int:
-    pass_env = dict(env, DAISYBOT_TEST_BACKEND=backend)
-    argv = ["-n", "2", "-q", *args] if "-n" not in args else ["-q", *args]
-    _say(f"{backend} pass: pytest {' '.join(argv)}")
-    started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", *argv], env=pass_env)
+@dataclass
+class _Pass:
+    """One pytest run (a pass), started at once; its output goes to the terminal, or
+    to a log file printed when it ends (a pass running beside another)."""
+
+    backend: str
+    args: list[str]
+    log: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+
+    def start(self, env: dict[str, str], workers: int) -> None:
+        pass_env = dict(env, DAISYBOT_TEST_BACKEND=self.backend)
+        argv = ([] if "-n" in self.args else ["-n", str(workers)]) + ["-q", *self.args]
+        where = f" (output in {self.log} until it ends)" if self.log else ""
+        _say(f"{self.backend} pass: pytest {' '.join(argv)}{where}")
+        self.started = time.monotonic()
+        out = open(self.log, "wb") if self.log is not None else None
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-m", "pytest", *argv], env=pass_env,
+                                         stdout=out, stderr=subprocess.STDOUT if out else None)
+        finally:
+            if out is not None:
+                out.close()
+
+    def wait(self) -> int:
+        assert self.proc is not None
+        code = self.proc.wait()
+        if self.log is not None:
+            _say(f"{self.backend} pass output:")
+            sys.stdout.write(self.log.read_text(errors="replace"))
+            sys.stdout.flush()
+        _say(f"{self.backend} pass: exit {code} in {time.monotonic() - self.started:.0f} s")
+        if code == 5:
+            _say(f"{self.backend} pass: pytest collected no tests (exit 5)")
+            return 0
+        return code
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+
+
+def _pytest(backend: str, args: list[str], env: dict[str, str], workers: int = 2) -> int:
+    """Run one pass in the foreground; its exit status (5, nothing collected: 0)."""
+    run = _Pass(backend, args)
+    run.start(env, workers)
     try:
-        code = proc.wait()
+        return run.wait()
     except BaseException:  # Ctrl-C (the terminal sent pytest SIGINT too) or SIGTERM
-        _stop(proc)
+        run.stop()
         raise
-    _say(f"{backend} pass: exit {code} in {time.monotonic() - started:.0f} s")
-    if code == 5:
-        _say(f"{backend} pass: pytest collected no tests (exit 5)")
-        return 0
-    return code
+
+
+def _run_side_by_side(passes: list[tuple[str, list[str]]], env: dict[str, str],
+                      workers: list[int], logs: Path) -> list[int]:
+    """Every pass at once: the first on the terminal, the others into log files."""
+    runs = [_Pass(b, a, None if i == 0 else logs / f"{b}.log")
+            for i, (b, a) in enumerate(passes)]
+    try:
+        for run, n in zip(runs, workers, strict=True):
+            run.start(env, n)
+        return [run.wait() for run in runs]
+    except BaseException:
+        for run in runs:
+            run.stop()
+        raise
 
 
 def main(argv: list[str]) -> int:
@@ -246,12 +304,18 @@ def main(argv: list[str]) -> int:
     _ensure_packages(want_pg)
     env = dict(os.environ)
     env.setdefault("DAISYBOT_REQUIRE_POSTGRES", "1")
+    mode = env.get("DAISYBOT_TEST_PASSES", "").strip().lower() or DEFAULT_MODE
     started = time.monotonic()
     codes: list[int] = []
     try:
-        with _terminate_as_interrupt(), _cluster(env):
-            for backend, args in passes:
-                codes.append(_pytest(backend, args, env))
+        with _terminate_as_interrupt(), _cluster(env), \
+                tempfile.TemporaryDirectory(prefix="daisybot-tests-") as logs:
+            if mode == "together" and len(passes) > 1:
+                workers = [SIDE_BY_SIDE_WORKERS.get(b, 1) for b, _ in passes]
+                codes = _run_side_by_side(passes, env, workers, Path(logs))
+            else:
+                for backend, args in passes:
+                    codes.append(_pytest(backend, args, env))
     except KeyboardInterrupt:
         _say("interrupted; the PostgreSQL cluster is stopped")
         return 130

@@ -66,23 +66,33 @@ def test_the_cluster_is_exported_and_stopped_even_when_the_run_fails(tmp_path: P
     assert not socket_dir.exists()  # stopped, its directory removed
 
 
+@pytest.mark.parametrize("mode", ["together", "sequential"])
 def test_a_failing_pass_fails_the_run_and_the_other_pass_still_runs(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    mode: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ran: list[tuple[str, list[str], str | None]] = []
+    ran: list[tuple[str, list[str], str]] = []
     codes = {"sqlite": 1, "postgresql": 0}
+    popen = subprocess.Popen
 
-    def fake_pytest(backend: str, args: list[str], env: dict[str, str]) -> int:
-        ran.append((backend, args, env.get("DAISYBOT_REQUIRE_POSTGRES")))
-        return codes[backend]
+    def fake_popen(argv: list[str], *, env: dict[str, str], **kw: object) -> object:
+        backend = env["DAISYBOT_TEST_BACKEND"]
+        ran.append((backend, argv[3:], env["DAISYBOT_REQUIRE_POSTGRES"]))
+        code = codes[backend]
+        return popen([sys.executable, "-c", f"print('{backend} out'); raise SystemExit({code})"],
+                     **kw)  # type: ignore[call-overload]
 
-    monkeypatch.setattr(runner, "_pytest", fake_pytest)
+    monkeypatch.setattr(runner.subprocess, "Popen", fake_popen)
     monkeypatch.setattr(runner, "_ensure_packages", lambda want_postgresql: None)
     monkeypatch.setattr(runner, "_cluster", contextlib.nullcontext)
     monkeypatch.delenv("DAISYBOT_REQUIRE_POSTGRES", raising=False)
+    monkeypatch.setenv("DAISYBOT_TEST_PASSES", mode)
     assert runner.main([]) == 1
-    assert ran == [("sqlite", [], "1"), ("postgresql", [*PLUGIN, *SUITES], "1")]
-    assert "sqlite FAILED, postgresql ok" in capsys.readouterr().out
+    assert ran == [("sqlite", ["-n", "2", "-q"], "1"),
+                   ("postgresql", ["-n", "2", "-q", *PLUGIN, *SUITES], "1")]
+    out = capsys.readouterr().out
+    assert "sqlite FAILED, postgresql ok" in out
+    if mode == "together":  # the second pass's output is shown when it is over
+        assert "postgresql out" in out.split("postgresql pass output:", 1)[1]
     codes.update(sqlite=0, postgresql=2)
     assert runner.main(["--backends", "both", "tests/e2e"]) == 2
     codes.update(postgresql=0)
@@ -93,7 +103,7 @@ def test_no_tests_collected_is_not_a_failure(monkeypatch: pytest.MonkeyPatch) ->
     calls: list[list[str]] = []
     popen = subprocess.Popen
 
-    def fake_call(argv: list[str], *, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def fake_call(argv: list[str], *, env: dict[str, str], **kw: object) -> object:
         calls.append(argv)
         assert env["DAISYBOT_TEST_BACKEND"] in ("sqlite", "postgresql")
         return popen([sys.executable, "-c", "raise SystemExit(5)"])
