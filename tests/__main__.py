@@ -14,8 +14,15 @@ on both cores in two passes:
 2. **PostgreSQL**: :data:`PG_SUITES` again with ``DAISYBOT_TEST_BACKEND=postgresql``
    (the storage, engine and end-to-end harnesses on a fresh PostgreSQL database per
    test; tests marked ``sqlite_only`` skip). The plugin :mod:`tests.pg_pass` leaves
-   out the tests there that open no switchable database (units, texts, the planner,
-   the browser test on the playground's SQLite): they would run exactly as in pass 1.
+   out the tests there whose database the switch does not choose (units, texts, the
+   planner, the browser test on the playground's SQLite, the tests of PostgreSQL
+   itself): they would run exactly as in pass 1.
+
+By default the two passes run side by side (``DAISYBOT_TEST_PASSES=together``: 4 + 2
+pytest workers on the 2 cores): much of the suite waits on real time (the kill -9
+soak, the benchmark smoke run, bot subprocesses starting, Telegram's pacing), so the
+PostgreSQL pass fills the cores the SQLite pass leaves idle.
+``DAISYBOT_TEST_PASSES=sequential`` runs them one after the other (-n 2 each).
 
 The cluster is stopped at the end, also on failure or Ctrl-C; the exit status is
 non-zero if either pass failed.
@@ -54,7 +61,7 @@ PG_PLUGIN = ("-p", "tests.pg_pass")
 # DAISYBOT_TEST_PASSES: "together" runs the passes side by side (pytest workers each,
 # see SIDE_BY_SIDE_WORKERS), "sequential" one after the other (-n 2 each).
 DEFAULT_MODE = "together"
-SIDE_BY_SIDE_WORKERS = {SQLITE: 2, POSTGRESQL: 2}
+SIDE_BY_SIDE_WORKERS = {SQLITE: 4, POSTGRESQL: 2}
 _ALIASES = {"sqlite": SQLITE, "postgresql": POSTGRESQL, "postgres": POSTGRESQL, "pg": POSTGRESQL}
 
 
@@ -173,7 +180,7 @@ def plan(argv: list[str]) -> list[tuple[str, list[str]]]:
     passes: list[tuple[str, list[str]]] = []
     for backend in backends:
         if backend == POSTGRESQL:
-            # tests.pg_pass: leave out what opens no switchable database (it would run
+            # tests.pg_pass: leave out what the switch does not change (it would run
             # exactly as in the SQLite pass)
             passes.append((backend, [*PG_PLUGIN, *rest, *([] if selected else PG_SUITES)]))
         else:
@@ -239,6 +246,7 @@ class _Pass:
     log: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
+    finished: float = 0.0
 
     def start(self, env: dict[str, str], workers: int) -> None:
         pass_env = dict(env, DAISYBOT_TEST_BACKEND=self.backend)
@@ -254,14 +262,24 @@ class _Pass:
             if out is not None:
                 out.close()
 
+    def ended(self) -> bool:
+        """Whether pytest is done (its end time noted when first seen)."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            return False
+        if not self.finished:
+            self.finished = time.monotonic()
+        return True
+
     def wait(self) -> int:
         assert self.proc is not None
         code = self.proc.wait()
+        self.ended()
         if self.log is not None:
             _say(f"{self.backend} pass output:")
             sys.stdout.write(self.log.read_text(errors="replace"))
             sys.stdout.flush()
-        _say(f"{self.backend} pass: exit {code} in {time.monotonic() - self.started:.0f} s")
+        _say(f"{self.backend} pass: exit {code} in {self.finished - self.started:.0f} s")
         if code == 5:
             _say(f"{self.backend} pass: pytest collected no tests (exit 5)")
             return 0
@@ -291,6 +309,8 @@ def _run_side_by_side(passes: list[tuple[str, list[str]]], env: dict[str, str],
     try:
         for run, n in zip(runs, workers, strict=True):
             run.start(env, n)
+        while not all([run.ended() for run in runs]):  # (each end time noted)
+            time.sleep(0.2)
         return [run.wait() for run in runs]
     except BaseException:
         for run in runs:

@@ -87,7 +87,7 @@ def test_a_failing_pass_fails_the_run_and_the_other_pass_still_runs(
     monkeypatch.delenv("DAISYBOT_REQUIRE_POSTGRES", raising=False)
     monkeypatch.setenv("DAISYBOT_TEST_PASSES", mode)
     assert runner.main([]) == 1
-    assert ran == [("sqlite", ["-n", "2", "-q"], "1"),
+    assert ran == [("sqlite", ["-n", "4" if mode == "together" else "2", "-q"], "1"),
                    ("postgresql", ["-n", "2", "-q", *PLUGIN, *SUITES], "1")]
     out = capsys.readouterr().out
     assert "sqlite FAILED, postgresql ok" in out
@@ -121,11 +121,13 @@ def test_the_postgresql_pass_leaves_out_only_tests_without_a_database(tmp_path: 
         "@pytest.fixture\ndef make_harness(): return 'harness'\n"
         "@pytest.fixture\ndef h(make_harness): return make_harness\n"
         "@pytest.fixture\ndef backend(): return 'postgresql'\n"
+        "@pytest.fixture\ndef postgres_url(): return 'postgresql://'\n"
     )
     (tmp_path / "test_mixed.py").write_text(
         "def test_pure_unit(): pass\n"
         "def test_through_the_harness(h): pass\n"
         "def test_storage(backend): pass\n"
+        "def test_always_on_postgresql(postgres_url): pass\n"
     )
     root = Path(__file__).parents[1]
     proc = subprocess.run(
@@ -136,5 +138,6 @@ def test_the_postgresql_pass_leaves_out_only_tests_without_a_database(tmp_path: 
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
-    assert "2 passed, 1 deselected" in out, out
-    assert "leaves out (no database fixture): test_mixed.py::test_pure_unit" in out, out
+    assert "2 passed, 2 deselected" in out, out
+    for name in ("test_pure_unit", "test_always_on_postgresql"):
+        assert f"leaves out (same as in the SQLite pass): test_mixed.py::{name}" in out, out
