@@ -18,7 +18,7 @@ on both cores in two passes:
    planner, the browser test on the playground's SQLite, the tests of PostgreSQL
    itself): they would run exactly as in pass 1.
 
-By default the two passes run side by side (``DAISYBOT_TEST_PASSES=together``: 4 + 2
+By default the two passes run side by side (``DAISYBOT_TEST_PASSES=together``: 3 + 2
 pytest workers on the 2 cores): much of the suite waits on real time (the kill -9
 soak, the benchmark smoke run, bot subprocesses starting, Telegram's pacing), so the
 PostgreSQL pass fills the cores the SQLite pass leaves idle.
@@ -58,10 +58,12 @@ POSTGRESQL = "postgresql"
 # everything that opens the bot's database through a harness.
 PG_SUITES = ("tests/storage", "tests/services", "tests/e2e")
 PG_PLUGIN = ("-p", "tests.pg_pass")
+# tests.schedule: the slowest tests first, one per worker (its docstring says why)
+SCHEDULE = ("-p", "tests.schedule", "--maxschedchunk", "2")
 # DAISYBOT_TEST_PASSES: "together" runs the passes side by side (pytest workers each,
 # see SIDE_BY_SIDE_WORKERS), "sequential" one after the other (-n 2 each).
 DEFAULT_MODE = "together"
-SIDE_BY_SIDE_WORKERS = {SQLITE: 4, POSTGRESQL: 2}
+SIDE_BY_SIDE_WORKERS = {SQLITE: 3, POSTGRESQL: 2}
 _ALIASES = {"sqlite": SQLITE, "postgresql": POSTGRESQL, "postgres": POSTGRESQL, "pg": POSTGRESQL}
 
 
@@ -250,7 +252,8 @@ class _Pass:
 
     def start(self, env: dict[str, str], workers: int) -> None:
         pass_env = dict(env, DAISYBOT_TEST_BACKEND=self.backend)
-        argv = ([] if "-n" in self.args else ["-n", str(workers)]) + ["-q", *self.args]
+        argv = ([] if "-n" in self.args else ["-n", str(workers)]) + ["-q", *SCHEDULE,
+                                                                       *self.args]
         where = f" (output in {self.log} until it ends)" if self.log else ""
         _say(f"{self.backend} pass: pytest {' '.join(argv)}{where}")
         self.started = time.monotonic()

@@ -87,8 +87,9 @@ def test_a_failing_pass_fails_the_run_and_the_other_pass_still_runs(
     monkeypatch.delenv("DAISYBOT_REQUIRE_POSTGRES", raising=False)
     monkeypatch.setenv("DAISYBOT_TEST_PASSES", mode)
     assert runner.main([]) == 1
-    assert ran == [("sqlite", ["-n", "4" if mode == "together" else "2", "-q"], "1"),
-                   ("postgresql", ["-n", "2", "-q", *PLUGIN, *SUITES], "1")]
+    sched = list(runner.SCHEDULE)
+    assert ran == [("sqlite", ["-n", "3" if mode == "together" else "2", "-q", *sched], "1"),
+                   ("postgresql", ["-n", "2", "-q", *sched, *PLUGIN, *SUITES], "1")]
     out = capsys.readouterr().out
     assert "sqlite FAILED, postgresql ok" in out
     if mode == "together":  # the second pass's output is shown when it is over
@@ -110,9 +111,10 @@ def test_no_tests_collected_is_not_a_failure(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(runner.subprocess, "Popen", fake_call)
     assert runner._pytest("postgresql", ["tests/telegram"], {}) == 0
-    assert calls[0][-4:] == ["-n", "2", "-q", "tests/telegram"]
+    sched = list(runner.SCHEDULE)
+    assert calls[0][3:] == ["-n", "2", "-q", *sched, "tests/telegram"]
     assert runner._pytest("sqlite", ["-n", "1", "tests/x"], {}) == 0
-    assert calls[1][-4:] == ["-q", "-n", "1", "tests/x"]
+    assert calls[1][3:] == ["-q", *sched, "-n", "1", "tests/x"]
 
 
 def test_the_postgresql_pass_leaves_out_only_tests_without_a_database(tmp_path: Path) -> None:
@@ -141,3 +143,21 @@ def test_the_postgresql_pass_leaves_out_only_tests_without_a_database(tmp_path: 
     assert "2 passed, 2 deselected" in out, out
     for name in ("test_pure_unit", "test_always_on_postgresql"):
         assert f"leaves out (same as in the SQLite pass): test_mixed.py::{name}" in out, out
+
+
+def test_the_slow_tests_start_first_one_per_worker_and_nothing_is_lost() -> None:
+    from tests.schedule import SLOW, interleave
+
+    class Item:
+        def __init__(self, nodeid: str) -> None:
+            self.nodeid = nodeid
+
+    soak, bench = SLOW[0], SLOW[1]
+    names = ["tests/a.py::t1", f"{bench}", "tests/a.py::t2", "tests/sandbox/test_packaging.py::x",
+             "tests/sandbox/test_packaging.py::y", f"{soak}", "tests/a.py::t3"]
+    items = [Item(n) for n in names]
+    out = [i.nodeid for i in interleave(items)]  # type: ignore[arg-type]
+    assert sorted(out) == sorted(names)
+    assert out[:4] == [soak, "tests/a.py::t1", bench, "tests/a.py::t2"]
+    # a module's slow tests stay together (its module fixture is set up once)
+    assert out[4:6] == ["tests/sandbox/test_packaging.py::x", "tests/sandbox/test_packaging.py::y"]
