@@ -89,6 +89,6 @@ async def test_pressed_buying_screen_becomes_the_order_after_a_kill(tmp_path: Pa
         assert [m.message_id for m in orders] == [pressed]
         assert sim.invariant_violations() == []
     finally:
-        bot.stop()
+        await asyncio.to_thread(bot.stop)  # the fake must answer its last calls
         await fake.close()
         await server.close()

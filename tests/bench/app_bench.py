@@ -279,7 +279,7 @@ async def run_updates(
             result.bot_error_lines = len(bad)
             result.errors += [f"bot log: {line[:300]}" for line in bad[:5]]
         finally:
-            bot.stop()
+            await asyncio.to_thread(bot.stop)  # the fake must answer its last calls
             await fake.close()
             await sim.close()
     return result
@@ -355,7 +355,7 @@ async def run_flood(flood: int = 100, *, slow: float = 6.0, samples: int = 5, se
         except AssertionError as exc:
             result.errors.append(str(exc)[:300])
         finally:
-            bot.stop()
+            await asyncio.to_thread(bot.stop)  # the fake must answer its last calls
             await fake.close()
             await sim.close()
     return result
@@ -636,7 +636,7 @@ async def run_first_contact(
                     f"{result.press_reply_s:.2f}s), flood drained in {result.drain_s:.1f}s, "
                     f"unanswered {result.unanswered}, ERROR lines {result.bot_error_lines}")
         finally:
-            bot.stop()
+            await asyncio.to_thread(bot.stop)  # the fake must answer its last calls
             await fake.close()
             await sim.close()
     return result

@@ -43,6 +43,7 @@ from tests.bench.common import BOT_TOKEN, OPERATOR_KEY, start_sim
 T = TypeVar("T")
 ATTACKER = 7001
 VICTIM = 7002
+NEXT_ATTACKER = 7100  # each Hypothesis example is a fresh attacker from here on
 ADMIN = 1
 WAIT = 10.0
 SECRETS = (BOT_TOKEN, BOT_TOKEN.split(":", 1)[1], OPERATOR_KEY)
@@ -93,6 +94,7 @@ class Bench:
     victim_activation: int = field(init=False)
     victim_phone: str = field(init=False)
     menu_id: int = field(init=False)
+    attacker: int = ATTACKER
     closers: list[Any] = field(default_factory=list)
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
@@ -117,13 +119,26 @@ class Bench:
     # ------------------------------------------------------------------ actions
     async def press(self, data: str) -> None:
         """The attacker presses a (forged) button on their menu message."""
-        qid = self.fake.press_callback(ATTACKER, self.menu_id, data, forged=True)
+        qid = self.fake.press_callback(self.attacker, self.menu_id, data, forged=True)
         await self.fake.wait_callback_answer(qid, timeout=WAIT)
 
     async def say(self, text: str) -> None:
-        user = self.fake.user(ATTACKER)
+        user = self.fake.user(self.attacker)
         await user.send(text)
         await user.wait_for(lambda m: True, WAIT)
+
+    async def new_attacker(self) -> None:
+        """The next actions come from a user the bot has never seen (with their own
+        menu message). The bot paces replies to one private chat at Telegram's 1/s
+        after a burst: one attacker for every example waited ~1 s per reply."""
+        self.attacker = max(self.attacker + 1, NEXT_ATTACKER)
+        await self.open_menu()
+
+    async def open_menu(self) -> None:
+        user = self.fake.user(self.attacker, first_name="Mallory")
+        await user.send("/start")
+        menu = await user.wait_for(lambda m: bool(m.buttons), WAIT)
+        self.menu_id = menu.message_id
 
 
 async def _setup(bench: Bench, tmp: Path) -> None:
@@ -163,10 +178,7 @@ async def _setup(bench: Bench, tmp: Path) -> None:
     assert act.phone is not None
     bench.victim_activation = act.id
     bench.victim_phone = act.phone
-    attacker = fake.user(ATTACKER, first_name="Mallory")
-    await attacker.send("/start")
-    menu = await attacker.wait_for(lambda m: bool(m.buttons), WAIT)
-    bench.menu_id = menu.message_id
+    await bench.open_menu()
 
 
 async def _teardown(bench: Bench) -> None:
@@ -259,7 +271,7 @@ def _assert_clean(bench: Bench, collector: Collector, since: int, before: list[A
     errors = collector.errors(since)
     assert not errors, "\n".join(errors)
     assert bench.victim_rows() == before
-    shown = "\n".join(m.text for m in bench.fake.transcript(ATTACKER))
+    shown = "\n".join(m.text for m in bench.fake.transcript(bench.attacker))
     assert bench.victim_phone not in shown
 
 
@@ -286,6 +298,7 @@ def test_forged_activation_ids_of_another_user_are_refused(
 def test_random_input_is_answered_and_harmless(
     bench: Bench, collector: Collector, steps: list[tuple[str, str]]
 ) -> None:
+    bench.run(bench.new_attacker())
     before = bench.victim_rows()
     since = collector.mark()
     for kind, value in steps:

@@ -228,7 +228,7 @@ async def run_flood_latency(variant: tuple[str, int], cfg: CostConfig, *, seed: 
                     f"{result.flood_sent} /help, {result.flood_answered} answered, "
                     f"{result.notes} note(s); bot CPU {result.bot_cpu:.2f}s in the flood")
         finally:
-            bot.stop()
+            await asyncio.to_thread(bot.stop)  # the fake must answer its last calls
             await fake.close()
             await sim.close()
     return result
