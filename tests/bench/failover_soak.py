@@ -526,7 +526,7 @@ async def run_failover_soak(fcfg: FailoverConfig, database_url: str, *,
         with contextlib.suppress(FileNotFoundError):
             snap.unlink()
         await snapshot(database_url, snap)
-        soak.verify(snap, sim, fake, report)
+        soak.verify(snap, sim, fake, report, "\n".join(n.proc.log_text() for n in nodes))
         verify_failover(snap, sim, report)
         report.code_latencies = code_latencies(snap, sim, fake, clock_offset)
         errors = [line for n in nodes for line in n.proc.log_text().splitlines()
