@@ -99,8 +99,13 @@ class Accounts:
             row = await self.rt.repos.accounts.get(account_id)
             if row is None:
                 raise RuntimeError(f"unknown account {account_id}")
-            acc = Account(row, self.client_for(row))
-            self.rt.accounts[account_id] = acc
+            # Another caller may have opened it while this one read the row: keep
+            # theirs. Two Account objects of one key would mean two purchase locks
+            # (two purchases of one service at once) and two rate-limit budgets.
+            acc = self.rt.accounts.get(account_id)
+            if acc is None:
+                acc = Account(row, self.client_for(row))
+                self.rt.accounts[account_id] = acc
         return acc
 
     async def preload(self, account_ids: Iterable[int]) -> None:
@@ -110,7 +115,8 @@ class Accounts:
         if not missing:
             return
         for row in await self.rt.repos.accounts.many(missing):
-            self.rt.accounts[row.id] = Account(row, self.client_for(row))
+            if row.id not in self.rt.accounts:  # not opened by someone meanwhile
+                self.rt.accounts[row.id] = Account(row, self.client_for(row))
 
     async def account_ref(self, account_id: int) -> AccountRef:
         acc = await self.account(account_id)

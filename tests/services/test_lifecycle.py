@@ -312,6 +312,31 @@ async def test_concurrent_buys_cannot_overdraw(h: Harness) -> None:
     assert h.transport.count("/purchase") == 1
 
 
+async def test_concurrent_first_buys_share_one_account_and_its_purchase_lock(
+    h: Harness,
+) -> None:
+    """The first use of an account by two buys at once opens it once: before, each
+    opened its own Account (the row read in between), so the two buys held different
+    purchase locks and the second met the first mid-purchase ("an earlier purchase
+    is still being reconciled"), and the key had two rate-limit budgets."""
+    eng = await h.engine("operator")
+    await eng.admin_adjust(ADMIN, ALICE, Decimal("2.00"), "top-up")
+    opened = eng.services.accounts.rt.accounts
+    for _ in range(5):
+        opened.clear()  # as right after a start: nothing opened yet
+        first, second = await asyncio.gather(
+            *(eng.services.accounts.account(i) for i in (1, 1)))
+        assert first is second and opened == {1: first}
+    opened.clear()
+    results = await asyncio.gather(
+        eng.buy(ALICE, "WhatsApp", None, Decimal("1.85"), request_id="a"),
+        eng.buy(ALICE, "WhatsApp", None, Decimal("1.85"), request_id="b"),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, InsufficientFunds) for r in results) == 1, results
+    assert h.transport.count("/purchase") == 1
+
+
 async def test_insufficient_funds_own_key(h: Harness) -> None:
     eng = await h.engine("own_key")
     await eng.link_key(ALICE, USER_KEY)
