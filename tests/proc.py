@@ -70,13 +70,15 @@ async def drain(stream: asyncio.StreamReader | None, sink: list[str]) -> None:
 
 @asynccontextmanager
 async def upstreams(
-    token: str, operator_key: str, **fake_options: Any
+    token: str, operator_key: str, *, fake_class: type[FakeTelegram] = FakeTelegram,
+    **fake_options: Any,
 ) -> AsyncIterator[tuple[FakeTelegram, SimulatorServer]]:
-    """A fake Bot API for ``token`` and a simulator with a funded operator account."""
+    """A fake Bot API (``fake_class``) for ``token`` and a simulator with a funded
+    operator account."""
     sim = Simulator(cancel_lock=180.0)
     sim.add_account(operator_key, Decimal("100"), email="operator@example.com")
     server = await start_simulator(sim, "127.0.0.1", 0)
-    fake = FakeTelegram(token, **fake_options)
+    fake = fake_class(token, **fake_options)
     await fake.start()
     try:
         yield fake, server

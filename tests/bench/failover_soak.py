@@ -412,18 +412,7 @@ async def run_failover_soak(fcfg: FailoverConfig, database_url: str, *,
             cancel_lock=cfg.cancel_lock, window=cfg.window, auto_sms=cfg.auto_sms,
             auto_sms_ratio=cfg.auto_sms_ratio, seed=cfg.seed,
         )
-        original_take = sim.sim.core.take_fault
-
-        def counting_take(endpoint: str) -> Any:
-            action = original_take(endpoint)
-            if action is not None:
-                kind = ("late" if action.late is not None else "drop" if action.drop
-                        else "trickle" if action.trickle else
-                        f"{action.status}" if action.status else "latency")
-                report.faults[kind] += 1
-            return action
-
-        sim.sim.core.take_fault = counting_take  # type: ignore[method-assign]
+        soak.count_faults(sim, report)
         fake = FailoverFake()
         fake.report = report
         fake.live_pids = lambda: [n.proc.pid for n in nodes if n.proc.running]

@@ -593,6 +593,22 @@ def verify_strays(strays: list[dict[str, Any]], sim: SimHandle, report: Report) 
     return {str(s["remote_id"]) for s in strays}
 
 
+def count_faults(sim: SimHandle, report: Report) -> None:
+    """Count every fault the simulator injects, by kind, in ``report.faults``."""
+    original_take = sim.sim.core.take_fault
+
+    def counting_take(endpoint: str) -> Any:
+        action = original_take(endpoint)
+        if action is not None:
+            kind = ("late" if action.late is not None else "drop" if action.drop
+                    else "trickle" if action.trickle else
+                    f"{action.status}" if action.status else "latency")
+            report.faults[kind] += 1
+        return action
+
+    sim.sim.core.take_fault = counting_take  # type: ignore[method-assign]
+
+
 def _transcript(fake: PushKillFake, chat: int) -> list[ChatMessage]:
     try:
         return fake.transcript(chat)
@@ -825,18 +841,7 @@ async def run_soak(cfg: SoakConfig, *, log: Callable[[str], None] | None = None,
             cancel_lock=cfg.cancel_lock, window=cfg.window, auto_sms=cfg.auto_sms,
             auto_sms_ratio=cfg.auto_sms_ratio, seed=cfg.seed,
         )
-        original_take = sim.sim.core.take_fault
-
-        def counting_take(endpoint: str) -> Any:
-            action = original_take(endpoint)
-            if action is not None:
-                kind = ("late" if action.late is not None else "drop" if action.drop
-                        else "trickle" if action.trickle else
-                        f"{action.status}" if action.status else "latency")
-                report.faults[kind] += 1
-            return action
-
-        sim.sim.core.take_fault = counting_take  # type: ignore[method-assign]
+        count_faults(sim, report)
         fake = PushKillFake()
         await fake.start()
         await populate(db_path, sim.sim, users=cfg.users, active=0, first_user=FIRST_USER,

@@ -26,14 +26,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from bot.sandbox.simulator import Simulator, SimulatorServer, start_simulator
+from bot.sandbox.simulator import SimulatorServer
+from tests import proc as subproc
 from tests.bench.common import BOT_TOKEN, OPERATOR_KEY
 from tests.bench.harness import BotProcess, TimedFakeTelegram
 from tests.proc import free_port
@@ -190,16 +190,10 @@ class PollingFakeTelegram(TimedFakeTelegram):
 async def upstreams(**fake_options: Any) -> AsyncIterator[tuple[PollingFakeTelegram,
                                                               SimulatorServer]]:
     """A timed fake Bot API and a simulator with a funded operator account."""
-    sim = Simulator(cancel_lock=180.0)
-    sim.add_account(OPERATOR_KEY, Decimal("100"), email="operator@example.com")
-    server = await start_simulator(sim, "127.0.0.1", 0)
-    fake = PollingFakeTelegram(BOT_TOKEN, **fake_options)
-    await fake.start()
-    try:
+    async with subproc.upstreams(BOT_TOKEN, OPERATOR_KEY, fake_class=PollingFakeTelegram,
+                                 **fake_options) as (fake, server):
+        assert isinstance(fake, PollingFakeTelegram)
         yield fake, server
-    finally:
-        await fake.close()
-        await server.close()
 
 
 async def kill_leader(fleet: Fleet, fake: PollingFakeTelegram, *, graceful: bool = False
